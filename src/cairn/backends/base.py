@@ -1,0 +1,104 @@
+"""The Backend protocol: about ten byte-oriented methods and their contract."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+
+class ObjectKind(Enum):
+    """The folder an object lives in. A backend stores kinds separately and lists them apart."""
+
+    CONFIG = "config"
+    KEY = "keys"
+    PACK = "packs"
+    INDEX = "index"
+    REFLIST = "reflists"
+    SNAPSHOT = "snapshots"
+    LOCK = "locks"
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """Names one object: its kind and its name (64 hex digits, or ``config``)."""
+
+    kind: ObjectKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What ``stat`` and ``list`` report about an object."""
+
+    handle: Handle
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, as data, so callers adapt without type switches."""
+
+    connections: int = 2
+    """How many operations may usefully run at once."""
+    local: bool = False
+    """Range reads are cheap (no network round trip)."""
+
+
+class Backend(Protocol):
+    """A place that stores immutable named byte objects.
+
+    Obligations of every implementation (checked by ``cairn.backends.testing``):
+
+    - ``save`` is atomic: a concurrent or later ``load`` sees all of the bytes or none; after it
+      returns, the object is durable (file and folder fsynced, or upload verified).
+    - ``save`` of a name that exists with the same bytes succeeds; with different bytes it raises
+      ``AlreadyExists``. Objects are never overwritten.
+    - ``load`` returns exactly ``length`` bytes from ``offset`` (all of the rest when ``length`` is
+      None) or raises; a short read is an error, never a silent truncation.
+    - ``list`` yields every object of a kind exactly once and never a temporary file; if it cannot
+      finish, it raises ``ListingIncomplete`` rather than stopping early.
+    - ``remove`` of a missing object raises ``NotFound``.
+    - Every method raises only ``cairn.backends.errors.BackendError`` subclasses.
+    """
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do."""
+        ...
+
+    def location(self) -> str:
+        """Where the backend stores data, for messages (never contains secrets)."""
+        ...
+
+    def save(self, handle: Handle, data: bytes | memoryview) -> None:
+        """Store `data` under `handle`, atomically and durably."""
+        ...
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        """Read an object, or the `length` bytes from `offset`."""
+        ...
+
+    def stat(self, handle: Handle) -> ObjectInfo:
+        """Size of one object; raises NotFound."""
+        ...
+
+    def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
+        """Every object of `kind`, each once, in no particular order."""
+        ...
+
+    def remove(self, handle: Handle) -> None:
+        """Delete one object durably; raises NotFound."""
+        ...
+
+    def exists(self, handle: Handle) -> bool:
+        """True when the object exists."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and file descriptors."""
+        ...
