@@ -1,0 +1,47 @@
+"""Index objects: chunk ID → (pack, kind, offset, length), plaintext (design.md 3.4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cairn.core.errors import FormatError
+from cairn.core.ids import ObjectName
+from cairn.format.codec import packb, unpackb
+from cairn.format.fields import as_id, get_list, require_map, require_version
+from cairn.format.pack import PackEntry, decode_entries
+
+INDEX_VERSION = 1
+MAX_PACK_SIZE = 2**40
+
+
+@dataclass(slots=True)
+class IndexRecord:
+    """The packs one index object describes, and the indexes it replaces."""
+
+    packs: dict[ObjectName, list[PackEntry]] = field(default_factory=dict)
+    supersedes: list[ObjectName] = field(default_factory=list)
+
+    def blob_count(self) -> int:
+        return sum(len(v) for v in self.packs.values())
+
+
+def encode_index(record: IndexRecord) -> bytes:
+    packs = [
+        [name.raw, [[e.chunk_id, int(e.kind), e.offset, e.length] for e in entries]]
+        for name, entries in sorted(record.packs.items())
+    ]
+    return packb({"v": INDEX_VERSION, "packs": packs, "supersedes": [s.raw for s in record.supersedes]})
+
+
+def decode_index(data: bytes) -> IndexRecord:
+    obj = require_map(unpackb(data), "index")
+    require_version(obj, "index", INDEX_VERSION)
+    record = IndexRecord()
+    for item in get_list(obj, "packs"):
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
+            raise FormatError("index pack entry is not [name, blobs]")
+        name = ObjectName(as_id(item[0], "pack name"))
+        record.packs[name] = decode_entries(item[1], MAX_PACK_SIZE)
+    record.supersedes = [ObjectName(as_id(s, "superseded index")) for s in get_list(obj, "supersedes")]
+    return record
+

@@ -1,0 +1,74 @@
+"""The in-memory index: where every known chunk lives, plus the chunks being stored now."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from cairn.core.ids import ChunkId, ObjectName
+from cairn.format.index import IndexRecord
+from cairn.format.pack import BlobKind, PackEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where one blob is stored."""
+
+    pack: ObjectName
+    kind: BlobKind
+    offset: int
+    length: int
+
+
+class MasterIndex:
+    """Chunk ID → Location for every chunk in a durable index, and the set of chunks in flight.
+
+    ``reserve`` is the dedup decision: it says "store it" exactly once per new chunk, even when
+    several workers meet the same chunk at the same moment.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[ChunkId, Location] = {}
+        self._pending: set[ChunkId] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._known
+
+    def get(self, chunk_id: ChunkId) -> Location | None:
+        return self._known.get(chunk_id)
+
+    def reserve(self, chunk_id: ChunkId) -> bool:
+        """True when the caller must store this chunk; False when it is known or in flight."""
+        with self._lock:
+            if chunk_id in self._known or chunk_id in self._pending:
+                return False
+            self._pending.add(chunk_id)
+            return True
+
+    def release(self, chunk_ids: list[ChunkId]) -> None:
+        """Forget reservations whose blobs were never stored (a failed pack)."""
+        with self._lock:
+            self._pending.difference_update(chunk_ids)
+
+    def add_pack(self, pack: ObjectName, entries: list[PackEntry]) -> None:
+        """Record a stored pack's blobs, completing their reservations."""
+        with self._lock:
+            for e in entries:
+                self._known.setdefault(e.chunk_id, Location(pack, e.kind, e.offset, e.length))
+                self._pending.discard(e.chunk_id)
+
+    def add_record(self, record: IndexRecord) -> None:
+        for pack, entries in record.packs.items():
+            self.add_pack(pack, entries)
+
+    def items(self) -> list[tuple[ChunkId, Location]]:
+        with self._lock:
+            return list(self._known.items())
+
+    def packs(self) -> set[ObjectName]:
+        with self._lock:
+            return {loc.pack for loc in self._known.values()}

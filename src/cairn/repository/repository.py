@@ -1,0 +1,327 @@
+"""The Repository: open or create one, store and fetch blobs, commit and read snapshots."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import zstandard
+
+from cairn.backends.base import Backend, Handle, ObjectKind
+from cairn.backends.errors import NotFound
+from cairn.chunking.fastcdc import ChunkerParams, FastCDCChunker
+from cairn.core.clock import Clock
+from cairn.core.errors import FormatError, IntegrityError
+from cairn.core.ids import ChunkId, ObjectName
+from cairn.crypto.aead import Opener, Sealer
+from cairn.crypto.hashing import object_name, verify_object
+from cairn.crypto.kdf import KdfParams
+from cairn.crypto.keys import MasterKey
+from cairn.format.config import (
+    ConfigRecord,
+    RepoParams,
+    decode_config,
+    decode_params,
+    encode_config,
+    encode_params,
+)
+from cairn.format.index import IndexRecord, decode_index
+from cairn.format.pack import BlobKind
+from cairn.format.reflist import decode_reflist, encode_reflist
+from cairn.format.snapshot import (
+    SnapshotBody,
+    SnapshotRecord,
+    decode_body,
+    decode_snapshot,
+    encode_body,
+    encode_snapshot,
+)
+from cairn.repository.errors import (
+    NotARepository,
+    ObjectMissing,
+    RepositoryExists,
+    RepositoryNotFound,
+)
+from cairn.repository.keyring import make_key, save_key, unlock
+from cairn.repository.masterindex import MasterIndex
+from cairn.repository.packer import PackUploader
+
+AAD_PREFIX = b"cairn/1"
+CONFIG_HANDLE = Handle(ObjectKind.CONFIG, "config")
+COMPRESS_RAW = 0
+COMPRESS_ZSTD = 1
+SAMPLE_SIZE = 64 * 1024
+MAX_DATA_BLOB = 16 * 1024 * 1024
+MAX_TREE_BLOB = 256 * 1024 * 1024
+
+DEFAULT_PARAMS = RepoParams(
+    chunk_min=512 * 1024,
+    chunk_avg=512 * 1024,
+    chunk_max=8 * 1024 * 1024,
+    pack_size=16 * 1024 * 1024,
+    compression=3,
+)
+
+_KIND_LABEL = {BlobKind.DATA: b"data", BlobKind.TREE: b"tree"}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    """A snapshot as read back: its name, its outer record and its opened body."""
+
+    name: ObjectName
+    record: SnapshotRecord
+    body: SnapshotBody
+
+
+class Repository:
+    """An open repository. Reading is thread-safe; writing goes through one PackUploader."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: ConfigRecord,
+        params: RepoParams,
+        master: MasterKey,
+        key_name: ObjectName,
+        clock: Clock,
+    ) -> None:
+        self.backend = backend
+        self.repo_id = config.repo_id
+        self.config = config
+        self.params = params
+        self.master = master
+        self.key_name = key_name
+        self.clock = clock
+        self.keys = master.subkeys()
+        self.index = MasterIndex()
+        self._opener = Opener(self.keys.seal)
+        self._sealer: Sealer | None = None
+        self._uploader: PackUploader | None = None
+        self._local = threading.local()
+
+    # ---- creating and opening -------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        backend: Backend,
+        passphrase: bytes,
+        clock: Clock,
+        *,
+        kdf: KdfParams,
+        params: RepoParams = DEFAULT_PARAMS,
+    ) -> Repository:
+        """Create a repository: key object first, config last (config marks it complete)."""
+        if backend.exists(CONFIG_HANDLE):
+            raise RepositoryExists(f"a repository already exists at {backend.location()}")
+        repo_id = os.urandom(16)
+        master = MasterKey.generate()
+        key_name = save_key(backend, make_key(master, repo_id, passphrase, kdf, clock))
+        sealed = Sealer(master.subkeys().seal).seal(encode_params(params), _aad(repo_id, b"config"))
+        config = ConfigRecord(repo_id, clock.now().isoformat(timespec="seconds"), sealed)
+        backend.save(CONFIG_HANDLE, encode_config(config))
+        return cls(backend, config, params, master, key_name, clock)
+
+    @classmethod
+    def open(cls, backend: Backend, passphrase: bytes, clock: Clock) -> Repository:
+        """Open with a passphrase; raises RepositoryNotFound, NotARepository or WrongPassword."""
+        config = read_config(backend)
+        master, key_name = unlock(backend, config.repo_id, passphrase)
+        try:
+            opened = Opener(master.subkeys().seal).open(config.sealed, _aad(config.repo_id, b"config"))
+            params = decode_params(opened)
+        except (IntegrityError, FormatError) as exc:
+            raise NotARepository(f"the config at {backend.location()} fails authentication") from exc
+        return cls(backend, config, params, master, key_name, clock)
+
+    def chunker(self) -> FastCDCChunker:
+        p = self.params
+        return FastCDCChunker(ChunkerParams(p.chunk_min, p.chunk_avg, p.chunk_max), self.keys.chunker_seed)
+
+    # ---- sealing ------------------------------------------------------------------------
+
+    def sealer(self) -> Sealer:
+        """This process's session: created on first write."""
+        if self._sealer is None:
+            self._sealer = Sealer(self.keys.seal)
+        return self._sealer
+
+    def seal_object(self, label: bytes, plaintext: bytes) -> bytes:
+        return self.sealer().seal(plaintext, _aad(self.repo_id, label))
+
+    def open_object(self, label: bytes, envelope: bytes) -> bytes:
+        return self._opener.open(envelope, _aad(self.repo_id, label))
+
+    # ---- the index ----------------------------------------------------------------------
+
+    def load_index(self, connections: int = 4) -> list[ObjectName]:
+        """Read every index object into memory; returns their names."""
+        names = [ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)]
+        with ThreadPoolExecutor(max_workers=connections) as pool:
+            for record in pool.map(self.read_index, names):
+                self.index.add_record(record)
+        return names
+
+    def read_index(self, name: ObjectName) -> IndexRecord:
+        return decode_index(self.load_verified(Handle(ObjectKind.INDEX, name.hex)))
+
+    def load_verified(self, handle: Handle) -> bytes:
+        """Load a whole object and check it hashes to its name."""
+        try:
+            data = self.backend.load(handle)
+        except NotFound as exc:
+            raise ObjectMissing(f"{handle} is missing from storage") from exc
+        verify_object(ObjectName.from_hex(handle.name), data)
+        return data
+
+    # ---- blobs --------------------------------------------------------------------------
+
+    def start_writing(self, connections: int = 2) -> None:
+        if self._uploader is None:
+            self._uploader = PackUploader(
+                self.backend,
+                self.index,
+                pack_size=self.params.pack_size,
+                connections=connections,
+                clock=self.clock,
+            )
+
+    def blob_id(self, kind: BlobKind, plaintext: bytes | memoryview) -> ChunkId:
+        if kind is BlobKind.DATA:
+            return self.keys.data_chunk_id(plaintext)
+        return self.keys.tree_chunk_id(plaintext)
+
+    def store_blob(
+        self, kind: BlobKind, plaintext: bytes | memoryview, chunk_id: ChunkId | None = None
+    ) -> tuple[ChunkId, int]:
+        """Store a blob unless it is known; returns its ID and the bytes added (0 if deduplicated)."""
+        if chunk_id is None:
+            chunk_id = self.blob_id(kind, plaintext)
+        if not self.index.reserve(chunk_id):
+            return chunk_id, 0
+        sealed = self.sealer().seal(self._compress(plaintext), self._blob_aad(kind, chunk_id))
+        assert self._uploader is not None, "start_writing() before storing blobs"
+        self._uploader.add(chunk_id, kind, sealed)
+        return chunk_id, len(sealed)
+
+    def _compressor(self, level: int) -> zstandard.ZstdCompressor:
+        cache: dict[int, zstandard.ZstdCompressor] | None = getattr(self._local, "zstd", None)
+        if cache is None:
+            cache = self._local.zstd = {}
+        if level not in cache:
+            cache[level] = zstandard.ZstdCompressor(level=level)
+        return cache[level]
+
+    def _compress(self, plaintext: bytes | memoryview) -> bytes:
+        level = self.params.compression
+        if level and len(plaintext) >= 64:
+            sample = plaintext[:SAMPLE_SIZE]
+            if len(plaintext) <= SAMPLE_SIZE or len(self._compressor(1).compress(sample)) < 0.9 * len(sample):
+                packed = self._compressor(level).compress(plaintext)
+                if len(packed) < len(plaintext):
+                    return bytes((COMPRESS_ZSTD,)) + packed
+        return bytes((COMPRESS_RAW,)) + bytes(plaintext)
+
+    def _blob_aad(self, kind: BlobKind, chunk_id: ChunkId) -> bytes:
+        return _aad(self.repo_id, _KIND_LABEL[kind]) + chunk_id
+
+    def fetch_blob(self, kind: BlobKind, chunk_id: ChunkId) -> bytes:
+        """Load, open, decompress and verify one blob."""
+        location = self.index.get(chunk_id)
+        if location is None:
+            raise ObjectMissing(f"chunk {chunk_id.hex()[:8]} is in no index")
+        if location.kind is not kind:
+            raise IntegrityError(f"chunk {chunk_id.hex()[:8]} is a {location.kind.name}, not {kind.name}")
+        try:
+            envelope = self.backend.load(
+                Handle(ObjectKind.PACK, location.pack.hex), location.offset, location.length
+            )
+        except NotFound as exc:
+            raise ObjectMissing(f"pack {location.pack.short()} is missing from storage") from exc
+        return self.open_blob(kind, chunk_id, envelope)
+
+    def open_blob(self, kind: BlobKind, chunk_id: ChunkId, envelope: bytes | memoryview) -> bytes:
+        """Open a sealed blob and check its plaintext hashes to its chunk ID."""
+        framed = self._opener.open(envelope, self._blob_aad(kind, chunk_id))
+        plaintext = self._decompress(kind, framed)
+        if self.blob_id(kind, plaintext) != chunk_id:
+            raise IntegrityError(f"chunk {chunk_id.hex()[:8]} holds bytes with another ID")
+        return plaintext
+
+    def _decompress(self, kind: BlobKind, framed: bytes) -> bytes:
+        if not framed:
+            raise FormatError("empty blob")
+        if framed[0] == COMPRESS_RAW:
+            return framed[1:]
+        if framed[0] != COMPRESS_ZSTD:
+            raise FormatError(f"unknown blob compression {framed[0]}")
+        limit = MAX_DATA_BLOB if kind is BlobKind.DATA else MAX_TREE_BLOB
+        try:
+            out: bytes = zstandard.ZstdDecompressor().decompress(framed[1:], max_output_size=limit)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"blob does not decompress: {exc}") from exc
+        return out
+
+    def flush(self) -> None:
+        """Make every stored blob durable: packs, then their index."""
+        if self._uploader is not None:
+            self._uploader.flush()
+
+    def upload_stats(self) -> tuple[int, int]:
+        """(packs written, bytes written) by this session."""
+        if self._uploader is None:
+            return 0, 0
+        return self._uploader.packs_written, self._uploader.bytes_written
+
+    def close(self) -> None:
+        if self._uploader is not None:
+            self._uploader.close()
+            self._uploader = None
+        self.backend.close()
+
+    # ---- snapshots ----------------------------------------------------------------------
+
+    def commit_snapshot(self, body: SnapshotBody, refs: set[ChunkId]) -> ObjectName:
+        """Flush data and index, write the reflist, then the snapshot object: the commit."""
+        self.flush()
+        reflist = encode_reflist(refs)
+        reflist_name = object_name(reflist)
+        self.backend.save(Handle(ObjectKind.REFLIST, reflist_name.hex), reflist)
+        sealed = self.seal_object(b"snapshot", encode_body(body))
+        data = encode_snapshot(SnapshotRecord(self.repo_id, [reflist_name], sealed))
+        name = object_name(data)
+        self.backend.save(Handle(ObjectKind.SNAPSHOT, name.hex), data)
+        return name
+
+    def snapshot_names(self) -> list[ObjectName]:
+        return [ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.SNAPSHOT)]
+
+    def read_snapshot(self, name: ObjectName) -> StoredSnapshot:
+        record = decode_snapshot(self.load_verified(Handle(ObjectKind.SNAPSHOT, name.hex)))
+        if record.repo_id != self.repo_id:
+            raise IntegrityError(f"snapshot {name.short()} belongs to another repository")
+        body = decode_body(self.open_object(b"snapshot", record.sealed))
+        return StoredSnapshot(name, record, body)
+
+    def read_reflist(self, name: ObjectName) -> list[ChunkId]:
+        return decode_reflist(self.load_verified(Handle(ObjectKind.REFLIST, name.hex)))
+
+
+def read_config(backend: Backend) -> ConfigRecord:
+    try:
+        data = backend.load(CONFIG_HANDLE)
+    except NotFound as exc:
+        raise RepositoryNotFound(
+            f"no repository at {backend.location()} (create one with `cairn init`)"
+        ) from exc
+    try:
+        return decode_config(data)
+    except FormatError as exc:
+        raise NotARepository(f"{backend.location()} does not hold a Cairn repository config") from exc
+
+
+def _aad(repo_id: bytes, label: bytes) -> bytes:
+    return AAD_PREFIX + repo_id + label

@@ -1,0 +1,1 @@
+"""Snapshots as users see them: selecting by ID, alias and filters; walking and comparing trees."""
