@@ -265,6 +265,11 @@ class Repository:
             raise IntegrityError(f"blob does not decompress: {exc}") from exc
         return out
 
+    def raise_if_failed(self) -> None:
+        """Raise the first storage error of a background upload, if any."""
+        if self._uploader is not None:
+            self._uploader.raise_if_failed()
+
     def flush(self) -> None:
         """Make every stored blob durable: packs, then their index."""
         if self._uploader is not None:

@@ -1,0 +1,342 @@
+"""The archiver: turns folders into a committed snapshot (design.md sections 5 and 7)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import queue
+import socket
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from cairn.backup.filescache import FilesCache
+from cairn.core.progress import Progress
+from cairn.core.ids import ChunkId, ObjectName
+from cairn.format.pack import BlobKind
+from cairn.format.snapshot import SnapshotBody
+from cairn.format.tree import Node, encode_tree
+from cairn.repository.repository import Repository
+from cairn.source.reader import changed_while_reading, open_for_backup
+from cairn.source.walker import (
+    DirDoneEvent,
+    EntryEvent,
+    ErrorEvent,
+    FileEvent,
+    Walker,
+    ancestor_nodes,
+)
+
+@dataclass(slots=True)
+class BackupOptions:
+    """What to back up and how to label it."""
+
+    paths: list[bytes]
+    host: str = field(default_factory=socket.gethostname)
+    tags: list[str] = field(default_factory=list)
+    parent: ObjectName | None = None
+    workers: int = 2
+
+
+@dataclass(slots=True)
+class BackupResult:
+    """What `backup` reports."""
+
+    snapshot: ObjectName
+    files: int = 0
+    dirs: int = 0
+    files_new: int = 0
+    files_unmodified: int = 0
+    bytes_total: int = 0
+    bytes_read: int = 0
+    bytes_added: int = 0
+    errors: int = 0
+    warnings: list[tuple[bytes, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Stats:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    files: int = 0
+    dirs: int = 0
+    files_new: int = 0
+    files_unmodified: int = 0
+    bytes_total: int = 0
+    bytes_read: int = 0
+    bytes_added: int = 0
+    errors: int = 0
+
+
+NodeFuture = Future[Node | None]
+
+
+def _done(node: Node | None) -> NodeFuture:
+    future: NodeFuture = Future()
+    future.set_result(node)
+    return future
+
+
+class Archiver:
+    """Backs up paths into a repository. One instance per backup run."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        walker: Walker,
+        progress: Progress,
+        files_cache: FilesCache | None = None,
+    ) -> None:
+        self._repo = repo
+        self._walker = walker
+        self._progress = progress
+        self._cache = files_cache
+        self._stats = _Stats()
+        self._refs: set[ChunkId] = set()
+        self._refs_lock = threading.Lock()
+        self._chunker = repo.chunker()
+
+    # ---- the run ------------------------------------------------------------------------
+
+    def run(self, options: BackupOptions) -> BackupResult:
+        roots = _top_level(options.paths)
+        self._repo.start_writing()
+        workers = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="file")
+        finalizer = _Finalizer(self)
+        try:
+            root_nodes = self._walk_roots(roots, workers, finalizer, options.workers)
+            finalizer.close()
+            tree_id = self._store_skeleton(roots, root_nodes)
+        except BaseException:
+            finalizer.abort()
+            workers.shutdown(wait=True, cancel_futures=True)
+            raise
+        workers.shutdown(wait=True)
+        if self._cache is not None:
+            self._cache.commit()
+        return self._commit(options, roots, tree_id)
+
+    def _walk_roots(
+        self, roots: list[bytes], workers: ThreadPoolExecutor, finalizer: _Finalizer, n: int
+    ) -> dict[bytes, NodeFuture]:
+        slots = threading.BoundedSemaphore(8 * n)
+        children: dict[bytes, list[NodeFuture]] = {}
+        root_nodes: dict[bytes, NodeFuture] = {}
+        for root in roots:
+            for event in self._walker.walk(root):
+                future = self._handle(event, workers, finalizer, slots, children)
+                if future is not None and event.path == root:
+                    root_nodes[root] = future
+                elif future is not None:
+                    children.setdefault(os.path.dirname(event.path), []).append(future)
+            self._repo.raise_if_failed()
+        return root_nodes
+
+    def _handle(
+        self,
+        event: object,
+        workers: ThreadPoolExecutor,
+        finalizer: _Finalizer,
+        slots: threading.BoundedSemaphore,
+        children: dict[bytes, list[NodeFuture]],
+    ) -> NodeFuture | None:
+        if isinstance(event, FileEvent):
+            slots.acquire()
+            future = workers.submit(self._save_file, event.path, event.node)
+            future.add_done_callback(lambda _f: slots.release())
+            return future
+        if isinstance(event, EntryEvent):
+            self._count(files=1)
+            return _done(event.node)
+        if isinstance(event, DirDoneEvent):
+            kids = children.pop(event.path, [])
+            return finalizer.submit(event.node, kids)
+        if isinstance(event, ErrorEvent):
+            self._warn(event.path, event.message)
+        return None
+
+    # ---- files --------------------------------------------------------------------------
+
+    def _save_file(self, path: bytes, node: Node) -> Node | None:
+        try:
+            return self._save_file_checked(path, node)
+        except OSError as exc:
+            self._warn(path, f"cannot read: {exc.strerror or exc}")
+            return None
+
+    def _save_file_checked(self, path: bytes, node: Node) -> Node | None:
+        fd = open_for_backup(path)
+        with os.fdopen(fd, "rb", buffering=0) as stream:
+            before = os.fstat(fd)
+            cached = self._cache.lookup(path, before) if self._cache is not None else None
+            if cached is not None and all(c in self._repo.index for c in cached):
+                node.content = cached
+                self._note_file(node, cached, unmodified=True)
+                return node
+            content, size = self._store_contents(stream, before.st_size)
+            if changed_while_reading(before, fd):
+                self._warn(path, "file changed while it was read; the snapshot holds what was read")
+            elif self._cache is not None:
+                self._cache.record(path, before, content)
+        node.content = content
+        node.size = size
+        self._note_file(node, content, unmodified=False)
+        return node
+
+    def _store_contents(self, stream: BinaryIO, size: int) -> tuple[list[ChunkId], int]:
+        content: list[ChunkId] = []
+        total = 0
+        for chunk in self._chunker.split_file(stream, size):
+            chunk_id, added = self._repo.store_blob(BlobKind.DATA, chunk)
+            content.append(chunk_id)
+            total += len(chunk)
+            self._progress.bytes_done(len(chunk))
+            if added:
+                with self._stats.lock:
+                    self._stats.bytes_added += added
+        with self._stats.lock:
+            self._stats.bytes_read += total
+        return content, total
+
+    def _note_file(self, node: Node, content: list[ChunkId], *, unmodified: bool) -> None:
+        self._add_refs(content)
+        self._progress.file_done(node.size)
+        if unmodified:
+            self._progress.bytes_done(node.size)
+        self._count(
+            files=1,
+            bytes_total=node.size,
+            files_unmodified=int(unmodified),
+            files_new=int(not unmodified),
+        )
+
+    # ---- trees --------------------------------------------------------------------------
+
+    def store_tree(self, nodes: list[Node]) -> ChunkId:
+        tree_id, added = self._repo.store_blob(BlobKind.TREE, encode_tree(nodes))
+        self._add_refs([tree_id])
+        self._count(dirs=1, bytes_added=added)
+        return tree_id
+
+    def _store_skeleton(self, roots: list[bytes], root_nodes: dict[bytes, NodeFuture]) -> ChunkId:
+        """Build the trees from / down to each backed-up path (design.md 3.7)."""
+        if roots == [b"/"]:
+            node = root_nodes[b"/"].result() if b"/" in root_nodes else None
+            if node is None or node.subtree is None:
+                return self.store_tree([])
+            return node.subtree
+        entries: dict[bytes, list[Node]] = {}
+        dirs: dict[bytes, Node] = {}
+        for root in roots:
+            node = root_nodes[root].result() if root in root_nodes else None
+            if node is not None:
+                node.name = os.path.basename(root)
+                entries.setdefault(os.path.dirname(root), []).append(node)
+            for path, anc in ancestor_nodes(root):
+                dirs.setdefault(path, anc)
+        for path in sorted(dirs, key=lambda p: p.count(b"/"), reverse=True):
+            node = dirs[path]
+            node.subtree = self.store_tree(entries.pop(path, []))
+            entries.setdefault(os.path.dirname(path), []).append(node)
+        return self.store_tree(entries.pop(b"/", []))
+
+    # ---- the commit ---------------------------------------------------------------------
+
+    def _commit(self, options: BackupOptions, roots: list[bytes], tree_id: ChunkId) -> BackupResult:
+        s = self._stats
+        body = SnapshotBody(
+            time=self._repo.clock.now().isoformat(),
+            host=options.host,
+            user=getpass.getuser(),
+            paths=[os.fsdecode(r) for r in roots],
+            tags=sorted(set(options.tags)),
+            tree=tree_id,
+            parent=options.parent,
+            summary={
+                "files": s.files,
+                "dirs": s.dirs,
+                "files_new": s.files_new,
+                "files_unmodified": s.files_unmodified,
+                "bytes": s.bytes_total,
+                "bytes_read": s.bytes_read,
+                "bytes_added": s.bytes_added,
+                "errors": s.errors,
+            },
+        )
+        name = self._repo.commit_snapshot(body, self._refs)
+        warnings = list(getattr(self._progress, "warnings", []))
+        return BackupResult(
+            snapshot=name,
+            files=s.files,
+            dirs=s.dirs,
+            files_new=s.files_new,
+            files_unmodified=s.files_unmodified,
+            bytes_total=s.bytes_total,
+            bytes_read=s.bytes_read,
+            bytes_added=s.bytes_added,
+            errors=s.errors,
+            warnings=warnings,
+        )
+
+    # ---- bookkeeping --------------------------------------------------------------------
+
+    def _add_refs(self, ids: list[ChunkId]) -> None:
+        with self._refs_lock:
+            self._refs.update(ids)
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats.lock:
+            for key, value in deltas.items():
+                setattr(self._stats, key, getattr(self._stats, key) + value)
+
+    def _warn(self, path: bytes, message: str) -> None:
+        self._count(errors=1)
+        self._progress.warn(path, message)
+
+
+class _Finalizer:
+    """Builds directory trees in post-order on its own thread, as their children finish."""
+
+    def __init__(self, archiver: Archiver) -> None:
+        self._archiver = archiver
+        self._queue: queue.Queue[tuple[Node, list[NodeFuture], NodeFuture] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="trees", daemon=True)
+        self._thread.start()
+
+    def submit(self, node: Node, children: list[NodeFuture]) -> NodeFuture:
+        if self._error is not None:
+            raise self._error
+        future: NodeFuture = Future()
+        self._queue.put((node, children, future))
+        return future
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            node, children, future = item
+            try:
+                kids = [n for n in (c.result() for c in children) if n is not None]
+                node.subtree = self._archiver.store_tree(kids)
+                future.set_result(node)
+            except BaseException as exc:
+                self._error = self._error or exc
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._queue.put(None)
+
+
+def _top_level(paths: list[bytes]) -> list[bytes]:
+    """Absolute, normalised, de-duplicated paths, dropping any inside another one."""
+    absolute = sorted({os.path.normpath(os.path.abspath(p)) for p in paths})
+    kept: list[bytes] = []
+    for p in absolute:
+        if not any(p == k or p.startswith(k.rstrip(b"/") + b"/") for k in kept):
+            kept.append(p)
+    return kept

@@ -1,0 +1,110 @@
+"""cairn backup: back up folders and files into a new snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from cairn.backup.archiver import Archiver, BackupOptions, BackupResult
+from cairn.backup.filescache import FilesCache
+from cairn.cli.context import Context
+from cairn.cli.errors import EXIT_PARTIAL, UsageError
+from cairn.cli.output import show_path
+from cairn.core.patterns import PatternSet
+from cairn.core.units import format_size
+from cairn.snapshot.select import SnapshotFilter, load_snapshots
+from cairn.source.walker import Walker
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("backup", parents=[common], help="back up files and folders")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("-e", "--exclude", action="append", default=[], metavar="PATTERN",
+                   help="exclude paths matching PATTERN (may repeat)")
+    p.add_argument("--exclude-file", action="append", default=[], metavar="FILE",
+                   help="read exclude patterns from FILE, one per line")
+    p.add_argument("--exclude-if-present", action="append", default=[], metavar="NAME",
+                   help="exclude folders that contain a file called NAME")
+    p.add_argument("--exclude-caches", action="store_true", help="exclude folders with a CACHEDIR.TAG")
+    p.add_argument("-x", "--one-file-system", action="store_true", help="stay on the file systems of PATHs")
+    p.add_argument("--tag", action="append", default=[], help="tag the snapshot (may repeat)")
+    p.add_argument("--host", default=None, help="host name to record (default: this machine's)")
+    p.set_defaults(run=run)
+
+
+def run(ctx: Context) -> int:
+    args = ctx.args
+    paths = [os.fsencode(os.path.abspath(p)) for p in args.paths]
+    walker = Walker(
+        excludes=PatternSet.compile(_exclude_patterns(args)),
+        exclude_if_present=[os.fsencode(n) for n in args.exclude_if_present],
+        exclude_caches=args.exclude_caches,
+        one_file_system=args.one_file_system,
+    )
+    repo = ctx.open_repository()
+    host = args.host or socket.gethostname()
+    options = BackupOptions(paths=paths, host=host, tags=args.tag, parent=_parent(ctx, host, paths))
+    cache = _files_cache(ctx, repo.repo_id.hex())
+    progress = ctx.progress("backing up")
+    try:
+        result = Archiver(repo, walker, progress, cache).run(options)
+    finally:
+        progress.finish()
+        if cache is not None:
+            cache.close()
+    _report(ctx, result)
+    return EXIT_PARTIAL if result.errors else 0
+
+
+def _exclude_patterns(args: argparse.Namespace) -> list[str]:
+    patterns = list(args.exclude)
+    for file in args.exclude_file:
+        try:
+            lines = Path(file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"cannot read the exclude file {file}: {exc.strerror}") from exc
+        patterns += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return patterns
+
+
+def _parent(ctx: Context, host: str, paths: list[bytes]) -> Any:
+    repo = ctx.open_repository()
+    wanted = sorted(os.path.normpath(os.fsdecode(p)) for p in paths)
+    snaps = load_snapshots(repo, SnapshotFilter(hosts=[host]))
+    same = [s for s in snaps if sorted(s.body.paths) == wanted]
+    return same[-1].name if same else None
+
+
+def _files_cache(ctx: Context, repo_id: str) -> FilesCache | None:
+    base = ctx.cache_dir()
+    return FilesCache(base / repo_id / "files.sqlite") if base is not None else None
+
+
+def _report(ctx: Context, r: BackupResult) -> None:
+    out = ctx.output
+    for path, message in r.warnings:
+        out.text(f"warning: {show_path(path)}: {message}")
+    out.text(
+        f"files: {r.files} ({r.files_new} new or changed, {r.files_unmodified} unchanged), folders: {r.dirs}"
+    )
+    out.text(f"processed {format_size(r.bytes_total)}, read {format_size(r.bytes_read)}, "
+             f"added {format_size(r.bytes_added)} to the repository")
+    if r.errors:
+        out.text(f"{r.errors} file(s) could not be read and are missing from the snapshot")
+    out.text(f"snapshot {r.snapshot.short()} saved")
+    out.json(
+        {
+            "snapshot_id": r.snapshot.hex,
+            "files": r.files,
+            "dirs": r.dirs,
+            "files_new": r.files_new,
+            "files_unmodified": r.files_unmodified,
+            "bytes_total": r.bytes_total,
+            "bytes_read": r.bytes_read,
+            "bytes_added": r.bytes_added,
+            "errors": [{"path": show_path(p), "message": m} for p, m in r.warnings],
+        }
+    )

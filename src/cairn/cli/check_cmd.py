@@ -1,0 +1,62 @@
+"""cairn check: verify the repository's structure, and optionally every byte of data."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from cairn.cli.context import Context
+from cairn.cli.errors import CheckFailed, UsageError
+from cairn.repository.check import Checker, Subset
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("check", parents=[common], help="check the repository for damage")
+    p.add_argument("--read-data", action="store_true", help="read and verify every pack")
+    p.add_argument("--read-data-subset", metavar="n/m|x%", help="read packs in bucket n of m, or x%% of them")
+    p.set_defaults(run=run)
+
+
+def parse_subset(text: str) -> Subset:
+    if m := re.fullmatch(r"(\d+)/(\d+)", text):
+        n, total = int(m[1]), int(m[2])
+        if 1 <= n <= total:
+            return Subset(bucket=n, buckets=total)
+    if m := re.fullmatch(r"(\d+(?:\.\d+)?)%", text):
+        pct = float(m[1])
+        if 0 < pct <= 100:
+            return Subset(fraction=pct / 100)
+    raise UsageError(f"--read-data-subset {text!r}: use n/m (1 <= n <= m) or a percentage like 5%")
+
+
+def run(ctx: Context) -> int:
+    subset = parse_subset(ctx.args.read_data_subset) if ctx.args.read_data_subset else None
+    repo = ctx.open_repository(load_index=False)
+    out = ctx.output
+    out.text(f"checking repository {repo.repo_id.hex()} at {repo.backend.location()}")
+    report = Checker(repo).run(read_data=ctx.args.read_data, subset=subset)
+    for warning in report.warnings:
+        out.text(f"warning: {warning}")
+    for error in report.errors:
+        out.text(f"error: {error}")
+    out.text(
+        f"{report.snapshots} snapshots, {report.trees} trees, {report.blobs} blobs in {report.packs} packs"
+        + (f"; read {report.packs_read} packs ({report.bytes_read} bytes)" if report.packs_read else "")
+    )
+    out.json(
+        {
+            "ok": not report.errors,
+            "errors": report.errors,
+            "warnings": report.warnings,
+            "snapshots": report.snapshots,
+            "packs": report.packs,
+            "blobs": report.blobs,
+            "packs_read": report.packs_read,
+            "bytes_read": report.bytes_read,
+        }
+    )
+    if report.errors:
+        raise CheckFailed(f"check found {len(report.errors)} error(s)")
+    out.text("no errors were found")
+    return 0

@@ -1,0 +1,118 @@
+"""What every command needs: the repository location, the passphrase, output and progress.
+
+This is where environment variables are read (CAIRN_REPOSITORY, CAIRN_PASSWORD,
+CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND, CAIRN_CACHE_DIR, CAIRN_KDF); library code below the
+CLI never reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cairn.backends.location import open_backend
+from cairn.backup.filescache import default_cache_dir
+from cairn.cli.errors import NoPassphrase, UsageError
+from cairn.cli.output import Output
+from cairn.cli.progress import TerminalProgress
+from cairn.core.clock import Clock, SystemClock
+from cairn.core.progress import Progress, SilentProgress
+from cairn.crypto.kdf import DEFAULT_KDF, KdfParams
+from cairn.repository.repository import Repository
+
+
+@dataclass
+class Context:
+    """Everything a command may use; built once in main()."""
+
+    args: argparse.Namespace
+    output: Output
+    clock: Clock = field(default_factory=SystemClock)
+    _repo: Repository | None = None
+
+    @property
+    def location(self) -> str:
+        location: str | None = self.args.repo or os.environ.get("CAIRN_REPOSITORY")
+        if not location:
+            raise UsageError("no repository given: use -r PATH or set CAIRN_REPOSITORY")
+        return location
+
+    def passphrase(self, prompt: str = "passphrase for the repository: ", confirm: bool = False) -> bytes:
+        secret = self._passphrase_from_sources()
+        if secret is not None:
+            return secret
+        if not sys.stdin.isatty():
+            raise NoPassphrase(
+                "no passphrase given: set CAIRN_PASSWORD, or use --password-file or --password-command"
+            )
+        first = getpass.getpass(prompt)
+        if confirm and getpass.getpass("again: ") != first:
+            raise UsageError("the passphrases do not match")
+        return first.encode()
+
+    def _passphrase_from_sources(self) -> bytes | None:
+        file = self.args.password_file or os.environ.get("CAIRN_PASSWORD_FILE")
+        command = self.args.password_command or os.environ.get("CAIRN_PASSWORD_COMMAND")
+        if file:
+            try:
+                return Path(file).read_bytes().splitlines()[0] if Path(file).stat().st_size else b""
+            except OSError as exc:
+                raise UsageError(f"cannot read the password file {file}: {exc.strerror}") from exc
+        if command:
+            return _run_password_command(command)
+        env = os.environ.get("CAIRN_PASSWORD")
+        return env.encode() if env is not None else None
+
+    def open_repository(self, load_index: bool = True) -> Repository:
+        """Open the repository once per command; the index is loaded on request."""
+        if self._repo is None:
+            backend = open_backend(self.location)
+            self._repo = Repository.open(backend, self.passphrase(), self.clock)
+            if load_index:
+                self._repo.load_index()
+        return self._repo
+
+    def progress(self, verb: str) -> Progress:
+        if self.args.json or self.args.quiet or not sys.stderr.isatty():
+            return SilentProgress()
+        return TerminalProgress(verb)
+
+    def cache_dir(self) -> Path | None:
+        if self.args.no_cache:
+            return None
+        explicit = self.args.cache_dir or os.environ.get("CAIRN_CACHE_DIR")
+        return Path(explicit) if explicit else default_cache_dir()
+
+    def kdf(self) -> KdfParams:
+        """argon2id cost for new keys: CAIRN_KDF="t=3,m=65536,p=4" overrides the default."""
+        spec = os.environ.get("CAIRN_KDF")
+        if not spec:
+            return DEFAULT_KDF
+        try:
+            values = dict(part.split("=", 1) for part in spec.split(","))
+            params = KdfParams(int(values["t"]), int(values["m"]), int(values["p"]))
+            params.validate()
+        except (KeyError, ValueError) as exc:
+            raise UsageError(f"CAIRN_KDF must look like t=3,m=65536,p=4 ({exc})") from exc
+        return params
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+
+
+def _run_password_command(command: str) -> bytes:
+    try:
+        done = subprocess.run(shlex.split(command), capture_output=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"the password command failed to run: {exc}") from exc
+    if done.returncode != 0:
+        raise UsageError(f"the password command exited with status {done.returncode}")
+    lines = done.stdout.splitlines()
+    return lines[0] if lines else b""

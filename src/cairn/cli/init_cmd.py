@@ -1,0 +1,47 @@
+"""cairn init: create a repository."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cairn.backends.location import open_backend
+from cairn.cli.context import Context
+from cairn.cli.errors import UsageError
+from cairn.core.units import parse_size
+from cairn.repository.repository import DEFAULT_PARAMS, Repository
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("init", parents=[common], help="create a new repository")
+    p.add_argument("--pack-size", default="16MiB", help="target pack size (default 16MiB)")
+    p.add_argument("--compression", type=int, default=DEFAULT_PARAMS.compression,
+                   help="zstd level 0-22, 0 = off (default 3)")
+    p.set_defaults(run=run)
+
+
+def run(ctx: Context) -> int:
+    args = ctx.args
+    params = DEFAULT_PARAMS.__class__(
+        chunk_min=DEFAULT_PARAMS.chunk_min,
+        chunk_avg=DEFAULT_PARAMS.chunk_avg,
+        chunk_max=DEFAULT_PARAMS.chunk_max,
+        pack_size=_pack_size(args.pack_size),
+        compression=max(0, min(22, args.compression)),
+    )
+    passphrase = ctx.passphrase("passphrase for the new repository: ", confirm=True)
+    backend = open_backend(ctx.location, create=True)
+    repo = Repository.init(backend, passphrase, ctx.clock, kdf=ctx.kdf(), params=params)
+    ctx.output.text(f"created repository {repo.repo_id.hex()} at {backend.location()}")
+    ctx.output.text("keep the passphrase safe: without it the data cannot be read")
+    ctx.output.json({"repository_id": repo.repo_id.hex(), "location": backend.location()})
+    repo.close()
+    return 0
+
+
+def _pack_size(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"--pack-size: {exc}") from exc
+    return max(1024, min(size, 1 << 30))

@@ -1,0 +1,49 @@
+"""cairn ls: list the files of a snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from cairn.cli.context import Context
+from cairn.cli.filters import add_filter_options, filter_from
+from cairn.cli.nodes import node_json, node_line
+from cairn.snapshot.select import find_snapshot
+from cairn.snapshot.walk import walk
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("ls", parents=[common], help="list files in a snapshot")
+    p.add_argument("snapshot", help="snapshot ID or `latest`")
+    p.add_argument("dirs", nargs="*", metavar="DIR", help="only list below these absolute paths")
+    p.add_argument("-l", "--long", action="store_true", help="show mode, owner, size and time")
+    add_filter_options(p)
+    p.set_defaults(run=run)
+
+
+def run(ctx: Context) -> int:
+    repo = ctx.open_repository()
+    snap = find_snapshot(repo, ctx.args.snapshot, filter_from(ctx.args))
+    prefixes = [os.fsencode(os.path.normpath(d)).rstrip(b"/") for d in ctx.args.dirs]
+    ctx.output.text(f"snapshot {snap.name.short()} of {', '.join(snap.body.paths)} at {snap.body.time}:")
+    entries = []
+    for path, node in walk(repo, snap.body.tree, descend=lambda p, _n: _wanted(p, prefixes, True)):
+        if _wanted(path, prefixes, False):
+            ctx.output.text(node_line(path, node, ctx.args.long))
+            entries.append(node_json(path, node))
+    ctx.output.json({"snapshot": snap.name.hex, "nodes": entries})
+    return 0
+
+
+def _wanted(path: bytes, prefixes: list[bytes], descending: bool) -> bool:
+    if not prefixes:
+        return True
+    for prefix in prefixes:
+        if path == prefix or path.startswith(prefix + b"/"):
+            return True
+        if descending and prefix.startswith(path + b"/"):
+            return True
+    return False
+
+

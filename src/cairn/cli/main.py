@@ -1,0 +1,115 @@
+"""`cairn`: the composition root. Parses arguments, wires the layers, maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+from cairn import __version__
+from cairn.cli import (
+    backup_cmd,
+    check_cmd,
+    diff_cmd,
+    dump_cmd,
+    find_cmd,
+    init_cmd,
+    key_cmd,
+    ls_cmd,
+    restore_cmd,
+    snapshots_cmd,
+    stats_cmd,
+)
+from cairn.cli.context import Context
+from cairn.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, code_for
+from cairn.cli.output import Output
+
+COMMANDS: list[ModuleType] = [
+    init_cmd,
+    backup_cmd,
+    snapshots_cmd,
+    ls_cmd,
+    find_cmd,
+    diff_cmd,
+    dump_cmd,
+    stats_cmd,
+    restore_cmd,
+    check_cmd,
+    key_cmd,
+]
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Global options are accepted before and after the command name (as restic does)."""
+    default: object = argparse.SUPPRESS if suppress else None
+    g = parser.add_argument_group("global options")
+    g.add_argument("-r", "--repo", default=default, help="repository location (or CAIRN_REPOSITORY)")
+    g.add_argument("--password-file", default=default, help="read the passphrase from this file's first line")
+    g.add_argument("--password-command", default=default, help="run this command and use its first output line")
+    g.add_argument("--json", action="store_true", default=default if suppress else False, help="print JSON")
+    g.add_argument("-q", "--quiet", action="store_true", default=default if suppress else False, help="print less")
+    g.add_argument("--cache-dir", default=default, help="local cache folder (or CAIRN_CACHE_DIR)")
+    g.add_argument("--no-cache", action="store_true", default=default if suppress else False, help="use no local cache")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cairn", description="Deduplicated, encrypted backups.")
+    parser.add_argument("--version", action="version", version=f"cairn {__version__}")
+    _global_options(parser, suppress=False)
+    common = _Parser(add_help=False)
+    _global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in COMMANDS:
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (also used as the process exit status)."""
+    json_mode = "--json" in (argv if argv is not None else sys.argv[1:])
+    output = Output(json_mode)
+    ctx: Context | None = None
+    try:
+        args = build_parser().parse_args(argv)
+        output = Output(args.json, args.quiet)
+        ctx = Context(args, output)
+        run: Callable[[Context], int] = args.run
+        return run(ctx)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one place every error becomes an exit code
+        return _report(exc, output)
+    finally:
+        if ctx is not None:
+            ctx.close()
+
+
+def _report(exc: BaseException, output: Output) -> int:
+    code = code_for(exc)
+    if os.environ.get("CAIRN_DEBUG") or code.code == "CAIRN-E999":
+        traceback.print_exc(file=sys.stderr)
+    message = str(exc) or type(exc).__name__
+    if output.json_mode:
+        output.json({"error": {"code": code.code, "message": message, "hint": code.hint, "exit": code.exit}})
+    print(f"cairn: error {code.code}: {message}", file=sys.stderr)
+    if code.exit != EXIT_USAGE or code.code != "CAIRN-E002":
+        print(f"hint: {code.hint}", file=sys.stderr)
+    return code.exit
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

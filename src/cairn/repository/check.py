@@ -1,0 +1,247 @@
+"""check: is every object intact, and does every snapshot's reference resolve?
+
+Structure checks read every index, every pack trailer, every snapshot, reflist and tree. With
+`read_data`, every selected pack is read whole, re-hashed against its name, and every blob in it is
+opened, decompressed and re-hashed against its chunk ID. Nothing is changed.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from cairn.backends.base import Handle, ObjectKind
+from cairn.backends.errors import BackendError
+from cairn.core.errors import CairnError
+from cairn.core.ids import ChunkId, ObjectName
+from cairn.crypto.hashing import verify_object
+from cairn.format.pack import FOOTER_SIZE, BlobKind, PackEntry, decode_trailer, parse_pack, trailer_length
+from cairn.format.tree import decode_tree
+from cairn.repository.keyring import list_keys
+from cairn.repository.masterindex import MasterIndex
+from cairn.repository.repository import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class Subset:
+    """Which packs `--read-data-subset` reads: bucket n of m, or a random fraction."""
+
+    bucket: int = 1
+    buckets: int = 1
+    fraction: float | None = None
+
+    def selects(self, name: ObjectName, rng: random.Random) -> bool:
+        if self.fraction is not None:
+            return rng.random() < self.fraction
+        return int.from_bytes(name.raw[:8], "big") % self.buckets == self.bucket - 1
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """What check found; `errors` empty means the repository is consistent."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    snapshots: int = 0
+    packs: int = 0
+    blobs: int = 0
+    trees: int = 0
+    packs_read: int = 0
+    bytes_read: int = 0
+    missing_chunks: set[ChunkId] = field(default_factory=set)
+    damaged_packs: set[ObjectName] = field(default_factory=set)
+
+
+class Checker:
+    """Runs the checks against an open repository (whose index is loaded by `run`)."""
+
+    def __init__(self, repo: Repository, on_pack: Callable[[int], None] | None = None) -> None:
+        self._repo = repo
+        self._report = CheckReport()
+        self._lock = threading.Lock()
+        self._on_pack = on_pack or (lambda _n: None)
+
+    def run(self, read_data: bool = False, subset: Subset | None = None, seed: int | None = None) -> CheckReport:
+        self._check_keys()
+        expected = self._load_indexes()
+        index = self._repo.index
+        pack_sizes = self._check_packs(expected)
+        self._check_snapshots(index)
+        if read_data or subset is not None:
+            rng = random.Random(seed)
+            chosen = [p for p in sorted(pack_sizes) if subset is None or subset.selects(p, rng)]
+            self._read_packs(chosen)
+        return self._report
+
+    def _error(self, message: str) -> None:
+        with self._lock:
+            self._report.errors.append(message)
+
+    # ---- keys and indexes ---------------------------------------------------------------
+
+    def _check_keys(self) -> None:
+        try:
+            if not list_keys(self._repo.backend):
+                self._error("no readable key object")
+        except CairnError as exc:
+            self._error(f"keys: {exc}")
+
+    def _load_indexes(self) -> dict[ObjectName, list[PackEntry]]:
+        """Load every index into the repository's index; return what each lists per pack."""
+        expected: dict[ObjectName, list[PackEntry]] = {}
+        try:
+            infos = list(self._repo.backend.list(ObjectKind.INDEX))
+        except BackendError as exc:
+            self._error(f"cannot list indexes: {exc}")
+            return expected
+        for info in infos:
+            try:
+                record = self._repo.read_index(ObjectName.from_hex(info.handle.name))
+            except CairnError as exc:
+                self._error(f"index {info.handle.name[:8]}: {exc}")
+                continue
+            self._repo.index.add_record(record)
+            for pack, entries in record.packs.items():
+                known = expected.setdefault(pack, [])
+                known.extend(e for e in entries if e not in known)
+        self._report.blobs = len(self._repo.index)
+        return expected
+
+    # ---- packs --------------------------------------------------------------------------
+
+    def _check_packs(self, expected: dict[ObjectName, list[PackEntry]]) -> dict[ObjectName, int]:
+        sizes: dict[ObjectName, int] = {}
+        try:
+            for info in self._repo.backend.list(ObjectKind.PACK):
+                sizes[ObjectName.from_hex(info.handle.name)] = info.size
+        except CairnError as exc:
+            self._error(f"cannot list packs: {exc}")
+            return sizes
+        self._report.packs = len(sizes)
+        for pack in sorted(expected.keys() - sizes.keys()):
+            self._error(f"pack {pack.short()} is missing (the index lists {len(expected[pack])} blobs in it)")
+            self._report.damaged_packs.add(pack)
+        for pack in sorted(sizes.keys() - expected.keys()):
+            self._report.warnings.append(f"pack {pack.short()} is in no index (left by an interrupted run)")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda p: self._check_trailer(p, sizes[p], expected[p]), sorted(expected.keys() & sizes.keys())))
+        return sizes
+
+    def _check_trailer(self, pack: ObjectName, size: int, expected: list[PackEntry]) -> None:
+        handle = Handle(ObjectKind.PACK, pack.hex)
+        try:
+            length = trailer_length(self._repo.backend.load(handle, size - FOOTER_SIZE, FOOTER_SIZE))
+            if length > size - FOOTER_SIZE:
+                raise CairnError("trailer is longer than the pack")
+            trailer = self._repo.backend.load(handle, size - FOOTER_SIZE - length, length)
+            found = decode_trailer(trailer, size)
+        except CairnError as exc:
+            self._pack_damaged(pack, f"pack {pack.short()}: {exc}")
+            return
+        if sorted(found, key=_key) != sorted(expected, key=_key):
+            self._pack_damaged(pack, f"pack {pack.short()}: its trailer disagrees with the index")
+
+    def _pack_damaged(self, pack: ObjectName, message: str) -> None:
+        self._error(message)
+        with self._lock:
+            self._report.damaged_packs.add(pack)
+
+    # ---- snapshots and trees ------------------------------------------------------------
+
+    def _check_snapshots(self, index: MasterIndex) -> None:
+        try:
+            names = self._repo.snapshot_names()
+        except CairnError as exc:
+            self._error(f"cannot list snapshots: {exc}")
+            return
+        seen_trees: dict[ChunkId, set[ChunkId]] = {}
+        for name in sorted(names):
+            self._report.snapshots += 1
+            try:
+                snap = self._repo.read_snapshot(name)
+                refs: set[ChunkId] = set()
+                for reflist in snap.record.reflists:
+                    refs.update(self._repo.read_reflist(reflist))
+            except CairnError as exc:
+                self._error(f"snapshot {name.short()}: {exc}")
+                continue
+            used = self._walk_tree(name, snap.body.tree, b"", index, seen_trees)
+            if used != refs:
+                self._error(
+                    f"snapshot {name.short()}: its reflist lists {len(refs - used)} chunk(s) it does not use "
+                    f"and misses {len(used - refs)} it uses"
+                )
+
+    def _walk_tree(
+        self,
+        snap: ObjectName,
+        tree_id: ChunkId,
+        path: bytes,
+        index: MasterIndex,
+        seen: dict[ChunkId, set[ChunkId]],
+    ) -> set[ChunkId]:
+        """Every chunk ID reachable from `tree_id` (including it); errors are recorded."""
+        if tree_id in seen:
+            return seen[tree_id]
+        used = {tree_id}
+        seen[tree_id] = used
+        if tree_id not in index:
+            self._missing(snap, path or b"/", tree_id, "tree")
+            return used
+        try:
+            nodes = decode_tree(self._repo.fetch_blob(BlobKind.TREE, tree_id))
+        except CairnError as exc:
+            self._error(f"snapshot {snap.short()}: tree of {_show(path or b'/')}: {exc}")
+            return used
+        self._report.trees += 1
+        for node in nodes:
+            child = path + b"/" + node.name
+            for chunk_id in node.content:
+                used.add(chunk_id)
+                if chunk_id not in index:
+                    self._missing(snap, child, chunk_id, "data")
+            if node.subtree is not None:
+                used |= self._walk_tree(snap, node.subtree, child, index, seen)
+        return used
+
+    def _missing(self, snap: ObjectName, path: bytes, chunk_id: ChunkId, what: str) -> None:
+        self._error(f"snapshot {snap.short()}: {_show(path)}: {what} chunk {chunk_id.hex()[:8]} is missing")
+        with self._lock:
+            self._report.missing_chunks.add(chunk_id)
+
+    # ---- reading data -------------------------------------------------------------------
+
+    def _read_packs(self, packs: list[ObjectName]) -> None:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for size in pool.map(self._read_pack, packs):
+                self._on_pack(size)
+
+    def _read_pack(self, pack: ObjectName) -> int:
+        try:
+            data = self._repo.backend.load(Handle(ObjectKind.PACK, pack.hex))
+            verify_object(pack, data)
+            entries = parse_pack(data)
+        except CairnError as exc:
+            self._pack_damaged(pack, f"pack {pack.short()}: {exc}")
+            return 0
+        view = memoryview(data)
+        for e in entries:
+            try:
+                self._repo.open_blob(e.kind, e.chunk_id, view[e.offset : e.offset + e.length])
+            except CairnError as exc:
+                self._pack_damaged(pack, f"pack {pack.short()}: blob {e.chunk_id.hex()[:8]}: {exc}")
+        with self._lock:
+            self._report.packs_read += 1
+            self._report.bytes_read += len(data)
+        return len(data)
+
+
+def _key(e: PackEntry) -> tuple[int, bytes]:
+    return (e.offset, e.chunk_id)
+
+
+def _show(path: bytes) -> str:
+    return path.decode(errors="replace")
