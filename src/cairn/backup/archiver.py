@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cairn.backup.filescache import FilesCache
-from cairn.core.progress import Progress
 from cairn.core.ids import ChunkId, ObjectName
+from cairn.core.progress import Progress
 from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
@@ -27,6 +27,7 @@ from cairn.source.walker import (
     Walker,
     ancestor_nodes,
 )
+
 
 @dataclass(slots=True)
 class BackupOptions:

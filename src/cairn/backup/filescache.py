@@ -50,7 +50,15 @@ class FilesCache:
         return [ChunkId(blob[i : i + ID_SIZE]) for i in range(0, len(blob), ID_SIZE)]
 
     def record(self, path: bytes, st: os.stat_result, content: list[ChunkId]) -> None:
-        entry = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, b"".join(content))
+        entry = (
+            path,
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            b"".join(content),
+        )
         with self._lock:
             self._pending.append(entry)
             if len(self._pending) >= 2000:

@@ -22,14 +22,34 @@ from cairn.source.walker import Walker
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("backup", parents=[common], help="back up files and folders")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("-e", "--exclude", action="append", default=[], metavar="PATTERN",
-                   help="exclude paths matching PATTERN (may repeat)")
-    p.add_argument("--exclude-file", action="append", default=[], metavar="FILE",
-                   help="read exclude patterns from FILE, one per line")
-    p.add_argument("--exclude-if-present", action="append", default=[], metavar="NAME",
-                   help="exclude folders that contain a file called NAME")
-    p.add_argument("--exclude-caches", action="store_true", help="exclude folders with a CACHEDIR.TAG")
-    p.add_argument("-x", "--one-file-system", action="store_true", help="stay on the file systems of PATHs")
+    p.add_argument(
+        "-e",
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="exclude paths matching PATTERN (may repeat)",
+    )
+    p.add_argument(
+        "--exclude-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read exclude patterns from FILE, one per line",
+    )
+    p.add_argument(
+        "--exclude-if-present",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="exclude folders that contain a file called NAME",
+    )
+    p.add_argument(
+        "--exclude-caches", action="store_true", help="exclude folders with a CACHEDIR.TAG"
+    )
+    p.add_argument(
+        "-x", "--one-file-system", action="store_true", help="stay on the file systems of PATHs"
+    )
     p.add_argument("--tag", action="append", default=[], help="tag the snapshot (may repeat)")
     p.add_argument("--host", default=None, help="host name to record (default: this machine's)")
     p.set_defaults(run=run)
@@ -88,10 +108,13 @@ def _report(ctx: Context, r: BackupResult) -> None:
     for path, message in r.warnings:
         out.text(f"warning: {show_path(path)}: {message}")
     out.text(
-        f"files: {r.files} ({r.files_new} new or changed, {r.files_unmodified} unchanged), folders: {r.dirs}"
+        f"files: {r.files} ({r.files_new} new or changed, {r.files_unmodified} unchanged), "
+        f"folders: {r.dirs}"
     )
-    out.text(f"processed {format_size(r.bytes_total)}, read {format_size(r.bytes_read)}, "
-             f"added {format_size(r.bytes_added)} to the repository")
+    out.text(
+        f"processed {format_size(r.bytes_total)}, read {format_size(r.bytes_read)}, "
+        f"added {format_size(r.bytes_added)} to the repository"
+    )
     if r.errors:
         out.text(f"{r.errors} file(s) could not be read and are missing from the snapshot")
     out.text(f"snapshot {r.snapshot.short()} saved")

@@ -14,7 +14,9 @@ from cairn.repository.check import Checker, Subset
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("check", parents=[common], help="check the repository for damage")
     p.add_argument("--read-data", action="store_true", help="read and verify every pack")
-    p.add_argument("--read-data-subset", metavar="n/m|x%", help="read packs in bucket n of m, or x%% of them")
+    p.add_argument(
+        "--read-data-subset", metavar="n/m|x%", help="read packs in bucket n of m, or x%% of them"
+    )
     p.set_defaults(run=run)
 
 
@@ -41,8 +43,13 @@ def run(ctx: Context) -> int:
     for error in report.errors:
         out.text(f"error: {error}")
     out.text(
-        f"{report.snapshots} snapshots, {report.trees} trees, {report.blobs} blobs in {report.packs} packs"
-        + (f"; read {report.packs_read} packs ({report.bytes_read} bytes)" if report.packs_read else "")
+        f"{report.snapshots} snapshots, {report.trees} trees, "
+        f"{report.blobs} blobs in {report.packs} packs"
+        + (
+            f"; read {report.packs_read} packs ({report.bytes_read} bytes)"
+            if report.packs_read
+            else ""
+        )
     )
     out.json(
         {

@@ -43,13 +43,16 @@ class Context:
             raise UsageError("no repository given: use -r PATH or set CAIRN_REPOSITORY")
         return location
 
-    def passphrase(self, prompt: str = "passphrase for the repository: ", confirm: bool = False) -> bytes:
+    def passphrase(
+        self, prompt: str = "passphrase for the repository: ", confirm: bool = False
+    ) -> bytes:
         secret = self._passphrase_from_sources()
         if secret is not None:
             return secret
         if not sys.stdin.isatty():
             raise NoPassphrase(
-                "no passphrase given: set CAIRN_PASSWORD, or use --password-file or --password-command"
+                "no passphrase given: set CAIRN_PASSWORD, "
+                "or use --password-file or --password-command"
             )
         first = getpass.getpass(prompt)
         if confirm and getpass.getpass("again: ") != first:

@@ -29,7 +29,9 @@ def run(ctx: Context) -> int:
         shown = show_path(path) + ("/" if node.type == "dir" else "")
         ctx.output.text(f"{sign}    {shown}")
         counts[sign] += 1
-        changes.append({"change": {"+": "added", "-": "removed", "M": "modified"}[sign], "path": shown})
+        changes.append(
+            {"change": {"+": "added", "-": "removed", "M": "modified"}[sign], "path": shown}
+        )
     ctx.output.text(f"\nadded: {counts['+']}  removed: {counts['-']}  modified: {counts['M']}")
     ctx.output.json({"first": a.name.hex, "second": b.name.hex, "changes": changes})
     return 0

@@ -56,26 +56,71 @@ class CheckFailed(CairnError):
 # Most specific first: the first class that matches wins.
 CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (UsageError, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn COMMAND --help`")),
-    (PatternError, ErrorCode("CAIRN-E003", EXIT_USAGE, "fix the pattern; see docs/errors.md for the syntax")),
-    (NoPassphrase, ErrorCode("CAIRN-E011", 11, "set CAIRN_PASSWORD, or use --password-file / --password-command")),
-    (RepositoryNotFound, ErrorCode("CAIRN-E010", 10, "check -r / CAIRN_REPOSITORY, or create one with `cairn init`")),
-    (WrongPassword, ErrorCode("CAIRN-E012", 12, "check the passphrase; `cairn key list` shows the keys")),
-    (RepositoryExists, ErrorCode("CAIRN-E013", 13, "choose an empty location, or use the existing repository")),
+    (
+        PatternError,
+        ErrorCode("CAIRN-E003", EXIT_USAGE, "fix the pattern; see docs/errors.md for the syntax"),
+    ),
+    (
+        NoPassphrase,
+        ErrorCode(
+            "CAIRN-E011", 11, "set CAIRN_PASSWORD, or use --password-file / --password-command"
+        ),
+    ),
+    (
+        RepositoryNotFound,
+        ErrorCode("CAIRN-E010", 10, "check -r / CAIRN_REPOSITORY, or create one with `cairn init`"),
+    ),
+    (
+        WrongPassword,
+        ErrorCode("CAIRN-E012", 12, "check the passphrase; `cairn key list` shows the keys"),
+    ),
+    (
+        RepositoryExists,
+        ErrorCode("CAIRN-E013", 13, "choose an empty location, or use the existing repository"),
+    ),
     (UnsupportedFormat, ErrorCode("CAIRN-E014", 14, "this repository needs a newer Cairn")),
-    (NotARepository, ErrorCode("CAIRN-E015", 15, "the location holds something else, or its config is damaged")),
+    (
+        NotARepository,
+        ErrorCode("CAIRN-E015", 15, "the location holds something else, or its config is damaged"),
+    ),
     (SnapshotNotFound, ErrorCode("CAIRN-E016", 16, "list snapshots with `cairn snapshots`")),
-    (RestoreConflict, ErrorCode("CAIRN-E017", 17, "restore into an empty folder, or pass --overwrite")),
+    (
+        RestoreConflict,
+        ErrorCode("CAIRN-E017", 17, "restore into an empty folder, or pass --overwrite"),
+    ),
     (KeyManagementError, ErrorCode("CAIRN-E018", 18, "see `cairn key list`")),
     (CheckFailed, ErrorCode("CAIRN-E020", 20, "the repository is damaged; see docs/errors.md")),
-    (IntegrityError, ErrorCode("CAIRN-E021", 21, "stored data is damaged or missing; run `cairn check`")),
+    (
+        IntegrityError,
+        ErrorCode("CAIRN-E021", 21, "stored data is damaged or missing; run `cairn check`"),
+    ),
     (FormatError, ErrorCode("CAIRN-E022", 21, "stored data is malformed; run `cairn check`")),
-    (StorageFull, ErrorCode("CAIRN-E030", 30, "free space on the repository's storage, then run the command again")),
-    (PermissionDenied, ErrorCode("CAIRN-E031", 31, "the storage refuses writes: check permissions or a read-only mount")),
-    (ListingIncomplete, ErrorCode("CAIRN-E032", 32, "the storage could not list its objects; retry later")),
-    (TransientBackendError, ErrorCode("CAIRN-E033", 33, "the storage is unreachable or failing; retry later")),
+    (
+        StorageFull,
+        ErrorCode(
+            "CAIRN-E030", 30, "free space on the repository's storage, then run the command again"
+        ),
+    ),
+    (
+        PermissionDenied,
+        ErrorCode(
+            "CAIRN-E031", 31, "the storage refuses writes: check permissions or a read-only mount"
+        ),
+    ),
+    (
+        ListingIncomplete,
+        ErrorCode("CAIRN-E032", 32, "the storage could not list its objects; retry later"),
+    ),
+    (
+        TransientBackendError,
+        ErrorCode("CAIRN-E033", 33, "the storage is unreachable or failing; retry later"),
+    ),
     (NotFound, ErrorCode("CAIRN-E034", 21, "an object is missing from storage; run `cairn check`")),
     (BackendError, ErrorCode("CAIRN-E035", 34, "the storage failed; the message says how")),
-    (ChunkerUnavailable, ErrorCode("CAIRN-E040", 40, "reinstall Cairn so its compiled dependencies load")),
+    (
+        ChunkerUnavailable,
+        ErrorCode("CAIRN-E040", 40, "reinstall Cairn so its compiled dependencies load"),
+    ),
     (CairnError, ErrorCode("CAIRN-E001", EXIT_FAILURE, "see the message")),
 ]
 
@@ -84,4 +129,8 @@ def code_for(exc: BaseException) -> ErrorCode:
     for cls, code in CODES:
         if isinstance(exc, cls):
             return code
-    return ErrorCode("CAIRN-E999", EXIT_FAILURE, "this is a bug in Cairn; please report it with CAIRN_DEBUG=1 output")
+    return ErrorCode(
+        "CAIRN-E999",
+        EXIT_FAILURE,
+        "this is a bug in Cairn; please report it with CAIRN_DEBUG=1 output",
+    )

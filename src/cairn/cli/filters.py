@@ -8,9 +8,15 @@ from cairn.snapshot.select import SnapshotFilter
 
 
 def add_filter_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", action="append", default=[], help="only snapshots of this host (may repeat)")
-    p.add_argument("--tag", action="append", default=[], help="only snapshots with these tags: a,b means both")
-    p.add_argument("--path", action="append", default=[], help="only snapshots of exactly these paths")
+    p.add_argument(
+        "--host", action="append", default=[], help="only snapshots of this host (may repeat)"
+    )
+    p.add_argument(
+        "--tag", action="append", default=[], help="only snapshots with these tags: a,b means both"
+    )
+    p.add_argument(
+        "--path", action="append", default=[], help="only snapshots of exactly these paths"
+    )
 
 
 def filter_from(args: argparse.Namespace) -> SnapshotFilter:

@@ -8,17 +8,21 @@ import os
 from typing import Any
 
 from cairn.cli.context import Context
+from cairn.cli.errors import UsageError
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.cli.nodes import node_json, node_line
-from cairn.cli.errors import UsageError
 from cairn.snapshot.select import find_snapshot, load_snapshots
 from cairn.snapshot.walk import walk
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("find", parents=[common], help="find files by name across snapshots")
-    p.add_argument("patterns", nargs="+", metavar="PATTERN", help="glob on the file name, e.g. '*.odt'")
-    p.add_argument("-s", "--snapshot", action="append", default=[], help="search only these snapshots")
+    p.add_argument(
+        "patterns", nargs="+", metavar="PATTERN", help="glob on the file name, e.g. '*.odt'"
+    )
+    p.add_argument(
+        "-s", "--snapshot", action="append", default=[], help="search only these snapshots"
+    )
     p.add_argument("-l", "--long", action="store_true", help="show mode, owner, size and time")
     add_filter_options(p)
     p.set_defaults(run=run)
@@ -33,7 +37,11 @@ def run(ctx: Context) -> int:
     snaps = [find_snapshot(repo, s, filt) for s in ctx.args.snapshot] or load_snapshots(repo, filt)
     results = []
     for snap in snaps:
-        hits = [(p, n) for p, n in walk(repo, snap.body.tree) if any(fnmatch.fnmatchcase(n.name, pat) for pat in patterns)]
+        hits = [
+            (p, n)
+            for p, n in walk(repo, snap.body.tree)
+            if any(fnmatch.fnmatchcase(n.name, pat) for pat in patterns)
+        ]
         if hits:
             ctx.output.text(f"snapshot {snap.name.short()} at {snap.body.time}:")
         for path, node in hits:

@@ -15,8 +15,12 @@ from cairn.repository.repository import DEFAULT_PARAMS, Repository
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", parents=[common], help="create a new repository")
     p.add_argument("--pack-size", default="16MiB", help="target pack size (default 16MiB)")
-    p.add_argument("--compression", type=int, default=DEFAULT_PARAMS.compression,
-                   help="zstd level 0-22, 0 = off (default 3)")
+    p.add_argument(
+        "--compression",
+        type=int,
+        default=DEFAULT_PARAMS.compression,
+        help="zstd level 0-22, 0 = off (default 3)",
+    )
     p.set_defaults(run=run)
 
 

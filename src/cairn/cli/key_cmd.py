@@ -34,11 +34,22 @@ def run_list(ctx: Context) -> int:
     keys = list_keys(repo.backend)
     ctx.output.table(
         ["", "ID", "User", "Host", "Created"],
-        [["*" if k.name == repo.key_name else "", k.name.short(), k.user, k.host, k.created] for k in keys],
+        [
+            ["*" if k.name == repo.key_name else "", k.name.short(), k.user, k.host, k.created]
+            for k in keys
+        ],
     )
     ctx.output.json(
-        [{"current": k.name == repo.key_name, "id": k.name.hex, "user": k.user, "host": k.host,
-          "created": k.created} for k in keys]
+        [
+            {
+                "current": k.name == repo.key_name,
+                "id": k.name.hex,
+                "user": k.user,
+                "host": k.host,
+                "created": k.created,
+            }
+            for k in keys
+        ]
     )
     return 0
 
@@ -62,7 +73,10 @@ def _new_passphrase(ctx: Context) -> bytes:
 
 def run_add(ctx: Context) -> int:
     repo = ctx.open_repository(load_index=False)
-    name = save_key(repo.backend, make_key(repo.master, repo.repo_id, _new_passphrase(ctx), ctx.kdf(), ctx.clock))
+    name = save_key(
+        repo.backend,
+        make_key(repo.master, repo.repo_id, _new_passphrase(ctx), ctx.kdf(), ctx.clock),
+    )
     ctx.output.text(f"added key {name.short()}")
     ctx.output.json({"id": name.hex})
     return 0
@@ -79,10 +93,15 @@ def run_remove(ctx: Context) -> int:
 
 def run_passwd(ctx: Context) -> int:
     repo = ctx.open_repository(load_index=False)
-    new = save_key(repo.backend, make_key(repo.master, repo.repo_id, _new_passphrase(ctx), ctx.kdf(), ctx.clock))
+    new = save_key(
+        repo.backend,
+        make_key(repo.master, repo.repo_id, _new_passphrase(ctx), ctx.kdf(), ctx.clock),
+    )
     # The new key is durable before the old one goes: a crash in between leaves both working.
     remove_key(repo.backend, repo.key_name, new)
-    ctx.output.text(f"changed the passphrase: key {repo.key_name.short()} replaced by {new.short()}")
+    ctx.output.text(
+        f"changed the passphrase: key {repo.key_name.short()} replaced by {new.short()}"
+    )
     ctx.output.json({"old": repo.key_name.hex, "new": new.hex})
     return 0
 

@@ -26,7 +26,9 @@ def run(ctx: Context) -> int:
     repo = ctx.open_repository()
     snap = find_snapshot(repo, ctx.args.snapshot, filter_from(ctx.args))
     prefixes = [os.fsencode(os.path.normpath(d)).rstrip(b"/") for d in ctx.args.dirs]
-    ctx.output.text(f"snapshot {snap.name.short()} of {', '.join(snap.body.paths)} at {snap.body.time}:")
+    ctx.output.text(
+        f"snapshot {snap.name.short()} of {', '.join(snap.body.paths)} at {snap.body.time}:"
+    )
     entries = []
     for path, node in walk(repo, snap.body.tree, descend=lambda p, _n: _wanted(p, prefixes, True)):
         if _wanted(path, prefixes, False):
@@ -45,5 +47,3 @@ def _wanted(path: bytes, prefixes: list[bytes], descending: bool) -> bool:
         if descending and prefix.startswith(path + b"/"):
             return True
     return False
-
-

@@ -46,13 +46,32 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     """Global options are accepted before and after the command name (as restic does)."""
     default: object = argparse.SUPPRESS if suppress else None
     g = parser.add_argument_group("global options")
-    g.add_argument("-r", "--repo", default=default, help="repository location (or CAIRN_REPOSITORY)")
-    g.add_argument("--password-file", default=default, help="read the passphrase from this file's first line")
-    g.add_argument("--password-command", default=default, help="run this command and use its first output line")
-    g.add_argument("--json", action="store_true", default=default if suppress else False, help="print JSON")
-    g.add_argument("-q", "--quiet", action="store_true", default=default if suppress else False, help="print less")
+    g.add_argument(
+        "-r", "--repo", default=default, help="repository location (or CAIRN_REPOSITORY)"
+    )
+    g.add_argument(
+        "--password-file", default=default, help="read the passphrase from this file's first line"
+    )
+    g.add_argument(
+        "--password-command", default=default, help="run this command and use its first output line"
+    )
+    g.add_argument(
+        "--json", action="store_true", default=default if suppress else False, help="print JSON"
+    )
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default if suppress else False,
+        help="print less",
+    )
     g.add_argument("--cache-dir", default=default, help="local cache folder (or CAIRN_CACHE_DIR)")
-    g.add_argument("--no-cache", action="store_true", default=default if suppress else False, help="use no local cache")
+    g.add_argument(
+        "--no-cache",
+        action="store_true",
+        default=default if suppress else False,
+        help="use no local cache",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the one place every error becomes an exit code
+    except Exception as exc:
         return _report(exc, output)
     finally:
         if ctx is not None:
@@ -100,7 +119,9 @@ def _report(exc: BaseException, output: Output) -> int:
         traceback.print_exc(file=sys.stderr)
     message = str(exc) or type(exc).__name__
     if output.json_mode:
-        output.json({"error": {"code": code.code, "message": message, "hint": code.hint, "exit": code.exit}})
+        output.json(
+            {"error": {"code": code.code, "message": message, "hint": code.hint, "exit": code.exit}}
+        )
     print(f"cairn: error {code.code}: {message}", file=sys.stderr)
     if code.exit != EXIT_USAGE or code.code != "CAIRN-E002":
         print(f"hint: {code.hint}", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 
 def show_path(path: bytes) -> str:
-    """A path for humans and JSON: undecodable bytes become surrogate escapes (like `ls -b` does)."""
+    """A path for humans and JSON: bytes that are not UTF-8 are shown as backslash escapes."""
     return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -38,7 +38,10 @@ class Output:
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         if self.json_mode or self.quiet:
             return
-        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+        widths = [
+            max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+            for i, h in enumerate(headers)
+        ]
         self.text("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
         self.text("-" * (sum(widths) + 2 * (len(widths) - 1)))
         for row in rows:

@@ -19,13 +19,30 @@ from cairn.snapshot.select import find_snapshot
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("restore", parents=[common], help="restore a snapshot into a folder")
     p.add_argument("snapshot", help="snapshot ID or `latest`")
-    p.add_argument("-t", "--target", required=True, help="folder to restore into (created if missing)")
-    p.add_argument("-i", "--include", action="append", default=[], metavar="PATTERN",
-                   help="restore only paths matching PATTERN (may repeat)")
-    p.add_argument("-e", "--exclude", action="append", default=[], metavar="PATTERN",
-                   help="do not restore paths matching PATTERN (may repeat)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing files that differ from the snapshot")
+    p.add_argument(
+        "-t", "--target", required=True, help="folder to restore into (created if missing)"
+    )
+    p.add_argument(
+        "-i",
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="restore only paths matching PATTERN (may repeat)",
+    )
+    p.add_argument(
+        "-e",
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="do not restore paths matching PATTERN (may repeat)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files that differ from the snapshot",
+    )
     add_filter_options(p)
     p.set_defaults(run=run)
 

@@ -107,7 +107,9 @@ class Opener:
         try:
             plaintext: bytes = self._cipher(session_id).decrypt(nonce, view[HEADER_SIZE:], aad)
         except InvalidTag as exc:
-            raise IntegrityError("authentication failed: the data was altered or misplaced") from exc
+            raise IntegrityError(
+                "authentication failed: the data was altered or misplaced"
+            ) from exc
         return plaintext
 
 

@@ -33,6 +33,13 @@ def unpackb(data: bytes | memoryview) -> Any:
             max_map_len=MAX_MAP,
             max_ext_len=0,
         )
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError, msgpack.OutOfData, UnicodeDecodeError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+        msgpack.OutOfData,
+        UnicodeDecodeError,
+    ) as exc:
         raise FormatError(f"malformed object encoding: {exc}") from exc

@@ -51,7 +51,12 @@ class KeyRecord:
 
 def encode_config(record: ConfigRecord) -> bytes:
     return packb(
-        {"v": CONFIG_VERSION, "repo_id": record.repo_id, "created": record.created, "sealed": record.sealed}
+        {
+            "v": CONFIG_VERSION,
+            "repo_id": record.repo_id,
+            "created": record.created,
+            "sealed": record.sealed,
+        }
     )
 
 

@@ -30,7 +30,9 @@ def encode_index(record: IndexRecord) -> bytes:
         [name.raw, [[e.chunk_id, int(e.kind), e.offset, e.length] for e in entries]]
         for name, entries in sorted(record.packs.items())
     ]
-    return packb({"v": INDEX_VERSION, "packs": packs, "supersedes": [s.raw for s in record.supersedes]})
+    return packb(
+        {"v": INDEX_VERSION, "packs": packs, "supersedes": [s.raw for s in record.supersedes]}
+    )
 
 
 def decode_index(data: bytes) -> IndexRecord:
@@ -42,6 +44,7 @@ def decode_index(data: bytes) -> IndexRecord:
             raise FormatError("index pack entry is not [name, blobs]")
         name = ObjectName(as_id(item[0], "pack name"))
         record.packs[name] = decode_entries(item[1], MAX_PACK_SIZE)
-    record.supersedes = [ObjectName(as_id(s, "superseded index")) for s in get_list(obj, "supersedes")]
+    record.supersedes = [
+        ObjectName(as_id(s, "superseded index")) for s in get_list(obj, "supersedes")
+    ]
     return record
-

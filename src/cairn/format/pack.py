@@ -45,7 +45,10 @@ def build_pack(blobs: list[tuple[ChunkId, BlobKind, bytes]]) -> tuple[bytes, lis
         entries.append(PackEntry(chunk_id, kind, offset, len(sealed)))
         offset += len(sealed)
     trailer = packb(
-        {"v": PACK_VERSION, "blobs": [[e.chunk_id, int(e.kind), e.offset, e.length] for e in entries]}
+        {
+            "v": PACK_VERSION,
+            "blobs": [[e.chunk_id, int(e.kind), e.offset, e.length] for e in entries],
+        }
     )
     parts += [trailer, struct.pack("<I", len(trailer)), PACK_END]
     return b"".join(parts), entries
@@ -77,7 +80,9 @@ def decode_entries(raws: list[object], area_end: int) -> list[PackEntry]:
         kind = as_int(raw[1], "blob kind", 0, 1)
         offset = as_int(raw[2], "blob offset", len(PACK_MAGIC), area_end)
         length = as_int(raw[3], "blob length", 1, area_end - offset)
-        entries.append(PackEntry(ChunkId(as_id(raw[0], "chunk ID")), BlobKind(kind), offset, length))
+        entries.append(
+            PackEntry(ChunkId(as_id(raw[0], "chunk ID")), BlobKind(kind), offset, length)
+        )
     return entries
 
 

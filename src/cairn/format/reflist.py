@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import zstandard
 
 from cairn.core.errors import FormatError
@@ -34,6 +36,6 @@ def decode_reflist(data: bytes) -> list[ChunkId]:
     if len(raw) % ID_SIZE:
         raise FormatError("reflist length is not a multiple of the ID size")
     ids = [ChunkId(raw[i : i + ID_SIZE]) for i in range(0, len(raw), ID_SIZE)]
-    if any(a >= b for a, b in zip(ids, ids[1:], strict=False)):
+    if any(a >= b for a, b in itertools.pairwise(ids)):
         raise FormatError("reflist IDs are not sorted and unique")
     return ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,7 @@ class Node:
 def encode_tree(nodes: list[Node]) -> bytes:
     """Encode a directory's nodes; sorts them by name and refuses duplicate names."""
     ordered = sorted(nodes, key=lambda n: n.name)
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in itertools.pairwise(ordered):
         if a.name == b.name:
             raise FormatError(f"duplicate name in tree: {a.name!r}")
     return packb({"v": TREE_VERSION, "nodes": [n.to_wire() for n in ordered]})

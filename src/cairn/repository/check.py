@@ -18,7 +18,14 @@ from cairn.backends.errors import BackendError
 from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.hashing import verify_object
-from cairn.format.pack import FOOTER_SIZE, BlobKind, PackEntry, decode_trailer, parse_pack, trailer_length
+from cairn.format.pack import (
+    FOOTER_SIZE,
+    BlobKind,
+    PackEntry,
+    decode_trailer,
+    parse_pack,
+    trailer_length,
+)
 from cairn.format.tree import decode_tree
 from cairn.repository.keyring import list_keys
 from cairn.repository.masterindex import MasterIndex
@@ -64,14 +71,16 @@ class Checker:
         self._lock = threading.Lock()
         self._on_pack = on_pack or (lambda _n: None)
 
-    def run(self, read_data: bool = False, subset: Subset | None = None, seed: int | None = None) -> CheckReport:
+    def run(
+        self, read_data: bool = False, subset: Subset | None = None, seed: int | None = None
+    ) -> CheckReport:
         self._check_keys()
         expected = self._load_indexes()
         index = self._repo.index
         pack_sizes = self._check_packs(expected)
         self._check_snapshots(index)
         if read_data or subset is not None:
-            rng = random.Random(seed)
+            rng = random.Random(seed)  # noqa: S311 - sampling, not secrecy
             chosen = [p for p in sorted(pack_sizes) if subset is None or subset.selects(p, rng)]
             self._read_packs(chosen)
         return self._report
@@ -122,18 +131,30 @@ class Checker:
             return sizes
         self._report.packs = len(sizes)
         for pack in sorted(expected.keys() - sizes.keys()):
-            self._error(f"pack {pack.short()} is missing (the index lists {len(expected[pack])} blobs in it)")
+            self._error(
+                f"pack {pack.short()} is missing "
+                f"(the index lists {len(expected[pack])} blobs in it)"
+            )
             self._report.damaged_packs.add(pack)
         for pack in sorted(sizes.keys() - expected.keys()):
-            self._report.warnings.append(f"pack {pack.short()} is in no index (left by an interrupted run)")
+            self._report.warnings.append(
+                f"pack {pack.short()} is in no index (left by an interrupted run)"
+            )
         with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda p: self._check_trailer(p, sizes[p], expected[p]), sorted(expected.keys() & sizes.keys())))
+            list(
+                pool.map(
+                    lambda p: self._check_trailer(p, sizes[p], expected[p]),
+                    sorted(expected.keys() & sizes.keys()),
+                )
+            )
         return sizes
 
     def _check_trailer(self, pack: ObjectName, size: int, expected: list[PackEntry]) -> None:
         handle = Handle(ObjectKind.PACK, pack.hex)
         try:
-            length = trailer_length(self._repo.backend.load(handle, size - FOOTER_SIZE, FOOTER_SIZE))
+            length = trailer_length(
+                self._repo.backend.load(handle, size - FOOTER_SIZE, FOOTER_SIZE)
+            )
             if length > size - FOOTER_SIZE:
                 raise CairnError("trailer is longer than the pack")
             trailer = self._repo.backend.load(handle, size - FOOTER_SIZE - length, length)
@@ -171,7 +192,8 @@ class Checker:
             used = self._walk_tree(name, snap.body.tree, b"", index, seen_trees)
             if used != refs:
                 self._error(
-                    f"snapshot {name.short()}: its reflist lists {len(refs - used)} chunk(s) it does not use "
+                    f"snapshot {name.short()}: its reflist lists "
+                    f"{len(refs - used)} chunk(s) it does not use "
                     f"and misses {len(used - refs)} it uses"
                 )
 
@@ -208,7 +230,9 @@ class Checker:
         return used
 
     def _missing(self, snap: ObjectName, path: bytes, chunk_id: ChunkId, what: str) -> None:
-        self._error(f"snapshot {snap.short()}: {_show(path)}: {what} chunk {chunk_id.hex()[:8]} is missing")
+        self._error(
+            f"snapshot {snap.short()}: {_show(path)}: {what} chunk {chunk_id.hex()[:8]} is missing"
+        )
         with self._lock:
             self._report.missing_chunks.add(chunk_id)
 

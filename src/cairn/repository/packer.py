@@ -22,7 +22,7 @@ class PackUploader:
 
     Write ordering (design.md 5): a pack is saved (durably) before any index names it, and an index
     object is written every `flush_packs` packs or `flush_seconds`, and at `flush()`. At most
-    ``2 × connections`` packs are in memory at once, which bounds memory.
+    ``2 * connections`` packs are in memory at once, which bounds memory.
     """
 
     def __init__(

@@ -131,15 +131,21 @@ class Repository:
         config = read_config(backend)
         master, key_name = unlock(backend, config.repo_id, passphrase)
         try:
-            opened = Opener(master.subkeys().seal).open(config.sealed, _aad(config.repo_id, b"config"))
+            opened = Opener(master.subkeys().seal).open(
+                config.sealed, _aad(config.repo_id, b"config")
+            )
             params = decode_params(opened)
         except (IntegrityError, FormatError) as exc:
-            raise NotARepository(f"the config at {backend.location()} fails authentication") from exc
+            raise NotARepository(
+                f"the config at {backend.location()} fails authentication"
+            ) from exc
         return cls(backend, config, params, master, key_name, clock)
 
     def chunker(self) -> FastCDCChunker:
         p = self.params
-        return FastCDCChunker(ChunkerParams(p.chunk_min, p.chunk_avg, p.chunk_max), self.keys.chunker_seed)
+        return FastCDCChunker(
+            ChunkerParams(p.chunk_min, p.chunk_avg, p.chunk_max), self.keys.chunker_seed
+        )
 
     # ---- sealing ------------------------------------------------------------------------
 
@@ -197,7 +203,7 @@ class Repository:
     def store_blob(
         self, kind: BlobKind, plaintext: bytes | memoryview, chunk_id: ChunkId | None = None
     ) -> tuple[ChunkId, int]:
-        """Store a blob unless it is known; returns its ID and the bytes added (0 if deduplicated)."""
+        """Store a blob unless it is known; returns its ID and the bytes added (0: deduplicated)."""
         if chunk_id is None:
             chunk_id = self.blob_id(kind, plaintext)
         if not self.index.reserve(chunk_id):
@@ -219,7 +225,9 @@ class Repository:
         level = self.params.compression
         if level and len(plaintext) >= 64:
             sample = plaintext[:SAMPLE_SIZE]
-            if len(plaintext) <= SAMPLE_SIZE or len(self._compressor(1).compress(sample)) < 0.9 * len(sample):
+            if len(plaintext) <= SAMPLE_SIZE or len(
+                self._compressor(1).compress(sample)
+            ) < 0.9 * len(sample):
                 packed = self._compressor(level).compress(plaintext)
                 if len(packed) < len(plaintext):
                     return bytes((COMPRESS_ZSTD,)) + packed
@@ -234,7 +242,9 @@ class Repository:
         if location is None:
             raise ObjectMissing(f"chunk {chunk_id.hex()[:8]} is in no index")
         if location.kind is not kind:
-            raise IntegrityError(f"chunk {chunk_id.hex()[:8]} is a {location.kind.name}, not {kind.name}")
+            raise IntegrityError(
+                f"chunk {chunk_id.hex()[:8]} is a {location.kind.name}, not {kind.name}"
+            )
         try:
             envelope = self.backend.load(
                 Handle(ObjectKind.PACK, location.pack.hex), location.offset, location.length
@@ -325,7 +335,9 @@ def read_config(backend: Backend) -> ConfigRecord:
     try:
         return decode_config(data)
     except FormatError as exc:
-        raise NotARepository(f"{backend.location()} does not hold a Cairn repository config") from exc
+        raise NotARepository(
+            f"{backend.location()} does not hold a Cairn repository config"
+        ) from exc
 
 
 def _aad(repo_id: bytes, label: bytes) -> bytes:

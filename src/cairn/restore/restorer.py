@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cairn.core.progress import Progress
 from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId
 from cairn.core.patterns import PatternSet
+from cairn.core.progress import Progress
 from cairn.format.pack import BlobKind
 from cairn.format.tree import Node
 from cairn.repository.repository import Repository
@@ -123,7 +123,9 @@ class Restorer:
             comps = (*parent, node.name)
             selected = options.includes is None or options.includes.matches(path)
             if node.type == "dir" and node.subtree is not None:
-                if selected or (options.includes is not None and options.includes.could_match_below(path)):
+                if selected or (
+                    options.includes is not None and options.includes.could_match_below(path)
+                ):
                     below = list(self._select(node.subtree, comps, _widen(options, selected)))
                     if selected or below:
                         yield comps, node
@@ -159,7 +161,9 @@ class Restorer:
             if not stat.S_ISREG(st.st_mode) or st.st_size != node.size:
                 return "differs"
             chunker = self._repo.chunker()
-            ids = [self._repo.blob_id(BlobKind.DATA, c) for c in chunker.split_file(stream, st.st_size)]
+            ids = [
+                self._repo.blob_id(BlobKind.DATA, c) for c in chunker.split_file(stream, st.st_size)
+            ]
         return "match" if ids == node.content else "differs"
 
     # ---- 2. write -----------------------------------------------------------------------
@@ -169,7 +173,9 @@ class Restorer:
             target.make_dir(comps)
             self._result.dirs += 1
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore") as pool:
-            for future in [pool.submit(self._restore_file, target, c, n, c in plan.keep) for c, n in plan.files]:
+            for future in [
+                pool.submit(self._restore_file, target, c, n, c in plan.keep) for c, n in plan.files
+            ]:
                 future.result()
         for comps, node in plan.others:
             self._restore_other(target, comps, node)
@@ -204,7 +210,9 @@ class Restorer:
         with self._lock:
             self._result.bytes_written += offset
         if offset != node.size:
-            self._skip(b"/" + b"/".join(comps), f"restored {offset} bytes, snapshot says {node.size}")
+            self._skip(
+                b"/" + b"/".join(comps), f"restored {offset} bytes, snapshot says {node.size}"
+            )
 
     def _restore_other(self, target: SafeTarget, comps: Components, node: Node) -> None:
         path = b"/" + b"/".join(comps)
@@ -224,7 +232,9 @@ class Restorer:
         except OSError as exc:
             self._skip(path, f"cannot create: {exc.strerror or exc}")
 
-    def _replace_with_link(self, target: SafeTarget, comps: Components, existing: Components) -> None:
+    def _replace_with_link(
+        self, target: SafeTarget, comps: Components, existing: Components
+    ) -> None:
         try:
             target.remove_if_exists(comps)
             target.make_hardlink(comps, existing)

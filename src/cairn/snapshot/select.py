@@ -56,16 +56,22 @@ def find_snapshot(repo: Repository, ref: str, filt: SnapshotFilter | None = None
     snaps = load_snapshots(repo, filt)
     if ref == LATEST:
         if not snaps:
-            raise SnapshotNotFound("no snapshot matches (the repository has none, or the filters exclude all)")
+            raise SnapshotNotFound(
+                "no snapshot matches (the repository has none, or the filters exclude all)"
+            )
         return snaps[-1]
     ref = ref.lower()
     if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
-        raise SnapshotNotFound(f"{ref!r} is neither `latest` nor a snapshot ID (at least 4 hex digits)")
+        raise SnapshotNotFound(
+            f"{ref!r} is neither `latest` nor a snapshot ID (at least 4 hex digits)"
+        )
     found = [s for s in snaps if s.name.hex.startswith(ref)]
     if not found:
         raise SnapshotNotFound(f"no snapshot with ID {ref}")
     if len(found) > 1:
-        raise SnapshotNotFound(f"snapshot ID {ref} is ambiguous: {', '.join(s.name.short() for s in found)}")
+        raise SnapshotNotFound(
+            f"snapshot ID {ref} is ambiguous: {', '.join(s.name.short() for s in found)}"
+        )
     return found[0]
 
 

@@ -27,7 +27,11 @@ def walk(
     for node in load_tree(loader, tree_id):
         path = prefix + b"/" + node.name
         yield path, node
-        if node.type == "dir" and node.subtree is not None and (descend is None or descend(path, node)):
+        if (
+            node.type == "dir"
+            and node.subtree is not None
+            and (descend is None or descend(path, node))
+        ):
             yield from walk(loader, node.subtree, path, descend)
 
 
@@ -55,13 +59,17 @@ def diff_trees(
             yield from _diff_node(loader, before, after, path)
 
 
-def _subtree_all(sign: str, loader: BlobLoader, node: Node, path: bytes) -> Iterator[tuple[str, bytes, Node]]:
+def _subtree_all(
+    sign: str, loader: BlobLoader, node: Node, path: bytes
+) -> Iterator[tuple[str, bytes, Node]]:
     if node.type == "dir" and node.subtree is not None:
         for sub_path, sub in walk(loader, node.subtree, path):
             yield sign, sub_path, sub
 
 
-def _diff_node(loader: BlobLoader, before: Node, after: Node, path: bytes) -> Iterator[tuple[str, bytes, Node]]:
+def _diff_node(
+    loader: BlobLoader, before: Node, after: Node, path: bytes
+) -> Iterator[tuple[str, bytes, Node]]:
     if before.type != after.type:
         yield "-", path, before
         yield from _subtree_all("-", loader, before, path)
@@ -72,7 +80,11 @@ def _diff_node(loader: BlobLoader, before: Node, after: Node, path: bytes) -> It
         if _meta(before) != _meta(after):
             yield "M", path, after
         yield from diff_trees(loader, before.subtree, after.subtree, path)
-    elif before.content != after.content or before.target != after.target or _meta(before) != _meta(after):
+    elif (
+        before.content != after.content
+        or before.target != after.target
+        or _meta(before) != _meta(after)
+    ):
         yield "M", path, after
 
 

@@ -1,0 +1,171 @@
+"""Bad input gets a clear error, a documented code and exit status, and no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from clitools import FAST_KDF, Cairn
+
+from cairn.cli.errors import CODES
+from cairn.crypto.kdf import DEFAULT_KDF
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+
+
+@pytest.fixture
+def cairn(tmp_path: Path) -> Cairn:
+    tool = Cairn(tmp_path / "repo", cache=tmp_path / "cache")
+    tool.run("init")
+    return tool
+
+
+def _source(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"f{i}.txt").write_text(f"file {i}\n" * 3000)
+    (src / "big.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    return src
+
+
+def test_every_error_code_is_documented() -> None:
+    documented = DOCS.read_text()
+    for _cls, code in CODES:
+        assert code.code in documented, f"{code.code} is missing from docs/errors.md"
+
+
+def test_wrong_passphrase(cairn: Cairn) -> None:
+    wrong = Cairn(cairn.repo, password="wrong")
+    result = wrong.run("snapshots", check=False)
+    assert result.code == 12
+    assert "CAIRN-E012" in result.err and "wrong passphrase" in result.err
+
+
+def test_missing_repository(tmp_path: Path) -> None:
+    result = Cairn(tmp_path / "nowhere").run("snapshots", check=False)
+    assert result.code == 10
+    assert "cairn init" in result.err
+
+
+def test_foreign_folder_is_not_a_repository(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config").write_text("this is not a cairn config")
+    result = Cairn(foreign).run("snapshots", check=False)
+    assert result.code == 15
+
+
+def test_init_twice(cairn: Cairn) -> None:
+    assert cairn.run("init", check=False).code == 13
+
+
+def test_no_passphrase_and_no_terminal(cairn: Cairn) -> None:
+    env = cairn.env()
+    del env["CAIRN_PASSWORD"]
+    result = cairn.run("snapshots", check=False, env=env, stdin=subprocess.DEVNULL)
+    assert result.code == 11
+
+
+def test_password_file_and_command(cairn: Cairn, tmp_path: Path) -> None:
+    env = cairn.env()
+    del env["CAIRN_PASSWORD"]
+    secret = tmp_path / "pass"
+    secret.write_text(cairn.password + "\n")
+    assert cairn.run("--password-file", str(secret), "snapshots", env=env).code == 0
+    command = f"{sys.executable} -c 'print({cairn.password!r})'"
+    assert cairn.run("snapshots", "--password-command", command, env=env).code == 0
+
+
+def test_unknown_snapshot(cairn: Cairn) -> None:
+    result = cairn.run("ls", "deadbeef", check=False)
+    assert result.code == 16
+    assert cairn.run("ls", "latest", check=False).code == 16
+
+
+@pytest.mark.parametrize("pattern", ["[unclosed", ""])
+def test_bad_pattern(cairn: Cairn, tmp_path: Path, pattern: str) -> None:
+    result = cairn.run("backup", str(_source(tmp_path)), "--exclude", pattern, check=False)
+    assert result.code == 2
+    assert "CAIRN-E003" in result.err
+
+
+def test_bad_arguments_are_usage_errors(cairn: Cairn) -> None:
+    result = cairn.run("check", "--read-data-subset", "7/3", check=False)
+    assert result.code == 2
+    assert cairn.run("no-such-command", check=False).code == 2
+
+
+def test_json_errors(cairn: Cairn) -> None:
+    result = Cairn(cairn.repo, password="wrong").run("snapshots", "--json", check=False)
+    assert result.json()["error"]["code"] == "CAIRN-E012"
+
+
+def test_corrupted_pack_is_found_by_check_and_refused_by_restore(cairn: Cairn, tmp_path: Path) -> None:
+    cairn.run("backup", str(_source(tmp_path)))
+    packs = sorted((cairn.repo / "packs").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    victim = packs[-1]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    victim.write_bytes(bytes(data))
+    check = cairn.run("check", "--read-data", check=False)
+    assert check.code == 20
+    assert victim.name[:8] in check.out
+    restore = cairn.run("restore", "latest", "--target", str(tmp_path / "out"), check=False)
+    assert restore.code == 21
+    assert "CAIRN-E021" in restore.err
+
+
+def test_missing_pack_is_found_by_structure_check(cairn: Cairn, tmp_path: Path) -> None:
+    cairn.run("backup", str(_source(tmp_path)))
+    victim = next(p for p in (cairn.repo / "packs").rglob("*") if p.is_file())
+    victim.unlink()
+    check = cairn.run("check", check=False)
+    assert check.code == 20
+    assert "missing" in check.out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_unreadable_source_file_is_reported_and_skipped(tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)
+    src = _source(tmp_path)
+    for p in [src, *src.iterdir()]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    (src / "secret.txt").write_text("root only")
+    (src / "secret.txt").chmod(0o000)
+    tool = Cairn(tmp_path / "repo", cache=tmp_path / "cache")
+    env = tool.env(HOME=str(tmp_path))
+
+    def as_nobody() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cairn.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            preexec_fn=as_nobody,  # noqa: PLW1509 - the test needs another user
+            check=False,
+        )
+
+    assert run("init").returncode == 0, run("init").stderr
+    result = run("backup", str(src), "--json")
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "secret.txt" in result.stdout
+    snapshot = run("ls", "latest", "--json")
+    paths = [n["path"] for n in json.loads(snapshot.stdout)["nodes"]]
+    assert any(p.endswith("f0.txt") for p in paths)
+    assert not any(p.endswith("secret.txt") for p in paths)
+
+
+def test_fast_kdf_is_only_a_test_setting() -> None:
+    # Tests pass cheap argon2id parameters explicitly; the default stays strong.
+    assert FAST_KDF != "t=3,m=65536,p=4"
+    assert (DEFAULT_KDF.t, DEFAULT_KDF.m, DEFAULT_KDF.p) == (3, 65536, 4)
