@@ -1,0 +1,113 @@
+"""Retry transient backend failures with exponential backoff and full jitter."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from cairn.backends.base import Backend, Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.errors import NotFound, TransientBackendError
+
+T = TypeVar("T")
+
+
+class RetryingBackend:
+    """Calls `inner` up to `attempts` times while it raises TransientBackendError.
+
+    Between attempts it sleeps a random time in [0, min(max_delay, base_delay * 2**n)] ("full
+    jitter"), so many clients that failed together do not retry together. Other errors pass
+    through at once. Deviations that retries make necessary:
+
+    - ``remove`` answered NotFound on a retry counts as done: the failed attempt may have removed
+      the object before its answer was lost.
+    - ``list`` restarts the listing on a retry and skips what it already yielded.
+    """
+
+    def __init__(
+        self,
+        inner: Backend,
+        attempts: int = 5,
+        base_delay: float = 0.1,
+        max_delay: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self._inner = inner
+        self._attempts = attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter, not secrets)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._inner.capabilities
+
+    def location(self) -> str:
+        return self._inner.location()
+
+    def save(self, handle: Handle, data: bytes | memoryview) -> None:
+        # A save that failed after storing the bytes is repeated with the same bytes: idempotent.
+        self._retry(lambda: self._inner.save(handle, data))
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        return self._retry(lambda: self._inner.load(handle, offset, length))
+
+    def stat(self, handle: Handle) -> ObjectInfo:
+        return self._retry(lambda: self._inner.stat(handle))
+
+    def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
+        seen: set[Handle] = set()
+        for attempt in range(self._attempts):
+            try:
+                for info in self._inner.list(kind):
+                    if info.handle not in seen:
+                        seen.add(info.handle)
+                        yield info
+                return
+            except TransientBackendError:
+                if self._last(attempt):
+                    raise
+                self._pause(attempt)
+
+    def remove(self, handle: Handle) -> None:
+        first = True
+
+        def attempt() -> None:
+            nonlocal first
+            retried, first = not first, False
+            try:
+                self._inner.remove(handle)
+            except NotFound:
+                if not retried:
+                    raise
+
+        self._retry(attempt)
+
+    def exists(self, handle: Handle) -> bool:
+        return self._retry(lambda: self._inner.exists(handle))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def _retry(self, operation: Callable[[], T]) -> T:
+        for attempt in range(self._attempts):
+            try:
+                return operation()
+            except TransientBackendError:
+                if self._last(attempt):
+                    raise
+                self._pause(attempt)
+        raise AssertionError("unreachable: the last attempt re-raises")
+
+    def _last(self, attempt: int) -> bool:
+        return attempt + 1 >= self._attempts
+
+    def _pause(self, attempt: int) -> None:
+        """Sleep before attempt number `attempt + 1` (counting from 0)."""
+        ceiling = min(self._max_delay, self._base_delay * 2**attempt)
+        self._sleep(self._rng.uniform(0, ceiling))

@@ -1,0 +1,43 @@
+"""open_backend: which backend a location string names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cairn.backends.errors import BackendError
+from cairn.backends.local import LocalBackend
+from cairn.backends.location import open_backend
+from cairn.backends.memory import MemoryBackend
+
+
+def test_memory_gives_a_fresh_memory_backend() -> None:
+    first, second = open_backend("memory:"), open_backend("memory:")
+    assert isinstance(first, MemoryBackend)
+    assert first is not second
+    assert first.location() == "memory:"
+
+
+@pytest.mark.parametrize("prefix", ["", "local:"])
+def test_paths_give_a_local_backend(tmp_path: Path, prefix: str) -> None:
+    backend = open_backend(f"{prefix}{tmp_path / 'repo'}")
+    assert isinstance(backend, LocalBackend)
+    assert backend.location() == str(tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_create_makes_the_local_layout(tmp_path: Path) -> None:
+    open_backend(str(tmp_path / "repo"), create=True)
+    assert (tmp_path / "repo" / "packs" / "ff").is_dir()
+
+
+@pytest.mark.parametrize("location", ["s3:bucket/path", "sftp:host:/srv/repo", "rest:http://x"])
+def test_unknown_schemes_are_refused(location: str) -> None:
+    with pytest.raises(BackendError, match="supported: local paths, memory:"):
+        open_backend(location)
+
+
+def test_an_empty_location_is_refused() -> None:
+    with pytest.raises(BackendError):
+        open_backend("")
