@@ -8,8 +8,8 @@ import queue
 import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from cairn.backup.filescache import FilesCache
 from cairn.core.ids import ChunkId, ObjectName
@@ -18,7 +18,7 @@ from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
 from cairn.repository.repository import Repository
-from cairn.source.reader import changed_while_reading, open_for_backup
+from cairn.source.reader import open_for_backup
 from cairn.source.walker import (
     DirDoneEvent,
     EntryEvent,
@@ -37,7 +37,7 @@ class BackupOptions:
     host: str = field(default_factory=socket.gethostname)
     tags: list[str] = field(default_factory=list)
     parent: ObjectName | None = None
-    workers: int = 2
+    workers: int = 3
 
 
 @dataclass(slots=True)
@@ -96,6 +96,7 @@ class Archiver:
         self._refs: set[ChunkId] = set()
         self._refs_lock = threading.Lock()
         self._chunker = repo.chunker()
+        self._small = repo.params.chunk_min
 
     # ---- the run ------------------------------------------------------------------------
 
@@ -166,28 +167,38 @@ class Archiver:
             return None
 
     def _save_file_checked(self, path: bytes, node: Node) -> Node | None:
+        meta = (node.dev, node.inode, node.size, node.mtime, node.ctime)
+        cached = self._cache.lookup(path, meta) if self._cache is not None else None
+        if cached is not None and all(c in self._repo.index for c in cached):
+            node.content = cached
+            self._note_file(node, cached, unmodified=True)
+            return node
         fd = open_for_backup(path)
-        with os.fdopen(fd, "rb", buffering=0) as stream:
-            before = os.fstat(fd)
-            cached = self._cache.lookup(path, before) if self._cache is not None else None
-            if cached is not None and all(c in self._repo.index for c in cached):
-                node.content = cached
-                self._note_file(node, cached, unmodified=True)
-                return node
-            content, size = self._store_contents(stream, before.st_size)
-            if changed_while_reading(before, fd):
-                self._warn(path, "file changed while it was read; the snapshot holds what was read")
-            elif self._cache is not None:
-                self._cache.record(path, before, content)
+        try:
+            content, size = self._store_contents(fd, node.size)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns, size) != (
+            node.inode,
+            node.size,
+            node.mtime,
+            node.ctime,
+            node.size,
+        ):
+            self._warn(path, "file changed while it was read; the snapshot holds what was read")
+            node.mtime, node.ctime = after.st_mtime_ns, after.st_ctime_ns
+        elif self._cache is not None:
+            self._cache.record(path, meta, content)
         node.content = content
         node.size = size
         self._note_file(node, content, unmodified=False)
         return node
 
-    def _store_contents(self, stream: BinaryIO, size: int) -> tuple[list[ChunkId], int]:
+    def _store_contents(self, fd: int, size: int) -> tuple[list[ChunkId], int]:
         content: list[ChunkId] = []
         total = 0
-        for chunk in self._chunker.split_file(stream, size):
+        for chunk in self._chunks(fd, size):
             chunk_id, added = self._repo.store_blob(BlobKind.DATA, chunk)
             content.append(chunk_id)
             total += len(chunk)
@@ -198,6 +209,16 @@ class Archiver:
         with self._stats.lock:
             self._stats.bytes_read += total
         return content, total
+
+    def _chunks(self, fd: int, size: int) -> Iterator[memoryview]:
+        if size < self._small:
+            # Most files are small: one read, no stream wrapper, no chunker buffer.
+            data = _read_small(fd, size)
+            if data:
+                yield memoryview(data)
+            return
+        with open(fd, "rb", buffering=0, closefd=False) as stream:
+            yield from self._chunker.split(stream)
 
     def _note_file(self, node: Node, content: list[ChunkId], *, unmodified: bool) -> None:
         self._add_refs(content)
@@ -341,3 +362,14 @@ def _top_level(paths: list[bytes]) -> list[bytes]:
         if not any(p == k or p.startswith(k.rstrip(b"/") + b"/") for k in kept):
             kept.append(p)
     return kept
+
+
+def _read_small(fd: int, size: int) -> bytes:
+    """Read a small file whole; a file that grew since stat is read to its end."""
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)

@@ -1,6 +1,7 @@
 """The files cache: lets a backup skip reading files whose metadata did not change.
 
-A local SQLite database per repository (``<cache dir>/<repo id>/files.sqlite``). An entry maps a
+A local SQLite database per repository (``<cache dir>/<repo id>/files.sqlite``), read into memory
+when a backup starts and written back in batches. An entry maps a
 path to (device, inode, size, mtime, ctime) and the chunk IDs of its contents. An entry is used
 only if every one of its chunks is in the repository's loaded index, so an entry written before a
 crash, or whose chunks went missing and were dropped from the index, simply causes a re-read.
@@ -11,9 +12,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from cairn.core.ids import ID_SIZE, ChunkId
+
+FileMeta = tuple[int, int, int, int, int]
+"""(device, inode, size, mtime ns, ctime ns): a file with all five unchanged is not read again."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -25,55 +30,48 @@ CREATE TABLE IF NOT EXISTS files (
 
 
 class FilesCache:
-    """Thread-safe; writes are batched and committed by `commit()`."""
+    """Loaded into memory when opened; new entries are written in batches. Thread-safe."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, batch_seconds: float = 10.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._entries: dict[bytes, tuple[int, int, int, int, int, bytes]] = {
+            row[0]: tuple(row[1:]) for row in self._db.execute("SELECT * FROM files")
+        }
         self._pending: list[tuple[bytes, int, int, int, int, int, bytes]] = []
+        self._batch_seconds = batch_seconds
+        self._last_write = time.monotonic()
 
-    def lookup(self, path: bytes, st: os.stat_result) -> list[ChunkId] | None:
+    def lookup(self, path: bytes, meta: FileMeta) -> list[ChunkId] | None:
         """The cached content of `path` if its metadata is unchanged, else None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT dev, inode, size, mtime, ctime, content FROM files WHERE path = ?", (path,)
-            ).fetchone()
-        if row is None:
+        entry = self._entries.get(path)
+        if entry is None or entry[:5] != meta:
             return None
-        if tuple(row[:5]) != (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-            return None
-        blob: bytes = row[5]
+        blob = entry[5]
         return [ChunkId(blob[i : i + ID_SIZE]) for i in range(0, len(blob), ID_SIZE)]
 
-    def record(self, path: bytes, st: os.stat_result, content: list[ChunkId]) -> None:
-        entry = (
-            path,
-            st.st_dev,
-            st.st_ino,
-            st.st_size,
-            st.st_mtime_ns,
-            st.st_ctime_ns,
-            b"".join(content),
-        )
+    def record(self, path: bytes, meta: FileMeta, content: list[ChunkId]) -> None:
+        blob = b"".join(content)
         with self._lock:
-            self._pending.append(entry)
-            if len(self._pending) >= 2000:
-                self._write_pending()
-
-    def _write_pending(self) -> None:
-        pending, self._pending = self._pending, []
-        self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", pending)
-        self._db.execute("COMMIT")
+            self._pending.append((path, *meta, blob))
+            due = time.monotonic() - self._last_write >= self._batch_seconds
+        if due:
+            self.commit()
 
     def commit(self) -> None:
+        """Write the pending entries in one transaction."""
         with self._lock:
-            if self._pending:
-                self._write_pending()
+            pending, self._pending = self._pending, []
+            self._last_write = time.monotonic()
+            if not pending:
+                return
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", pending)
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self.commit()

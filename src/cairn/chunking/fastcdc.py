@@ -21,7 +21,7 @@ class ChunkerParams:
 
     min_size: int = 512 * 1024
     avg_size: int = 512 * 1024
-    max_size: int = 8 * 1024 * 1024
+    max_size: int = 4 * 1024 * 1024
 
 
 class Chunker(Protocol):

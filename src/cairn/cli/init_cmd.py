@@ -14,7 +14,7 @@ from cairn.repository.repository import DEFAULT_PARAMS, Repository
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("init", parents=[common], help="create a new repository")
-    p.add_argument("--pack-size", default="16MiB", help="target pack size (default 16MiB)")
+    p.add_argument("--pack-size", default="8MiB", help="target pack size (default 8MiB)")
     p.add_argument(
         "--compression",
         type=int,

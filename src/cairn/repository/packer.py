@@ -22,7 +22,7 @@ class PackUploader:
 
     Write ordering (design.md 5): a pack is saved (durably) before any index names it, and an index
     object is written every `flush_packs` packs or `flush_seconds`, and at `flush()`. At most
-    ``2 * connections`` packs are in memory at once, which bounds memory.
+    ``connections + 1`` packs are in memory at once, which bounds memory.
     """
 
     def __init__(
@@ -34,7 +34,7 @@ class PackUploader:
         connections: int,
         clock: Clock,
         flush_packs: int = 64,
-        flush_seconds: float = 60.0,
+        flush_seconds: float = 30.0,
     ) -> None:
         self._backend = backend
         self._index = index
@@ -43,7 +43,7 @@ class PackUploader:
         self._flush_packs = flush_packs
         self._flush_seconds = flush_seconds
         self._pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="upload")
-        self._slots = threading.BoundedSemaphore(2 * connections)
+        self._slots = threading.BoundedSemaphore(connections)
         self._lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._open: list[Blob] = []
@@ -76,10 +76,13 @@ class PackUploader:
         self._futures.append(self._pool.submit(self._upload, blobs))
 
     def _upload(self, blobs: list[Blob]) -> None:
+        chunk_ids: list[ChunkId] = []
         try:
             # Random order inside the pack blunts chunk-size fingerprinting (restic#5295).
             secrets.SystemRandom().shuffle(blobs)
             data, entries = build_pack(blobs)
+            chunk_ids = [b[0] for b in blobs]
+            blobs.clear()  # the pack holds the bytes now; free the pieces early
             name = object_name(data)
             self._backend.save(Handle(ObjectKind.PACK, name.hex), data)
             self._index.add_pack(name, entries)
@@ -89,7 +92,7 @@ class PackUploader:
                 self.bytes_written += len(data)
             self._maybe_write_index()
         except BaseException as exc:
-            self._index.release([b[0] for b in blobs])
+            self._index.release(chunk_ids or [b[0] for b in blobs])
             with self._lock:
                 self._error = self._error or exc
             raise

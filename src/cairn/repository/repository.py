@@ -59,8 +59,8 @@ MAX_TREE_BLOB = 256 * 1024 * 1024
 DEFAULT_PARAMS = RepoParams(
     chunk_min=512 * 1024,
     chunk_avg=512 * 1024,
-    chunk_max=8 * 1024 * 1024,
-    pack_size=16 * 1024 * 1024,
+    chunk_max=4 * 1024 * 1024,
+    pack_size=8 * 1024 * 1024,
     compression=3,
 )
 
