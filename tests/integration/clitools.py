@@ -27,20 +27,26 @@ class Result:
 class Cairn:
     """Runs `cairn` against one repository with one passphrase, as a user's shell would."""
 
-    def __init__(self, repo: Path, password: str = "correct horse", cache: Path | None = None) -> None:
+    def __init__(
+        self, repo: Path, password: str = "correct horse", cache: Path | None = None
+    ) -> None:
         self.repo = repo
         self.password = password
         self.cache = cache
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(CAIRN_REPOSITORY=str(self.repo), CAIRN_PASSWORD=self.password, CAIRN_KDF=FAST_KDF)
+        env.update(
+            CAIRN_REPOSITORY=str(self.repo), CAIRN_PASSWORD=self.password, CAIRN_KDF=FAST_KDF
+        )
         if self.cache is not None:
             env["CAIRN_CACHE_DIR"] = str(self.cache)
         env.update(extra)
         return env
 
-    def run(self, *args: str, check: bool = True, env: dict[str, str] | None = None, **kw: Any) -> Result:
+    def run(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None, **kw: Any
+    ) -> Result:
         done = subprocess.run(
             [sys.executable, "-m", "cairn.cli.main", *args],
             capture_output=True,

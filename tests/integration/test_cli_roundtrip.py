@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from pathlib import Path
@@ -32,10 +33,9 @@ def make_tree(root: Path) -> Path:
     (src / "docs" / "mode-0600").write_text("private")
     os.chmod(src / "docs" / "mode-0600", 0o600)
     os.chmod(src / "empty", 0o750)
-    try:
+    # Where the file system has no user xattrs, the round trip still covers the rest.
+    with contextlib.suppress(OSError):
         os.setxattr(src / "docs" / "notes.txt", "user.cairn", b"xattr value")
-    except OSError:
-        pass  # the file system has no user xattrs; the round trip still covers the rest
     os.utime(src / "docs", ns=(1_600_000_000_123_456_789, 1_600_000_000_987_654_321))
     return src
 
@@ -63,7 +63,7 @@ def test_second_backup_reads_only_what_changed(cairn: Cairn, tmp_path: Path) -> 
     first = cairn.run("backup", str(src), "--json").json()
     second = cairn.run("backup", str(src), "--json").json()
     assert second["bytes_read"] == 0
-    assert second["files_unmodified"] == first["files"] - 1  # the fifo is not a regular file
+    assert second["files_unmodified"] == first["files_new"] > 0
     (src / "docs" / "notes.txt").write_text("changed\n")
     third = cairn.run("backup", str(src), "--json").json()
     assert 0 < third["bytes_read"] < 100
@@ -126,7 +126,7 @@ def test_ls_find_diff_dump_stats(cairn: Cairn, tmp_path: Path) -> None:
     listed = cairn.run("ls", "latest", "--json").json()["nodes"]
     assert any(n["path"].endswith("/docs/new.txt") for n in listed)
     found = cairn.run("find", "*.txt", "--json").json()
-    assert [len(s["matches"]) for s in found] == [3, 4]
+    assert [len(s["matches"]) for s in found] == [2, 3]
     diff = cairn.run("diff", first[:8], "latest", "--json").json()["changes"]
     changes = {(c["change"], c["path"].rsplit("/", 1)[-1]) for c in diff}
     assert ("added", "new.txt") in changes
@@ -145,7 +145,9 @@ def test_snapshot_filters_and_tags(cairn: Cairn, tmp_path: Path) -> None:
     assert len(cairn.run("snapshots", "--host", "alpha", "--json").json()) == 1
     weekly = cairn.run("snapshots", "--tag", "weekly", "--json").json()
     assert [s["host"] for s in weekly] == ["beta"]
-    assert cairn.run("snapshots", "--path", str(src / "docs"), "--json").json()[0]["tags"] == ["weekly"]
+    assert cairn.run("snapshots", "--path", str(src / "docs"), "--json").json()[0]["tags"] == [
+        "weekly"
+    ]
 
 
 def test_check_read_data_passes_on_a_healthy_repository(cairn: Cairn, tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ import os
 import queue
 import socket
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cairn.backup.filescache import FilesCache

@@ -70,7 +70,9 @@ class FilesCache:
             if not pending:
                 return
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", pending)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", pending
+            )
             self._db.execute("COMMIT")
 
     def close(self) -> None:

@@ -15,9 +15,13 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
         "--tag", action="append", default=[], help="only snapshots with these tags: a,b means both"
     )
     p.add_argument(
-        "--path", action="append", default=[], help="only snapshots of exactly these paths"
+        "--path",
+        dest="filter_paths",
+        action="append",
+        default=[],
+        help="only snapshots of exactly these paths",
     )
 
 
 def filter_from(args: argparse.Namespace) -> SnapshotFilter:
-    return SnapshotFilter(hosts=args.host, tags=args.tag, paths=args.path)
+    return SnapshotFilter(hosts=args.host, tags=args.tag, paths=args.filter_paths)

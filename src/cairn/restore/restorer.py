@@ -152,8 +152,10 @@ class Restorer:
     def _existing_state(self, target: SafeTarget, comps: Components, node: Node) -> str:
         try:
             fd = target.open_existing(comps)
+        except FileNotFoundError:
+            return "absent"  # a parent folder does not exist yet
         except (OSError, UnsafePathError):
-            return "differs"
+            return "differs"  # something else (a symlink, a file) is in the way
         if fd is None:
             return "absent"
         with os.fdopen(fd, "rb", buffering=0) as stream:

@@ -18,7 +18,7 @@ def test_aes_256_gcm_nist_vectors() -> None:
     gcm = AESGCM(bytes(32))
     assert gcm.encrypt(bytes(12), b"", None).hex() == "530f8afbc74536b9a963b4f1c4cb738b"
     assert gcm.encrypt(bytes(12), bytes(16), None).hex() == (
-        "cea7403d4d606b6e074ec5d3baf39d18" "d0d1c8a799996bf0265b98b5d48ab919"
+        "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919"
     )
 
 
@@ -33,8 +33,7 @@ def test_only_aead_suites_exist() -> None:
 
 
 FROZEN_ENVELOPE = (
-    "0101" + "00" * 16 + "000000000000000000000001"
-    + "aed76208f5aa28f5c7d728c9172e22a372cbf7b141"
+    "0101" + "00" * 16 + "000000000000000000000001" + "aed76208f5aa28f5c7d728c9172e22a372cbf7b141"
 )
 
 

@@ -1,4 +1,4 @@
-"""The repository over a memory backend: storing, deduplicating, committing, and refusing forgeries."""
+"""The repository over a memory backend: store, deduplicate, commit, and refuse forgeries."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from cairn.repository.keyring import list_keys, make_key, remove_key, save_key
 from cairn.repository.repository import Repository
 
 CLOCK = SystemClock()
-SMALL = RepoParams(chunk_min=1024, chunk_avg=2048, chunk_max=8192, pack_size=64 * 1024, compression=3)
+SMALL = RepoParams(
+    chunk_min=1024, chunk_avg=2048, chunk_max=8192, pack_size=64 * 1024, compression=3
+)
 
 
 def new_repo(backend: MemoryBackend | None = None) -> Repository:
