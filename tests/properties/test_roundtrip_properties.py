@@ -1,4 +1,4 @@
-"""restore(backup(tree)) == tree, for generated trees with odd names, links, empty and sparse files."""
+"""restore(backup(tree)) == tree for generated trees: odd names, links, empty and sparse files."""
 
 from __future__ import annotations
 
