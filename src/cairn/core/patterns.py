@@ -84,12 +84,31 @@ def compile_pattern(text: str) -> Pattern:
 
 
 def _component(piece: str, text: str) -> re.Pattern[str]:
-    if piece.count("[") > piece.count("]"):
+    if _has_unclosed_class(piece):
         raise PatternError(f"unclosed '[' in pattern {text!r}")
     try:
         return re.compile(fnmatch.translate(piece), re.DOTALL)
     except re.error as exc:
         raise PatternError(f"bad pattern {text!r}: {exc}") from exc
+
+
+def _has_unclosed_class(piece: str) -> bool:
+    """True when a ``[`` opens a character class that never closes (fnmatch's class syntax)."""
+    i, n = 0, len(piece)
+    while i < n:
+        if piece[i] == "[":
+            j = i + 1
+            if j < n and piece[j] in "!^":
+                j += 1
+            if j < n and piece[j] == "]":
+                j += 1
+            while j < n and piece[j] != "]":
+                j += 1
+            if j >= n:
+                return True
+            i = j
+        i += 1
+    return False
 
 
 def _latin1(text: str | bytes) -> str:
