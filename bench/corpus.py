@@ -102,7 +102,7 @@ def _insert(path: Path, rng: random.Random, count: int = 3, size: int = 100) -> 
 def change(root: Path, scale: float = 1.0, seed: int = 2) -> None:
     """A day of changes: inserts mid-file, appends, edits, adds, deletes, a renamed folder."""
     rng = random.Random(seed)
-    for big in sorted((root / "large").iterdir()) + [root / "vm" / "disk.img"]:
+    for big in [*sorted((root / "large").iterdir()), root / "vm" / "disk.img"]:
         _insert(big, rng)
     for log in sorted((root / "large").glob("log-*.txt")):
         with open(log, "ab") as f:

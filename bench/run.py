@@ -1,6 +1,6 @@
 """Cairn beside restic, borg and rsync on one corpus, in one run; prints a table of ratios.
 
-    python bench/run.py [--scale 1.0] [--tools cairn,restic,borg,rsync] [--output docs/performance.md]
+    python bench/run.py [--scale 1.0] [--tools cairn,restic,borg,rsync] [--output FILE.md]
 
 Every tool runs the same steps on the same data, one after another, with a warm page cache (the
 corpus is read once before the run and after the changes; nobody drops caches on a shared machine).
@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import change, make  # noqa: E402
+from corpus import change, make
 
-PASSWORD = "bench passphrase"
+PASSWORD = "bench passphrase"  # noqa: S105 - a throwaway benchmark repository
 
 
 @dataclass
