@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -23,9 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import change, make
-
+CORPUS_SCRIPT = Path(__file__).resolve().parent / "corpus.py"
 PASSWORD = "bench passphrase"  # noqa: S105 - a throwaway benchmark repository
 
 
@@ -139,11 +138,22 @@ def fingerprint(root: Path) -> dict[str, tuple[int, str]]:
     out = {}
     for f in sorted(root.rglob("*")):
         if f.is_file() and not f.is_symlink():
-            out[str(f.relative_to(root))] = (
-                f.stat().st_size,
-                hashlib.blake2b(f.read_bytes()).hexdigest(),
-            )
+            digest = hashlib.blake2b()
+            with open(f, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+            out[str(f.relative_to(root))] = (f.stat().st_size, digest.hexdigest())
     return out
+
+
+def corpus_step(action: str, corpus: Path, scale: float) -> None:
+    """Build or change the corpus in a child process.
+
+    Peak RSS (ru_maxrss) survives fork and exec, so every child would report at least this
+    process's own high-water mark: the parent must never hold a large buffer itself.
+    """
+    cmd = [sys.executable, str(CORPUS_SCRIPT), action, str(corpus), "--scale", str(scale)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
 def restored_root(tool: Tool, target: Path, corpus: Path) -> Path:
@@ -156,7 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Tool]:
     work.mkdir(parents=True)
     corpus = work / "corpus"
     print(f"generating the corpus (scale {args.scale}) ...", flush=True)
-    make(corpus, args.scale)
+    corpus_step("make", corpus, args.scale)
     tools = {name: Tool(name, work) for name in args.tools}
     warm(corpus)
     for tool in tools.values():
@@ -165,7 +175,7 @@ def run(args: argparse.Namespace) -> dict[str, Tool]:
         tool.sizes["initial"] = du(tool.repo)
         run_step(tool, "backup", "no-change backup", corpus, work, 2)
     print("applying a day of changes ...", flush=True)
-    change(corpus, args.scale)
+    corpus_step("change", corpus, args.scale)
     warm(corpus)
     expected = fingerprint(corpus)
     for tool in tools.values():
@@ -281,6 +291,8 @@ def main() -> None:
         f"{os.cpu_count()} cores; Python {platform.python_version()}; {versions()}"
     )
     command = "python bench/run.py " + " ".join(sys.argv[1:])
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    machine += f"; the bench process's own peak RSS, a floor under every figure: {floor:.0f} MiB"
     if args.output:
         args.output.write_text(f"Measured: {machine}\n\nCommand: `{command}`\n\n{report}\n")
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,42 @@ def test_fast_kdf_is_only_a_test_setting() -> None:
     # Tests pass cheap argon2id parameters explicitly; the default stays strong.
     assert FAST_KDF != "t=3,m=65536,p=4"
     assert (DEFAULT_KDF.t, DEFAULT_KDF.m, DEFAULT_KDF.p) == (3, 65536, 4)
+
+
+_FULL_DISK_SCRIPT = """
+mount -t tmpfs -o size=3m tmpfs "$REPO" || exit 99
+cairn() { "$PYTHON" -m cairn.cli.main "$@"; }
+cairn init > /dev/null || exit 98
+cairn backup "$BIG" 2> "$OUT/full.err"; echo $? > "$OUT/full.rc"
+ls -A "$REPO/data"/* > "$OUT/leftovers"
+cairn backup "$SMALL" > /dev/null 2> "$OUT/small.err"; echo $? > "$OUT/small.rc"
+cairn check --read-data > "$OUT/check.out" 2>&1; echo $? > "$OUT/check.rc"
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
+    # A real full file system: a 3 MiB tmpfs in a private mount namespace holds the repository.
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    repo.mkdir()
+    out.mkdir()
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "random.bin").write_bytes(os.urandom(12 * 1024 * 1024))
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "note.txt").write_text("still fits\n")
+    env = Cairn(repo, cache=tmp_path / "cache").env(
+        PYTHON=sys.executable, BIG=str(big), SMALL=str(small), OUT=str(out), REPO=str(repo)
+    )
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", _FULL_DISK_SCRIPT], env=env, check=False, timeout=300
+    )
+    if done.returncode in (98, 99) or not (out / "full.rc").exists():
+        pytest.skip("cannot mount a tmpfs in a private mount namespace here")
+    full_err = (out / "full.err").read_text()
+    assert (out / "full.rc").read_text().strip() == "30", full_err
+    assert "CAIRN-E030" in full_err and "Traceback" not in full_err
+    assert ".tmp-" not in (out / "leftovers").read_text()  # no half-written objects remain
+    assert (out / "small.rc").read_text().strip() == "0", (out / "small.err").read_text()
+    assert (out / "check.rc").read_text().strip() == "0", (out / "check.out").read_text()

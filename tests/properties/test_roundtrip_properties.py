@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -37,7 +38,11 @@ contents = st.one_of(
 
 @st.composite
 def trees(draw: st.DrawFn) -> list[tuple[str, tuple[bytes, ...], object]]:
-    """A list of (kind, path components, payload) entries describing a tree."""
+    """A list of (kind, path components, payload) entries describing a tree.
+
+    A ("meta", path, (mode, xattr)) entry after a file or folder sets its permissions and, where
+    the file system has user xattrs, one extended attribute.
+    """
     entries: list[tuple[str, tuple[bytes, ...], object]] = []
     dirs: list[tuple[bytes, ...]] = [()]
     used: set[tuple[bytes, ...]] = set()
@@ -68,6 +73,13 @@ def trees(draw: st.DrawFn) -> list[tuple[str, tuple[bytes, ...], object]]:
             )
         else:
             entries.append(("hardlink", path, draw(st.sampled_from(files))))
+        if kind in ("dir", "file") and draw(st.booleans()):
+            mode = draw(
+                st.sampled_from(
+                    [0o700, 0o750, 0o755] if kind == "dir" else [0o400, 0o600, 0o640, 0o755]
+                )
+            )
+            entries.append(("meta", path, (mode, draw(st.none() | st.binary(max_size=40)))))
     return entries
 
 
@@ -85,9 +97,21 @@ def build(root: bytes, entries: list[tuple[str, tuple[bytes, ...], object]]) -> 
                 f.write(b"end")
         elif kind == "symlink":
             os.symlink(payload, path)  # type: ignore[arg-type]
+        elif kind == "meta":
+            mode, xattr = payload  # type: ignore[misc]
+            os.chmod(path, mode)
+            if xattr is not None:
+                with contextlib.suppress(OSError):  # no user xattrs on this file system
+                    os.setxattr(path, "user.cairn", xattr)
         else:
             os.link(os.path.join(root, *payload), path)  # type: ignore[misc]
         os.utime(path, ns=(1_000_000_123, 2_000_000_456), follow_symlinks=False)
+
+
+def xattrs(path: bytes) -> tuple[tuple[str, bytes], ...]:
+    if os.path.islink(path):
+        return ()
+    return tuple(sorted((n, os.getxattr(path, n)) for n in os.listxattr(path)))
 
 
 def describe(root: bytes) -> dict[bytes, tuple[object, ...]]:
@@ -112,6 +136,7 @@ def describe(root: bytes) -> dict[bytes, tuple[object, ...]]:
             mtime = None if os.path.isdir(full) else st.st_mtime_ns
             out[rel] = (
                 st.st_mode,
+                xattrs(full),
                 st.st_size if not os.path.isdir(full) else 0,
                 mtime,
                 data,

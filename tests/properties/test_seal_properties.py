@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given
@@ -36,15 +37,22 @@ def test_other_associated_data_fails(plaintext: bytes, suffix: bytes) -> None:
 
 
 def test_nonces_never_repeat_across_sessions_and_threads() -> None:
-    seen: set[bytes] = set()
+    # 50 sessions (as 50 processes or restarts would open) and one session shared by 4 threads.
+    headers: list[bytes] = []
     for _session in range(50):
         sealer = Sealer(KEY)
-        for _ in range(200):
-            header = sealer.seal(b"x", b"")[:HEADER_SIZE]
-            # (session ID, nonce) names the key and nonce: it must never repeat.
-            assert header not in seen
-            seen.add(header)
-    assert len(seen) == 10_000
+        headers += [sealer.seal(b"x", b"")[:HEADER_SIZE] for _ in range(200)]
+    shared = Sealer(KEY)
+
+    def seal_many(_: int) -> list[bytes]:
+        return [shared.seal(b"x", b"")[:HEADER_SIZE] for _ in range(2_500)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for batch in pool.map(seal_many, range(4)):
+            headers += batch
+    # (session ID, nonce) names the key and nonce: it must never repeat.
+    assert len(headers) == 20_000
+    assert len(set(headers)) == len(headers)
 
 
 def test_same_plaintext_twice_gives_different_ciphertexts() -> None:
