@@ -32,7 +32,7 @@ from cairn.format.snapshot import (
     encode_body,
     encode_snapshot,
 )
-from cairn.format.tree import NODE_TYPES, Node, decode_tree, encode_tree
+from cairn.format.tree import MAX_CHUNK_SIZE, NODE_TYPES, Node, decode_tree, encode_tree
 
 ids = st.binary(min_size=32, max_size=32).map(ChunkId)
 names = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b)
@@ -43,6 +43,7 @@ ints = st.integers(0, 2**40)
 @st.composite
 def nodes(draw: st.DrawFn) -> Node:
     kind = draw(st.sampled_from(NODE_TYPES))
+    content = draw(st.lists(ids, max_size=5)) if kind == "file" else []
     return Node(
         name=draw(names),
         type=kind,
@@ -65,7 +66,8 @@ def nodes(draw: st.DrawFn) -> Node:
                 st.tuples(st.binary(min_size=1, max_size=10), st.binary(max_size=20)), max_size=3
             )
         ),
-        content=draw(st.lists(ids, max_size=5)) if kind == "file" else [],
+        content=content,
+        sizes=[draw(st.integers(1, MAX_CHUNK_SIZE)) for _ in content],
         subtree=draw(ids) if kind == "dir" else None,
     )
 

@@ -1,16 +1,17 @@
 """The files cache: lets a backup skip reading files whose metadata did not change.
 
 A local SQLite database per repository (``<cache dir>/<repo id>/files.sqlite``), read into memory
-when a backup starts and written back in batches. An entry maps a
-path to (device, inode, size, mtime, ctime) and the chunk IDs of its contents. An entry is used
-only if every one of its chunks is in the repository's loaded index, so an entry written before a
-crash, or whose chunks went missing and were dropped from the index, simply causes a re-read.
+when a backup starts and written back in batches. An entry maps a path to (device, inode, size,
+mtime, ctime) and the chunk IDs and sizes of its contents. An entry is used only if every one of
+its chunks is in the repository's loaded index, so an entry written before a crash, or whose
+chunks went missing and were dropped from the index, simply causes a re-read.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import struct
 import threading
 import time
 from pathlib import Path
@@ -20,8 +21,12 @@ from cairn.core.ids import ID_SIZE, ChunkId
 FileMeta = tuple[int, int, int, int, int]
 """(device, inode, size, mtime ns, ctime ns): a file with all five unchanged is not read again."""
 
+# Content: per chunk, its 32-byte ID and its size as 4 bytes little-endian. A cache in an older
+# layout is dropped (it only saves reading; nothing depends on it).
+_RECORD = struct.Struct(f"<{ID_SIZE}sI")
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
+DROP TABLE IF EXISTS files;
+CREATE TABLE IF NOT EXISTS files_v2 (
     path BLOB PRIMARY KEY,
     dev INTEGER, inode INTEGER, size INTEGER, mtime INTEGER, ctime INTEGER,
     content BLOB NOT NULL
@@ -40,22 +45,25 @@ class FilesCache:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._entries: dict[bytes, tuple[int, int, int, int, int, bytes]] = {
-            row[0]: tuple(row[1:]) for row in self._db.execute("SELECT * FROM files")
+            row[0]: tuple(row[1:]) for row in self._db.execute("SELECT * FROM files_v2")
         }
         self._pending: list[tuple[bytes, int, int, int, int, int, bytes]] = []
         self._batch_seconds = batch_seconds
         self._last_write = time.monotonic()
 
-    def lookup(self, path: bytes, meta: FileMeta) -> list[ChunkId] | None:
-        """The cached content of `path` if its metadata is unchanged, else None."""
+    def lookup(self, path: bytes, meta: FileMeta) -> tuple[list[ChunkId], list[int]] | None:
+        """The cached chunk IDs and sizes of `path` if its metadata is unchanged, else None."""
         entry = self._entries.get(path)
         if entry is None or entry[:5] != meta:
             return None
         blob = entry[5]
-        return [ChunkId(blob[i : i + ID_SIZE]) for i in range(0, len(blob), ID_SIZE)]
+        if len(blob) % _RECORD.size:
+            return None
+        records = list(_RECORD.iter_unpack(blob))
+        return [ChunkId(r[0]) for r in records], [r[1] for r in records]
 
-    def record(self, path: bytes, meta: FileMeta, content: list[ChunkId]) -> None:
-        blob = b"".join(content)
+    def record(self, path: bytes, meta: FileMeta, content: list[ChunkId], sizes: list[int]) -> None:
+        blob = b"".join(_RECORD.pack(c, n) for c, n in zip(content, sizes, strict=True))
         with self._lock:
             self._pending.append((path, *meta, blob))
             due = time.monotonic() - self._last_write >= self._batch_seconds
@@ -71,7 +79,7 @@ class FilesCache:
                 return
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", pending
+                "INSERT OR REPLACE INTO files_v2 VALUES (?, ?, ?, ?, ?, ?, ?)", pending
             )
             self._db.execute("COMMIT")
 

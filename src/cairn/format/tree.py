@@ -12,6 +12,9 @@ from cairn.format.codec import packb, unpackb
 
 TREE_VERSION = 1
 
+MAX_CHUNK_SIZE = 16 * 1024 * 1024
+"""No chunk is larger (the chunker's largest maximum is 4 MiB); bounds what a tree may claim."""
+
 NODE_TYPES = ("file", "dir", "symlink", "chardev", "blockdev", "fifo", "socket")
 
 
@@ -37,6 +40,7 @@ class Node:
     target: bytes = b""
     xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
     content: list[ChunkId] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
     subtree: ChunkId | None = None
 
     def to_wire(self) -> dict[str, Any]:
@@ -63,6 +67,7 @@ class Node:
             wire["xattrs"] = [[k, v] for k, v in self.xattrs]
         if self.type == "file":
             wire["content"] = list(self.content)
+            wire["sizes"] = list(self.sizes)
         if self.subtree is not None:
             wire["subtree"] = self.subtree
         return wire
@@ -91,6 +96,7 @@ class Node:
                 target=_bytes(wire.get("target", b"")),
                 xattrs=[(_bytes(k), _bytes(v)) for k, v in _list(wire.get("xattrs", []))],
                 content=[_chunk_id(c) for c in _list(wire.get("content", []))],
+                sizes=[_int(n) for n in _list(wire.get("sizes", []))],
                 subtree=_chunk_id(wire["subtree"]) if wire.get("subtree") is not None else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
@@ -99,6 +105,10 @@ class Node:
             raise FormatError(f"unknown node type {node.type!r}")
         if node.type == "dir" and node.subtree is None:
             raise FormatError("directory node without a subtree")
+        if len(node.sizes) != len(node.content):
+            raise FormatError("file node lists a size for each chunk: counts differ")
+        if any(not 0 < n <= MAX_CHUNK_SIZE for n in node.sizes):
+            raise FormatError("file node lists a chunk size out of range")
         return node
 
 

@@ -100,12 +100,14 @@ class Checker:
 
     def _load_indexes(self) -> dict[ObjectName, list[PackEntry]]:
         """Load every index into the repository's index; return what each lists per pack."""
-        expected: dict[ObjectName, list[PackEntry]] = {}
+        # Per pack, its entries in first-seen order (a dict as an ordered set): several indexes
+        # may list the same pack after an interrupted run, and a list scan would be quadratic.
+        expected: dict[ObjectName, dict[PackEntry, None]] = {}
         try:
             infos = list(self._repo.backend.list(ObjectKind.INDEX))
         except BackendError as exc:
             self._error(f"cannot list indexes: {exc}")
-            return expected
+            return {}
         for info in infos:
             try:
                 record = self._repo.read_index(ObjectName.from_hex(info.handle.name))
@@ -114,10 +116,9 @@ class Checker:
                 continue
             self._repo.index.add_record(record)
             for pack, entries in record.packs.items():
-                known = expected.setdefault(pack, [])
-                known.extend(e for e in entries if e not in known)
+                expected.setdefault(pack, {}).update(dict.fromkeys(entries))
         self._report.blobs = len(self._repo.index)
-        return expected
+        return {pack: list(entries) for pack, entries in expected.items()}
 
     # ---- packs --------------------------------------------------------------------------
 

@@ -52,7 +52,6 @@ AAD_PREFIX = b"cairn/1"
 CONFIG_HANDLE = Handle(ObjectKind.CONFIG, "config")
 COMPRESS_RAW = 0
 COMPRESS_ZSTD = 1
-SAMPLE_SIZE = 64 * 1024
 MAX_DATA_BLOB = 16 * 1024 * 1024
 MAX_TREE_BLOB = 256 * 1024 * 1024
 
@@ -222,15 +221,13 @@ class Repository:
         return cache[level]
 
     def _compress(self, plaintext: bytes | memoryview) -> bytes:
+        # zstd gives up on incompressible input at several GB/s, so every blob is tried whole:
+        # judging by a sample missed chunks that start random and then repeat (disk images).
         level = self.params.compression
         if level and len(plaintext) >= 64:
-            sample = plaintext[:SAMPLE_SIZE]
-            if len(plaintext) <= SAMPLE_SIZE or len(
-                self._compressor(1).compress(sample)
-            ) < 0.9 * len(sample):
-                packed = self._compressor(level).compress(plaintext)
-                if len(packed) < len(plaintext):
-                    return bytes((COMPRESS_ZSTD,)) + packed
+            packed = self._compressor(level).compress(plaintext)
+            if len(packed) < len(plaintext):
+                return bytes((COMPRESS_ZSTD,)) + packed
         return bytes((COMPRESS_RAW,)) + bytes(plaintext)
 
     def _blob_aad(self, kind: BlobKind, chunk_id: ChunkId) -> bytes:
@@ -253,6 +250,13 @@ class Repository:
             raise ObjectMissing(f"pack {location.pack.short()} is missing from storage") from exc
         return self.open_blob(kind, chunk_id, envelope)
 
+    def load_span(self, pack: ObjectName, offset: int, length: int) -> bytes:
+        """Load `length` bytes of a pack from `offset`: several neighbouring blobs in one read."""
+        try:
+            return self.backend.load(Handle(ObjectKind.PACK, pack.hex), offset, length)
+        except NotFound as exc:
+            raise ObjectMissing(f"pack {pack.short()} is missing from storage") from exc
+
     def open_blob(self, kind: BlobKind, chunk_id: ChunkId, envelope: bytes | memoryview) -> bytes:
         """Open a sealed blob and check its plaintext hashes to its chunk ID."""
         framed = self._opener.open(envelope, self._blob_aad(kind, chunk_id))
@@ -270,10 +274,18 @@ class Repository:
             raise FormatError(f"unknown blob compression {framed[0]}")
         limit = MAX_DATA_BLOB if kind is BlobKind.DATA else MAX_TREE_BLOB
         try:
-            out: bytes = zstandard.ZstdDecompressor().decompress(framed[1:], max_output_size=limit)
+            out: bytes = self._decompressor().decompress(framed[1:], max_output_size=limit)
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"blob does not decompress: {exc}") from exc
         return out
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        """One decompressor per thread: making one per blob costs more than small blobs do."""
+        local = self._local
+        decompressor: zstandard.ZstdDecompressor | None = getattr(local, "unzstd", None)
+        if decompressor is None:
+            decompressor = local.unzstd = zstandard.ZstdDecompressor()
+        return decompressor
 
     def raise_if_failed(self) -> None:
         """Raise the first storage error of a background upload, if any."""

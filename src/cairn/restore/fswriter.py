@@ -23,7 +23,7 @@ Components = tuple[bytes, ...]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _HOLE_BLOCK = 64 * 1024
-_ZERO_BLOCK = memoryview(bytes(_HOLE_BLOCK))
+_ZERO_BLOCK = bytes(_HOLE_BLOCK)
 _TOLERATED = {errno.ENOTSUP, errno.EPERM, errno.EACCES}
 
 
@@ -102,15 +102,25 @@ class SafeTarget:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         return os.open(name, flags, 0o600, dir_fd=parent)
 
+    def reopen_file(self, comps: Components) -> int:
+        """Open a file this restore created, to write more of it (no truncation)."""
+        parent, name = self._parent(comps)
+        return os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+
+    def close_file(self, fd: int) -> None:
+        os.close(fd)
+
     def write_chunk(self, fd: int, offset: int, data: bytes) -> None:
         """Write at `offset`, leaving all-zero blocks as holes, so sparse files stay sparse."""
         view = memoryview(data)
         start = 0
         for block in range(0, len(view), _HOLE_BLOCK):
-            piece = view[block : block + _HOLE_BLOCK]
-            if piece == _ZERO_BLOCK[: len(piece)]:
-                _pwrite_all(fd, view[start:block], offset + start)
-                start = block + len(piece)
+            # Most blocks hold data: their first or last byte says so without a comparison.
+            end = min(block + _HOLE_BLOCK, len(data))
+            if data[block] or data[end - 1] or data[block:end] != _ZERO_BLOCK[: end - block]:
+                continue
+            _pwrite_all(fd, view[start:block], offset + start)
+            start = end
         _pwrite_all(fd, view[start:], offset + start)
 
     def finish_file(self, fd: int, size: int) -> None:

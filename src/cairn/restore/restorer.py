@@ -6,7 +6,8 @@ Three phases (design.md section 8):
    target already holds: a file whose contents already match is kept (a second run resumes or
    verifies instead of rewriting), a different one stops the restore before anything is written
    unless overwriting was asked for;
-2. write: folders, then file contents in parallel, then symlinks, devices and hardlinks;
+2. write: folders, then file contents (blobs read pack by pack in worker threads, see
+   fetcher.py, and written by this thread alone), then symlinks, devices and hardlinks;
 3. metadata: files as they finish, folders last, deepest first.
 """
 
@@ -16,21 +17,21 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from cairn.core.errors import CairnError
+from cairn.core.errors import CairnError, IntegrityError
 from cairn.core.ids import ChunkId
 from cairn.core.patterns import PatternSet
 from cairn.core.progress import Progress
 from cairn.format.pack import BlobKind
 from cairn.format.tree import Node
 from cairn.repository.repository import Repository
-from cairn.restore.fswriter import SafeTarget, UnsafePathError, check_name
+from cairn.restore.fetcher import fetch, plan_reads
+from cairn.restore.fswriter import Components, SafeTarget, UnsafePathError, check_name
+from cairn.restore.openfiles import OpenFiles
 from cairn.snapshot.walk import load_tree
-
-Components = tuple[bytes, ...]
 
 
 class RestoreConflict(CairnError):
@@ -45,7 +46,7 @@ class RestoreOptions:
     includes: PatternSet | None = None
     excludes: PatternSet | None = None
     overwrite: bool = False
-    workers: int = 4
+    workers: int = 2
 
 
 @dataclass(slots=True)
@@ -67,6 +68,7 @@ class _Plan:
     others: list[tuple[Components, Node]] = field(default_factory=list)
     hardlinks: list[tuple[Components, Components]] = field(default_factory=list)
     keep: set[Components] = field(default_factory=set)
+    replace: set[Components] = field(default_factory=set)
 
 
 class Restorer:
@@ -142,6 +144,8 @@ class Restorer:
                 plan.keep.add(comps)
             elif state == "differs" and not overwrite:
                 conflicts.append(b"/".join(comps).decode(errors="replace"))
+            elif state == "differs":
+                plan.replace.add(comps)
         if conflicts:
             shown = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
             raise RestoreConflict(
@@ -174,11 +178,7 @@ class Restorer:
         for comps, _node in plan.dirs:
             target.make_dir(comps)
             self._result.dirs += 1
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore") as pool:
-            for future in [
-                pool.submit(self._restore_file, target, c, n, c in plan.keep) for c, n in plan.files
-            ]:
-                future.result()
+        self._write_files(target, plan, workers)
         for comps, node in plan.others:
             self._restore_other(target, comps, node)
         for comps, existing in plan.hardlinks:
@@ -186,35 +186,47 @@ class Restorer:
         for comps, node in sorted(plan.dirs, key=lambda d: len(d[0]), reverse=True):
             target.apply_metadata(comps, node, is_dir=True)
 
-    def _restore_file(self, target: SafeTarget, comps: Components, node: Node, keep: bool) -> None:
-        if keep:
-            with self._lock:
+    def _write_files(self, target: SafeTarget, plan: _Plan, workers: int) -> None:
+        """Write every file's contents: blobs are read pack by pack and each is written to
+        every place that holds it; this thread alone touches the target."""
+        files = OpenFiles(target, partial(self._finish_file, target))
+        wanted: dict[ChunkId, list[tuple[int, int, int]]] = {}
+        for comps, node in plan.files:
+            if comps in plan.keep:
                 self._result.files_verified += 1
-        else:
-            self._write_contents(target, comps, node)
+                self._finish_file(target, comps, node, None)
+                continue
+            number = files.add(comps, node, replace=comps in plan.replace)
+            offset = 0
+            for chunk_id, size in zip(node.content, node.sizes, strict=True):
+                wanted.setdefault(chunk_id, []).append((number, offset, size))
+                offset += size
+        spans = plan_reads(self._repo, wanted)
+        try:
+            for chunk_id, data in fetch(self._repo, spans, workers):
+                for number, offset, size in wanted.pop(chunk_id):
+                    if len(data) != size:
+                        raise IntegrityError(
+                            f"a tree says chunk {chunk_id.hex()[:8]} holds {size} bytes; "
+                            f"it holds {len(data)}"
+                        )
+                    files.write(number, offset, data)
+                    self._progress.bytes_done(size)
+        finally:
+            files.close_all()
+        self._result.bytes_written += files.bytes_written
+
+    def _finish_file(
+        self, target: SafeTarget, comps: Components, node: Node, written: int | None
+    ) -> None:
+        """Metadata once the contents are complete (`written` is None for a kept file)."""
+        if written is not None and written != node.size:
+            self._skip(
+                b"/" + b"/".join(comps), f"restored {written} bytes, snapshot says {node.size}"
+            )
         target.apply_metadata(comps, node)
         self._progress.file_done(node.size)
-        with self._lock:
-            self._result.files += 1
-
-    def _write_contents(self, target: SafeTarget, comps: Components, node: Node) -> None:
-        target.remove_if_exists(comps)
-        fd = target.create_file(comps, node.size)
-        offset = 0
-        try:
-            for chunk_id in node.content:
-                data = self._repo.fetch_blob(BlobKind.DATA, chunk_id)
-                target.write_chunk(fd, offset, data)
-                offset += len(data)
-                self._progress.bytes_done(len(data))
-        finally:
-            target.finish_file(fd, offset)
-        with self._lock:
-            self._result.bytes_written += offset
-        if offset != node.size:
-            self._skip(
-                b"/" + b"/".join(comps), f"restored {offset} bytes, snapshot says {node.size}"
-            )
+        self._result.files += 1
 
     def _restore_other(self, target: SafeTarget, comps: Components, node: Node) -> None:
         path = b"/" + b"/".join(comps)

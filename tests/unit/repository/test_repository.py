@@ -47,7 +47,8 @@ def reopen(repo: Repository) -> Repository:
 def commit(repo: Repository, blobs: list[bytes]) -> tuple[list[ChunkId], ChunkId]:
     repo.start_writing()
     ids = [repo.store_blob(BlobKind.DATA, b)[0] for b in blobs]
-    tree = encode_tree([Node(name=b"f", type="file", content=ids, size=sum(map(len, blobs)))])
+    sizes = [len(b) for b in blobs]
+    tree = encode_tree([Node(name=b"f", type="file", content=ids, sizes=sizes, size=sum(sizes))])
     tree_id, _ = repo.store_blob(BlobKind.TREE, tree)
     body = SnapshotBody("2026-11-24T12:00:00+00:00", "host", "user", ["/f"], [], tree_id)
     repo.commit_snapshot(body, {*ids, tree_id})

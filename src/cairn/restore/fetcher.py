@@ -1,0 +1,141 @@
+"""Reading the blobs a restore needs: pack by pack, in spans, in worker threads.
+
+A restore wants each needed blob once, however many files use it. `plan_reads` groups the blobs
+by pack and merges neighbours into spans, one storage read each (a full restore reads each pack
+in one or two reads instead of one per blob). `fetch` loads, opens and verifies the spans in
+worker threads and hands the plaintexts to the one thread that writes files, through a bounded
+queue: memory stays below workers x MAX_SPAN plus the queue, whatever the snapshot's size.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from cairn.core.errors import IntegrityError
+from cairn.core.ids import ChunkId, ObjectName
+from cairn.format.pack import BlobKind
+from cairn.repository.errors import ObjectMissing
+from cairn.repository.masterindex import Location
+from cairn.repository.repository import Repository
+
+MAX_GAP = 256 * 1024
+"""Neighbouring blobs closer than this are read together, the gap read and dropped."""
+MAX_SPAN = 8 * 1024 * 1024
+QUEUE_BLOBS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SpanBlob:
+    chunk_id: ChunkId
+    offset: int  # from the start of the span
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One read: `length` bytes of `pack` from `offset`, holding `blobs`."""
+
+    pack: ObjectName
+    offset: int
+    length: int
+    blobs: tuple[SpanBlob, ...]
+
+
+def plan_reads(repo: Repository, chunk_ids: Iterable[ChunkId]) -> list[Span]:
+    """The reads that fetch every chunk once, packs in the order the chunks are first needed.
+
+    Raises ObjectMissing for a chunk in no index before anything is read or written.
+    """
+    by_pack: dict[ObjectName, dict[ChunkId, Location]] = {}
+    for chunk_id in chunk_ids:
+        location = repo.index.get(chunk_id)
+        if location is None:
+            raise ObjectMissing(f"chunk {chunk_id.hex()[:8]} is in no index")
+        if location.kind is not BlobKind.DATA:
+            raise IntegrityError(f"chunk {chunk_id.hex()[:8]} is a {location.kind.name}, not data")
+        by_pack.setdefault(location.pack, {})[chunk_id] = location
+    spans: list[Span] = []
+    for pack, blobs in by_pack.items():
+        ordered = sorted(blobs.items(), key=lambda item: item[1].offset)
+        group = [ordered[0]]
+        for item in ordered[1:]:
+            start, last = group[0][1], group[-1][1]
+            end = item[1].offset + item[1].length
+            if item[1].offset - (last.offset + last.length) <= MAX_GAP and (
+                end - start.offset <= MAX_SPAN
+            ):
+                group.append(item)
+            else:
+                spans.append(_span(pack, group))
+                group = [item]
+        spans.append(_span(pack, group))
+    return spans
+
+
+def _span(pack: ObjectName, group: list[tuple[ChunkId, Location]]) -> Span:
+    start = group[0][1].offset
+    end = max(loc.offset + loc.length for _, loc in group)
+    blobs = tuple(SpanBlob(cid, loc.offset - start, loc.length) for cid, loc in group)
+    return Span(pack, start, end - start, blobs)
+
+
+_DONE = object()
+
+
+def fetch(repo: Repository, spans: list[Span], workers: int) -> Iterator[tuple[ChunkId, bytes]]:
+    """Yield (chunk ID, verified plaintext) for every blob of `spans`, read by `workers` threads.
+
+    The first error of any worker is raised here; the other workers then stop.
+    """
+    jobs = iter(spans)
+    jobs_lock = threading.Lock()
+    out: queue.Queue[object] = queue.Queue(maxsize=QUEUE_BLOBS)
+    stop = threading.Event()
+
+    def put(item: object) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                with jobs_lock:
+                    span = next(jobs, None)
+                if span is None:
+                    return
+                view = memoryview(repo.load_span(span.pack, span.offset, span.length))
+                for blob in span.blobs:
+                    envelope = view[blob.offset : blob.offset + blob.length]
+                    put((blob.chunk_id, repo.open_blob(BlobKind.DATA, blob.chunk_id, envelope)))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+        finally:
+            put(_DONE)
+
+    threads = [
+        threading.Thread(target=work, name=f"restore-read-{i}", daemon=True)
+        for i in range(max(1, min(workers, len(spans))))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        running = len(threads)
+        while running:
+            item = out.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
