@@ -283,6 +283,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
     args = parser.parse_args()
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    missing = [t for t in args.tools if t != "cairn" and shutil.which(t) is None]
+    if missing:
+        parser.exit(
+            2, f"not installed: {', '.join(missing)} (apt-get install restic borgbackup rsync)\n"
+        )
     tools = run(args)
     report = table(tools)
     print("\n" + report)
