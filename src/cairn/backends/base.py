@@ -18,6 +18,7 @@ class ObjectKind(Enum):
     REFLIST = "reflists"
     SNAPSHOT = "snapshots"
     LOCK = "locks"
+    DELETION = "deletions"
 
 
 @dataclass(frozen=True, slots=True)

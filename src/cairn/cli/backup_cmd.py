@@ -64,7 +64,7 @@ def run(ctx: Context) -> int:
         exclude_caches=args.exclude_caches,
         one_file_system=args.one_file_system,
     )
-    repo = ctx.open_repository()
+    repo = ctx.open_repository(session="backup")
     host = args.host or socket.gethostname()
     options = BackupOptions(paths=paths, host=host, tags=args.tag, parent=_parent(ctx, host, paths))
     cache = _files_cache(ctx, repo.repo_id.hex())

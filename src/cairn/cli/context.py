@@ -72,11 +72,14 @@ class Context:
         env = os.environ.get("CAIRN_PASSWORD")
         return env.encode() if env is not None else None
 
-    def open_repository(self, load_index: bool = True) -> Repository:
-        """Open the repository once per command; the index is loaded on request."""
+    def open_repository(self, load_index: bool = True, session: str | None = None) -> Repository:
+        """Open the repository once per command; the index is loaded on request. A command that
+        writes names its `session`: its lock is saved before the index is loaded."""
         if self._repo is None:
             backend = open_backend(self.location)
             self._repo = Repository.open(backend, self.passphrase(), self.clock)
+            if session is not None:
+                self._repo.begin_session(session)
             if load_index:
                 self._repo.load_index()
         return self._repo

@@ -23,7 +23,10 @@ from cairn.repository.errors import (
     SnapshotNotFound,
     WrongPassword,
 )
+from cairn.repository.locks import LeaseExpired
+from cairn.repository.prune import PruneRefused, PruneRunning
 from cairn.restore.restorer import RestoreConflict
+from cairn.snapshot.retention import PolicyError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -89,6 +92,18 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         ErrorCode("CAIRN-E017", 17, "restore into an empty folder, or pass --overwrite"),
     ),
     (KeyManagementError, ErrorCode("CAIRN-E018", 18, "see `cairn key list`")),
+    (
+        LeaseExpired,
+        ErrorCode("CAIRN-E050", 50, "run the command again; what it stored is reused"),
+    ),
+    (
+        PruneRefused,
+        ErrorCode(
+            "CAIRN-E051", 51, "run `cairn check`; prune deletes nothing until it can read all"
+        ),
+    ),
+    (PruneRunning, ErrorCode("CAIRN-E052", 52, "wait for the other prune to finish")),
+    (PolicyError, ErrorCode("CAIRN-E053", EXIT_USAGE, "give at least one --keep-* option")),
     (CheckFailed, ErrorCode("CAIRN-E020", 20, "the repository is damaged; see docs/errors.md")),
     (
         IntegrityError,

@@ -16,9 +16,11 @@ from cairn.cli import (
     diff_cmd,
     dump_cmd,
     find_cmd,
+    forget_cmd,
     init_cmd,
     key_cmd,
     ls_cmd,
+    prune_cmd,
     restore_cmd,
     snapshots_cmd,
     stats_cmd,
@@ -38,6 +40,8 @@ COMMANDS: list[ModuleType] = [
     stats_cmd,
     restore_cmd,
     check_cmd,
+    forget_cmd,
+    prune_cmd,
     key_cmd,
 ]
 

@@ -19,17 +19,15 @@ from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.hashing import verify_object
 from cairn.format.pack import (
-    FOOTER_SIZE,
     BlobKind,
     PackEntry,
-    decode_trailer,
     parse_pack,
-    trailer_length,
 )
 from cairn.format.tree import decode_tree
 from cairn.repository.keyring import list_keys
 from cairn.repository.masterindex import MasterIndex
-from cairn.repository.repository import Repository
+from cairn.repository.packs import read_trailer
+from cairn.repository.repository import Repository, read_deletion
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +116,24 @@ class Checker:
             for pack, entries in record.packs.items():
                 expected.setdefault(pack, {}).update(dict.fromkeys(entries))
         self._report.blobs = len(self._repo.index)
+        self._load_deletions()
         return {pack: list(entries) for pack, entries in expected.items()}
+
+    def _load_deletions(self) -> None:
+        """Condemned packs stay readable until swept (design 13.4): a snapshot committed while a
+        prune ran may use them."""
+        try:
+            infos = list(self._repo.backend.list(ObjectKind.DELETION))
+        except BackendError as exc:
+            self._error(f"cannot list deletion records: {exc}")
+            return
+        for info in infos:
+            try:
+                record = read_deletion(self._repo.backend, info.handle)
+            except CairnError as exc:
+                self._error(f"deletion record {info.handle.name[:8]}: {exc}")
+                continue
+            self._repo.index.add_condemned(record.packs)
 
     # ---- packs --------------------------------------------------------------------------
 
@@ -137,7 +152,8 @@ class Checker:
                 f"(the index lists {len(expected[pack])} blobs in it)"
             )
             self._report.damaged_packs.add(pack)
-        for pack in sorted(sizes.keys() - expected.keys()):
+        condemned = self._repo.index.condemned_packs()
+        for pack in sorted(sizes.keys() - expected.keys() - condemned):
             self._report.warnings.append(
                 f"pack {pack.short()} is in no index (left by an interrupted run)"
             )
@@ -151,15 +167,8 @@ class Checker:
         return sizes
 
     def _check_trailer(self, pack: ObjectName, size: int, expected: list[PackEntry]) -> None:
-        handle = Handle(ObjectKind.PACK, pack.hex)
         try:
-            length = trailer_length(
-                self._repo.backend.load(handle, size - FOOTER_SIZE, FOOTER_SIZE)
-            )
-            if length > size - FOOTER_SIZE:
-                raise CairnError("trailer is longer than the pack")
-            trailer = self._repo.backend.load(handle, size - FOOTER_SIZE - length, length)
-            found = decode_trailer(trailer, size)
+            found = read_trailer(self._repo.backend, pack, size)
         except CairnError as exc:
             self._pack_damaged(pack, f"pack {pack.short()}: {exc}")
             return
@@ -211,7 +220,7 @@ class Checker:
             return seen[tree_id]
         used = {tree_id}
         seen[tree_id] = used
-        if tree_id not in index:
+        if index.get(tree_id) is None:
             self._missing(snap, path or b"/", tree_id, "tree")
             return used
         try:
@@ -224,7 +233,7 @@ class Checker:
             child = path + b"/" + node.name
             for chunk_id in node.content:
                 used.add(chunk_id)
-                if chunk_id not in index:
+                if index.get(chunk_id) is None:
                     self._missing(snap, child, chunk_id, "data")
             if node.subtree is not None:
                 used |= self._walk_tree(snap, node.subtree, child, index, seen)

@@ -29,6 +29,7 @@ class MasterIndex:
 
     def __init__(self) -> None:
         self._known: dict[ChunkId, Location] = {}
+        self._condemned: dict[ChunkId, Location] = {}
         self._pending: set[ChunkId] = set()
         self._lock = threading.Lock()
 
@@ -39,7 +40,12 @@ class MasterIndex:
         return chunk_id in self._known
 
     def get(self, chunk_id: ChunkId) -> Location | None:
-        return self._known.get(chunk_id)
+        """Where a chunk can be read: a durable index, else a pack a prune condemned but has
+        not swept yet (design 13.4). Deduplication never uses the second."""
+        location = self._known.get(chunk_id)
+        if location is None and self._condemned:
+            return self._condemned.get(chunk_id)
+        return location
 
     def reserve(self, chunk_id: ChunkId) -> bool:
         """True when the caller must store this chunk; False when it is known or in flight."""
@@ -64,6 +70,19 @@ class MasterIndex:
     def add_record(self, record: IndexRecord) -> None:
         for pack, entries in record.packs.items():
             self.add_pack(pack, entries)
+
+    def add_condemned(self, packs: dict[ObjectName, list[PackEntry]]) -> None:
+        """Packs of a deletion record: readable until swept, never deduplicated against."""
+        with self._lock:
+            for pack, entries in packs.items():
+                for e in entries:
+                    self._condemned.setdefault(
+                        e.chunk_id, Location(pack, e.kind, e.offset, e.length)
+                    )
+
+    def condemned_packs(self) -> set[ObjectName]:
+        with self._lock:
+            return {loc.pack for loc in self._condemned.values()}
 
     def items(self) -> list[tuple[ChunkId, Location]]:
         with self._lock:

@@ -27,6 +27,7 @@ from cairn.format.config import (
     encode_config,
     encode_params,
 )
+from cairn.format.deletion import DeletionRecord, decode_deletion
 from cairn.format.index import IndexRecord, decode_index
 from cairn.format.pack import BlobKind
 from cairn.format.reflist import decode_reflist, encode_reflist
@@ -45,6 +46,7 @@ from cairn.repository.errors import (
     RepositoryNotFound,
 )
 from cairn.repository.keyring import make_key, save_key, unlock
+from cairn.repository.locks import Session
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packer import PackUploader
 
@@ -100,6 +102,7 @@ class Repository:
         self._sealer: Sealer | None = None
         self._uploader: PackUploader | None = None
         self._local = threading.local()
+        self.session: Session | None = None
 
     # ---- creating and opening -------------------------------------------------------------
 
@@ -160,6 +163,21 @@ class Repository:
     def open_object(self, label: bytes, envelope: bytes) -> bytes:
         return self._opener.open(envelope, _aad(self.repo_id, label))
 
+    # ---- the session ----------------------------------------------------------------------
+
+    def begin_session(self, purpose: str) -> Session:
+        """Save this process's lock (before the index is loaded: design 5.9) and keep it renewed."""
+        session = Session(self.backend, self.clock, purpose, seal=self._seal_lock)
+        session.acquire()
+        self.session = session
+        return session
+
+    def _seal_lock(self, owner: bytes, session_id: bytes) -> bytes:
+        return self.sealer().seal(owner, _aad(self.repo_id, b"lock") + session_id)
+
+    def open_lock(self, sealed: bytes, session_id: bytes) -> bytes:
+        return self._opener.open(sealed, _aad(self.repo_id, b"lock") + session_id)
+
     # ---- the index ----------------------------------------------------------------------
 
     def load_index(self, connections: int = 4) -> list[ObjectName]:
@@ -168,6 +186,8 @@ class Repository:
         with ThreadPoolExecutor(max_workers=connections) as pool:
             for record in pool.map(self.read_index, names):
                 self.index.add_record(record)
+        for deletion in self.backend.list(ObjectKind.DELETION):
+            self.index.add_condemned(read_deletion(self.backend, deletion.handle).packs)
         return names
 
     def read_index(self, name: ObjectName) -> IndexRecord:
@@ -307,6 +327,9 @@ class Repository:
         if self._uploader is not None:
             self._uploader.close()
             self._uploader = None
+        if self.session is not None:
+            self.session.release()
+            self.session = None
         self.backend.close()
 
     # ---- snapshots ----------------------------------------------------------------------
@@ -320,6 +343,8 @@ class Repository:
         sealed = self.seal_object(b"snapshot", encode_body(body))
         data = encode_snapshot(SnapshotRecord(self.repo_id, [reflist_name], sealed))
         name = object_name(data)
+        if self.session is not None:
+            self.session.check_lease()
         self.backend.save(Handle(ObjectKind.SNAPSHOT, name.hex), data)
         return name
 
@@ -335,6 +360,16 @@ class Repository:
 
     def read_reflist(self, name: ObjectName) -> list[ChunkId]:
         return decode_reflist(self.load_verified(Handle(ObjectKind.REFLIST, name.hex)))
+
+
+def read_deletion(backend: Backend, handle: Handle) -> DeletionRecord:
+    """Load, verify and decode a deletion record."""
+    try:
+        data = backend.load(handle)
+    except NotFound as exc:
+        raise ObjectMissing(f"{handle} is missing from storage") from exc
+    verify_object(ObjectName.from_hex(handle.name), data)
+    return decode_deletion(data)
 
 
 def read_config(backend: Backend) -> ConfigRecord:
