@@ -190,3 +190,24 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
     assert ".tmp-" not in (out / "leftovers").read_text()  # no half-written objects remain
     assert (out / "small.rc").read_text().strip() == "0", (out / "small.err").read_text()
     assert (out / "check.rc").read_text().strip() == "0", (out / "check.out").read_text()
+
+
+def test_a_closed_output_pipe_is_not_an_error(cairn: Cairn, tmp_path: Path) -> None:
+    """`cairn ls latest | head -n 1`: the reader leaves early; no traceback, no bug report."""
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(3000):  # a listing larger than the pipe's buffer: the writer must block
+        (many / f"a-file-with-a-long-name-{i:05}.txt").touch()
+    cairn.run("backup", str(many))
+    reader_gone = subprocess.Popen(
+        [sys.executable, "-m", "cairn.cli.main", "ls", "latest"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cairn.env(),
+    )
+    assert reader_gone.stdout is not None
+    reader_gone.stdout.readline()
+    reader_gone.stdout.close()
+    _, err = reader_gone.communicate(timeout=120)
+    assert b"Traceback" not in err and b"CAIRN-E999" not in err, err.decode()
+    assert reader_gone.returncode == 141

@@ -26,7 +26,7 @@ from cairn.cli import (
     stats_cmd,
 )
 from cairn.cli.context import Context
-from cairn.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, code_for
+from cairn.cli.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, code_for
 from cairn.cli.output import Output
 
 COMMANDS: list[ModuleType] = [
@@ -110,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`cairn ls | head`): stop quietly, as other Unix tools do, and
+        # keep the interpreter from complaining while it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         return _report(exc, output)
     finally:
