@@ -8,9 +8,9 @@ from cairn.core.errors import FormatError
 from cairn.core.ids import ObjectName
 from cairn.format.codec import packb, unpackb
 from cairn.format.fields import as_id, get_int, get_list, require_map, require_version
-from cairn.format.index import MAX_PACK_SIZE
+from cairn.format.index import decode_packs, encode_packs
 from cairn.format.lock import MAX_TIME_MS, SESSION_SIZE
-from cairn.format.pack import PackEntry, decode_entries
+from cairn.format.pack import PackEntry
 
 DELETION_VERSION = 1
 
@@ -26,16 +26,12 @@ class DeletionRecord:
 
 
 def encode_deletion(record: DeletionRecord) -> bytes:
-    packs = [
-        [name.raw, [[e.chunk_id, int(e.kind), e.offset, e.length] for e in entries]]
-        for name, entries in sorted(record.packs.items())
-    ]
     return packb(
         {
             "v": DELETION_VERSION,
             "created": record.created_ms,
             "sessions": sorted(record.sessions),
-            "packs": packs,
+            "packs": encode_packs(record.packs),
             "reflists": sorted(r.raw for r in record.reflists),
         }
     )
@@ -49,11 +45,6 @@ def decode_deletion(data: bytes) -> DeletionRecord:
         if not isinstance(session, bytes) or len(session) != SESSION_SIZE:
             raise FormatError("deletion record session is not 16 bytes")
         record.sessions.append(session)
-    for item in get_list(obj, "packs"):
-        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
-            raise FormatError("deletion record pack entry is not [name, blobs]")
-        record.packs[ObjectName(as_id(item[0], "pack name"))] = decode_entries(
-            item[1], MAX_PACK_SIZE
-        )
+    record.packs = decode_packs(get_list(obj, "packs"), "deletion record")
     record.reflists = [ObjectName(as_id(r, "reflist name")) for r in get_list(obj, "reflists")]
     return record

@@ -26,24 +26,36 @@ class IndexRecord:
 
 
 def encode_index(record: IndexRecord) -> bytes:
-    packs = [
-        [name.raw, [[e.chunk_id, int(e.kind), e.offset, e.length] for e in entries]]
-        for name, entries in sorted(record.packs.items())
-    ]
     return packb(
-        {"v": INDEX_VERSION, "packs": packs, "supersedes": [s.raw for s in record.supersedes]}
+        {
+            "v": INDEX_VERSION,
+            "packs": encode_packs(record.packs),
+            "supersedes": [s.raw for s in record.supersedes],
+        }
     )
+
+
+def encode_packs(packs: dict[ObjectName, list[PackEntry]]) -> list[list[object]]:
+    """Packs and their blobs as index objects (and deletion records) store them."""
+    return [
+        [name.raw, [[e.chunk_id, int(e.kind), e.offset, e.length] for e in entries]]
+        for name, entries in sorted(packs.items())
+    ]
+
+
+def decode_packs(items: list[object], what: str) -> dict[ObjectName, list[PackEntry]]:
+    packs: dict[ObjectName, list[PackEntry]] = {}
+    for item in items:
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
+            raise FormatError(f"{what} pack entry is not [name, blobs]")
+        packs[ObjectName(as_id(item[0], "pack name"))] = decode_entries(item[1], MAX_PACK_SIZE)
+    return packs
 
 
 def decode_index(data: bytes) -> IndexRecord:
     obj = require_map(unpackb(data), "index")
     require_version(obj, "index", INDEX_VERSION)
-    record = IndexRecord()
-    for item in get_list(obj, "packs"):
-        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
-            raise FormatError("index pack entry is not [name, blobs]")
-        name = ObjectName(as_id(item[0], "pack name"))
-        record.packs[name] = decode_entries(item[1], MAX_PACK_SIZE)
+    record = IndexRecord(packs=decode_packs(get_list(obj, "packs"), "index"))
     record.supersedes = [
         ObjectName(as_id(s, "superseded index")) for s in get_list(obj, "supersedes")
     ]
