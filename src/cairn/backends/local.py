@@ -4,6 +4,8 @@ Saves are atomic and durable: the bytes go to a temporary file in the target fol
 fsynced and then published under its final name with ``os.link`` (which fails instead of replacing
 an object another process published meanwhile), and the folder is fsynced. Every durable step
 announces itself as a crash point first, so the robustness harness can kill the process there.
+Every file-system call goes through a `FileSystem` (cairn.backends.filesystem), so tests can fail
+any one of them or simulate a power loss.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cairn.backends.errors import (
     PermissionDenied,
     StorageFull,
 )
+from cairn.backends.filesystem import OS_FILE_SYSTEM, FileSystem
 from cairn.core.crashpoints import crashpoint
 from cairn.core.ids import is_hex_name
 
@@ -55,17 +58,18 @@ _DIRSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
 class LocalBackend:
     """Objects as files under one root folder. The constructor creates nothing; see `create`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fs: FileSystem = OS_FILE_SYSTEM) -> None:
         self._root = Path(os.path.abspath(path))
+        self._fs = fs
 
     @classmethod
-    def create(cls, path: Path) -> Self:
+    def create(cls, path: Path, fs: FileSystem = OS_FILE_SYSTEM) -> Self:
         """Make the root and every folder of the layout, durably, and return the backend.
 
         An existing empty folder or an existing Cairn layout is accepted; any other existing
         folder or file is refused, so `init` never scatters a repository into someone's data.
         """
-        backend = cls(path)
+        backend = cls(path, fs)
         backend._check_creatable()
         backend._make_layout()
         return backend
@@ -80,33 +84,34 @@ class LocalBackend:
     def save(self, handle: Handle, data: bytes | memoryview) -> None:
         path = self._path(handle)
         view = memoryview(data).cast("B")
-        temp = _write_temp(path.parent, view)
+        fs = self._fs
+        temp = _write_temp(fs, path.parent, view)
         try:
-            _publish(temp, path, view)
+            _publish(fs, temp, path, view)
         finally:
-            _discard(temp)
-        _sync_folder(path.parent, "local.save.dirsync")
+            _discard(fs, temp)
+        _sync_folder(fs, path.parent, "local.save.dirsync")
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(handle)
         with _translated("read", path):
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = self._fs.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                count = read_span(os.fstat(fd).st_size, offset, length, handle)
-                return _pread_exact(fd, offset, count, path)
+                count = read_span(self._fs.fsize(fd), offset, length, handle)
+                return _pread_exact(self._fs, fd, offset, count, path)
             finally:
-                os.close(fd)
+                self._fs.close(fd)
 
     def stat(self, handle: Handle) -> ObjectInfo:
         path = self._path(handle)
         with _translated("stat", path):
-            return ObjectInfo(handle, os.stat(path).st_size)
+            return ObjectInfo(handle, self._fs.size(path))
 
     def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
         if kind is ObjectKind.CONFIG:
             yield from self._list_config()
         elif kind is ObjectKind.PACK:
-            for shard in _scan(self._root / kind.value, folders=True):
+            for shard in _scan(self._fs, self._root / kind.value, folders=True):
                 yield from self._list_folder(kind, self._root / kind.value / shard, shard)
         else:
             yield from self._list_folder(kind, self._root / kind.value, "")
@@ -115,8 +120,8 @@ class LocalBackend:
         path = self._path(handle)
         crashpoint("local.remove.unlink")
         with _translated("remove", path):
-            os.unlink(path)
-        _sync_folder(path.parent, "local.remove.dirsync")
+            self._fs.unlink(path)
+        _sync_folder(self._fs, path.parent, "local.remove.dirsync")
 
     def exists(self, handle: Handle) -> bool:
         try:
@@ -140,7 +145,7 @@ class LocalBackend:
     def _list_config(self) -> Iterator[ObjectInfo]:
         handle = Handle(ObjectKind.CONFIG, CONFIG_NAME)
         try:
-            size = os.stat(self._root / CONFIG_NAME).st_size
+            size = self._fs.size(self._root / CONFIG_NAME)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -148,11 +153,11 @@ class LocalBackend:
         yield ObjectInfo(handle, size)
 
     def _list_folder(self, kind: ObjectKind, folder: Path, prefix: str) -> Iterator[ObjectInfo]:
-        for name in _scan(folder, folders=False):
+        for name in _scan(self._fs, folder, folders=False):
             if not name.startswith(prefix):
                 continue
             try:
-                size = os.stat(folder / name).st_size
+                size = self._fs.size(folder / name)
             except FileNotFoundError:
                 continue  # removed since the folder was read
             except OSError as exc:
@@ -161,7 +166,7 @@ class LocalBackend:
 
     def _check_creatable(self) -> None:
         try:
-            entries = os.listdir(self._root)
+            entries = self._fs.listdir(self._root)
         except FileNotFoundError:
             return
         except NotADirectoryError as exc:
@@ -176,15 +181,16 @@ class LocalBackend:
             )
 
     def _make_layout(self) -> None:
-        _make_folder(self._root, parents=True)
+        fs = self._fs
+        _make_folder(fs, self._root, parents=True)
         for kind in _FOLDER_KINDS:
-            _make_folder(self._root / kind.value)
+            _make_folder(fs, self._root / kind.value)
         packs = self._root / ObjectKind.PACK.value
         for shard in _SHARDS:
-            _make_folder(packs / shard)
-        _sync_folder(packs, "local.create.dirsync")
-        _sync_folder(self._root, "local.create.dirsync")
-        _sync_folder(self._root.parent, "local.create.dirsync")
+            _make_folder(fs, packs / shard)
+        _sync_folder(fs, packs, "local.create.dirsync")
+        _sync_folder(fs, self._root, "local.create.dirsync")
+        _sync_folder(fs, self._root.parent, "local.create.dirsync")
 
 
 @contextmanager
@@ -204,83 +210,83 @@ def _backend_error(exc: OSError, action: str, path: Path) -> BackendError:
     return cls(f"cannot {action} {path}: {exc.strerror or exc}")
 
 
-def _write_temp(folder: Path, data: memoryview) -> Path:
+def _write_temp(fs: FileSystem, folder: Path, data: memoryview) -> Path:
     """Write `data` to a new temporary file in `folder` and fsync it; return its path."""
     temp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     crashpoint("local.save.write")
     with _translated("create a temporary file in", folder, missing=BackendError):
-        fd = os.open(temp, flags, FILE_MODE)
+        fd = fs.open(temp, flags, FILE_MODE)
     try:
         with _translated("write", temp):
-            _write_all(fd, data)
+            _write_all(fs, fd, data)
         crashpoint("local.save.fsync")
         with _translated("fsync", temp):
-            os.fsync(fd)
+            fs.fsync(fd)
     except BaseException:
-        os.close(fd)
-        _discard(temp)
+        fs.close(fd)
+        _discard(fs, temp)
         raise
     with _translated("close", temp):
-        os.close(fd)
+        fs.close(fd)
     return temp
 
 
-def _write_all(fd: int, data: memoryview) -> None:
+def _write_all(fs: FileSystem, fd: int, data: memoryview) -> None:
     done = 0
     while done < len(data):
-        done += os.write(fd, data[done:])
+        done += fs.write(fd, data[done:])
 
 
-def _publish(temp: Path, path: Path, data: memoryview) -> None:
+def _publish(fs: FileSystem, temp: Path, path: Path, data: memoryview) -> None:
     """Give the fsynced `temp` its final name without ever replacing an existing object."""
     crashpoint("local.save.publish")
     try:
-        os.link(temp, path)
+        fs.link(temp, path)
     except FileExistsError:
-        _check_same(path, data)
+        _check_same(fs, path, data)
     except OSError as exc:
         if exc.errno not in _LINK_UNSUPPORTED:
             raise _backend_error(exc, "publish", path) from exc
-        _publish_by_rename(temp, path, data)
+        _publish_by_rename(fs, temp, path, data)
 
 
-def _publish_by_rename(temp: Path, path: Path, data: memoryview) -> None:
+def _publish_by_rename(fs: FileSystem, temp: Path, path: Path, data: memoryview) -> None:
     # rename() replaces silently, so another process publishing between this check and the
     # rename can be overwritten; both wrote the bytes the hash names, so nothing is lost.
-    if os.path.lexists(path):
-        _check_same(path, data)
+    if fs.lexists(path):
+        _check_same(fs, path, data)
         return
     with _translated("publish", path):
-        os.rename(temp, path)
+        fs.rename(temp, path)
 
 
-def _check_same(path: Path, data: memoryview) -> None:
+def _check_same(fs: FileSystem, path: Path, data: memoryview) -> None:
     """An object of that name exists: succeed if it holds `data`, else raise AlreadyExists."""
     with _translated("read", path):
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = fs.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            same = os.fstat(fd).st_size == len(data) and _content_equals(fd, data, path)
+            same = fs.fsize(fd) == len(data) and _content_equals(fs, fd, data, path)
         finally:
-            os.close(fd)
+            fs.close(fd)
     if not same:
         raise AlreadyExists(f"{path} exists with different bytes")
 
 
-def _content_equals(fd: int, data: memoryview, path: Path) -> bool:
+def _content_equals(fs: FileSystem, fd: int, data: memoryview, path: Path) -> bool:
     for start in range(0, len(data), _BLOCK):
         count = min(_BLOCK, len(data) - start)
-        if _pread_exact(fd, start, count, path) != data[start : start + count]:
+        if _pread_exact(fs, fd, start, count, path) != data[start : start + count]:
             return False
     return True
 
 
-def _pread_exact(fd: int, offset: int, count: int, path: Path) -> bytes:
+def _pread_exact(fs: FileSystem, fd: int, offset: int, count: int, path: Path) -> bytes:
     """Exactly `count` bytes from `offset`; a file that ends early is an error."""
     parts: list[bytes] = []
     done = 0
     while done < count:
-        part = os.pread(fd, min(count - done, 16 * _BLOCK), offset + done)
+        part = fs.pread(fd, min(count - done, 16 * _BLOCK), offset + done)
         if not part:
             raise BackendError(
                 f"short read of {path}: got {done} of {count} bytes at offset {offset}"
@@ -290,21 +296,20 @@ def _pread_exact(fd: int, offset: int, count: int, path: Path) -> bytes:
     return b"".join(parts)
 
 
-def _discard(temp: Path) -> None:
+def _discard(fs: FileSystem, temp: Path) -> None:
     """Remove a temporary file if it is still there."""
     crashpoint("local.save.cleanup")
     # Gone already (published by rename), or undeletable: a stray temporary file is never
     # listed, so it costs space and nothing else; the save's own outcome matters more.
     with suppress(OSError):
-        os.unlink(temp)
+        fs.unlink(temp)
 
 
-def _scan(folder: Path, folders: bool) -> list[str]:
+def _scan(fs: FileSystem, folder: Path, folders: bool) -> list[str]:
     """Valid entry names in `folder`: shard folders, or object names; never temporary files."""
     valid = _is_shard if folders else is_hex_name
     try:
-        with os.scandir(folder) as entries:
-            return [e.name for e in entries if valid(e.name) and e.is_dir() == folders]
+        return [name for name, is_dir in fs.scan(folder) if valid(name) and is_dir == folders]
     except OSError as exc:
         raise ListingIncomplete(f"cannot list {folder}: {exc.strerror or exc}") from exc
 
@@ -313,26 +318,23 @@ def _is_shard(name: str) -> bool:
     return name in _SHARD_SET
 
 
-def _make_folder(path: Path, parents: bool = False) -> None:
+def _make_folder(fs: FileSystem, path: Path, parents: bool = False) -> None:
     crashpoint("local.create.mkdir")
     with _translated("create the folder", path, missing=BackendError):
-        if parents:
-            path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-        else:
-            path.mkdir(mode=FOLDER_MODE, exist_ok=True)
-        if not path.is_dir():
+        fs.mkdir(path, FOLDER_MODE, parents)
+        if not fs.is_dir(path):
             raise BackendError(f"cannot create the folder {path}: a file is in the way")
 
 
-def _sync_folder(folder: Path, point: str) -> None:
+def _sync_folder(fs: FileSystem, folder: Path, point: str) -> None:
     """fsync a folder so the names created or removed in it survive a power loss."""
     crashpoint(point)
     with _translated("open the folder", folder):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = fs.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        fs.fsync(fd)
     except OSError as exc:
         if exc.errno not in _DIRSYNC_UNSUPPORTED:
             raise _backend_error(exc, "fsync the folder", folder) from exc
     finally:
-        os.close(fd)
+        fs.close(fd)
