@@ -132,5 +132,5 @@ def test_a_kill_at_any_crash_point_loses_nothing(
 ) -> None:
     summary = systematic(workload, tmp_path, shard)
     record_property("kill_harness", summary.line())
-    assert summary.kills > 0, summary.line()
     summary.assert_clean()
+    assert summary.kills > 0, summary.line()
