@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cairn.backends.base import Backend, Handle, ObjectKind
-from cairn.backends.errors import BackendError, NotFound
+from cairn.backends.errors import BackendError
 from cairn.core.clock import Clock
 from cairn.core.crashpoints import crashpoint
 from cairn.core.errors import CairnError, FormatError, IntegrityError
 from cairn.core.ids import ObjectName
-from cairn.crypto.hashing import object_name, verify_object
+from cairn.crypto.hashing import object_name
 from cairn.format.lock import (
     LockOwner,
     LockRecord,
@@ -29,6 +29,8 @@ from cairn.format.lock import (
     encode_lock,
     encode_owner,
 )
+from cairn.repository.errors import ObjectMissing
+from cairn.repository.objects import load_verified
 
 LEASE_MS = 10 * 60 * 1000
 SKEW_MS = 5 * 60 * 1000
@@ -59,12 +61,10 @@ def read_locks(backend: Backend) -> list[StoredLock]:
     locks = []
     for info in backend.list(ObjectKind.LOCK):
         try:
-            data = backend.load(info.handle)
-        except NotFound:
+            data = load_verified(backend, info.handle)
+        except ObjectMissing:
             continue
-        name = ObjectName.from_hex(info.handle.name)
-        verify_object(name, data)
-        locks.append(StoredLock(name, decode_lock(data)))
+        locks.append(StoredLock(ObjectName.from_hex(info.handle.name), decode_lock(data)))
     return locks
 
 

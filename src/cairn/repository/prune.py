@@ -18,13 +18,14 @@ from cairn.core.clock import Clock
 from cairn.core.crashpoints import crashpoint
 from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId, ObjectName
-from cairn.crypto.hashing import object_name, verify_object
+from cairn.crypto.hashing import object_name
 from cairn.format.deletion import DeletionRecord, encode_deletion
 from cairn.format.index import IndexRecord, decode_index, encode_index
 from cairn.format.pack import PackEntry, build_pack
 from cairn.format.reflist import decode_reflist
 from cairn.format.snapshot import decode_snapshot
 from cairn.repository.locks import Opener, Session, StoredLock, has_ended, now_ms, read_locks
+from cairn.repository.objects import load_verified
 from cairn.repository.packs import read_trailer
 from cairn.repository.repository import read_deletion
 
@@ -160,8 +161,8 @@ class Pruner:
         view = _View()
         backend = self._backend
         for info in backend.list(ObjectKind.SNAPSHOT):
-            name = ObjectName.from_hex(info.handle.name)
-            view.named_reflists.update(decode_snapshot(self._load(info.handle, name)).reflists)
+            snapshot = decode_snapshot(load_verified(backend, info.handle))
+            view.named_reflists.update(snapshot.reflists)
         view.reflists = {
             ObjectName.from_hex(i.handle.name) for i in backend.list(ObjectKind.REFLIST)
         }
@@ -172,11 +173,11 @@ class Pruner:
                     "run `cairn check`; prune deletes nothing while references are unknown"
                 )
             handle = Handle(ObjectKind.REFLIST, reflist.hex)
-            view.live.update(decode_reflist(self._load(handle, reflist)))
+            view.live.update(decode_reflist(load_verified(backend, handle)))
         for info in backend.list(ObjectKind.INDEX):
-            name = ObjectName.from_hex(info.handle.name)
-            view.indexes.append(name)
-            for pack, entries in decode_index(self._load(info.handle, name)).packs.items():
+            view.indexes.append(ObjectName.from_hex(info.handle.name))
+            index = decode_index(load_verified(backend, info.handle))
+            for pack, entries in index.packs.items():
                 view.indexed.setdefault(pack, entries)
         for info in backend.list(ObjectKind.DELETION):
             view.records[ObjectName.from_hex(info.handle.name)] = read_deletion(
@@ -186,11 +187,6 @@ class Pruner:
             ObjectName.from_hex(i.handle.name): i.size for i in backend.list(ObjectKind.PACK)
         }
         return view
-
-    def _load(self, handle: Handle, name: ObjectName) -> bytes:
-        data = self._backend.load(handle)
-        verify_object(name, data)
-        return data
 
     # ---- sweeping -----------------------------------------------------------------------
 
@@ -353,7 +349,7 @@ class Pruner:
         pending_size = 0
         for pack in plan.repack:
             handle = Handle(ObjectKind.PACK, pack.hex)
-            data = self._load(handle, pack)
+            data = load_verified(self._backend, handle)
             for e in plan.condemn[pack]:
                 if plan.live_location.get(e.chunk_id) == pack:
                     pending.append((e.chunk_id, e, data[e.offset : e.offset + e.length]))
