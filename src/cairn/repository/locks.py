@@ -68,6 +68,23 @@ def read_locks(backend: Backend) -> list[StoredLock]:
     return locks
 
 
+EXCLUSIVE_PURPOSES = frozenset({"prune", "repair"})
+"""Sessions that rewrite the index; only one of them runs at a time."""
+
+
+def exclusive_holder(
+    backend: Backend, own: bytes | None, now: int, opener: Opener | None
+) -> str | None:
+    """The purpose of another live session that rewrites the index, or None."""
+    for lock in read_locks(backend):
+        record = lock.record
+        if record.session == own or record.purpose not in EXCLUSIVE_PURPOSES:
+            continue
+        if not has_ended(record, now, opener):
+            return record.purpose
+    return None
+
+
 def has_ended(lock: LockRecord, now: int, opener: Opener | None = None) -> bool:
     """True when the session behind `lock` can no longer commit or use what it read.
 

@@ -24,7 +24,15 @@ from cairn.format.index import IndexRecord, decode_index, encode_index
 from cairn.format.pack import PackEntry, build_pack
 from cairn.format.reflist import decode_reflist
 from cairn.format.snapshot import decode_snapshot
-from cairn.repository.locks import Opener, Session, StoredLock, has_ended, now_ms, read_locks
+from cairn.repository.locks import (
+    EXCLUSIVE_PURPOSES,
+    Opener,
+    Session,
+    StoredLock,
+    has_ended,
+    now_ms,
+    read_locks,
+)
 from cairn.repository.objects import load_verified
 from cairn.repository.packs import read_trailer
 from cairn.repository.repository import read_deletion
@@ -134,9 +142,9 @@ class Pruner:
                 continue
             if has_ended(record, now, self._opener):
                 ended.append(lock.name)
-            elif record.purpose == "prune":
+            elif record.purpose in EXCLUSIVE_PURPOSES:
                 raise PruneRunning(
-                    "another prune is running (its lock is live); this one does nothing"
+                    f"a {record.purpose} is running (its lock is live); this prune does nothing"
                 )
         if not dry_run:
             for name in ended:
