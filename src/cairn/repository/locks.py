@@ -85,6 +85,17 @@ def exclusive_holder(
     return None
 
 
+def running_sessions(
+    backend: Backend, own: bytes | None, now: int, opener: Opener | None
+) -> set[bytes]:
+    """The sessions whose lock has not ended, `own` excepted."""
+    return {
+        lock.record.session
+        for lock in read_locks(backend)
+        if lock.record.session != own and not has_ended(lock.record, now, opener)
+    }
+
+
 def has_ended(lock: LockRecord, now: int, opener: Opener | None = None) -> bool:
     """True when the session behind `lock` can no longer commit or use what it read.
 

@@ -32,6 +32,7 @@ from cairn.repository.locks import (
     has_ended,
     now_ms,
     read_locks,
+    running_sessions,
 )
 from cairn.repository.objects import load_verified
 from cairn.repository.packs import read_trailer
@@ -87,6 +88,9 @@ class _View:
     indexed: dict[ObjectName, list[PackEntry]] = field(default_factory=dict)
     records: dict[ObjectName, DeletionRecord] = field(default_factory=dict)
     packs: dict[ObjectName, int] = field(default_factory=dict)
+    running: set[ObjectName] = field(default_factory=set)
+    """Packs in the indexes of sessions still running: neither condemned nor repacked, and
+    their indexes are not merged (their snapshot may not be committed yet)."""
 
 
 @dataclass(slots=True)
@@ -182,9 +186,19 @@ class Pruner:
                 )
             handle = Handle(ObjectKind.REFLIST, reflist.hex)
             view.live.update(decode_reflist(load_verified(backend, handle)))
-        for info in backend.list(ObjectKind.INDEX):
-            view.indexes.append(ObjectName.from_hex(info.handle.name))
-            index = decode_index(load_verified(backend, info.handle))
+        indexes = [
+            (
+                ObjectName.from_hex(info.handle.name),
+                decode_index(load_verified(backend, info.handle)),
+            )
+            for info in backend.list(ObjectKind.INDEX)
+        ]
+        running = self._running_sessions()  # after the listing: it has every writer's lock
+        for name, index in indexes:
+            if index.session is not None and index.session in running:
+                view.running.update(index.packs)  # a running backup's: left alone this time
+            else:
+                view.indexes.append(name)
             for pack, entries in index.packs.items():
                 view.indexed.setdefault(pack, entries)
         for info in backend.list(ObjectKind.DELETION):
@@ -196,15 +210,19 @@ class Pruner:
         }
         return view
 
+    def _running_sessions(self) -> set[bytes]:
+        """Sessions with a lock that has not ended, this prune's own excepted."""
+        own = self._session.id if self._session is not None else None
+        try:
+            return running_sessions(self._backend, own, now_ms(self._clock), self._opener)
+        except (BackendError, CairnError) as exc:
+            raise PruneRefused(f"cannot read the locks, so nothing is deleted: {exc}") from exc
+
     # ---- sweeping -----------------------------------------------------------------------
 
     def _sweep(self, view: _View, options: PruneOptions) -> None:
         now = now_ms(self._clock)
-        live_sessions = {
-            lock.record.session
-            for lock in self._read_locks()
-            if not has_ended(lock.record, now, self._opener)
-        }
+        live_sessions = self._running_sessions()
         available = {e.chunk_id for entries in view.indexed.values() for e in entries}
         for name, record in sorted(view.records.items()):
             waiting = live_sessions.intersection(record.sessions)
@@ -257,6 +275,8 @@ class Pruner:
         condemned_already = {p for r in view.records.values() for p in r.packs}
         dead_bytes: dict[ObjectName, int] = {}
         for pack, entries in sorted(view.indexed.items()):
+            if pack in view.running:
+                continue
             if pack not in view.packs:
                 self._result.warnings.append(
                     f"pack {pack.short()} is indexed but missing: its blobs leave the index "

@@ -29,7 +29,7 @@ from cairn.format.index import IndexRecord, encode_index
 from cairn.format.pack import BlobKind, PackEntry, build_pack, parse_pack
 from cairn.format.reflist import encode_reflist
 from cairn.format.tree import decode_tree
-from cairn.repository.locks import exclusive_holder, now_ms
+from cairn.repository.locks import exclusive_holder, now_ms, running_sessions
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packs import read_trailer
 from cairn.repository.repository import Repository, read_deletion
@@ -68,6 +68,8 @@ class _View:
     damaged_records: list[ObjectName] = field(default_factory=list)
     condemned: set[ObjectName] = field(default_factory=set)
     packs: dict[ObjectName, int] = field(default_factory=dict)
+    running: set[ObjectName] = field(default_factory=set)
+    """Packs in the indexes of running sessions: not surveyed, their indexes kept."""
 
 
 @dataclass(slots=True)
@@ -115,6 +117,7 @@ class Repairer:
     def _read(self) -> _View:
         """Indexes and deletion records (damaged ones noted), and a complete pack listing."""
         view = _View()
+        session = self._repo.session
         try:
             index_infos = list(self._backend.list(ObjectKind.INDEX))
             record_infos = list(self._backend.list(ObjectKind.DELETION))
@@ -126,15 +129,28 @@ class Repairer:
             raise RepairRefused(
                 f"cannot list the repository completely, so nothing is changed: {exc}"
             ) from exc
+        try:  # after the index listing, so it has the lock of every index's writer
+            running = running_sessions(
+                self._backend,
+                session.id if session is not None else None,
+                now_ms(self._repo.clock),
+                self._repo.open_lock,
+            )
+        except (BackendError, CairnError) as exc:
+            raise RepairRefused(f"cannot read the locks, so nothing is changed: {exc}") from exc
         for info in index_infos:
             name = ObjectName.from_hex(info.handle.name)
-            view.indexes.append(name)
             try:
                 record = self._repo.read_index(name)
             except CairnError as exc:
                 self._note(f"index {name.short()} is damaged ({exc}): it is replaced")
+                view.indexes.append(name)
                 view.damaged_indexes += 1
                 continue
+            if record.session is not None and record.session in running:
+                view.running.update(record.packs)  # a running backup's: left to it
+                continue
+            view.indexes.append(name)
             for pack, entries in record.packs.items():
                 view.indexed.setdefault(pack, {}).update(dict.fromkeys(entries))
         for info in record_infos:
@@ -152,6 +168,8 @@ class Repairer:
         self._result.packs = len(view.packs)
         for pack, size in sorted(view.packs.items()):
             listed = list(view.indexed.get(pack, {}))
+            if pack in view.running and not listed:
+                continue  # a running backup's, listed by its own index
             if pack in view.condemned and not listed:
                 continue  # condemned by a readable record: the sweep's to decide
             entries = self._trailer(pack, size)
