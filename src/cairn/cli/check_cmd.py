@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import asdict
 from typing import Any
 
 from cairn.cli.context import Context
 from cairn.cli.errors import CheckFailed, UsageError
 from cairn.repository.check import Checker, Subset
+from cairn.repository.repair import Repairer, RepairResult
+from cairn.repository.repository import Repository
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("check", parents=[common], help="check the repository for damage")
     p.add_argument("--read-data", action="store_true", help="read and verify every pack")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild the index from the packs, salvage damaged packs, rebuild lost reflists",
+    )
     p.add_argument(
         "--read-data-subset", metavar="n/m|x%", help="read packs in bucket n of m, or x%% of them"
     )
@@ -34,10 +42,14 @@ def parse_subset(text: str) -> Subset:
 
 def run(ctx: Context) -> int:
     subset = parse_subset(ctx.args.read_data_subset) if ctx.args.read_data_subset else None
-    repo = ctx.open_repository(load_index=False)
+    if ctx.args.repair and subset is not None:
+        raise UsageError("--repair reads every pack or only suspicious ones; drop the subset")
+    repo = ctx.open_repository(load_index=False, session="repair" if ctx.args.repair else None)
     out = ctx.output
+    repaired = _repair(ctx, repo) if ctx.args.repair else None
     out.text(f"checking repository {repo.repo_id.hex()} at {repo.backend.location()}")
-    report = Checker(repo).run(read_data=ctx.args.read_data, subset=subset)
+    read_data = ctx.args.read_data and repaired is None  # repair has just read every pack
+    report = Checker(repo).run(read_data=read_data, subset=subset)
     for warning in report.warnings:
         out.text(f"warning: {warning}")
     for error in report.errors:
@@ -53,6 +65,7 @@ def run(ctx: Context) -> int:
     )
     out.json(
         {
+            "repair": None if repaired is None else asdict(repaired),
             "ok": not report.errors,
             "errors": report.errors,
             "warnings": report.warnings,
@@ -67,3 +80,21 @@ def run(ctx: Context) -> int:
         raise CheckFailed(f"check found {len(report.errors)} error(s)")
     out.text("no errors were found")
     return 0
+
+
+def _repair(ctx: Context, repo: Repository) -> RepairResult:
+    out = ctx.output
+    out.text(f"repairing repository {repo.repo_id.hex()} at {repo.backend.location()}")
+    r = Repairer(repo, log=lambda m: out.text(f"repair: {m}")).run(read_data=ctx.args.read_data)
+    if not r.changed:
+        out.text(f"repair: {r.packs} packs agree with the index; nothing to change")
+        return r
+    out.text(
+        f"repair: new index of {r.blobs_indexed} blobs replaces {r.indexes_replaced} "
+        f"index(es); {r.packs_added} packs indexed again, {r.packs_dropped} missing packs "
+        f"dropped, {r.damaged_packs} damaged packs removed ({r.salvaged_blobs} blobs "
+        f"salvaged, {r.lost_blobs} lost), {r.records_removed} damaged deletion records "
+        f"removed, {r.reflists_rebuilt} reflists rebuilt"
+    )
+    out.text("repair: chunks still missing are stored again by the next backup of their files")
+    return r

@@ -25,6 +25,7 @@ from cairn.repository.errors import (
 )
 from cairn.repository.locks import LeaseExpired
 from cairn.repository.prune import PruneRefused, PruneRunning
+from cairn.repository.repair import RepairRefused
 from cairn.restore.restorer import RestoreConflict
 from cairn.snapshot.retention import PolicyError
 
@@ -104,6 +105,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         ),
     ),
     (PruneRunning, ErrorCode("CAIRN-E052", 52, "wait for the other prune to finish")),
+    (
+        RepairRefused,
+        ErrorCode("CAIRN-E054", 54, "see the message; retry once the storage reads reliably"),
+    ),
     (PolicyError, ErrorCode("CAIRN-E053", EXIT_USAGE, "give at least one --keep-* option")),
     (CheckFailed, ErrorCode("CAIRN-E020", 20, "the repository is damaged; see docs/errors.md")),
     (

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from cairn.core.errors import FormatError
 from cairn.core.ids import ObjectName
 from cairn.format.codec import packb, unpackb
-from cairn.format.fields import as_id, get_list, require_map, require_version
+from cairn.format.fields import as_id, get_bytes, get_list, require_map, require_version
+from cairn.format.lock import SESSION_SIZE
 from cairn.format.pack import PackEntry, decode_entries
 
 INDEX_VERSION = 1
@@ -20,19 +21,23 @@ class IndexRecord:
 
     packs: dict[ObjectName, list[PackEntry]] = field(default_factory=dict)
     supersedes: list[ObjectName] = field(default_factory=list)
+    session: bytes | None = None
+    """The session that wrote it, for a backup's own indexes: prune leaves the indexes of a
+    session that is still running alone (design 13.3)."""
 
     def blob_count(self) -> int:
         return sum(len(v) for v in self.packs.values())
 
 
 def encode_index(record: IndexRecord) -> bytes:
-    return packb(
-        {
-            "v": INDEX_VERSION,
-            "packs": encode_packs(record.packs),
-            "supersedes": [s.raw for s in record.supersedes],
-        }
-    )
+    obj: dict[str, object] = {
+        "v": INDEX_VERSION,
+        "packs": encode_packs(record.packs),
+        "supersedes": [s.raw for s in record.supersedes],
+    }
+    if record.session is not None:
+        obj["session"] = record.session
+    return packb(obj)
 
 
 def encode_packs(packs: dict[ObjectName, list[PackEntry]]) -> list[list[object]]:
@@ -59,4 +64,6 @@ def decode_index(data: bytes) -> IndexRecord:
     record.supersedes = [
         ObjectName(as_id(s, "superseded index")) for s in get_list(obj, "supersedes")
     ]
+    if "session" in obj:
+        record.session = get_bytes(obj, "session", SESSION_SIZE)
     return record

@@ -128,7 +128,10 @@ def decode_tree(data: bytes) -> list[Node]:
         raise FormatError("tree is not a map")
     if wire.get("v") != TREE_VERSION:
         raise UnsupportedFormat(f"tree format version {wire.get('v')!r} is not supported")
-    return [Node.from_wire(n) for n in _list(wire.get("nodes"))]
+    nodes = [Node.from_wire(n) for n in _list(wire.get("nodes"))]
+    if any(a.name >= b.name for a, b in itertools.pairwise(nodes)):
+        raise FormatError("tree names are not sorted and unique (a crafted or damaged tree)")
+    return nodes
 
 
 def _bytes(v: Any) -> bytes:

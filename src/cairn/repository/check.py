@@ -68,6 +68,7 @@ class Checker:
         self._report = CheckReport()
         self._lock = threading.Lock()
         self._on_pack = on_pack or (lambda _n: None)
+        self._broken_trees: set[ChunkId] = set()
 
     def run(
         self, read_data: bool = False, subset: Subset | None = None, seed: int | None = None
@@ -200,7 +201,7 @@ class Checker:
                 self._error(f"snapshot {name.short()}: {exc}")
                 continue
             used = self._walk_tree(name, snap.body.tree, b"", index, seen_trees)
-            if used != refs:
+            if used != refs and not used & self._broken_trees:  # else `used` is partial
                 self._error(
                     f"snapshot {name.short()}: its reflist lists "
                     f"{len(refs - used)} chunk(s) it does not use "
@@ -222,11 +223,13 @@ class Checker:
         seen[tree_id] = used
         if index.get(tree_id) is None:
             self._missing(snap, path or b"/", tree_id, "tree")
+            self._broken_trees.add(tree_id)
             return used
         try:
             nodes = decode_tree(self._repo.fetch_blob(BlobKind.TREE, tree_id))
         except CairnError as exc:
             self._error(f"snapshot {snap.short()}: tree of {_show(path or b'/')}: {exc}")
+            self._broken_trees.add(tree_id)
             return used
         self._report.trees += 1
         for node in nodes:

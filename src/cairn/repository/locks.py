@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cairn.backends.base import Backend, Handle, ObjectKind
-from cairn.backends.errors import BackendError, NotFound
+from cairn.backends.errors import BackendError
 from cairn.core.clock import Clock
 from cairn.core.crashpoints import crashpoint
 from cairn.core.errors import CairnError, FormatError, IntegrityError
 from cairn.core.ids import ObjectName
-from cairn.crypto.hashing import object_name, verify_object
+from cairn.crypto.hashing import object_name
 from cairn.format.lock import (
     LockOwner,
     LockRecord,
@@ -29,6 +29,8 @@ from cairn.format.lock import (
     encode_lock,
     encode_owner,
 )
+from cairn.repository.errors import ObjectMissing
+from cairn.repository.objects import load_verified
 
 LEASE_MS = 10 * 60 * 1000
 SKEW_MS = 5 * 60 * 1000
@@ -59,13 +61,39 @@ def read_locks(backend: Backend) -> list[StoredLock]:
     locks = []
     for info in backend.list(ObjectKind.LOCK):
         try:
-            data = backend.load(info.handle)
-        except NotFound:
+            data = load_verified(backend, info.handle)
+        except ObjectMissing:
             continue
-        name = ObjectName.from_hex(info.handle.name)
-        verify_object(name, data)
-        locks.append(StoredLock(name, decode_lock(data)))
+        locks.append(StoredLock(ObjectName.from_hex(info.handle.name), decode_lock(data)))
     return locks
+
+
+EXCLUSIVE_PURPOSES = frozenset({"prune", "repair"})
+"""Sessions that rewrite the index; only one of them runs at a time."""
+
+
+def exclusive_holder(
+    backend: Backend, own: bytes | None, now: int, opener: Opener | None
+) -> str | None:
+    """The purpose of another live session that rewrites the index, or None."""
+    for lock in read_locks(backend):
+        record = lock.record
+        if record.session == own or record.purpose not in EXCLUSIVE_PURPOSES:
+            continue
+        if not has_ended(record, now, opener):
+            return record.purpose
+    return None
+
+
+def running_sessions(
+    backend: Backend, own: bytes | None, now: int, opener: Opener | None
+) -> set[bytes]:
+    """The sessions whose lock has not ended, `own` excepted."""
+    return {
+        lock.record.session
+        for lock in read_locks(backend)
+        if lock.record.session != own and not has_ended(lock.record, now, opener)
+    }
 
 
 def has_ended(lock: LockRecord, now: int, opener: Opener | None = None) -> bool:

@@ -35,6 +35,7 @@ class PackUploader:
         clock: Clock,
         flush_packs: int = 64,
         flush_seconds: float = 30.0,
+        session: bytes | None = None,
     ) -> None:
         self._backend = backend
         self._index = index
@@ -42,6 +43,7 @@ class PackUploader:
         self._clock = clock
         self._flush_packs = flush_packs
         self._flush_seconds = flush_seconds
+        self._session = session
         self._pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="upload")
         self._slots = threading.BoundedSemaphore(connections)
         self._lock = threading.Lock()
@@ -49,7 +51,7 @@ class PackUploader:
         self._open: list[Blob] = []
         self._open_size = 0
         self._futures: list[Future[None]] = []
-        self._unindexed = IndexRecord()
+        self._unindexed = IndexRecord(session=session)
         self._last_index_write = clock.monotonic()
         self._error: BaseException | None = None
         self.packs_written = 0
@@ -111,7 +113,7 @@ class PackUploader:
         """Write one index object for every pack stored but not yet indexed."""
         with self._index_lock:
             with self._lock:
-                record, self._unindexed = self._unindexed, IndexRecord()
+                record, self._unindexed = self._unindexed, IndexRecord(session=self._session)
             self._last_index_write = self._clock.monotonic()
             if not record.packs:
                 return

@@ -18,13 +18,23 @@ from cairn.core.clock import Clock
 from cairn.core.crashpoints import crashpoint
 from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId, ObjectName
-from cairn.crypto.hashing import object_name, verify_object
+from cairn.crypto.hashing import object_name
 from cairn.format.deletion import DeletionRecord, encode_deletion
 from cairn.format.index import IndexRecord, decode_index, encode_index
 from cairn.format.pack import PackEntry, build_pack
 from cairn.format.reflist import decode_reflist
 from cairn.format.snapshot import decode_snapshot
-from cairn.repository.locks import Opener, Session, StoredLock, has_ended, now_ms, read_locks
+from cairn.repository.locks import (
+    EXCLUSIVE_PURPOSES,
+    Opener,
+    Session,
+    StoredLock,
+    has_ended,
+    now_ms,
+    read_locks,
+    running_sessions,
+)
+from cairn.repository.objects import load_verified
 from cairn.repository.packs import read_trailer
 from cairn.repository.repository import read_deletion
 
@@ -78,6 +88,9 @@ class _View:
     indexed: dict[ObjectName, list[PackEntry]] = field(default_factory=dict)
     records: dict[ObjectName, DeletionRecord] = field(default_factory=dict)
     packs: dict[ObjectName, int] = field(default_factory=dict)
+    running: set[ObjectName] = field(default_factory=set)
+    """Packs in the indexes of sessions still running: neither condemned nor repacked, and
+    their indexes are not merged (their snapshot may not be committed yet)."""
 
 
 @dataclass(slots=True)
@@ -133,9 +146,9 @@ class Pruner:
                 continue
             if has_ended(record, now, self._opener):
                 ended.append(lock.name)
-            elif record.purpose == "prune":
+            elif record.purpose in EXCLUSIVE_PURPOSES:
                 raise PruneRunning(
-                    "another prune is running (its lock is live); this one does nothing"
+                    f"a {record.purpose} is running (its lock is live); this prune does nothing"
                 )
         if not dry_run:
             for name in ended:
@@ -160,8 +173,8 @@ class Pruner:
         view = _View()
         backend = self._backend
         for info in backend.list(ObjectKind.SNAPSHOT):
-            name = ObjectName.from_hex(info.handle.name)
-            view.named_reflists.update(decode_snapshot(self._load(info.handle, name)).reflists)
+            snapshot = decode_snapshot(load_verified(backend, info.handle))
+            view.named_reflists.update(snapshot.reflists)
         view.reflists = {
             ObjectName.from_hex(i.handle.name) for i in backend.list(ObjectKind.REFLIST)
         }
@@ -172,11 +185,21 @@ class Pruner:
                     "run `cairn check`; prune deletes nothing while references are unknown"
                 )
             handle = Handle(ObjectKind.REFLIST, reflist.hex)
-            view.live.update(decode_reflist(self._load(handle, reflist)))
-        for info in backend.list(ObjectKind.INDEX):
-            name = ObjectName.from_hex(info.handle.name)
-            view.indexes.append(name)
-            for pack, entries in decode_index(self._load(info.handle, name)).packs.items():
+            view.live.update(decode_reflist(load_verified(backend, handle)))
+        indexes = [
+            (
+                ObjectName.from_hex(info.handle.name),
+                decode_index(load_verified(backend, info.handle)),
+            )
+            for info in backend.list(ObjectKind.INDEX)
+        ]
+        running = self._running_sessions()  # after the listing: it has every writer's lock
+        for name, index in indexes:
+            if index.session is not None and index.session in running:
+                view.running.update(index.packs)  # a running backup's: left alone this time
+            else:
+                view.indexes.append(name)
+            for pack, entries in index.packs.items():
                 view.indexed.setdefault(pack, entries)
         for info in backend.list(ObjectKind.DELETION):
             view.records[ObjectName.from_hex(info.handle.name)] = read_deletion(
@@ -187,20 +210,19 @@ class Pruner:
         }
         return view
 
-    def _load(self, handle: Handle, name: ObjectName) -> bytes:
-        data = self._backend.load(handle)
-        verify_object(name, data)
-        return data
+    def _running_sessions(self) -> set[bytes]:
+        """Sessions with a lock that has not ended, this prune's own excepted."""
+        own = self._session.id if self._session is not None else None
+        try:
+            return running_sessions(self._backend, own, now_ms(self._clock), self._opener)
+        except (BackendError, CairnError) as exc:
+            raise PruneRefused(f"cannot read the locks, so nothing is deleted: {exc}") from exc
 
     # ---- sweeping -----------------------------------------------------------------------
 
     def _sweep(self, view: _View, options: PruneOptions) -> None:
         now = now_ms(self._clock)
-        live_sessions = {
-            lock.record.session
-            for lock in self._read_locks()
-            if not has_ended(lock.record, now, self._opener)
-        }
+        live_sessions = self._running_sessions()
         available = {e.chunk_id for entries in view.indexed.values() for e in entries}
         for name, record in sorted(view.records.items()):
             waiting = live_sessions.intersection(record.sessions)
@@ -253,6 +275,8 @@ class Pruner:
         condemned_already = {p for r in view.records.values() for p in r.packs}
         dead_bytes: dict[ObjectName, int] = {}
         for pack, entries in sorted(view.indexed.items()):
+            if pack in view.running:
+                continue
             if pack not in view.packs:
                 self._result.warnings.append(
                     f"pack {pack.short()} is indexed but missing: its blobs leave the index "
@@ -353,7 +377,7 @@ class Pruner:
         pending_size = 0
         for pack in plan.repack:
             handle = Handle(ObjectKind.PACK, pack.hex)
-            data = self._load(handle, pack)
+            data = load_verified(self._backend, handle)
             for e in plan.condemn[pack]:
                 if plan.live_location.get(e.chunk_id) == pack:
                     pending.append((e.chunk_id, e, data[e.offset : e.offset + e.length]))

@@ -16,7 +16,7 @@ from cairn.core.clock import Clock
 from cairn.core.errors import FormatError, IntegrityError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.aead import Opener, Sealer
-from cairn.crypto.hashing import object_name, verify_object
+from cairn.crypto.hashing import object_name
 from cairn.crypto.kdf import KdfParams
 from cairn.crypto.keys import MasterKey
 from cairn.format.config import (
@@ -48,6 +48,7 @@ from cairn.repository.errors import (
 from cairn.repository.keyring import make_key, save_key, unlock
 from cairn.repository.locks import Session
 from cairn.repository.masterindex import MasterIndex
+from cairn.repository.objects import load_verified
 from cairn.repository.packer import PackUploader
 
 AAD_PREFIX = b"cairn/1"
@@ -195,12 +196,7 @@ class Repository:
 
     def load_verified(self, handle: Handle) -> bytes:
         """Load a whole object and check it hashes to its name."""
-        try:
-            data = self.backend.load(handle)
-        except NotFound as exc:
-            raise ObjectMissing(f"{handle} is missing from storage") from exc
-        verify_object(ObjectName.from_hex(handle.name), data)
-        return data
+        return load_verified(self.backend, handle)
 
     # ---- blobs --------------------------------------------------------------------------
 
@@ -212,6 +208,7 @@ class Repository:
                 pack_size=self.params.pack_size,
                 connections=connections,
                 clock=self.clock,
+                session=self.session.id if self.session is not None else None,
             )
 
     def blob_id(self, kind: BlobKind, plaintext: bytes | memoryview) -> ChunkId:
@@ -364,12 +361,7 @@ class Repository:
 
 def read_deletion(backend: Backend, handle: Handle) -> DeletionRecord:
     """Load, verify and decode a deletion record."""
-    try:
-        data = backend.load(handle)
-    except NotFound as exc:
-        raise ObjectMissing(f"{handle} is missing from storage") from exc
-    verify_object(ObjectName.from_hex(handle.name), data)
-    return decode_deletion(data)
+    return decode_deletion(load_verified(backend, handle))
 
 
 def read_config(backend: Backend) -> ConfigRecord:
