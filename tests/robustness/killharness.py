@@ -43,6 +43,8 @@ from integration.clitools import Cairn, Result, manifest
 MODE_ENV = "CAIRN_ROBUSTNESS"
 ONLY_ENV = "CAIRN_ROBUSTNESS_ONLY"
 REPORT_ENV = "CAIRN_ROBUSTNESS_REPORT"
+CHECK_FAILED = 20
+"""`check` found errors: what `check --repair` exits with while chunks are still missing."""
 MAX_FAILURES = 5
 """Stop a workload after this many failed kills: the first ones tell the story."""
 _HANG_GUARD_S = 600.0
@@ -121,6 +123,10 @@ class Lab:
     """Snapshots the workload's forget is allowed to remove."""
     next_backup: str = ""
     """The source the verification backs up after a kill (default: the first source)."""
+    damaged: bool = False
+    """The prepared repository is damaged on purpose (for repair): after a kill, the verification
+    first runs `check --repair --read-data` again and a backup that stores what the damage took,
+    and only then asks for a clean check and bit-exact restores."""
 
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
@@ -195,17 +201,19 @@ class Outcome:
     err: str
     hits: Counter[str]
     trace: list[str]
+    codes: tuple[int, ...] = (0,)
+    """The exit codes that mean the command did its job."""
 
     @property
     def ok(self) -> bool:
-        return self.code == 0
+        return self.code in self.codes and "Traceback" not in self.err
 
     @property
     def killed(self) -> bool:
         return self.code == -signal.SIGKILL
 
     def json(self) -> Any:
-        return json.loads(self.out)
+        return json.loads(self.out.splitlines()[0])
 
     def describe(self) -> str:
         tail = self.err.strip().splitlines()[-3:]
@@ -234,10 +242,18 @@ class _KeyPromise:
 class Proc:
     """One `cairn` process of a run, started in the background."""
 
-    def __init__(self, run: Run, label: str, args: tuple[str, ...], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        run: Run,
+        label: str,
+        args: tuple[str, ...],
+        env: dict[str, str],
+        codes: tuple[int, ...] = (0,),
+    ) -> None:
         self.run = run
         self.label = label
         self.args = args
+        self.codes = codes
         logs = run.workdir / "logs"
         logs.mkdir(exist_ok=True)
         self._out = logs / f"{label}.out"
@@ -278,6 +294,7 @@ class Proc:
                 self._err.read_text(errors="replace"),
                 Counter(trace),
                 trace,
+                self.codes,
             )
             self.run.outcomes.append(self.outcome)
         return self.outcome
@@ -320,8 +337,10 @@ class Run:
         *args: str,
         password: str | None = None,
         pause_at: tuple[str, int] | None = None,
+        codes: tuple[int, ...] = (0,),
     ) -> Proc:
-        """Start `cairn *args` as process `label` (unique in the run)."""
+        """Start `cairn *args` as process `label` (unique in the run); `codes`: the exit codes
+        that mean it did its job."""
         if any(p.label == label for p in self.procs):
             raise ValueError(f"two processes labelled {label!r}")
         extra = {"CAIRN_CRASH_TRACE": str(self.workdir / "traces" / label)}
@@ -329,7 +348,7 @@ class Run:
             extra["CAIRN_CRASH_AT"] = f"{self.target.point}:{self.target.k}"
         if pause_at is not None:
             extra["CAIRN_CRASH_PAUSE"] = f"{pause_at[0]}:{pause_at[1]}"
-        proc = Proc(self, label, args, self.tool(password).env(**extra))
+        proc = Proc(self, label, args, self.tool(password).env(**extra), codes)
         self.procs.append(proc)
         return proc
 
@@ -339,10 +358,11 @@ class Run:
         *args: str,
         password: str | None = None,
         keys: tuple[set[str], set[str]] | None = None,
+        codes: tuple[int, ...] = (0,),
     ) -> Outcome:
         """Run `cairn *args` to its end. `keys`: the passphrases that open the repository
         before and after this command, for a command that changes them."""
-        outcome = self.start(label, *args, password=password).wait()
+        outcome = self.start(label, *args, password=password, codes=codes).wait()
         if keys is not None:
             self.keys.after(outcome, *keys)
         return outcome
@@ -392,8 +412,8 @@ class Verifier:
     def fail(self, message: str) -> TrialFailed:
         return TrialFailed(f"[{self.context}] {message}")
 
-    def expect(self, result: Result | Outcome, what: str) -> None:
-        if result.code != 0 or "Traceback" in result.err:
+    def expect(self, result: Result | Outcome, what: str, codes: tuple[int, ...] = (0,)) -> None:
+        if result.code not in codes or "Traceback" in result.err:
             tail = result.err.strip().splitlines()[-6:]
             raise self.fail(f"{what} exited {result.code}:\n" + "\n".join(tail))
 
@@ -401,13 +421,17 @@ class Verifier:
         """All of the checks; returns "killed" or "not reached" (the k-th hit never came)."""
         verdict = self._processes()
         tool = self.run.tool(self._passphrase())
+        source = self.lab.sources[self.lab.next_backup]
+        if self.lab.damaged:
+            again = tool.run("check", "--repair", "--read-data", check=False)
+            self.expect(again, "check --repair after the kill", codes=(0, CHECK_FAILED))
+            self.expect(tool.run("backup", str(source), check=False), "the backup after repair")
         self.expect(
             tool.run("check", "--read-data", check=False), "check --read-data after the kill"
         )
         listed = self._snapshots(tool)
         for snapshot_id, paths in sorted(listed.items()):
             self._restore(tool, snapshot_id, paths, "after the kill")
-        source = self.lab.sources[self.lab.next_backup]
         self.expect(tool.run("backup", str(source), check=False), "the next backup")
         self.expect(tool.run("prune", check=False), "prune after the next backup")
         locks = (self.run.repo / "locks").iterdir()
@@ -430,7 +454,7 @@ class Verifier:
                 if reached:
                     verdict = "killed"
                     continue
-            if not outcome.ok or "Traceback" in outcome.err:
+            if not outcome.ok:
                 raise self.fail("a process that was not killed failed: " + outcome.describe())
         return verdict
 

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from robustness.killharness import Lab, Run, Workload, systematic
+from cairn.backends.base import ObjectKind
+from cairn.backends.local import LocalBackend
+from cairn.core.ids import ObjectName
+from cairn.format.pack import BlobKind
+from cairn.repository.packs import read_trailer
+from robustness.killharness import CHECK_FAILED, Lab, Run, Workload, systematic
 from robustness.trees import evolve, make_tree
 
 pytestmark = pytest.mark.slow
@@ -107,12 +112,48 @@ def _key_change(run: Run) -> None:
         )
 
 
+def _prepare_repair(lab: Lab) -> None:
+    """Two snapshots of the same data, then damage that `check --repair` mends and the next
+    backup fills in: a byte flipped in one data blob of a pack holding several, the oldest
+    index gone (its packs are in no index), a snapshot's reflist gone."""
+    _init(lab)
+    lab.backup("data")
+    lab.backup("data")
+    backend = LocalBackend(lab.repo)
+    packs = []
+    for info in backend.list(ObjectKind.PACK):
+        name = ObjectName.from_hex(info.handle.name)
+        data = [e for e in read_trailer(backend, name, info.size) if e.kind is BlobKind.DATA]
+        packs.append((len(data), name.hex, data))
+    count, pack, entries = max(packs)
+    assert count >= 2, "no pack holds two data blobs: nothing to salvage"
+    path = lab.repo / "packs" / pack[:2] / pack
+    blob = entries[0]
+    with open(path, "r+b") as f:
+        f.seek(blob.offset + blob.length // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x40]))
+    indexes = sorted((lab.repo / "index").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    assert len(indexes) >= 2
+    indexes[0].unlink()
+    next((lab.repo / "reflists").iterdir()).unlink()
+    lab.damaged = True
+    assert lab.tool().run("check", "--read-data", check=False).code == CHECK_FAILED
+
+
+def _repair(run: Run) -> None:
+    # Exits 20 while the flipped blob's chunk is missing: the next backup stores it again.
+    run.call("repair", "check", "--repair", "--read-data", codes=(0, CHECK_FAILED))
+
+
 WORKLOADS = [
     Workload("backup-first", _init, _backup),
     Workload("backup-second", lambda lab: _versions(lab, 2), _backup),
     Workload("backup-during-prune", _prepare_backup_during_prune, _backup_during_prune, shards=3),
     Workload("forget-prune", _prepare_forget_prune, _forget_prune, shards=2),
     Workload("key-change", _prepare_key_change, _key_change),
+    Workload("repair", _prepare_repair, _repair),
 ]
 
 
