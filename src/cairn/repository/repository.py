@@ -29,7 +29,7 @@ from cairn.format.config import (
 )
 from cairn.format.deletion import DeletionRecord, decode_deletion
 from cairn.format.index import IndexRecord, decode_index
-from cairn.format.pack import BlobKind
+from cairn.format.pack import BlobKind, PackEntry
 from cairn.format.reflist import decode_reflist, encode_reflist
 from cairn.format.snapshot import (
     SnapshotBody,
@@ -57,6 +57,8 @@ COMPRESS_RAW = 0
 COMPRESS_ZSTD = 1
 MAX_DATA_BLOB = 16 * 1024 * 1024
 MAX_TREE_BLOB = 256 * 1024 * 1024
+RELIST_ATTEMPTS = 5
+"""How often load_index lists again when indexes vanish under it (a concurrent prune's swap)."""
 
 DEFAULT_PARAMS = RepoParams(
     chunk_min=512 * 1024,
@@ -182,14 +184,50 @@ class Repository:
     # ---- the index ----------------------------------------------------------------------
 
     def load_index(self, connections: int = 4) -> list[ObjectName]:
-        """Read every index object into memory; returns their names."""
-        names = [ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)]
-        with ThreadPoolExecutor(max_workers=connections) as pool:
-            for record in pool.map(self.read_index, names):
-                self.index.add_record(record)
+        """Read every index object into memory; returns their names.
+
+        A prune or repair may replace indexes meanwhile. It saves the new index before it removes
+        the ones it supersedes, and a sweep indexes again what it keeps before it removes its
+        record; so an index or deletion record that vanishes between the listing and the read
+        has been replaced, and the listing is read again for what replaced it.
+        """
+        loaded: set[ObjectName] = set()
+        for _ in range(RELIST_ATTEMPTS):
+            names = [
+                ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)
+            ]
+            todo = [n for n in names if n not in loaded]
+            with ThreadPoolExecutor(max_workers=connections) as pool:
+                records = list(pool.map(self._read_index_if_present, todo))
+            for name, record in zip(todo, records, strict=True):
+                if record is not None:
+                    self.index.add_record(record)
+                    loaded.add(name)
+            condemned = self._read_deletions_if_present()
+            if condemned is not None and all(r is not None for r in records):
+                for packs in condemned:
+                    self.index.add_condemned(packs)
+                return names
+        raise ObjectMissing(
+            f"indexes kept vanishing while they were read ({RELIST_ATTEMPTS} listings); "
+            "is a prune or repair running in a loop?"
+        )
+
+    def _read_index_if_present(self, name: ObjectName) -> IndexRecord | None:
+        try:
+            return self.read_index(name)
+        except ObjectMissing:
+            return None
+
+    def _read_deletions_if_present(self) -> list[dict[ObjectName, list[PackEntry]]] | None:
+        """The packs of every deletion record; None if one vanished while being read."""
+        found = []
         for deletion in self.backend.list(ObjectKind.DELETION):
-            self.index.add_condemned(read_deletion(self.backend, deletion.handle).packs)
-        return names
+            try:
+                found.append(read_deletion(self.backend, deletion.handle).packs)
+            except ObjectMissing:
+                return None
+        return found
 
     def read_index(self, name: ObjectName) -> IndexRecord:
         return decode_index(self.load_verified(Handle(ObjectKind.INDEX, name.hex)))
