@@ -1,8 +1,9 @@
 """kill -9 at every crash point of the reference workloads (RELIABILITY.md R1, systematic pass).
 
 Each workload is one entry: a name, how its repository is prepared, and the commands it runs.
-CI kills each process of a workload at the first, middle and last hit of each crash point it
-reaches; CAIRN_ROBUSTNESS=full kills at every hit (see killharness.py for the verification).
+CI kills each process of a workload at the first and last hit of each crash point it reaches (and
+the middle hit of a point reached 5 times or more); CAIRN_ROBUSTNESS=full kills at every hit.
+killharness.py says what is verified after each kill.
 """
 
 from __future__ import annotations
