@@ -1,1 +1,0 @@
-"""Robustness: the repository survives kill -9 at every durable step (RELIABILITY.md R1)."""
