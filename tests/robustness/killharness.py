@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -645,8 +646,9 @@ def kill_and_verify(
 
 
 def systematic(workload: Workload, tmp: Path, shard: int = 0, seed: int = 1) -> Summary:
-    """Prepare the workload's lab, trace it, and kill it at each chosen hit of this shard (every
-    `workload.shards`-th); failures are collected (up to MAX_FAILURES) into the summary."""
+    """Prepare the workload's lab, trace it, and kill it at each chosen hit of this shard (by a
+    hash of the hit, so shards whose traces differ a little still split the hits between them);
+    failures are collected (up to MAX_FAILURES) into the summary."""
     started = time.monotonic()
     lab = Lab(tmp / "lab", name=workload.name, seed=seed)
     workload.prepare(lab)
@@ -660,7 +662,8 @@ def systematic(workload: Workload, tmp: Path, shard: int = 0, seed: int = 1) -> 
     summary.count_hits(hits)
     only = os.environ.get(ONLY_ENV)
     chosen = [Hit.parse(only)] if only else choose(hits, full)
-    for n, hit in enumerate(chosen[shard :: workload.shards]):
+    mine = [h for h in chosen if zlib.crc32(str(h).encode()) % workload.shards == shard]
+    for n, hit in enumerate(mine):
         where = f"{context}, kill {hit} (replay: {ONLY_ENV}='{hit}')"
         kill_and_verify(lab, workload.commands, tmp / f"kill{n:04}", hit, where, summary)
         if len(summary.failures) >= MAX_FAILURES:
