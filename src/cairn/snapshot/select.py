@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cairn.core.ids import ObjectName
-from cairn.repository.errors import SnapshotNotFound
+from cairn.repository.errors import ObjectMissing, SnapshotNotFound
 from cairn.repository.repository import Repository, StoredSnapshot
 
 LATEST = "latest"
@@ -42,10 +42,21 @@ def snapshot_time(snap: StoredSnapshot) -> datetime:
 
 
 def load_snapshots(repo: Repository, filt: SnapshotFilter | None = None) -> list[StoredSnapshot]:
-    """Every snapshot (matching `filt`), oldest first."""
+    """Every snapshot (matching `filt`), oldest first.
+
+    A snapshot that vanishes between the listing and its read was removed by a forget running
+    meanwhile: it is left out, as a listing a moment later would leave it out.
+    """
     names = repo.snapshot_names()
+
+    def read(name: ObjectName) -> StoredSnapshot | None:
+        try:
+            return repo.read_snapshot(name)
+        except ObjectMissing:
+            return None
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        snaps = list(pool.map(repo.read_snapshot, names))
+        snaps = [s for s in pool.map(read, names) if s is not None]
     if filt is not None:
         snaps = [s for s in snaps if filt.matches(s)]
     return sorted(snaps, key=lambda s: (snapshot_time(s), s.name.hex))
