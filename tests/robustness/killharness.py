@@ -661,10 +661,14 @@ def systematic(workload: Workload, tmp: Path, shard: int = 0, seed: int = 1) -> 
     hits = trial(lab, workload.commands, tmp / "trace", None, context + ", no kill").hits()
     summary.count_hits(hits)
     only = os.environ.get(ONLY_ENV)
-    chosen = [Hit.parse(only)] if only else choose(hits, full)
-    mine = [h for h in chosen if zlib.crc32(str(h).encode()) % workload.shards == shard]
+    if only:
+        mine = [Hit.parse(only)] if shard == 0 else []
+    else:
+        chosen = choose(hits, full)
+        mine = [h for h in chosen if zlib.crc32(str(h).encode()) % workload.shards == shard]
     for n, hit in enumerate(mine):
-        where = f"{context}, kill {hit} (replay: {ONLY_ENV}='{hit}')"
+        replay = f"{ONLY_ENV}='{hit}' pytest tests/robustness -k {workload.name}"
+        where = f"{context}, kill {hit} (replay: {replay})"
         kill_and_verify(lab, workload.commands, tmp / f"kill{n:04}", hit, where, summary)
         if len(summary.failures) >= MAX_FAILURES:
             break
@@ -698,8 +702,11 @@ def random_trials(lab: Lab, plan: Planner, tmp: Path, seed: int, trials: int) ->
         summary.count_hits(hits)
         process = rng.choice(sorted({h.process for h in hits}))
         hit = Hit.parse(only) if only else rng.choice([h for h in hits if h.process == process])
-        replay = f"CAIRN_ROBUSTNESS_SEED={trial_seed} CAIRN_ROBUSTNESS_TRIALS=1"
-        where = f"{context}, kill {hit} (replay: {replay} {ONLY_ENV}='{hit}')"
+        replay = (
+            f"CAIRN_ROBUSTNESS_SEED={trial_seed} CAIRN_ROBUSTNESS_TRIALS=1 {ONLY_ENV}='{hit}' "
+            "pytest tests/robustness -k random"
+        )
+        where = f"{context}, kill {hit} (replay: {replay})"
         print(f"random trial seed {trial_seed}: {described}; kill {hit}")
         kill_and_verify(lab, commands, tmp / f"kill{t}", hit, where, summary)
         if len(summary.failures) >= MAX_FAILURES:
