@@ -31,7 +31,7 @@ import os
 import random
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -80,10 +80,12 @@ class CutReport:
     """The last operation issued before the cut."""
     volatile_ops: int
     """Operations not durable at the cut (lost, or kept by names="all")."""
-    torn_path: str | None = None
-    """A name of the file whose last write survived torn, if it is reachable after the cut."""
-    torn_kept: int = 0
     torn_length: int = 0
+    """The length of the write a `Tear` was applied to (0: none asked, or nothing to tear)."""
+    torn_kept: int = 0
+    """How much of it survived as written (the rest is gone, or garbage)."""
+    torn_path: str | None = None
+    """A name of the torn file after the cut; None if no name of it survived."""
 
 
 @dataclass(slots=True)
@@ -164,13 +166,13 @@ class PowerLossFS:
                 raise _error(errno.EISDIR, path)
             return bytes(node.data)
 
-    def clone(self) -> PowerLossFS:
+    def clone(self, hard_links: bool | None = None) -> PowerLossFS:
         """A copy of the current state (durable and volatile alike), with an empty log."""
         with self._lock:
             self._alive()
             if self._fds:
                 raise RuntimeError("clone with open descriptors")
-            other = PowerLossFS(self.hard_links)
+            other = PowerLossFS(self.hard_links if hard_links is None else hard_links)
             other._inodes = copy.deepcopy(self._inodes)
             other._next_ino = self._next_ino
             other._unsynced = list(self._unsynced)
@@ -192,12 +194,12 @@ class PowerLossFS:
                 self._log[-1].seq if self._log else 0,
                 sum(1 for op in self._log if op.durable_at is None),
             )
-            if torn is not None and tear is not None and torn[0] in survivor._inodes:
-                kept, length = _apply_tear(survivor._inodes[torn[0]], torn[1], torn[2], tear)
-                path = survivor._path_of(torn[0])
-                report = CutReport(
-                    report.names, report.seq, report.volatile_ops, path, kept, length
-                )
+            if torn is not None and tear is not None:
+                ino, offset, chunk = torn
+                node = survivor._inodes.get(ino, _File())
+                kept = _apply_tear(node, offset, chunk, tear)
+                path = survivor._path_of(ino) if ino in survivor._inodes else None
+                report = replace(report, torn_length=len(chunk), torn_kept=kept, torn_path=path)
             self._settle_fates(names, torn)
             survivor.cut = report
             return survivor
@@ -519,8 +521,8 @@ def _inside(path: Path, folder: Path) -> bool:
     return Path(path) != Path(folder) and Path(folder) in Path(path).parents
 
 
-def _apply_tear(node: _Node, offset: int, chunk: bytes, tear: Tear) -> tuple[int, int]:
-    """Let part of the write (`offset`, `chunk`) reach `node`; return (bytes kept, write length)."""
+def _apply_tear(node: _Node, offset: int, chunk: bytes, tear: Tear) -> int:
+    """Let part of the write (`offset`, `chunk`) reach `node`; return the bytes kept as written."""
     assert isinstance(node, _File)
     rng = random.Random(tear.seed)
     kept = rng.randrange(len(chunk)) if chunk else 0
@@ -529,4 +531,4 @@ def _apply_tear(node: _Node, offset: int, chunk: bytes, tear: Tear) -> tuple[int
         torn += rng.randbytes(len(chunk) - kept)
     _overlay(node.data, offset, torn)
     node.durable = bytes(node.data)
-    return kept, len(chunk)
+    return kept

@@ -31,6 +31,7 @@ import os
 import random
 import shutil
 import stat
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,9 +44,11 @@ import pytest
 from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.filesystem import FileSystem
 from cairn.backends.local import LocalBackend
+from cairn.backends.testing.conformance import BackendConformance
 from cairn.backup.archiver import Archiver, BackupOptions
 from cairn.core import crashpoints
 from cairn.core.clock import FrozenClock
+from cairn.core.crashpoints import crashpoint
 from cairn.core.errors import CairnError
 from cairn.core.ids import ObjectName
 from cairn.core.progress import SilentProgress
@@ -126,8 +129,16 @@ class Sources:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> Sources:
-    base = tmp_path_factory.mktemp("sources")
+def sources() -> Iterator[Sources]:
+    # A short path: every restore recreates it under its target, and deep ones are slow to remove.
+    base = Path(tempfile.mkdtemp(prefix="cairn-r2-"))
+    try:
+        yield make_sources(base)
+    finally:
+        shutil.rmtree(base)
+
+
+def make_sources(base: Path) -> Sources:
     folders, trees = {}, {}
     for tag, files in VERSIONS.items():
         folder = base / tag
@@ -402,7 +413,11 @@ class Case:
 class Outcome:
     case: Case
     problems: list[str]
-    acked_snapshots: int
+    acked: int
+    """Acknowledged snapshots that had to survive this cut."""
+    lost: set[str]
+    """The tags of those that did not, or do not restore bit-exact."""
+    torn_length: int
     torn_visible: bool
     log_tail: str
 
@@ -438,10 +453,17 @@ def cut_once(
     elif cutter.hits[case.k - 1] != case.point:
         problems.append(f"hit {case.k} was {cutter.hits[case.k - 1]}, the probe had {case.point}")
     acked = len(set(run.acks.snapshots) - run.acks.forgetting)
-    problems += recover(survivor, run, case.workload, scratch, backend_type)
-    assert survivor.cut is not None
+    found, lost = recover(survivor, run, case.workload, scratch, backend_type)
+    cut = survivor.cut
+    assert cut is not None
     return Outcome(
-        case, problems, acked, survivor.cut.torn_path is not None, fs.format_log(last=25)
+        case,
+        problems + found,
+        acked,
+        lost,
+        cut.torn_length,
+        cut.torn_path is not None,
+        fs.format_log(last=25),
     )
 
 
@@ -453,36 +475,38 @@ AFTER = "after the workload returned"
 
 def recover(
     fs: PowerLossFS, cut: Run, workload: str, scratch: Path, backend_type: type[LocalBackend]
-) -> list[str]:
-    """Reboot on what survived; return every broken promise (an empty list: all kept)."""
+) -> tuple[list[str], set[str]]:
+    """Reboot on what survived: every broken promise, and the acknowledged snapshots lost."""
     clock = cut.clock
     clock.advance(REBOOT_SECONDS)  # the cut process's locks have ended by the time we are back
     run = Run(fs, cut.acks.copy(), clock, cut.sources)
     run.backend_type = backend_type
     backend = run.backend()
     problems: list[str] = []
+    lost: set[str] | None = None
     try:
         if not backend.exists(CONFIG):
             if run.acks.init:
-                return ["the repository of an acknowledged init is gone (no config)"]
+                return ["the repository of an acknowledged init is gone (no config)"], set()
             work_init(run)  # an interrupted init is simply run again
         problems += half_written(backend)
-        if problems:
-            return problems
         passphrase, key_problems = check_keys(backend, run.acks, clock)
         problems += key_problems
-        if passphrase is None:
-            return problems
-        problems += check_repository(backend, passphrase, run, scratch)
-        if problems:
-            return problems
-        do_backup(run, "next", passphrase)
-        if workload == "forget-prune":
-            prune_twice(run, passphrase)
-        problems += check_repository(backend, passphrase, run, scratch)
+        if passphrase is not None:
+            found, lost = check_repository(backend, passphrase, run, scratch)
+            problems += found
+        if not problems:
+            assert passphrase is not None
+            do_backup(run, "next", passphrase)
+            if workload == "forget-prune":
+                prune_twice(run, passphrase)
+            found, lost = check_repository(backend, passphrase, run, scratch)
+            problems += found
     except (CairnError, OSError) as exc:
         problems.append(f"recovery failed: {type(exc).__name__}: {exc}")
-    return problems
+    if lost is None:  # the repository did not open: nothing in it can be restored
+        lost = {t for t in run.acks.snapshots if t not in run.acks.forgetting}
+    return problems, lost
 
 
 def half_written(backend: Backend) -> list[str]:
@@ -499,7 +523,9 @@ def half_written(backend: Backend) -> list[str]:
         for info in backend.list(kind):
             data = backend.load(info.handle)
             if object_name(data).hex != info.handle.name:
-                problems.append(f"{info.handle} is half-written ({len(data)} bytes)")
+                problems.append(
+                    f"{kind.value}/{info.handle.name[:8]} is half-written ({len(data)} bytes)"
+                )
     return problems
 
 
@@ -529,20 +555,29 @@ def check_keys(backend: Backend, acks: Acks, clock: FrozenClock) -> tuple[bytes 
     return passphrase, problems
 
 
-def check_repository(backend: Backend, passphrase: bytes, run: Run, scratch: Path) -> list[str]:
-    """check --read-data is clean; acknowledged snapshots are there; every one restores exactly."""
+def check_repository(
+    backend: Backend, passphrase: bytes, run: Run, scratch: Path
+) -> tuple[list[str], set[str]]:
+    """check --read-data is clean; acknowledged snapshots are there; every one restores exactly.
+    Returns the problems and the tags of the acknowledged snapshots lost or damaged."""
     repo = Repository.open(backend, passphrase, run.clock)
     repo.load_index()
     problems = [f"check: {e}" for e in Checker(repo).run(read_data=True).errors]
     listed = set(repo.snapshot_names())
+    lost = set()
     for tag, name in sorted(run.acks.snapshots.items()):
         if tag in run.acks.forgotten and name in listed:
             problems.append(f"the forgotten snapshot {tag} is back")
         elif tag not in run.acks.forgetting and name not in listed:
             problems.append(f"the acknowledged snapshot {tag} ({name.short()}) is lost")
+            lost.add(tag)
+    acked = {name: tag for tag, name in run.acks.snapshots.items()}
     for name in sorted(listed, key=lambda n: n.hex):
-        problems += restores_exactly(repo, name, run.sources, scratch)
-    return problems
+        found = restores_exactly(repo, name, run.sources, scratch)
+        problems += found
+        if found and name in acked and acked[name] not in run.acks.forgetting:
+            lost.add(acked[name])
+    return problems, lost
 
 
 def restores_exactly(
@@ -576,6 +611,8 @@ class Figures:
     workload: str
     modes: list[Mode]
     points: int = 0
+    chosen: int = 0
+    """Hits cut at (every one, plus the cut after the workload, unless CI thinned a long run)."""
     point_names: set[str] = field(default_factory=set)
     cuts: int = 0
     tears: int = 0
@@ -587,19 +624,20 @@ class Figures:
 
     def add(self, outcome: Outcome) -> None:
         self.cuts += 1
-        self.tears += outcome.case.tear is not None
+        self.tears += outcome.torn_length > 0
         self.torn_visible += outcome.torn_visible
-        self.acked_checks += outcome.acked_snapshots
-        self.lost += sum("is lost" in p for p in outcome.problems)
+        self.acked_checks += outcome.acked
+        self.lost += len(outcome.lost)
         if outcome.problems:
             self.failures.append(outcome)
 
     def summary(self) -> str:
         return (
             f"R2 {self.workload}: {self.points} crash points ({len(self.point_names)} kinds) "
-            f"+ 1 after; {self.cuts} power cuts, {self.tears} with the last write torn "
-            f"({self.torn_visible} torn files left reachable); {self.acked_checks} checks of an "
-            f"acknowledged snapshot, {self.lost} lost; {len(self.failures)} failed cuts; "
+            f"+ 1 after the workload, cut at {self.chosen}; {self.cuts} power cuts, "
+            f"{self.tears} tore an un-fsynced write ({self.torn_visible} left it reachable); "
+            f"{self.acked_checks} acknowledged snapshots due, {self.lost} lost; "
+            f"{len(self.failures)} failed cuts; "
             f"seed {SEED!r}"
         )
 
@@ -611,6 +649,23 @@ class Figures:
         return "\n".join(parts)
 
 
+def chosen_hits(points: list[str]) -> list[int]:
+    """The hits (1-based) to cut at: all of them with CAIRN_ROBUSTNESS=full. In CI, a long run of
+    one point (init's 256 shard folders) is thinned to its two ends and every 32nd hit."""
+    chosen = []
+    start = 0
+    while start < len(points):
+        end = start
+        while end < len(points) and points[end] == points[start]:
+            end += 1
+        length = end - start
+        for n in range(length):
+            if FULL or length <= 8 or n < 2 or n >= length - 2 or n % 32 == 0:
+                chosen.append(start + n + 1)
+        start = end
+    return chosen
+
+
 def sweep(
     stage: Stage,
     work: Workload,
@@ -620,35 +675,55 @@ def sweep(
     modes: list[Mode],
     wrap: Wrap | None = None,
     backend_type: type[LocalBackend] = LocalBackend,
-    until_found: bool = False,
+    hard_links: bool = True,
+    label: str | None = None,
 ) -> Figures:
     """Cut the power at every crash point of the workload (and once after it) in every mode."""
+    if not hard_links:
+        stage = Stage(stage.fs.clone(hard_links=False), stage.acks, stage.hour)
     hits, probed = probe(stage, work, sources, wrap, backend_type)
-    figures = Figures(workload, modes, len(hits), set(hits), notes=probed.notes)
+    figures = Figures(
+        label or workload, modes, len(hits), point_names=set(hits), notes=probed.notes
+    )
+    if isinstance(probed.fs, PowerLossFS):
+        figures.notes["renames"] = sum(op.call == "rename" for op in probed.fs.log)
     points = [*hits, AFTER]
-    order = range(len(points), 0, -1) if until_found else range(1, len(points) + 1)
-    for k in order:
+    chosen = chosen_hits(points)
+    figures.chosen = len(chosen)
+    for k in chosen:
         for names, tear in modes:
             case = Case(workload, k, points[k - 1], names, tear)
-            outcome = cut_once(stage, work, case, sources, scratch, wrap, backend_type)
-            figures.add(outcome)
-            if until_found and outcome.problems:
-                return figures
+            figures.add(cut_once(stage, work, case, sources, scratch, wrap, backend_type))
     return figures
 
 
-@pytest.mark.parametrize("workload", list(WORKLOADS))
+PASSES = [(w, True) for w in WORKLOADS] + [
+    (w, False) for w in WORKLOADS if FULL or w in ("init", "first-backup")
+]
+
+
+@pytest.mark.parametrize(
+    ("workload", "hard_links"),
+    PASSES,
+    ids=[w if links else f"{w}-without-hard-links" for w, links in PASSES],
+)
 def test_power_loss_at_every_crash_point_keeps_every_acknowledged_snapshot(
-    workload: str, stages: dict[str, Stage], sources: Sources, tmp_path: Path
+    workload: str, hard_links: bool, stages: dict[str, Stage], sources: Sources, tmp_path: Path
 ) -> None:
     start, work = WORKLOADS[workload]
-    figures = sweep(stages[start], work, workload, sources, tmp_path, MODES)
+    label = workload if hard_links else f"{workload} (no hard links: publish by rename)"
+    figures = sweep(
+        stages[start], work, workload, sources, tmp_path, MODES, hard_links=hard_links, label=label
+    )
     print(figures.summary())
     assert not figures.failures, figures.explain()
-    assert figures.points >= EXPECTED_POINTS[workload][0]
-    assert EXPECTED_POINTS[workload][1] <= figures.point_names
+    assert figures.lost == 0
+    least, names = EXPECTED_POINTS[workload]
+    assert figures.points >= least and names <= figures.point_names
     if workload == "forget-prune":
         assert figures.notes["swept_packs"] > 0, "the second prune swept: its points were cut"
+    if not hard_links:
+        assert figures.notes["renames"] > 0, "objects were published by rename"
 
 
 EXPECTED_POINTS: dict[str, tuple[int, set[str]]] = {
@@ -661,3 +736,268 @@ EXPECTED_POINTS: dict[str, tuple[int, set[str]]] = {
     ),
     "keys": (10, {"local.save.publish", "local.remove.unlink", "local.remove.dirsync"}),
 }
+
+
+# ---- the harness catches broken saves (mutation checks) -------------------------------------
+
+
+class SkipFsync:
+    """A broken file system: fsync does nothing on folders (or on files), as a save that forgot
+    it would behave. Everything else goes to the simulated file system underneath."""
+
+    def __init__(self, fs: PowerLossFS, folders: bool) -> None:
+        self._fs = fs
+        self._folders = folders
+        self._folder_fds: set[int] = set()
+
+    def open(self, path: Path, flags: int, mode: int = 0o777) -> int:
+        fd = self._fs.open(path, flags, mode)
+        if flags & os.O_DIRECTORY:
+            self._folder_fds.add(fd)
+        return fd
+
+    def fsync(self, fd: int) -> None:
+        if (fd in self._folder_fds) != self._folders:
+            self._fs.fsync(fd)
+
+    def close(self, fd: int) -> None:
+        self._folder_fds.discard(fd)
+        self._fs.close(fd)
+
+    def write(self, fd: int, data: memoryview) -> int:
+        return self._fs.write(fd, data)
+
+    def pread(self, fd: int, count: int, offset: int) -> bytes:
+        return self._fs.pread(fd, count, offset)
+
+    def fsize(self, fd: int) -> int:
+        return self._fs.fsize(fd)
+
+    def link(self, source: Path, target: Path) -> None:
+        self._fs.link(source, target)
+
+    def rename(self, source: Path, target: Path) -> None:
+        self._fs.rename(source, target)
+
+    def unlink(self, path: Path) -> None:
+        self._fs.unlink(path)
+
+    def size(self, path: Path) -> int:
+        return self._fs.size(path)
+
+    def lexists(self, path: Path) -> bool:
+        return self._fs.lexists(path)
+
+    def scan(self, folder: Path) -> list[tuple[str, bool]]:
+        return self._fs.scan(folder)
+
+    def listdir(self, folder: Path) -> list[str]:
+        return self._fs.listdir(folder)
+
+    def mkdir(self, path: Path, mode: int, parents: bool) -> None:
+        self._fs.mkdir(path, mode, parents)
+
+    def is_dir(self, path: Path) -> bool:
+        return self._fs.is_dir(path)
+
+
+class InPlaceBackend(LocalBackend):
+    """A broken save: writes the object under its final name (no temporary file), then fsyncs
+    the file and the folder. Durable once it returns, but a cut midway leaves a torn object."""
+
+    def save(self, handle: Handle, data: bytes | memoryview) -> None:
+        path = self._path(handle)
+        crashpoint("local.save.write")
+        fd = self._fs.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self._fs.write(fd, memoryview(data))
+            crashpoint("local.save.fsync")
+            self._fs.fsync(fd)
+        finally:
+            self._fs.close(fd)
+        crashpoint("local.save.dirsync")
+        folder = self._fs.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            self._fs.fsync(folder)
+        finally:
+            self._fs.close(folder)
+
+
+def test_the_pass_catches_a_save_that_skips_the_folder_fsync(
+    stages: dict[str, Stage], sources: Sources, tmp_path: Path
+) -> None:
+    figures = sweep(
+        stages["init"],
+        work_backup("v1"),
+        "first-backup",
+        sources,
+        tmp_path,
+        [("durable", None)],
+        wrap=lambda fs: SkipFsync(fs, folders=True),
+        label="first-backup, folder fsync skipped (mutant)",
+    )
+    print(figures.summary())
+    assert figures.lost > 0, figures.summary()
+    assert any("v1" in o.lost for o in figures.failures if o.case.point == AFTER)
+
+
+def test_the_pass_catches_a_save_that_skips_the_file_fsync(
+    stages: dict[str, Stage], sources: Sources, tmp_path: Path
+) -> None:
+    figures = sweep(
+        stages["init"],
+        work_backup("v1"),
+        "first-backup",
+        sources,
+        tmp_path,
+        [("durable", None)],
+        wrap=lambda fs: SkipFsync(fs, folders=False),
+        label="first-backup, file fsync skipped (mutant)",
+    )
+    print(figures.summary())
+    assert figures.lost > 0, figures.summary()
+    problems = [p for o in figures.failures for p in o.problems]
+    assert any(p.startswith("snapshots/") and "half-written (0 bytes)" in p for p in problems)
+
+
+def test_the_pass_catches_a_save_that_writes_in_place(
+    stages: dict[str, Stage], sources: Sources, tmp_path: Path
+) -> None:
+    figures = sweep(
+        stages["init"],
+        work_backup("v1"),
+        "first-backup",
+        sources,
+        tmp_path,
+        [("all", "garbage")],
+        backend_type=InPlaceBackend,
+        label="first-backup, saved in place (mutant)",
+    )
+    print(figures.summary())
+    torn = [o for o in figures.failures if o.torn_visible]
+    assert torn, figures.summary()
+    assert all(any("half-written" in p for p in o.problems) for o in torn)
+
+
+# ---- the simulated file system itself -------------------------------------------------------
+
+D = Path("/d")
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+
+
+def write_file(fs: PowerLossFS, path: Path, data: bytes, sync: bool = True) -> None:
+    fd = fs.open(path, CREATE)
+    fs.write(fd, memoryview(data))
+    if sync:
+        fs.fsync(fd)
+    fs.close(fd)
+
+
+def sync_folder(fs: PowerLossFS, folder: Path) -> None:
+    fd = fs.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    fs.fsync(fd)
+    fs.close(fd)
+
+
+def test_a_name_survives_only_once_its_folder_is_fsynced() -> None:
+    fs = PowerLossFS(folders=("/d",))
+    write_file(fs, D / "f", b"data")
+    assert not fs.clone().power_cut().lexists(D / "f")
+    sync_folder(fs, D)
+    after = fs.power_cut()
+    assert after.read_file(D / "f") == b"data"
+    assert [op.call for op in fs.durable_ops()] == ["create", "write", "fsync", "fsync"]
+
+
+def test_contents_survive_only_once_the_file_is_fsynced() -> None:
+    fs = PowerLossFS(folders=("/d",))
+    write_file(fs, D / "f", b"data", sync=False)
+    sync_folder(fs, D)
+    assert fs.clone().power_cut().read_file(D / "f") == b"", "the zero-length file"
+    write_file(fs, D / "g", b"more", sync=False)
+    kept = fs.power_cut("all")
+    assert kept.read_file(D / "g") == b"", "names kept, contents not"
+
+
+def test_a_new_folder_needs_its_parent_fsynced_and_removals_their_folder() -> None:
+    fs = PowerLossFS(folders=("/d",))
+    fs.mkdir(D / "sub", 0o700, parents=False)
+    sync_folder(fs, D / "sub")
+    assert not fs.clone().power_cut().lexists(D / "sub")
+    sync_folder(fs, D)
+    write_file(fs, D / "sub" / "f", b"x")
+    sync_folder(fs, D / "sub")
+    fs.rename(D / "sub" / "f", D / "sub" / "g")
+    fs.unlink(D / "sub" / "g")
+    assert fs.clone().power_cut().read_file(D / "sub" / "f") == b"x"
+    sync_folder(fs, D / "sub")
+    assert fs.power_cut().listdir(D / "sub") == []
+
+
+@pytest.mark.parametrize("mode", ["prefix", "garbage"])
+def test_a_torn_write_keeps_a_seeded_part_of_the_last_write(mode: TearMode) -> None:
+    fs = PowerLossFS(folders=("/d",))
+    write_file(fs, D / "f", b"A" * 10)
+    sync_folder(fs, D)
+    fd = fs.open(D / "f", os.O_WRONLY | os.O_APPEND)
+    fs.write(fd, memoryview(b"B" * 1000))
+    fs.close(fd)  # closing is no fsync
+    first = fs.clone().power_cut(tear=Tear(mode, 7))
+    again = fs.power_cut(tear=Tear(mode, 7))
+    data = first.read_file(D / "f")
+    assert data == again.read_file(D / "f"), "the same seed tears the same way"
+    assert first.cut is not None and first.cut.torn_path == "/d/f"
+    kept = first.cut.torn_kept
+    assert kept < 1000 and data[: 10 + kept] == b"A" * 10 + b"B" * kept
+    assert len(data) == (1010 if mode == "garbage" else 10 + kept)
+    assert [op.fate for op in fs.log][-1] == "torn"
+
+
+def test_after_the_cut_the_old_file_system_is_dead() -> None:
+    fs = PowerLossFS(folders=("/d",))
+    fd = fs.open(D / "f", CREATE)
+    fs.power_cut()
+    with pytest.raises(OSError, match="power is off"):
+        fs.write(fd, memoryview(b"late"))
+
+
+def test_errors_are_the_ones_the_os_gives() -> None:
+    fs = PowerLossFS(folders=("/d",), hard_links=False)
+    write_file(fs, D / "f", b"x")
+    with pytest.raises(FileExistsError):
+        fs.open(D / "f", CREATE)
+    with pytest.raises(FileNotFoundError):
+        fs.open(D / "missing", os.O_RDONLY)
+    with pytest.raises(NotADirectoryError):
+        fs.open(D / "f", os.O_RDONLY | os.O_DIRECTORY)
+    with pytest.raises(NotADirectoryError):
+        fs.scan(D / "f")
+    with pytest.raises(NotADirectoryError):
+        fs.open(D / "f" / "x", CREATE)
+    with pytest.raises(IsADirectoryError):
+        fs.unlink(D)
+    with pytest.raises(PermissionError):
+        fs.link(D / "f", D / "g")
+    with pytest.raises(FileExistsError):
+        fs.mkdir(D / "f", 0o700, parents=True)
+    with pytest.raises(FileNotFoundError):
+        fs.mkdir(D / "a" / "b", 0o700, parents=False)
+    assert PowerLossFS(folders=("/d",)).clone(hard_links=True).hard_links
+
+
+def test_crash_point_handler_sees_every_hit_and_can_be_removed() -> None:
+    seen: list[str] = []
+    with handling(seen.append):
+        crashpoint("a")
+        crashpoint("b")
+    crashpoint("c")
+    assert seen == ["a", "b"]
+    assert not crashpoints._armed, "nothing armed: the fast path"
+
+
+class TestLocalBackendOnPowerLossFS(BackendConformance):
+    """The local backend runs unchanged on the simulated file system (errnos included)."""
+
+    @pytest.fixture(params=[True, False], ids=["links", "without-hard-links"])
+    def backend(self, request: pytest.FixtureRequest) -> Backend:
+        return LocalBackend.create(ROOT, fs=PowerLossFS(hard_links=request.param))
