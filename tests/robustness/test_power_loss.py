@@ -320,12 +320,17 @@ def advance(stage: Stage, work: Workload, sources: Sources) -> Stage:
     run = Run(fs, stage.acks.copy(), clock_at(stage.hour), sources)
     work(run)
     # Everything a finished workload did must already be durable: a cut now loses nothing.
-    return Stage(fs.power_cut("durable"), run.acks, stage.hour + 1)
+    after = fs.power_cut("durable")
+    assert after.cut is not None and after.cut.volatile_ops == 0, (
+        "a finished workload left changes that a power cut loses:\n"
+        + "\n".join(op.describe() for op in fs.log if op.fate != "durable")
+    )
+    return Stage(after, run.acks, stage.hour + 1)
 
 
 @pytest.fixture(scope="module")
 def stages(sources: Sources) -> dict[str, Stage]:
-    empty = Stage(PowerLossFS(folders=("/vault",)), Acks(), 0)
+    empty = Stage(PowerLossFS(), Acks(), 0)  # init makes /vault too: parents must be fsynced
     init = advance(empty, work_init, sources)
     v1 = advance(init, work_backup("v1"), sources)
     v2 = advance(v1, work_backup("v2"), sources)
@@ -877,6 +882,18 @@ def test_the_pass_catches_a_save_that_writes_in_place(
     torn = [o for o in figures.failures if o.torn_visible]
     assert torn, figures.summary()
     assert all(any("half-written" in p for p in o.problems) for o in torn)
+
+
+def test_init_into_new_parent_folders_survives_a_power_cut() -> None:
+    """Regression: `LocalBackend.create` fsynced only the root's parent, so parent folders it
+    made itself could vanish at a power cut, taking an acknowledged repository with them."""
+    fs = PowerLossFS(folders=("/vault",))
+    root = Path("/vault/new/deeper/repo")
+    clock = clock_at(0)
+    Repository.init(LocalBackend.create(root, fs=fs), P1, clock, kdf=TEST_KDF, params=PARAMS)
+    after = fs.power_cut("durable")
+    assert after.listdir(Path("/vault")) == ["new"]
+    Repository.open(LocalBackend(root, fs=after), P1, clock)
 
 
 # ---- the simulated file system itself -------------------------------------------------------
