@@ -116,7 +116,7 @@ VERSIONS: dict[str, dict[str, bytes]] = {
         "a.bin": _random(1, 24_000),
         "b.txt": b"the quick brown fox jumps over the lazy dog\n" * 300 + _random(3, 3000),
         "empty": b"",
-        "e.bin": _random(4, 9000),
+        "e.bin": _random(4, 40_000),
     },
     "next": {"a.bin": _random(1, 24_000), "n.bin": _random(5, 7000)},
 }
@@ -228,9 +228,26 @@ def work_init(run: Run) -> None:
     run.ack(lambda a: setattr(a, "init", True))
 
 
-def do_backup(run: Run, tag: str, passphrase: bytes) -> None:
+class EveryPackClock:
+    """The run's wall clock, but a monotonic clock that moves 31 s at every reading: the uploader
+    then writes an index after every pack (its 30 s flush), as a long backup does."""
+
+    def __init__(self, clock: FrozenClock) -> None:
+        self._clock = clock
+        self._monotonic = 0.0
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def monotonic(self) -> float:
+        self._monotonic += 31
+        return self._monotonic
+
+
+def do_backup(run: Run, tag: str, passphrase: bytes, index_every_pack: bool = False) -> None:
     backend = run.backend()
-    repo = Repository.open(backend, passphrase, run.clock)
+    clock = EveryPackClock(run.clock) if index_every_pack else run.clock
+    repo = Repository.open(backend, passphrase, clock)
     try:
         repo.session = Session(backend, run.clock, "backup", seal=repo._seal_lock)
         repo.session.acquire(renew_in_background=False)
@@ -262,9 +279,9 @@ def prune_twice(run: Run, passphrase: bytes) -> PruneResult:
     return do_prune(run, passphrase)
 
 
-def work_backup(tag: str) -> Workload:
+def work_backup(tag: str, index_every_pack: bool = False) -> Workload:
     def work(run: Run) -> None:
-        do_backup(run, tag, P1)
+        do_backup(run, tag, P1, index_every_pack)
 
     return work
 
@@ -340,7 +357,7 @@ def stages(sources: Sources) -> dict[str, Stage]:
 WORKLOADS: dict[str, tuple[str, Workload]] = {
     "init": ("empty", work_init),
     "first-backup": ("init", work_backup("v1")),
-    "second-backup": ("v1", work_backup("v2")),
+    "second-backup": ("v1", work_backup("v2", index_every_pack=True)),
     "forget-prune": ("v2", work_forget_prune),
     "keys": ("v1", work_keys),
 }
