@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverfixture import RunningServer, running_server
 
 from cairn.backends.base import Backend
 from cairn.backends.remote import KnownServers, RemoteBackend, parse_address
 from cairn.backends.testing.conformance import BackendConformance
+from serverfixture import RunningServer, running_server
 
 _names = itertools.count()
 
