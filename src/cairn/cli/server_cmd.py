@@ -178,6 +178,7 @@ def run_tenant_quota(ctx: Context) -> int:
     quota = None if ctx.args.size == "none" else _quota(ctx.args.size)
     _services(ctx).tenants.set_quota(ctx.args.name, quota)
     ctx.output.text(f"quota of {ctx.args.name}: {_show_quota(quota)}")
+    ctx.output.json({"tenant": ctx.args.name, "quota": quota})
     return 0
 
 
@@ -212,6 +213,7 @@ def run_token_list(ctx: Context) -> int:
 def run_token_revoke(ctx: Context) -> int:
     _services(ctx).tokens.revoke(ctx.args.id)
     ctx.output.text(f"token {ctx.args.id} revoked")
+    ctx.output.json({"revoked": ctx.args.id})
     return 0
 
 
