@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from clitools import Cairn, manifest
+
 from serverfixture import RunningServer, running_server
 
 
