@@ -118,7 +118,7 @@ def test_a_quota_stops_one_tenant_with_a_clear_error(server: RunningServer, tmp_
     b.run("init")
     full = a.run("backup", str(tree(tmp_path / "big", 4, size=3_000_000)), check=False)
     assert full.code == 65 and "CAIRN-E065" in full.err
-    assert "quota exceeded" in full.err and "of 1048576 bytes" in full.err
+    assert "quota exceeded" in full.err and "of its 1.0 MiB (1048576 bytes)" in full.err
     b.run("backup", str(tree(tmp_path / "other", 5, size=3_000_000)))  # the other goes on
     a.run("check")  # the refused backup left the repository consistent
 

@@ -26,11 +26,12 @@ DEFAULT_LISTEN = "127.0.0.1:8443"
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("server", parents=[common], help="run or administer a backup server")
-    p.add_argument("--data", help="the server's data folder (or CAIRN_SERVER_DATA)")
+    _data_option(p)
+    p.set_defaults(data=None)
     actions = p.add_subparsers(dest="server_command", metavar="ACTION", required=True)
 
     serve = actions.add_parser("serve", parents=[common], help="run the server")
-    serve.add_argument("--data", help="the server's data folder (or CAIRN_SERVER_DATA)")
+    _data_option(serve)
     serve.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default %(default)s)")
     serve.add_argument("--tls-cert", help="PEM certificate (default: self-signed, made once)")
     serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
@@ -43,15 +44,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     tenant = actions.add_parser("tenant", parents=[common], help="manage tenants")
     tenants = tenant.add_subparsers(dest="tenant_command", metavar="ACTION", required=True)
     add = tenants.add_parser("add", parents=[common], help="create a tenant")
-    add.add_argument("--data", help="the server's data folder")
+    _data_option(add)
     add.add_argument("name")
     add.add_argument("--quota", help="stored bytes allowed, like 50G (default: none)")
     add.set_defaults(run=run_tenant_add)
     ls = tenants.add_parser("list", parents=[common], help="list tenants and their usage")
-    ls.add_argument("--data", help="the server's data folder")
+    _data_option(ls)
     ls.set_defaults(run=run_tenant_list)
     quota = tenants.add_parser("quota", parents=[common], help="set or clear a quota")
-    quota.add_argument("--data", help="the server's data folder")
+    _data_option(quota)
     quota.add_argument("name")
     quota.add_argument("size", help="like 50G, or none")
     quota.set_defaults(run=run_tenant_quota)
@@ -59,22 +60,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     token = actions.add_parser("token", parents=[common], help="manage tokens")
     tokens = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     issue = tokens.add_parser("add", parents=[common], help="issue a token (shown once)")
-    issue.add_argument("--data", help="the server's data folder")
+    _data_option(issue)
     issue.add_argument("tenant", nargs="?", help="the tenant (omit for --role server-admin)")
     issue.add_argument("--role", required=True, choices=[r.value for r in Role])
     issue.add_argument("--label", default="", help="a note: which machine, which person")
     issue.set_defaults(run=run_token_add)
     tls = tokens.add_parser("list", parents=[common], help="list tokens (never their secrets)")
-    tls.add_argument("--data", help="the server's data folder")
+    _data_option(tls)
     tls.set_defaults(run=run_token_list)
     revoke = tokens.add_parser("revoke", parents=[common], help="revoke a token at once")
-    revoke.add_argument("--data", help="the server's data folder")
+    _data_option(revoke)
     revoke.add_argument("id", help="the token's ID (the part after cairn_)")
     revoke.set_defaults(run=run_token_revoke)
 
     audit = actions.add_parser("audit", parents=[common], help="check the audit log's chain")
-    audit.add_argument("--data", help="the server's data folder")
+    _data_option(audit)
     audit.set_defaults(run=run_audit)
+
+
+def _data_option(parser: argparse.ArgumentParser) -> None:
+    """--data is accepted before or after the action; given nowhere, it stays None."""
+    parser.add_argument(
+        "--data", default=argparse.SUPPRESS, help="the server's data folder (or CAIRN_SERVER_DATA)"
+    )
 
 
 def _settings(ctx: Context) -> Settings:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cairn.backends.base import ObjectKind
 from cairn.backends.local import LocalBackend
+from cairn.core.units import format_size
 from cairn.server.db import Database
 from cairn.server.errors import BadRequest, Conflict, NoSuchObject, QuotaExceeded
 
@@ -97,8 +98,9 @@ class TenantStore:
             pending = self._reserved.get(tenant.id, 0)
             if current.quota is not None and current.used + pending + size > current.quota:
                 raise QuotaExceeded(
-                    f"quota exceeded: tenant {tenant.name} uses {current.used} of "
-                    f"{current.quota} bytes; this object needs {size} more",
+                    f"quota exceeded: tenant {tenant.name} uses {format_size(current.used)} "
+                    f"({current.used} bytes) of its {format_size(current.quota)} "
+                    f"({current.quota} bytes); this object needs {format_size(size)} more",
                     used=current.used,
                     quota=current.quota,
                     needed=size,
