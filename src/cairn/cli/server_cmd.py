@@ -39,6 +39,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--insecure-http", action="store_true", help="plain HTTP; refused beyond loopback"
     )
     serve.add_argument("--max-uploads", type=int, default=16, help="uploads in memory at once")
+    serve.add_argument("--max-object", default="64M", help="largest object accepted (%(default)s)")
     serve.set_defaults(run=run_serve)
 
     tenant = actions.add_parser("tenant", parents=[common], help="manage tenants")
@@ -92,7 +93,12 @@ def _settings(ctx: Context) -> Settings:
     max_uploads = getattr(ctx.args, "max_uploads", 16)
     if max_uploads < 1:
         raise UsageError("--max-uploads must be at least 1")
-    return Settings(data=Path(data).expanduser().resolve(), max_uploads=max_uploads)
+    max_object = _quota(getattr(ctx.args, "max_object", "64M")) or 0
+    if max_object < 1 << 20:
+        raise UsageError("--max-object must be at least 1M (packs must fit)")
+    return Settings(
+        data=Path(data).expanduser().resolve(), max_uploads=max_uploads, max_object_bytes=max_object
+    )
 
 
 def _services(ctx: Context) -> Services:
