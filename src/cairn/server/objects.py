@@ -160,7 +160,7 @@ def _save(call: Call, handle: Handle, data: bytes) -> bool:
     with call.services.tenants.charging(call.tenant, len(data)):
         _storage(backend.save, handle, data)
     if handle.kind is ObjectKind.SNAPSHOT:
-        call.services.arrivals.record(call.tenant.name, handle.name, len(data))
+        call.services.arrivals.record(call.tenant.name, handle.name, len(data), call.who.token_id)
     return True
 
 
