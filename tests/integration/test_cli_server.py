@@ -213,3 +213,24 @@ def test_a_scrub_finds_a_damaged_pack(server: RunningServer, tmp_path: Path) -> 
     tool = Cairn(server.data)
     found = tool.run("server", "scrub", "scrubbed", "--data", str(server.data), check=False)
     assert found.code == 20 and pack.name[:16] in found.out
+
+
+def test_operators_see_metrics_status_and_request_logs(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    import httpx
+
+    owner = str(admin(server, "tenant", "add", "watched", "--quota", "100M")["admin_token"])
+    Client(server, "watched", tmp_path / "m", owner).run("init")
+    operator = str(admin(server, "token", "add", "--role", "server-admin")["token"])
+    headers = {"authorization": f"Bearer {operator}"}
+    with httpx.Client(base_url=server.url, verify=False) as http:  # noqa: S501 (loopback test)
+        metrics = http.get("/v1/metrics", headers=headers)
+        assert metrics.status_code == 200
+        assert 'cairn_tenant_quota_bytes{tenant="watched"} 1.048576e+08' in metrics.text
+        assert "cairn_requests_total" in metrics.text
+        assert http.get("/v1/metrics").status_code == 401
+        status = http.get("/v1/t/watched/status", headers={"authorization": f"Bearer {owner}"})
+        assert status.json()["quota"] == 100 * 1024 * 1024 and status.json()["damage"] == []
+    lines = [line for line in server.log().splitlines() if line.startswith('{"event": "request"')]
+    assert any('"route": "/v1/t/{tenant}/{kind}/{name}"' in line for line in lines)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
+import sys
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -169,6 +171,7 @@ def run_serve(ctx: Context) -> int:
             f"refusing plain HTTP on {host}: tokens would cross the network in the clear; "
             "drop --insecure-http (a self-signed certificate is made for you)"
         )
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     services = open_services(settings)
     for tenant in services.tenants.all():
         services.tenants.recount(tenant)

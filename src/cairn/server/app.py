@@ -22,6 +22,7 @@ from cairn.server.context import Services, Settings
 from cairn.server.db import Database
 from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
 from cairn.server.janitor import Janitor
+from cairn.server.metrics import Metrics
 from cairn.server.routes import ROUTES, error_response, guard
 from cairn.server.tenants import TenantStore
 
@@ -45,6 +46,7 @@ def open_services(settings: Settings) -> Services:
         arrivals=arrivals,
         audit=AuditLog(db),
         janitor=Janitor(db, tenants, arrivals, grace_ms=settings.gc_grace_ms),
+        metrics=Metrics(tenants),
         uploads=threading.BoundedSemaphore(settings.max_uploads),
     )
 

@@ -143,6 +143,8 @@ async def save_object(call: Call) -> Response:
     finally:
         call.services.uploads.release()
     call.audit("write", str(handle))
+    if created:
+        call.services.metrics.bytes_in.inc(len(data))
     return Response(status_code=201 if created else 200)
 
 
