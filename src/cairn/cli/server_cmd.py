@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import sys
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any

@@ -36,6 +36,7 @@ from cairn.server.errors import (
     ServerFull,
     TooLarge,
 )
+from cairn.server.validate import check_upload
 
 BACKUP_MAY_ADD = frozenset(
     {ObjectKind.PACK, ObjectKind.INDEX, ObjectKind.REFLIST, ObjectKind.SNAPSHOT, ObjectKind.LOCK}
@@ -139,6 +140,8 @@ async def save_object(call: Call) -> Response:
             if exists:  # other bytes under an existing name: what every backend calls a conflict
                 raise Conflict("an object of that name exists with other bytes")
             raise BadRequest("the body does not hash to the object's name")
+        if call.who.role is Role.BACKUP:
+            await run_in_threadpool(check_upload, call.backend(), handle, data)
         created = await run_in_threadpool(_save, call, handle, data)
     finally:
         call.services.uploads.release()
