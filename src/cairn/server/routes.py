@@ -16,7 +16,7 @@ from enum import Enum
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from cairn.server import admin, objects
+from cairn.server import admin, objects, uploads
 from cairn.server.auth import Principal, Role
 from cairn.server.context import Call, Services
 from cairn.server.errors import Forbidden, NoSuchObject, ServerError, Unauthenticated
@@ -90,6 +90,20 @@ ROUTES: tuple[RouteSpec, ...] = (
         admin.tenant_usage,
         Rule(Scope.TENANT, READERS),
         "the tenant's usage and quota",
+    ),
+    RouteSpec(
+        "HEAD",
+        "/v1/t/{tenant}/uploads/{kind}/{name}",
+        uploads.upload_offset,
+        Rule(Scope.TENANT, WRITERS),
+        "how much of a resumable upload the server holds",
+    ),
+    RouteSpec(
+        "PATCH",
+        "/v1/t/{tenant}/uploads/{kind}/{name}",
+        uploads.upload_part,
+        Rule(Scope.TENANT, WRITERS),
+        "append a part to a resumable upload; the last one stores it",
     ),
     RouteSpec("GET", "/v1/admin/tenants", admin.list_tenants, SERVER, "every tenant, with usage"),
     RouteSpec("POST", "/v1/admin/tenants", admin.create_tenant, SERVER, "create a tenant"),
