@@ -224,7 +224,7 @@ def test_operators_see_metrics_status_and_request_logs(
     Client(server, "watched", tmp_path / "m", owner).run("init")
     operator = str(admin(server, "token", "add", "--role", "server-admin")["token"])
     headers = {"authorization": f"Bearer {operator}"}
-    with httpx.Client(base_url=server.url, verify=False) as http:  # noqa: S501 (loopback test)
+    with httpx.Client(base_url=server.url, verify=False) as http:
         metrics = http.get("/v1/metrics", headers=headers)
         assert metrics.status_code == 200
         assert 'cairn_tenant_quota_bytes{tenant="watched"} 1.048576e+08' in metrics.text
