@@ -45,7 +45,9 @@ def open_services(settings: Settings) -> Services:
         tenants=tenants,
         arrivals=arrivals,
         audit=AuditLog(db),
-        janitor=Janitor(db, tenants, arrivals, grace_ms=settings.gc_grace_ms),
+        janitor=Janitor(
+            db, tenants, arrivals, grace_ms=settings.gc_grace_ms, partial=settings.data / "partial"
+        ),
         metrics=Metrics(tenants),
         uploads=threading.BoundedSemaphore(settings.max_uploads),
     )

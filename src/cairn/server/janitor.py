@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cairn.backends.base import Backend, Capabilities, Handle, ObjectInfo, ObjectKind
 from cairn.backends.errors import BackendError, NotFound
@@ -104,7 +105,9 @@ class Janitor:
         tenants: TenantStore,
         arrivals: Arrivals,
         grace_ms: int = 0,
+        partial: Path | None = None,
     ) -> None:
+        self._partial = partial
         self._db = db
         self._tenants = tenants
         self._arrivals = arrivals
@@ -203,6 +206,8 @@ class Janitor:
                 if self._stop.is_set():
                     return
                 self._maintain(tenant, scrub)
+            if self._partial is not None:
+                remove_stale_parts(self._partial)
 
     def _maintain(self, tenant: Tenant, scrub: bool) -> None:
         try:
@@ -228,3 +233,15 @@ def _damage(backend: Backend, handle: Handle) -> str | None:
     except CairnError as exc:
         return str(exc)
     return None
+
+
+def remove_stale_parts(partial: Path, now: float | None = None, stale_s: float = 24 * 3600) -> int:
+    """Remove parts of resumable uploads untouched for a day (server/uploads.py); how many."""
+    now = time.time() if now is None else now
+    removed = 0
+    for path in partial.glob("*/*"):
+        with contextlib.suppress(FileNotFoundError):
+            if now - path.stat().st_mtime > stale_s:
+                path.unlink()
+                removed += 1
+    return removed

@@ -7,13 +7,11 @@ not start at the server's offset is 409 with the right offset. When the last byt
 object is checked and saved exactly as a PUT would (objects.store), and the partial file removed.
 
 Partial files live outside the tenant's layout (``partial/<tenant id>/``), so they are never
-listed as objects; the janitor removes those untouched for a day.
+listed as objects; the janitor removes those untouched for a day (janitor.remove_stale_parts).
 """
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +22,6 @@ from cairn.server.errors import BadRequest, Conflict, Overloaded, QuotaExceeded,
 from cairn.server.objects import check_writable, handle_of, read_body, store
 
 PART_LIMIT = 16 * 1024 * 1024
-STALE_S = 24 * 3600
 
 
 def _partial(call: Call) -> Path:
@@ -90,17 +87,3 @@ def _header(call: Call, name: str) -> int:
     if not value.isdigit() or len(value) > 15:
         raise BadRequest(f"{name} must be a byte count")
     return int(value)
-
-
-def remove_stale(data: Path, now: float | None = None) -> int:
-    """Remove partial uploads untouched for a day; returns how many."""
-    now = time.time() if now is None else now
-    removed = 0
-    for path in (data / "partial").glob("*/*"):
-        try:
-            if now - path.stat().st_mtime > STALE_S:
-                os.unlink(path)
-                removed += 1
-        except FileNotFoundError:
-            continue
-    return removed
