@@ -13,7 +13,8 @@ k-th write" is the k-th to reach the file system, whichever thread makes it.
 
 `run_cli` runs the real `cairn` command in this process (``cairn.cli.main.main``), optionally over
 such a file system, and returns its exit code and output. `tree_manifest` describes a folder for
-bit-exact comparison of a restore with its source.
+bit-exact comparison of a restore with its source; `copy_tree` and `reset_tree` put a starting
+repository in place for each case.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import contextlib
 import errno
 import io
 import os
+import shutil
 import stat
 import threading
 from collections import Counter
@@ -211,7 +213,11 @@ def _ended_owner() -> LockOwner:
 
 
 def run_cli(
-    argv: list[str], fs: FileSystem | None = None, timeout: float = HANG_SECONDS
+    argv: list[str],
+    fs: FileSystem | None = None,
+    *,
+    password: str = PASSWORD,
+    timeout: float = HANG_SECONDS,
 ) -> CliResult:
     """Run ``cairn ARGV`` in this process; with `fs`, every repository access goes through it.
 
@@ -232,7 +238,7 @@ def run_cli(
         except BaseException as exc:  # a crash of main() itself: reported below
             failures.append(exc)
 
-    env = {"CAIRN_PASSWORD": PASSWORD, "CAIRN_KDF": FAST_KDF}
+    env = {"CAIRN_PASSWORD": password, "CAIRN_KDF": FAST_KDF}
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.dict(os.environ, env))
         stack.enter_context(mock.patch.object(cli_main, "Output", partial(Output, out=out)))
@@ -266,3 +272,33 @@ def tree_manifest(root: Path) -> dict[str, tuple[object, ...]]:
         else:
             entries[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
     return entries
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, symlinks=True)
+
+
+def reset_tree(template: Path, base: Path) -> None:
+    """Make `base` a copy of `template` again, changing only what differs: far cheaper than
+    removing and copying a repository's 256 pack shard folders for every case."""
+    for entry in os.scandir(base):
+        original = template / entry.name
+        if entry.is_dir(follow_symlinks=False):
+            if original.is_dir() and not original.is_symlink():
+                reset_tree(original, Path(entry.path))
+            else:
+                shutil.rmtree(entry.path)
+        elif not original.is_file() or not _same_file(original, Path(entry.path)):
+            os.unlink(entry.path)
+    for entry in os.scandir(template):
+        copy = base / entry.name
+        if os.path.lexists(copy):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.copytree(entry.path, copy, symlinks=True)
+        else:
+            shutil.copy2(entry.path, copy, follow_symlinks=False)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()

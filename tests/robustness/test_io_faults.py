@@ -39,6 +39,8 @@ from robustness.faultfs import (
     CliResult,
     Fault,
     FaultyFileSystem,
+    copy_tree,
+    reset_tree,
     run_cli,
     tree_manifest,
 )
@@ -95,10 +97,6 @@ def _snapshots(repo: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
 
 
-def _copy_template(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, symlinks=True)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     root = tmp_path_factory.mktemp("io-faults")
@@ -110,7 +108,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ws.templates["fresh"] = fresh
 
     one = root / "tpl-one"
-    _copy_template(fresh, one)
+    copy_tree(fresh, one)
     _must(_backup(one, data), "first backup")
     (s1,) = _snapshots(one / "repo")
     ws.expected[s1] = ws.v1
@@ -120,14 +118,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ws.templates["one"] = one
 
     two = root / "tpl-two"
-    _copy_template(one, two)
+    copy_tree(one, two)
     _must(_backup(two, data), "second backup")
     ws.templates["two"] = two
     (s2,) = _snapshots(two / "repo") - {s1}
     ws.expected[s2] = ws.v2
 
     pruned = root / "tpl-pruned"
-    _copy_template(two, pruned)
+    copy_tree(two, pruned)
     _must(run_cli(["-r", str(pruned / "repo"), *FORGET_PRUNE]), "forget --prune")
     assert list((pruned / "repo" / "deletions").iterdir()), "the prune wrote a deletion record"
     ws.templates["pruned"] = pruned
@@ -199,33 +197,9 @@ def _start(ws: Workspace, workload: Workload, base: Path) -> None:
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir()
     elif not base.exists():
-        _copy_template(ws.templates[workload.start], base)
+        copy_tree(ws.templates[workload.start], base)
     else:
-        _reset(ws.templates[workload.start], base)
-
-
-def _reset(template: Path, base: Path) -> None:
-    """Bring `base` back to a copy of `template` by changing only what differs: far cheaper than
-    removing and copying the 256 pack shard folders for every case."""
-    for entry in os.scandir(base):
-        original = template / entry.name
-        if entry.is_dir(follow_symlinks=False):
-            if original.is_dir():
-                _reset(original, Path(entry.path))
-            else:
-                shutil.rmtree(entry.path)
-        elif not original.is_file() or not _same_file(original, Path(entry.path)):
-            os.unlink(entry.path)
-    for entry in os.scandir(template):
-        copy = base / entry.name
-        if entry.is_dir(follow_symlinks=False) and not copy.exists():
-            shutil.copytree(entry.path, copy, symlinks=True)
-        elif not entry.is_dir(follow_symlinks=False) and not copy.exists():
-            shutil.copy2(entry.path, copy)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+        reset_tree(ws.templates[workload.start], base)
 
 
 def _restores(ws: Workspace, repo: Path, name: str, expected: Manifest, target: Path) -> list[str]:
