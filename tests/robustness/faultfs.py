@@ -14,7 +14,7 @@ k-th write" is the k-th to reach the file system, whichever thread makes it.
 `run_cli` runs the real `cairn` command in this process (``cairn.cli.main.main``), optionally over
 such a file system, and returns its exit code and output. `tree_manifest` describes a folder for
 bit-exact comparison of a restore with its source; `copy_tree` and `reset_tree` put a starting
-repository in place for each case.
+repository in place for each case; `publish` shows and saves a module's figures.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import shutil
 import stat
@@ -32,6 +33,8 @@ from enum import Enum
 from functools import partial
 from pathlib import Path
 from unittest import mock
+
+import pytest
 
 from cairn.backends.base import Backend
 from cairn.backends.filesystem import OS_FILE_SYSTEM, FileSystem
@@ -302,3 +305,18 @@ def reset_tree(template: Path, base: Path) -> None:
 
 def _same_file(a: Path, b: Path) -> bool:
     return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+
+
+def publish(config: pytest.Config, lines: list[str], filename: str, document: object) -> None:
+    """Show a test module's figures on the terminal, past output capture, and write them as JSON
+    into ``$CAIRN_ROBUSTNESS_REPORT`` when that names a folder."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            for line in lines:
+                reporter.write_line(line)
+    folder = os.environ.get("CAIRN_ROBUSTNESS_REPORT")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / filename).write_text(json.dumps(document, indent=1, default=list))

@@ -25,14 +25,12 @@ command in this process:
   can drop (see the xfail test below); the outcome is counted.
 
 The matrix (object role x damage: detected / harmless / undetectable by design / MISSED) is printed
-at the end (run with ``-n 0 -s``) and written to ``$CAIRN_ROBUSTNESS_REPORT/corruption.json`` when
-that is set.
+at the end (with ``-n 0``: xdist workers print nothing) and written to
+``$CAIRN_ROBUSTNESS_REPORT/corruption.json`` when that is set.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
 import shutil
@@ -57,6 +55,7 @@ from robustness.faultfs import (
     Fault,
     FaultyFileSystem,
     copy_tree,
+    publish,
     reset_tree,
     run_cli,
     tree_manifest,
@@ -482,6 +481,9 @@ def _applies(role: str, damage: str) -> bool:
     return True
 
 
+# The roles with an older version to put back. The config has none: it is written once by init
+# and never changes (a key change writes a new key object, whose older version is rolled back
+# here); a reflist or pack name is its hash, so its "older version" is a removed one.
 ROLLBACKS = {
     "key (in use)",
     "pack (shared data)",
@@ -751,16 +753,9 @@ def _matrix(request: pytest.FixtureRequest) -> Iterator[None]:
     heals = {h: sum(1 for r in RESULTS if r.next_backup == h) for h in (HEALED, REFUSED)}
     heals[NOT_HEALED] = sum(1 for r in RESULTS if r.next_backup == NOT_HEALED)
     lines.append("  the next backup: " + ", ".join(f"{h}: {n}" for h, n in heals.items()))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        for line in lines:
-            reporter.write_line(line)
-    folder = os.environ.get("CAIRN_ROBUSTNESS_REPORT")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        by_design = {f"{role} / {damage}": v for (role, damage), v in BY_DESIGN.items()}
-        document = {"cases": [r.__dict__ for r in RESULTS], "by_design": by_design}
-        (Path(folder) / "corruption.json").write_text(json.dumps(document, indent=1, default=list))
+    by_design = {f"{role} / {damage}": v for (role, damage), v in BY_DESIGN.items()}
+    document = {"cases": [r.__dict__ for r in RESULTS], "by_design": by_design}
+    publish(request.config, lines, "corruption.json", document)
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -17,13 +17,12 @@ snapshot (with the files cache of the first), the first backup again on a file s
 links (objects are published by rename, so renames are failed), forget + prune, a prune that
 sweeps an earlier prune's deletion record, and init. CI runs a deterministic subset (every kind and
 errno; the first, middle and last two calls of each kind); ``CAIRN_ROBUSTNESS=full`` runs every
-case. The figures are printed at the end of the module (run with ``-n 0 -s`` to see them)
-and written as JSON to ``$CAIRN_ROBUSTNESS_REPORT/io_faults.json`` when that is set.
+case. The figures are printed at the end of the module (with ``-n 0``: xdist workers print
+nothing) and written as JSON to ``$CAIRN_ROBUSTNESS_REPORT/io_faults.json`` when that is set.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -40,6 +39,7 @@ from robustness.faultfs import (
     Fault,
     FaultyFileSystem,
     copy_tree,
+    publish,
     reset_tree,
     run_cli,
     tree_manifest,
@@ -349,19 +349,12 @@ def _report(request: pytest.FixtureRequest) -> Iterator[None]:
         lines.append(f"  {name}: {outcome}: {n}")
     bad = sum(1 for o in OUTCOMES if o.problems)
     lines.append(f"  injections: {len(OUTCOMES)}, with problems: {bad}")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        for line in lines:
-            reporter.write_line(line)
-    folder = os.environ.get("CAIRN_ROBUSTNESS_REPORT")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        document = {
-            "mode": "full" if FULL else "ci",
-            "counts": {n: {k.value: c[k] for k in CallKind} for n, c in COUNTS.items()},
-            "outcomes": [o.__dict__ for o in OUTCOMES],
-        }
-        (Path(folder) / "io_faults.json").write_text(json.dumps(document, indent=1))
+    document = {
+        "mode": "full" if FULL else "ci",
+        "counts": {n: {k.value: c[k] for k in CallKind} for n, c in COUNTS.items()},
+        "outcomes": [o.__dict__ for o in OUTCOMES],
+    }
+    publish(request.config, lines, "io_faults.json", document)
 
 
 CASES = [
