@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import zstandard
 
 from cairn.backends.base import Backend, Handle, ObjectKind
-from cairn.backends.errors import NotFound
+from cairn.backends.errors import BackendError, NotFound
 from cairn.chunking.fastcdc import ChunkerParams, FastCDCChunker
 from cairn.core.clock import Clock
 from cairn.core.errors import FormatError, IntegrityError
@@ -104,6 +104,9 @@ class Repository:
         self._uploader: PackUploader | None = None
         self._local = threading.local()
         self.session: Session | None = None
+        self.damaged: list[str] = []
+        """Objects `load_index` could not use (see there), for the caller to report."""
+        self._damaged_lock = threading.Lock()
 
     # ---- creating and opening -------------------------------------------------------------
 
@@ -120,6 +123,12 @@ class Repository:
         """Create a repository: key object first, config last (config marks it complete)."""
         if backend.exists(CONFIG_HANDLE):
             raise RepositoryExists(f"a repository already exists at {backend.location()}")
+        if _holds_data(backend):
+            # A new config here would bury the old repository's data under a new master key.
+            raise RepositoryExists(
+                f"{backend.location()} holds a repository whose config is missing; "
+                "refusing to create a new one over its data"
+            )
         repo_id = os.urandom(16)
         master = MasterKey.generate()
         key_name = save_key(backend, make_key(master, repo_id, passphrase, kdf, clock))
@@ -182,14 +191,48 @@ class Repository:
     # ---- the index ----------------------------------------------------------------------
 
     def load_index(self, connections: int = 4) -> list[ObjectName]:
-        """Read every index object into memory; returns their names."""
+        """Read every index object into memory; returns their names.
+
+        A damaged or vanished index or deletion record is skipped and described in `damaged`:
+        damage stays confined to the snapshots whose chunks only it lists (they then fail with
+        ObjectMissing), every other snapshot restores, and a backup stores such chunks again.
+        Prune reads for itself and refuses on any of this (design 13.3); check reports it.
+        """
         names = [ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)]
         with ThreadPoolExecutor(max_workers=connections) as pool:
-            for record in pool.map(self.read_index, names):
-                self.index.add_record(record)
+            for record in pool.map(self._read_index_or_none, names):
+                if record is not None:
+                    self.index.add_record(record)
         for deletion in self.backend.list(ObjectKind.DELETION):
-            self.index.add_condemned(read_deletion(self.backend, deletion.handle).packs)
+            try:
+                self.index.add_condemned(read_deletion(self.backend, deletion.handle).packs)
+            except (FormatError, IntegrityError) as exc:
+                self.damaged.append(f"deletion record {deletion.handle.name[:8]}: {exc}")
         return names
+
+    def _read_index_or_none(self, name: ObjectName) -> IndexRecord | None:
+        try:
+            return self.read_index(name)
+        except (FormatError, IntegrityError) as exc:
+            with self._damaged_lock:
+                self.damaged.append(f"index {name.short()}: {exc}")
+            return None
+
+    def forget_missing_packs(self) -> list[ObjectName]:
+        """Drop from the loaded index every pack that storage does not hold; return them.
+
+        Then a backup stores the chunks that only such a pack held again, instead of
+        deduplicating against lost data (the new snapshot is whole: restic#2571, kopia#3492),
+        and readers take a chunk that another pack also holds from there. Listed after the
+        index was loaded, so every pack it names had been stored; dropping is always safe (at
+        worst a chunk is stored twice). Chunks only a missing pack held stay missing, and check
+        reports the pack.
+        """
+        listed = {ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.PACK)}
+        missing = self.index.packs() - listed
+        if missing:
+            self.index.drop_packs(missing)
+        return sorted(missing)
 
     def read_index(self, name: ObjectName) -> IndexRecord:
         return decode_index(self.load_verified(Handle(ObjectKind.INDEX, name.hex)))
@@ -368,6 +411,11 @@ def read_config(backend: Backend) -> ConfigRecord:
     try:
         data = backend.load(CONFIG_HANDLE)
     except NotFound as exc:
+        if _holds_data(backend):
+            raise NotARepository(
+                f"the config of the repository at {backend.location()} is missing, though "
+                "the location holds its data: restore the config from a copy"
+            ) from exc
         raise RepositoryNotFound(
             f"no repository at {backend.location()} (create one with `cairn init`)"
         ) from exc
@@ -377,6 +425,18 @@ def read_config(backend: Backend) -> ConfigRecord:
         raise NotARepository(
             f"{backend.location()} does not hold a Cairn repository config"
         ) from exc
+
+
+def _holds_data(backend: Backend) -> bool:
+    """True when the location holds snapshots, indexes or packs (key objects alone are what an
+    interrupted init leaves, and init may then run again)."""
+    for kind in (ObjectKind.SNAPSHOT, ObjectKind.INDEX, ObjectKind.PACK):
+        try:
+            if next(iter(backend.list(kind)), None) is not None:
+                return True
+        except BackendError:
+            continue  # no such folder: nothing there
+    return False
 
 
 def _aad(repo_id: bytes, label: bytes) -> bytes:
