@@ -230,7 +230,7 @@ def run_cli(
     codes: list[int] = []
     failures: list[BaseException] = []
 
-    def open_backend(location: str, create: bool = False) -> Backend:
+    def open_backend(location: str, create: bool = False, remote: object = None) -> Backend:
         assert fs is not None
         path = Path(location)
         return LocalBackend.create(path, fs) if create else LocalBackend(path, fs)

@@ -29,7 +29,7 @@ from cairn.format.config import (
 )
 from cairn.format.deletion import DeletionRecord, decode_deletion
 from cairn.format.index import IndexRecord, decode_index
-from cairn.format.pack import BlobKind
+from cairn.format.pack import BlobKind, PackEntry
 from cairn.format.reflist import decode_reflist, encode_reflist
 from cairn.format.snapshot import (
     SnapshotBody,
@@ -57,6 +57,9 @@ COMPRESS_RAW = 0
 COMPRESS_ZSTD = 1
 MAX_DATA_BLOB = 16 * 1024 * 1024
 MAX_TREE_BLOB = 256 * 1024 * 1024
+RELIST_ATTEMPTS = 5
+_VANISHED = object()  # an index that was listed, then removed before it could be read
+"""How often load_index lists again when indexes vanish under it (a concurrent prune's swap)."""
 
 DEFAULT_PARAMS = RepoParams(
     chunk_min=512 * 1024,
@@ -193,30 +196,68 @@ class Repository:
     def load_index(self, connections: int = 4) -> list[ObjectName]:
         """Read every index object into memory; returns their names.
 
-        A damaged or vanished index or deletion record is skipped and described in `damaged`:
-        damage stays confined to the snapshots whose chunks only it lists (they then fail with
-        ObjectMissing), every other snapshot restores, and a backup stores such chunks again.
-        Prune reads for itself and refuses on any of this (design 13.3); check reports it.
-        """
-        names = [ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)]
-        with ThreadPoolExecutor(max_workers=connections) as pool:
-            for record in pool.map(self._read_index_or_none, names):
-                if record is not None:
-                    self.index.add_record(record)
-        for deletion in self.backend.list(ObjectKind.DELETION):
-            try:
-                self.index.add_condemned(read_deletion(self.backend, deletion.handle).packs)
-            except (FormatError, IntegrityError) as exc:
-                self.damaged.append(f"deletion record {deletion.handle.name[:8]}: {exc}")
-        return names
+        A damaged index or deletion record is skipped and described in `damaged`: damage stays
+        confined to the snapshots whose chunks only it lists (they then fail with ObjectMissing),
+        every other snapshot restores, and a backup stores such chunks again. Prune reads for
+        itself and refuses on any of this (design 13.3); check reports it.
 
-    def _read_index_or_none(self, name: ObjectName) -> IndexRecord | None:
+        A prune or repair may replace indexes meanwhile. It saves the new index before it removes
+        the ones it supersedes, and a sweep indexes again what it keeps before it removes its
+        record; so an index or deletion record that vanishes between the listing and the read
+        has been replaced, and the listing is read again for what replaced it.
+        """
+        done: set[ObjectName] = set()
+        for _ in range(RELIST_ATTEMPTS):
+            names = [
+                ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)
+            ]
+            todo = [n for n in names if n not in done]
+            with ThreadPoolExecutor(max_workers=connections) as pool:
+                records = list(pool.map(self._read_index_if_present, todo))
+            vanished = False
+            for name, record in zip(todo, records, strict=True):
+                if record is _VANISHED:
+                    vanished = True
+                    continue
+                done.add(name)  # read, or damaged and described: either way not read again
+                if isinstance(record, IndexRecord):
+                    self.index.add_record(record)
+            condemned = self._read_deletions_if_present()
+            if condemned is not None and not vanished:
+                for packs in condemned:
+                    self.index.add_condemned(packs)
+                return names
+        raise ObjectMissing(
+            f"indexes kept vanishing while they were read ({RELIST_ATTEMPTS} listings); "
+            "is a prune or repair running in a loop?"
+        )
+
+    def _read_index_if_present(self, name: ObjectName) -> IndexRecord | object | None:
+        """The index; _VANISHED if it is gone; None (and a `damaged` entry) if it is damaged."""
         try:
             return self.read_index(name)
+        except ObjectMissing:
+            return _VANISHED
         except (FormatError, IntegrityError) as exc:
-            with self._damaged_lock:
-                self.damaged.append(f"index {name.short()}: {exc}")
+            self._note_damage(f"index {name.short()}: {exc}")
             return None
+
+    def _read_deletions_if_present(self) -> list[dict[ObjectName, list[PackEntry]]] | None:
+        """The packs of every readable deletion record; None if one vanished while being read."""
+        found = []
+        for deletion in self.backend.list(ObjectKind.DELETION):
+            try:
+                found.append(read_deletion(self.backend, deletion.handle).packs)
+            except ObjectMissing:
+                return None
+            except (FormatError, IntegrityError) as exc:
+                self._note_damage(f"deletion record {deletion.handle.name[:8]}: {exc}")
+        return found
+
+    def _note_damage(self, message: str) -> None:
+        with self._damaged_lock:
+            if message not in self.damaged:
+                self.damaged.append(message)
 
     def forget_missing_packs(self) -> list[ObjectName]:
         """Drop from the loaded index every pack that storage does not hold; return them.

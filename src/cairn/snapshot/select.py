@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from cairn.core.errors import CairnError, FormatError, IntegrityError
 from cairn.core.ids import ObjectName
-from cairn.repository.errors import SnapshotNotFound
+from cairn.repository.errors import ObjectMissing, SnapshotNotFound
 from cairn.repository.repository import Repository, StoredSnapshot
 
 LATEST = "latest"
@@ -61,13 +61,17 @@ def read_snapshots(
     """Every readable snapshot (matching `filt`), oldest first, and those that cannot be read.
 
     One damaged snapshot must not hide the others (docs/errors.md: damage is confined to the
-    snapshots that reference it); callers that must see everything use `load_snapshots`.
+    snapshots that reference it); callers that must see everything use `load_snapshots`. A
+    snapshot that vanishes between the listing and its read was removed by a forget running
+    meanwhile: it is left out, as a listing a moment later would leave it out.
     """
     names = repo.snapshot_names()
 
-    def read(name: ObjectName) -> StoredSnapshot | Unreadable:
+    def read(name: ObjectName) -> StoredSnapshot | Unreadable | None:
         try:
             return repo.read_snapshot(name)
+        except ObjectMissing:
+            return None
         except (FormatError, IntegrityError) as exc:
             return Unreadable(name, exc)
 
