@@ -28,7 +28,7 @@ class Cairn:
     """Runs `cairn` against one repository with one passphrase, as a user's shell would."""
 
     def __init__(
-        self, repo: Path, password: str = "correct horse", cache: Path | None = None
+        self, repo: Path | str, password: str = "correct horse", cache: Path | None = None
     ) -> None:
         self.repo = repo
         self.password = password

@@ -182,6 +182,7 @@ class LocalBackend:
 
     def _make_layout(self) -> None:
         fs = self._fs
+        missing = _missing_parents(fs, self._root)
         _make_folder(fs, self._root, parents=True)
         for kind in _FOLDER_KINDS:
             _make_folder(fs, self._root / kind.value)
@@ -190,7 +191,10 @@ class LocalBackend:
             _make_folder(fs, packs / shard)
         _sync_folder(fs, packs, "local.create.dirsync")
         _sync_folder(fs, self._root, "local.create.dirsync")
-        _sync_folder(fs, self._root.parent, "local.create.dirsync")
+        # A folder's name lives in its parent: the root's, and those of any parent folders made
+        # above, are durable only once each parent is fsynced (deepest first).
+        for folder in [self._root, *missing]:
+            _sync_folder(fs, folder.parent, "local.create.dirsync")
 
 
 @contextmanager
@@ -316,6 +320,16 @@ def _scan(fs: FileSystem, folder: Path, folders: bool) -> list[str]:
 
 def _is_shard(name: str) -> bool:
     return name in _SHARD_SET
+
+
+def _missing_parents(fs: FileSystem, path: Path) -> list[Path]:
+    """The folders above `path` that do not exist yet, nearest first."""
+    missing = []
+    parent = path.parent
+    while parent != parent.parent and not fs.lexists(parent):
+        missing.append(parent)
+        parent = parent.parent
+    return missing
 
 
 def _make_folder(fs: FileSystem, path: Path, parents: bool = False) -> None:

@@ -1,30 +1,66 @@
 """Turn a repository location string into a backend: the one place backends are chosen.
 
-Supported: a plain path or ``local:/path`` (a LocalBackend), and ``memory:`` (a new, empty
+Supported: a plain path or ``local:/path`` (a LocalBackend); ``cairns://host:port/tenant`` (a
+RemoteBackend on a Cairn server, TLS, certificate pinned on first use) and ``cairn://`` on
+loopback only (no TLS), both wrapped to retry transient failures; and ``memory:`` (a new, empty
 MemoryBackend on every call, so it suits tests only: nothing outlives the process).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from cairn.backends.base import Backend
 from cairn.backends.errors import BackendError
 from cairn.backends.local import LocalBackend
 from cairn.backends.memory import MemoryBackend
+from cairn.backends.remote import KnownServers, RemoteBackend, parse_address
+from cairn.backends.wrappers.retrying import RetryingBackend
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
+_SUPPORTED = "local paths, cairns://HOST:PORT/TENANT, memory:"
 
 
-def open_backend(location: str, create: bool = False) -> Backend:
-    """The backend `location` names; with `create`, a local folder layout is made first."""
+@dataclass(frozen=True, slots=True)
+class RemoteCredentials:
+    """What a server location needs besides its address (the CLI reads these from options and
+    the environment; nothing below it does)."""
+
+    token: str | None
+    known_servers: Path
+    fingerprint: str | None = None
+
+
+class MissingToken(BackendError):
+    """A server location was given without a token."""
+
+
+def open_backend(
+    location: str, create: bool = False, remote: RemoteCredentials | None = None
+) -> Backend:
+    """The backend `location` names; with `create`, a local folder layout is made first (a
+    server's tenant already exists: its administrator made it)."""
     if location == "memory:":
         return MemoryBackend()
+    if location.startswith(("cairn://", "cairns://")):
+        return _open_remote(location, remote)
     path = _local_path(location)
     if create:
         return LocalBackend.create(path)
     return LocalBackend(path)
+
+
+def _open_remote(location: str, remote: RemoteCredentials | None) -> Backend:
+    address = parse_address(location)
+    if remote is None or not remote.token:
+        raise MissingToken(
+            f"{location} needs a token: set CAIRN_TOKEN or CAIRN_TOKEN_FILE, or --token-file"
+        )
+    known = KnownServers(remote.known_servers)
+    backend = RemoteBackend(address, remote.token, known, remote.fingerprint)
+    return RetryingBackend(backend)
 
 
 def _local_path(location: str) -> Path:
@@ -33,8 +69,8 @@ def _local_path(location: str) -> Path:
     elif (match := _SCHEME.match(location)) is not None:
         raise BackendError(
             f"unsupported repository location {location!r} (scheme {match['scheme']!r}); "
-            "supported: local paths, memory:"
+            f"supported: {_SUPPORTED}"
         )
     if not location:
-        raise BackendError("empty repository location; supported: local paths, memory:")
+        raise BackendError(f"empty repository location; supported: {_SUPPORTED}")
     return Path(location).expanduser()

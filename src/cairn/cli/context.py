@@ -1,7 +1,8 @@
 """What every command needs: the repository location, the passphrase, output and progress.
 
 This is where environment variables are read (CAIRN_REPOSITORY, CAIRN_PASSWORD,
-CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND, CAIRN_CACHE_DIR, CAIRN_KDF); library code below the
+CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND, CAIRN_CACHE_DIR, CAIRN_KDF, CAIRN_TOKEN,
+CAIRN_TOKEN_FILE, CAIRN_SERVER_FINGERPRINT, XDG_CONFIG_HOME); library code below the
 CLI never reads the environment.
 """
 
@@ -16,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cairn.backends.location import open_backend
+from cairn.backends.location import RemoteCredentials, open_backend
 from cairn.backup.filescache import default_cache_dir
 from cairn.cli.errors import NoPassphrase, UsageError
 from cairn.cli.output import Output
@@ -76,13 +77,41 @@ class Context:
         """Open the repository once per command; the index is loaded on request. A command that
         writes names its `session`: its lock is saved before the index is loaded."""
         if self._repo is None:
-            backend = open_backend(self.location)
+            backend = open_backend(self.location, remote=self.remote_credentials())
             self._repo = Repository.open(backend, self.passphrase(), self.clock)
             if session is not None:
                 self._repo.begin_session(session)
             if load_index:
-                self._repo.load_index()
+                self._load_index(self._repo)
         return self._repo
+
+    def remote_credentials(self) -> RemoteCredentials:
+        """Token and certificate pin for a server location (CAIRN_TOKEN, CAIRN_TOKEN_FILE,
+        --token-file; CAIRN_SERVER_FINGERPRINT to require a certificate before first use)."""
+        token_file = self.args.token_file or os.environ.get("CAIRN_TOKEN_FILE")
+        token = os.environ.get("CAIRN_TOKEN")
+        if token_file:
+            try:
+                token = Path(token_file).read_text().strip()
+            except OSError as exc:
+                raise UsageError(f"cannot read the token file {token_file}: {exc}") from exc
+        config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return RemoteCredentials(
+            token=token,
+            known_servers=Path(config) / "cairn" / "known_servers",
+            fingerprint=os.environ.get("CAIRN_SERVER_FINGERPRINT"),
+        )
+
+    def _load_index(self, repo: Repository) -> None:
+        """Load the index, leaving out what storage lost; say what was left out."""
+        repo.load_index()
+        for problem in repo.damaged:
+            self.output.text(f"warning: {problem} (skipped; run `cairn check`)")
+        for pack in repo.forget_missing_packs():
+            self.output.text(
+                f"warning: pack {pack.short()} is missing from storage (run `cairn check`); "
+                "a backup stores what it held again"
+            )
 
     def progress(self, verb: str) -> Progress:
         if self.args.json or self.args.quiet or not sys.stderr.isatty():

@@ -12,6 +12,15 @@ from cairn.backends.errors import (
     StorageFull,
     TransientBackendError,
 )
+from cairn.backends.location import MissingToken
+from cairn.backends.remote import (
+    AuthenticationFailed,
+    CertificateMismatch,
+    QuotaExceeded,
+    RoleForbidden,
+    ServerUnreachable,
+    Throttled,
+)
 from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
 from cairn.core.patterns import PatternError
@@ -27,6 +36,7 @@ from cairn.repository.locks import LeaseExpired
 from cairn.repository.prune import PruneRefused, PruneRunning
 from cairn.repository.repair import RepairRefused
 from cairn.restore.restorer import RestoreConflict
+from cairn.server.errors import AuditBroken, BadRequest, DamageFound, NoSuchObject, ServerSetupError
 from cairn.snapshot.retention import PolicyError
 
 EXIT_OK = 0
@@ -60,6 +70,33 @@ class CheckFailed(CairnError):
 
 # Most specific first: the first class that matches wins.
 CODES: list[tuple[type[BaseException], ErrorCode]] = [
+    (MissingToken, ErrorCode("CAIRN-E067", 67, "set CAIRN_TOKEN or CAIRN_TOKEN_FILE")),
+    (
+        ServerUnreachable,
+        ErrorCode("CAIRN-E060", 60, "is the server running, and the address right? retry"),
+    ),
+    (
+        AuthenticationFailed,
+        ErrorCode("CAIRN-E061", 61, "check the token; ask the server's admin for a new one"),
+    ),
+    (
+        RoleForbidden,
+        ErrorCode("CAIRN-E062", 62, "this token's role does not allow it; use one that does"),
+    ),
+    (
+        CertificateMismatch,
+        ErrorCode("CAIRN-E063", 63, "see docs/troubleshooting.md before trusting a new one"),
+    ),
+    (Throttled, ErrorCode("CAIRN-E064", 64, "wait a minute, then use a valid token")),
+    (
+        QuotaExceeded,
+        ErrorCode("CAIRN-E065", 65, "forget and prune old snapshots, or ask for a larger quota"),
+    ),
+    (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
+    (AuditBroken, ErrorCode("CAIRN-E070", 70, "the audit log was tampered with; investigate")),
+    (DamageFound, ErrorCode("CAIRN-E020", 20, "the tenant's owner runs check --repair")),
+    (BadRequest, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn server ACTION --help`")),
+    (NoSuchObject, ErrorCode("CAIRN-E072", 72, "`cairn server tenant list`, `token list`")),
     (UsageError, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn COMMAND --help`")),
     (
         PatternError,

@@ -22,6 +22,7 @@ from cairn.cli import (
     ls_cmd,
     prune_cmd,
     restore_cmd,
+    server_cmd,
     snapshots_cmd,
     stats_cmd,
 )
@@ -43,6 +44,7 @@ COMMANDS: list[ModuleType] = [
     forget_cmd,
     prune_cmd,
     key_cmd,
+    server_cmd,
 ]
 
 
@@ -70,6 +72,9 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         help="print less",
     )
     g.add_argument("--cache-dir", default=default, help="local cache folder (or CAIRN_CACHE_DIR)")
+    g.add_argument(
+        "--token-file", default=default, help="a server token, for cairns:// (or CAIRN_TOKEN)"
+    )
     g.add_argument(
         "--no-cache",
         action="store_true",

@@ -1,0 +1,371 @@
+"""A backend on a Cairn server, over the wire protocol (docs/wire-protocol.md), with httpx.
+
+``cairns://host:port/tenant`` speaks TLS. The server's certificate is pinned on first use: its
+SHA-256 fingerprint is written to the known-servers file, and every later connection verifies
+against exactly that certificate, so a changed certificate is `CertificateMismatch`, never a
+prompt. ``cairn://`` (no TLS) is accepted for loopback addresses only, where a token cannot be
+overheard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import httpx
+
+from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.contract import check_handle, read_span
+from cairn.backends.errors import (
+    AlreadyExists,
+    BackendError,
+    ListingIncomplete,
+    NotFound,
+    PermissionDenied,
+    StorageFull,
+    TransientBackendError,
+)
+
+_KINDS = {kind.value: kind for kind in ObjectKind}
+RESUMABLE_ABOVE = 16 * 1024 * 1024
+"""Objects larger than this go up in parts that survive a broken connection."""
+UPLOAD_PART = 8 * 1024 * 1024
+
+
+class AuthenticationFailed(BackendError):
+    """The server did not accept the token (unknown, wrong or revoked)."""
+
+
+class RoleForbidden(PermissionDenied):
+    """The token's role does not allow this operation (a backup token deleting, say)."""
+
+
+class Throttled(TransientBackendError):
+    """Too many failed logins from this address: the server waits before it listens again."""
+
+
+class QuotaExceeded(StorageFull):
+    """The tenant's quota on the server would be passed; the message says how much is used."""
+
+
+class ServerUnreachable(TransientBackendError):
+    """No answer from the server (refused, timed out, reset, DNS)."""
+
+
+class CertificateMismatch(BackendError):
+    """The server shows a certificate other than the one pinned for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    scheme: str
+    host: str
+    port: int
+    tenant: str
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.scheme == 'cairns' else 'http'}://{host}:{self.port}"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}/{self.tenant}"
+
+
+def parse_address(location: str) -> ServerAddress:
+    """``cairns://host[:port]/tenant`` (default port 8443) or ``cairn://`` on loopback."""
+    parts = urlsplit(location)
+    tenant = parts.path.strip("/")
+    if parts.scheme not in ("cairn", "cairns") or not parts.hostname or not tenant:
+        raise BackendError(f"{location!r}: use cairns://HOST:PORT/TENANT")
+    if "/" in tenant or parts.query or parts.fragment or parts.username:
+        raise BackendError(f"{location!r}: the path is one tenant name, with nothing after it")
+    try:
+        port = parts.port or 8443
+    except ValueError as exc:
+        raise BackendError(f"{location!r}: bad port") from exc
+    address = ServerAddress(parts.scheme, parts.hostname, port, tenant)
+    if address.scheme == "cairn" and not _is_loopback(address.host):
+        raise BackendError(
+            f"{location!r}: plain cairn:// is for loopback only; use cairns:// (TLS) for "
+            "another machine"
+        )
+    return address
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class KnownServers:
+    """Pinned certificates, one ``host:port fingerprint`` line each (like ssh's known_hosts)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def get(self, address: ServerAddress) -> str | None:
+        key = f"{address.host}:{address.port}"
+        try:
+            lines = self._path.read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BackendError(f"cannot read {self._path}: {exc.strerror}") from exc
+        for line in lines:
+            host, _, fingerprint = line.partition(" ")
+            if host == key:
+                return fingerprint.strip()
+        return None
+
+    def add(self, address: ServerAddress, fingerprint: str) -> None:
+        with self._lock:
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                with self._path.open("a") as out:
+                    out.write(f"{address.host}:{address.port} {fingerprint}\n")
+            except OSError as exc:
+                raise BackendError(f"cannot write {self._path}: {exc.strerror}") from exc
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+
+def fetch_certificate(address: ServerAddress, timeout: float = 10.0) -> str:
+    """The PEM certificate the server shows (read without trusting it: for pinning)."""
+    try:
+        return ssl.get_server_certificate((address.host, address.port), timeout=timeout)
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerUnreachable(f"cannot reach {address}: {exc}") from exc
+
+
+def pem_fingerprint(pem: str) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+class RemoteBackend:
+    """Objects of one tenant on a Cairn server."""
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        token: str,
+        known: KnownServers | None = None,
+        expected_fingerprint: str | None = None,
+        connections: int = 8,
+        timeout: float = 60.0,
+    ) -> None:
+        self._address = address
+        self._connections = connections
+        verify: ssl.SSLContext | bool = False
+        if address.scheme == "cairns":
+            verify = self._pinned_context(known, expected_fingerprint)
+        self._client = httpx.Client(
+            base_url=address.base_url,
+            headers={"authorization": f"Bearer {token}", "user-agent": "cairn"},
+            verify=verify,
+            timeout=httpx.Timeout(timeout, connect=15.0),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        )
+        self._prefix = f"/v1/t/{address.tenant}"
+
+    def _pinned_context(self, known: KnownServers | None, expected: str | None) -> ssl.SSLContext:
+        pinned = known.get(self._address) if known is not None else None
+        pem = fetch_certificate(self._address)
+        shown = pem_fingerprint(pem)
+        wanted = expected or pinned
+        if wanted is not None and shown != wanted.lower().replace(":", ""):
+            where = f" (pinned in {known.path})" if pinned and known is not None else ""
+            raise CertificateMismatch(
+                f"{self._address.host}:{self._address.port} shows certificate {shown}, "
+                f"not {wanted}{where}: the server changed its certificate, or someone is in "
+                "between. If the server's certificate was replaced on purpose, remove its line "
+                "from the known-servers file and connect again"
+            )
+        if pinned is None and known is not None:
+            known.add(self._address, shown)
+        context = ssl.create_default_context(cadata=pem)
+        context.check_hostname = False  # the pin names the one certificate to accept
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a pinned leaf is its own anchor
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(connections=self._connections, local=False)
+
+    def location(self) -> str:
+        return str(self._address)
+
+    def save(self, handle: Handle, data: bytes | memoryview) -> None:
+        check_handle(handle)
+        body = bytes(data)
+        if len(body) > RESUMABLE_ABOVE:
+            self._save_resumable(handle, body)
+            return
+        response = self._request("PUT", self._url(handle), content=body)
+        if response.status_code not in (200, 201):
+            self._fail(response, handle)
+
+    def _save_resumable(self, handle: Handle, body: bytes) -> None:
+        """In parts, from wherever the server's copy stands: a save retried after a broken
+        connection sends only what the server does not have yet."""
+        url = f"{self._prefix}/uploads/{handle.kind.value}/{handle.name}"
+        response = self._request("HEAD", url)
+        if response.status_code != 200:
+            self._fail(response, handle)
+        offset = int(response.headers["upload-offset"])
+        while True:
+            headers = {"upload-offset": str(offset), "upload-length": str(len(body))}
+            part = body[offset : offset + UPLOAD_PART]
+            response = self._request("PATCH", url, content=part, headers=headers)
+            if response.status_code in (200, 201):
+                return
+            if response.status_code == 204:
+                offset = int(response.headers["upload-offset"])
+            elif response.status_code == 409 and _detail(response, "offset") is not None:
+                offset = int(str(_detail(response, "offset")))
+            else:
+                self._fail(response, handle)
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        check_handle(handle)
+        if offset == 0 and length is None:
+            response = self._request("GET", self._url(handle))
+            if response.status_code != 200:
+                self._fail(response, handle)
+            return response.content
+        size = self.stat(handle).size
+        count = read_span(size, offset, length, handle)
+        if count == 0:
+            return b""
+        headers = {"range": f"bytes={offset}-{offset + count - 1}"}
+        response = self._request("GET", self._url(handle), headers=headers)
+        if response.status_code != 206:
+            self._fail(response, handle)
+        if len(response.content) != count:
+            raise BackendError(f"short read of {handle}: got {len(response.content)} of {count}")
+        return response.content
+
+    def stat(self, handle: Handle) -> ObjectInfo:
+        check_handle(handle)
+        response = self._request("HEAD", self._url(handle))
+        if response.status_code != 200:
+            self._fail(response, handle)
+        return ObjectInfo(handle, int(response.headers["content-length"]))
+
+    def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
+        infos: list[ObjectInfo] = []
+        complete = False
+        try:
+            with self._client.stream("GET", f"{self._prefix}/{kind.value}/") as response:
+                if response.status_code != 200:
+                    response.read()
+                    self._fail(response, None)
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    item = json.loads(line)
+                    if "complete" in item:
+                        complete = item["complete"] is True
+                        break
+                    infos.append(ObjectInfo(Handle(kind, str(item["name"])), int(item["size"])))
+        except httpx.HTTPError as exc:
+            raise ListingIncomplete(
+                f"listing {kind.value} on {self._address} broke: {exc}"
+            ) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ListingIncomplete(f"the server sent a malformed listing of {kind.value}") from exc
+        if not complete:
+            raise ListingIncomplete(f"the listing of {kind.value} on {self._address} ended early")
+        yield from infos
+
+    def remove(self, handle: Handle) -> None:
+        check_handle(handle)
+        response = self._request("DELETE", self._url(handle))
+        if response.status_code != 204:
+            self._fail(response, handle)
+
+    def exists(self, handle: Handle) -> bool:
+        try:
+            self.stat(handle)
+        except NotFound:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _url(self, handle: Handle) -> str:
+        return f"{self._prefix}/{handle.kind.value}/{handle.name}"
+
+    def _request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        try:
+            return self._client.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except httpx.TimeoutException as exc:
+            raise ServerUnreachable(f"{self._address} did not answer in time ({exc})") from exc
+        except httpx.TransportError as exc:
+            if isinstance(exc.__cause__, ssl.SSLCertVerificationError) or "CERTIFICATE" in str(exc):
+                raise CertificateMismatch(
+                    f"{self._address}: the server's certificate does not match the pinned one"
+                ) from exc
+            raise ServerUnreachable(f"cannot reach {self._address}: {exc}") from exc
+
+    def _fail(self, response: httpx.Response, handle: Handle | None) -> NoReturn:
+        status = response.status_code
+        message = _message(response) or f"HTTP {status}"
+        what = f"{handle}: " if handle is not None else ""
+        if status == 404:
+            raise NotFound(f"{what}not found on {self._address}")
+        if status == 409:
+            raise AlreadyExists(f"{what}{message}")
+        if status == 401:
+            raise AuthenticationFailed(f"{self._address}: {message}")
+        if status == 403:
+            raise RoleForbidden(f"{what}{message}")
+        if status == 429:
+            raise Throttled(f"{self._address}: {message}")
+        if status == 507:
+            code = _code(response)
+            if code == "CAIRN-E065":
+                raise QuotaExceeded(message)
+            raise StorageFull(f"the server's storage is full: {message}")
+        if status in (429, 500, 502, 503, 504):
+            raise TransientBackendError(f"{what}{message}")
+        raise BackendError(f"{what}{message}")
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(response.headers.get("x-cairn-code", ""))
+
+
+def _code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return str(response.headers.get("x-cairn-code", ""))
+
+
+def _detail(response: httpx.Response, key: str) -> object:
+    try:
+        return response.json()["error"].get(key)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

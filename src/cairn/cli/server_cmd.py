@@ -1,0 +1,363 @@
+"""cairn server: run the backup server, and administer it from its own machine.
+
+Administration (tenants, tokens, audit) acts on the server's data folder directly, so it needs
+the machine, not the network; a running server sees the changes at its next request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cairn.cli.context import Context
+from cairn.cli.errors import UsageError
+from cairn.core.units import format_size, parse_size
+from cairn.server.app import create_app, open_services
+from cairn.server.auth import Role
+from cairn.server.context import Services, Settings
+from cairn.server.errors import AuditBroken, DamageFound
+from cairn.server.retention import PERIODS, parse_policy
+from cairn.server.tenants import Tenant
+from cairn.server.tls import fingerprint, make_self_signed
+
+DEFAULT_LISTEN = "127.0.0.1:8443"
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("server", parents=[common], help="run or administer a backup server")
+    _data_option(p)
+    p.set_defaults(data=None)
+    actions = p.add_subparsers(dest="server_command", metavar="ACTION", required=True)
+
+    serve = actions.add_parser("serve", parents=[common], help="run the server")
+    _data_option(serve)
+    serve.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default %(default)s)")
+    serve.add_argument("--tls-cert", help="PEM certificate (default: self-signed, made once)")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--insecure-http", action="store_true", help="plain HTTP; refused beyond loopback"
+    )
+    serve.add_argument("--max-uploads", type=int, default=16, help="uploads in memory at once")
+    serve.add_argument("--max-object", default="64M", help="largest object accepted (%(default)s)")
+    serve.add_argument(
+        "--gc-every",
+        type=float,
+        metavar="MINUTES",
+        help="run retention and garbage collection for every tenant this often (default: never)",
+    )
+    serve.add_argument(
+        "--scrub-every",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="re-hash every stored object this often, with --gc-every (default %(default)s)",
+    )
+    serve.add_argument(
+        "--gc-grace",
+        type=float,
+        default=0.0,
+        metavar="HOURS",
+        help="condemned data waits at least this long before it is deleted",
+    )
+    serve.set_defaults(run=run_serve)
+
+    keep = actions.add_parser(
+        "retention", parents=[common], help="set a tenant's server-side retention policy"
+    )
+    _data_option(keep)
+    keep.add_argument("tenant")
+    for period in PERIODS:
+        keep.add_argument(
+            f"--keep-{period}", type=int, metavar="N", help=f"first of the last N {period} periods"
+        )
+    keep.add_argument("--keep-within", metavar="DURATION", help="everything within, like 30d")
+    keep.add_argument("--clear", action="store_true", help="no server-side retention")
+    keep.set_defaults(run=run_retention)
+
+    gc = actions.add_parser("gc", parents=[common], help="run retention and GC now")
+    _data_option(gc)
+    gc.add_argument("tenant", nargs="?", help="one tenant (default: all)")
+    gc.set_defaults(run=run_gc)
+    scrub = actions.add_parser("scrub", parents=[common], help="re-hash stored objects now")
+    _data_option(scrub)
+    scrub.add_argument("tenant", nargs="?", help="one tenant (default: all)")
+    scrub.set_defaults(run=run_scrub)
+
+    tenant = actions.add_parser("tenant", parents=[common], help="manage tenants")
+    tenants = tenant.add_subparsers(dest="tenant_command", metavar="ACTION", required=True)
+    add = tenants.add_parser("add", parents=[common], help="create a tenant")
+    _data_option(add)
+    add.add_argument("name")
+    add.add_argument("--quota", help="stored bytes allowed, like 50G (default: none)")
+    add.set_defaults(run=run_tenant_add)
+    ls = tenants.add_parser("list", parents=[common], help="list tenants and their usage")
+    _data_option(ls)
+    ls.set_defaults(run=run_tenant_list)
+    quota = tenants.add_parser("quota", parents=[common], help="set or clear a quota")
+    _data_option(quota)
+    quota.add_argument("name")
+    quota.add_argument("size", help="like 50G, or none")
+    quota.set_defaults(run=run_tenant_quota)
+
+    token = actions.add_parser("token", parents=[common], help="manage tokens")
+    tokens = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    issue = tokens.add_parser("add", parents=[common], help="issue a token (shown once)")
+    _data_option(issue)
+    issue.add_argument("tenant", nargs="?", help="the tenant (omit for --role server-admin)")
+    issue.add_argument("--role", required=True, choices=[r.value for r in Role])
+    issue.add_argument("--label", default="", help="a note: which machine, which person")
+    issue.set_defaults(run=run_token_add)
+    tls = tokens.add_parser("list", parents=[common], help="list tokens (never their secrets)")
+    _data_option(tls)
+    tls.set_defaults(run=run_token_list)
+    revoke = tokens.add_parser("revoke", parents=[common], help="revoke a token at once")
+    _data_option(revoke)
+    revoke.add_argument("id", help="the token's ID (the part after cairn_)")
+    revoke.set_defaults(run=run_token_revoke)
+
+    audit = actions.add_parser("audit", parents=[common], help="check the audit log's chain")
+    _data_option(audit)
+    audit.set_defaults(run=run_audit)
+
+
+def _data_option(parser: argparse.ArgumentParser) -> None:
+    """--data is accepted before or after the action; given nowhere, it stays None."""
+    parser.add_argument(
+        "--data", default=argparse.SUPPRESS, help="the server's data folder (or CAIRN_SERVER_DATA)"
+    )
+
+
+def _settings(ctx: Context) -> Settings:
+    data = ctx.args.data or os.environ.get("CAIRN_SERVER_DATA")
+    if not data:
+        raise UsageError("give the server's data folder: --data DIR or CAIRN_SERVER_DATA")
+    max_uploads = getattr(ctx.args, "max_uploads", 16)
+    if max_uploads < 1:
+        raise UsageError("--max-uploads must be at least 1")
+    max_object = _quota(getattr(ctx.args, "max_object", "64M")) or 0
+    if max_object < 1 << 20:
+        raise UsageError("--max-object must be at least 1M (packs must fit)")
+    gc_every = getattr(ctx.args, "gc_every", None)
+    if gc_every is not None and gc_every <= 0:
+        raise UsageError("--gc-every must be a positive number of minutes")
+    return Settings(
+        data=Path(data).expanduser().resolve(),
+        max_uploads=max_uploads,
+        max_object_bytes=max_object,
+        gc_every_s=gc_every * 60 if gc_every is not None else None,
+        scrub_every_s=getattr(ctx.args, "scrub_every", 24.0) * 3600,
+        gc_grace_ms=int(getattr(ctx.args, "gc_grace", 0.0) * 3600 * 1000),
+    )
+
+
+def _services(ctx: Context) -> Services:
+    return open_services(_settings(ctx))
+
+
+def run_serve(ctx: Context) -> int:
+    import uvicorn  # the server's own dependency: a client never loads it
+
+    settings = _settings(ctx)
+    host, port = _listen(ctx.args.listen)
+    loopback = _is_loopback(host)
+    if ctx.args.insecure_http and not loopback:
+        raise UsageError(
+            f"refusing plain HTTP on {host}: tokens would cross the network in the clear; "
+            "drop --insecure-http (a self-signed certificate is made for you)"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    services = open_services(settings)
+    for tenant in services.tenants.all():
+        services.tenants.recount(tenant)
+    tls: dict[str, str] = {}
+    if not ctx.args.insecure_http:
+        cert, key = _certificate(ctx, settings, host)
+        tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        ctx.output.text(f"certificate fingerprint (SHA-256): {fingerprint(cert)}")
+    scheme = "cairn" if ctx.args.insecure_http else "cairns"
+    ctx.output.text(f"serving {settings.data} at {scheme}://{ctx.args.listen}/TENANT")
+    uvicorn.run(
+        create_app(services),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_keep_alive=30,
+        limit_concurrency=512,
+        **tls,  # type: ignore[arg-type]
+    )
+    return 0
+
+
+def _certificate(ctx: Context, settings: Settings, host: str) -> tuple[Path, Path]:
+    if bool(ctx.args.tls_cert) != bool(ctx.args.tls_key):
+        raise UsageError("give both --tls-cert and --tls-key, or neither")
+    if ctx.args.tls_cert:
+        return Path(ctx.args.tls_cert), Path(ctx.args.tls_key)
+    folder = settings.data / "tls"
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    if not cert.exists():
+        folder.mkdir(mode=0o700, exist_ok=True)
+        names = [] if host in ("0.0.0.0", "::", "") else [host]  # noqa: S104 (a name, not a bind)
+        make_self_signed(cert, key, names)
+        ctx.output.text(f"made a self-signed certificate in {folder}")
+    return cert, key
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen {text!r}: use HOST:PORT, like 127.0.0.1:8443")
+    return host.strip("[]"), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_tenant_add(ctx: Context) -> int:
+    services = _services(ctx)
+    quota = _quota(ctx.args.quota)
+    tenant = services.tenants.create(ctx.args.name, quota)
+    token = services.tokens.issue(Role.TENANT_ADMIN, tenant.name, "made with the tenant")
+    ctx.output.text(f"tenant {tenant.name} created; quota: {_show_quota(quota)}")
+    ctx.output.text(f"tenant-admin token (shown once; run `cairn init` with it): {token}")
+    ctx.output.json({"tenant": tenant.name, "quota": quota, "admin_token": str(token)})
+    return 0
+
+
+def run_tenant_list(ctx: Context) -> int:
+    tenants = _services(ctx).tenants.all()
+    rows = [[t.name, format_size(t.used), _show_quota(t.quota)] for t in tenants]
+    ctx.output.table(["tenant", "used", "quota"], rows)
+    ctx.output.json([{"name": t.name, "used": t.used, "quota": t.quota} for t in tenants])
+    return 0
+
+
+def run_tenant_quota(ctx: Context) -> int:
+    quota = None if ctx.args.size == "none" else _quota(ctx.args.size)
+    _services(ctx).tenants.set_quota(ctx.args.name, quota)
+    ctx.output.text(f"quota of {ctx.args.name}: {_show_quota(quota)}")
+    ctx.output.json({"tenant": ctx.args.name, "quota": quota})
+    return 0
+
+
+def run_token_add(ctx: Context) -> int:
+    role = Role(ctx.args.role)
+    tenant = ctx.args.tenant
+    if (role is Role.SERVER_ADMIN) == (tenant is not None):
+        raise UsageError("a server-admin token has no tenant; every other role needs one")
+    token = _services(ctx).tokens.issue(role, tenant, ctx.args.label)
+    ctx.output.text(f"{role.value} token{f' for {tenant}' if tenant else ''} (shown once): {token}")
+    ctx.output.json({"id": token.id, "role": role.value, "tenant": tenant, "token": str(token)})
+    return 0
+
+
+def run_token_list(ctx: Context) -> int:
+    tokens = _services(ctx).tokens.list()
+    rows = [
+        [
+            str(t["id"]),
+            str(t["tenant"] or "-"),
+            str(t["role"]),
+            str(t["label"]),
+            "revoked" if t["revoked_ms"] else "active",
+        ]
+        for t in tokens
+    ]
+    ctx.output.table(["id", "tenant", "role", "label", "state"], rows)
+    ctx.output.json(tokens)
+    return 0
+
+
+def run_token_revoke(ctx: Context) -> int:
+    _services(ctx).tokens.revoke(ctx.args.id)
+    ctx.output.text(f"token {ctx.args.id} revoked")
+    ctx.output.json({"revoked": ctx.args.id})
+    return 0
+
+
+def run_audit(ctx: Context) -> int:
+    services = _services(ctx)
+    count, broken = services.audit.verify()
+    ctx.output.json({"entries": count, "intact": broken is None, "first_broken": broken})
+    if broken is not None:
+        raise AuditBroken(
+            f"the audit log's chain breaks at entry {broken}: it was edited or entries removed"
+        )
+    ctx.output.text(f"audit log intact: {count} entries, every hash chains")
+    return 0
+
+
+def _quota(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"quota {text!r}: use a size like 500M, 50G or 2T") from exc
+
+
+def _show_quota(quota: int | None) -> str:
+    return "none" if quota is None else format_size(quota)
+
+
+def run_retention(ctx: Context) -> int:
+    services = _services(ctx)
+    args = ctx.args
+    if args.clear:
+        services.tenants.set_retention(args.tenant, None)
+        ctx.output.text(f"{args.tenant}: no server-side retention")
+        ctx.output.json({"tenant": args.tenant, "retention": None})
+        return 0
+    periods = {p: getattr(args, f"keep_{p}") for p in PERIODS}
+    policy = parse_policy(args.keep_within, **periods)
+    services.tenants.set_retention(args.tenant, policy)
+    ctx.output.text(f"{args.tenant}: keep {policy.describe()} (by arrival, per uploading token)")
+    ctx.output.json({"tenant": args.tenant, "retention": policy.describe()})
+    return 0
+
+
+def _chosen_tenants(services: Services, name: str | None) -> list[Tenant]:
+    return [services.tenants.get(name)] if name else services.tenants.all()
+
+
+def run_gc(ctx: Context) -> int:
+    services = _services(ctx)
+    reports = [services.janitor.collect(t) for t in _chosen_tenants(services, ctx.args.tenant)]
+    for r in reports:
+        line = (
+            f"{r.tenant}: forgot {r.forgotten} snapshots; deleted {r.swept_packs} packs "
+            f"({format_size(r.swept_bytes)}); condemned {r.condemned_packs} packs"
+        )
+        if r.records_waiting:
+            line += f"; {r.records_waiting} deletion record(s) wait for running sessions"
+        ctx.output.text(line + (f" ({r.skipped})" if r.skipped else ""))
+    ctx.output.json([asdict(r) for r in reports])
+    return 0
+
+
+def run_scrub(ctx: Context) -> int:
+    services = _services(ctx)
+    reports = [services.janitor.scrub(t) for t in _chosen_tenants(services, ctx.args.tenant)]
+    for r in reports:
+        ctx.output.text(f"{r.tenant}: {len(r.damaged)} damaged objects")
+        for line in r.damaged:
+            ctx.output.text(f"  {line}")
+    ctx.output.json([asdict(r) for r in reports])
+    if any(r.damaged for r in reports):
+        raise DamageFound(
+            f"{sum(len(r.damaged) for r in reports)} stored objects fail their hash; the "
+            "tenant's owner should run `cairn check --repair --read-data`"
+        )
+    return 0

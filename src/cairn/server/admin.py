@@ -1,0 +1,130 @@
+"""Health, the protocol description, a tenant's usage, and the server-admin API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from cairn import __version__
+from cairn.server.auth import Role
+from cairn.server.context import Call
+from cairn.server.errors import BadRequest
+
+
+async def health(call: Call) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def openapi(call: Call) -> Response:
+    from_table = call.request.app.state.openapi  # built once from the route table by app.py
+    return JSONResponse(from_table)
+
+
+async def tenant_usage(call: Call) -> Response:
+    tenant = call.services.tenants.get(call.tenant.name)
+    return JSONResponse({"tenant": tenant.name, "used": tenant.used, "quota": tenant.quota})
+
+
+async def list_tenants(call: Call) -> Response:
+    tenants = await run_in_threadpool(call.services.tenants.all)
+    return JSONResponse([{"name": t.name, "used": t.used, "quota": t.quota} for t in tenants])
+
+
+async def create_tenant(call: Call) -> Response:
+    body = await _json(call)
+    name = body.get("name")
+    quota = body.get("quota")
+    if not isinstance(name, str) or not (quota is None or isinstance(quota, int)):
+        raise BadRequest('send {"name": "...", "quota": bytes or null}')
+    tenant = await run_in_threadpool(call.services.tenants.create, name, quota)
+    token = await run_in_threadpool(call.services.tokens.issue, Role.TENANT_ADMIN, name, "init")
+    call.audit("create-tenant", name)
+    return JSONResponse(
+        {"name": tenant.name, "quota": tenant.quota, "admin_token": str(token)}, status_code=201
+    )
+
+
+async def set_quota(call: Call) -> Response:
+    body = await _json(call)
+    quota = body.get("quota")
+    if not (quota is None or (isinstance(quota, int) and quota >= 0)):
+        raise BadRequest('send {"quota": bytes or null}')
+    name = call.request.path_params["tenant"]
+    await run_in_threadpool(call.services.tenants.set_quota, name, quota)
+    call.audit("set-quota", f"{name} {quota}")
+    return Response(status_code=204)
+
+
+async def create_token(call: Call) -> Response:
+    body = await _json(call)
+    try:
+        role = Role(body.get("role"))
+    except ValueError as exc:
+        raise BadRequest("role must be backup, restore or tenant-admin") from exc
+    if role is Role.SERVER_ADMIN:
+        raise BadRequest("server-admin tokens are made with `cairn server token add` only")
+    label = body.get("label", "")
+    if not isinstance(label, str) or len(label) > 200:
+        raise BadRequest("label must be text of at most 200 characters")
+    tenant = call.request.path_params["tenant"]
+    token = await run_in_threadpool(call.services.tokens.issue, role, tenant, label)
+    call.audit("create-token", f"{tenant} {role.value} {token.id}")
+    return JSONResponse(
+        {"id": token.id, "role": role.value, "tenant": tenant, "token": str(token)},
+        status_code=201,
+    )
+
+
+async def list_tokens(call: Call) -> Response:
+    return JSONResponse(await run_in_threadpool(call.services.tokens.list))
+
+
+async def revoke_token(call: Call) -> Response:
+    token_id = call.request.path_params["id"]
+    await run_in_threadpool(call.services.tokens.revoke, token_id)
+    call.audit("revoke-token", token_id)
+    return Response(status_code=204)
+
+
+async def audit_entries(call: Call) -> Response:
+    return JSONResponse(await run_in_threadpool(call.services.audit.entries, 200))
+
+
+async def _json(call: Call) -> dict[str, Any]:
+    raw = await call.request.body()
+    if len(raw) > 64 * 1024:
+        raise BadRequest("the JSON body is too large")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+async def metrics(call: Call) -> Response:
+    body = await run_in_threadpool(call.services.metrics.exposition)
+    return Response(body, media_type="text/plain; version=0.0.4")
+
+
+async def tenant_status(call: Call) -> Response:
+    def gather() -> dict[str, Any]:
+        services = call.services
+        tenant = services.tenants.get(call.tenant.name)
+        policy = services.tenants.retention(tenant.name)
+        arrivals = services.arrivals.of(tenant.name)
+        return {
+            "tenant": tenant.name,
+            "used": tenant.used,
+            "quota": tenant.quota,
+            "snapshots": len(arrivals),
+            "last_arrival_ms": max((a.received_ms for a in arrivals.values()), default=None),
+            "retention": policy.describe() if policy is not None else None,
+            "damage": services.janitor.damage(tenant.name),
+        }
+
+    return JSONResponse(await run_in_threadpool(gather))

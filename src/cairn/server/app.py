@@ -1,0 +1,113 @@
+"""The composition root of the server: settings → database → stores → route table → ASGI app."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cairn import __version__
+from cairn.server.arrivals import Arrivals
+from cairn.server.audit import AuditLog
+from cairn.server.auth import TokenStore
+from cairn.server.context import Services, Settings
+from cairn.server.db import Database
+from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
+from cairn.server.janitor import Janitor
+from cairn.server.metrics import Metrics
+from cairn.server.routes import ROUTES, error_response, guard
+from cairn.server.tenants import TenantStore
+
+log = logging.getLogger("cairn.server")
+
+
+def open_services(settings: Settings) -> Services:
+    """Open (or make) the data folder and everything that lives in it."""
+    try:
+        (settings.data / "tenants").mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ServerSetupError(f"cannot use {settings.data} as the data folder: {exc}") from exc
+    db = Database(settings.data / "server.db")
+    tenants = TenantStore(db, settings.data / "tenants")
+    arrivals = Arrivals(db)
+    return Services(
+        settings=settings,
+        db=db,
+        tokens=TokenStore(db),
+        tenants=tenants,
+        arrivals=arrivals,
+        audit=AuditLog(db),
+        janitor=Janitor(
+            db, tenants, arrivals, grace_ms=settings.gc_grace_ms, partial=settings.data / "partial"
+        ),
+        metrics=Metrics(tenants),
+        uploads=threading.BoundedSemaphore(settings.max_uploads),
+    )
+
+
+def create_app(services: Services) -> Starlette:
+    routes = [Route(spec.path, guard(spec, services), methods=[spec.method]) for spec in ROUTES]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services.audit.start()
+        settings = services.settings
+        if settings.gc_every_s is not None:
+            services.janitor.start(settings.gc_every_s, settings.scrub_every_s)
+        try:
+            yield
+        finally:
+            services.janitor.stop()
+            services.audit.stop()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )
+    app.state.openapi = openapi_document()
+    app.state.services = services
+    return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no route, wrong method) answer like a missing object."""
+    return error_response(NoSuchObject("no such object"), head=request.method == "HEAD")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error in %s %s", request.method, request.url.path)
+    return error_response(ServerError("the server failed unexpectedly; see its log"))
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1 for the route table (docs/wire-protocol.md is the prose)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in ROUTES:
+        params = [
+            {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for part in spec.path.split("/")
+            if part.startswith("{")
+        ]
+        operation: dict[str, Any] = {
+            "summary": spec.summary,
+            "parameters": params,
+            "responses": {"200": {"description": "success"}, "default": {"description": "error"}},
+        }
+        if spec.rule.scope.value != "public":
+            operation["security"] = [{"token": []}]
+        paths.setdefault(spec.path, {})[spec.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Cairn server", "version": __version__},
+        "paths": paths,
+        "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,151 @@
+"""Tokens, roles and the throttle on failed logins (design 14.3).
+
+A token is ``cairn_<id>_<secret>``: a public 12-hex-digit ID that finds the row, and a 256-bit
+secret of which the server keeps only the BLAKE3 hash. A random 256-bit secret cannot be guessed,
+so a slow password hash would add nothing but a way to overload the server. Verification always
+hashes and compares once, in constant time, against the row's hash or a dummy one, so a known and
+an unknown ID take the same time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import blake3
+
+from cairn.server.db import Database
+from cairn.server.errors import BadRequest, NoSuchObject, Throttled, Unauthenticated
+
+TOKEN_PATTERN = re.compile(r"^cairn_([0-9a-f]{12})_([0-9a-f]{64})$")
+_DUMMY_HASH = blake3.blake3(b"no such token").digest()
+
+
+class Role(Enum):
+    """What a token may do (design 14.3)."""
+
+    BACKUP = "backup"
+    RESTORE = "restore"
+    TENANT_ADMIN = "tenant-admin"
+    SERVER_ADMIN = "server-admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request comes from: a token's ID, role and tenant (None for server admins)."""
+
+    token_id: str
+    role: Role
+    tenant: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    id: str
+    secret: str
+    role: Role
+    tenant: str | None
+
+    def __str__(self) -> str:
+        return f"cairn_{self.id}_{self.secret}"
+
+
+def _hash(secret: str) -> bytes:
+    return blake3.blake3(secret.encode()).digest()
+
+
+class TokenStore:
+    """Issue, verify and revoke tokens in the server's database."""
+
+    def __init__(self, db: Database, now_ms: Callable[[], int] | None = None) -> None:
+        self._db = db
+        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+
+    def issue(self, role: Role, tenant: str | None, label: str = "") -> IssuedToken:
+        if (role is Role.SERVER_ADMIN) != (tenant is None):
+            raise BadRequest("a server-admin token has no tenant; every other role has one")
+        token = IssuedToken(secrets.token_hex(6), secrets.token_hex(32), role, tenant)
+        with self._db.write() as conn:
+            if (
+                tenant is not None
+                and not conn.execute("SELECT 1 FROM tenants WHERE name = ?", (tenant,)).fetchone()
+            ):
+                raise NoSuchObject(f"no tenant {tenant!r}")
+            conn.execute(
+                "INSERT INTO tokens (id, tenant, role, hash, label, created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (token.id, tenant, role.value, _hash(token.secret), label, self._now_ms()),
+            )
+        return token
+
+    def verify(self, presented: str) -> Principal:
+        """The principal of a valid, unrevoked token; Unauthenticated for anything else."""
+        match = TOKEN_PATTERN.match(presented)
+        token_id, secret = (match[1], match[2]) if match else ("", "")
+        row = (
+            self._db.read()
+            .execute("SELECT hash, role, tenant, revoked_ms FROM tokens WHERE id = ?", (token_id,))
+            .fetchone()
+        )
+        stored = row[0] if row is not None else _DUMMY_HASH
+        valid = hmac.compare_digest(stored, _hash(secret))  # always one hash, one comparison
+        if not (valid and match and row is not None and row[3] is None):
+            raise Unauthenticated("authentication failed: the token is unknown, wrong or revoked")
+        return Principal(token_id, Role(row[1]), row[2])
+
+    def revoke(self, token_id: str) -> None:
+        with self._db.write() as conn:
+            done = conn.execute(
+                "UPDATE tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
+                (self._now_ms(), token_id),
+            )
+            if done.rowcount == 0:
+                raise NoSuchObject(f"no active token {token_id!r}")
+
+    def list(self, tenant: str | None = None) -> list[dict[str, object]]:
+        rows = self._db.read().execute(
+            "SELECT id, tenant, role, label, created_ms, revoked_ms FROM tokens "
+            "WHERE ? IS NULL OR tenant = ? ORDER BY created_ms",
+            (tenant, tenant),
+        )
+        keys = ("id", "tenant", "role", "label", "created_ms", "revoked_ms")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+class Throttle:
+    """Counts failed authentications per client address in a sliding window; past the limit the
+    address is refused (429) until its oldest failure leaves the window."""
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0) -> None:
+        self._limit = limit
+        self._window = window_s
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, address: str) -> None:
+        with self._lock:
+            recent = self._recent(address, time.monotonic())
+            if len(recent) >= self._limit:
+                wait = int(recent[0] + self._window - time.monotonic()) + 1
+                raise Throttled(
+                    "too many failed logins from this address; wait before trying again",
+                    retry_after=wait,
+                )
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._recent(address, now).append(now)
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        recent = self._failures.setdefault(address, deque())
+        while recent and recent[0] <= now - self._window:
+            recent.popleft()
+        return recent

@@ -1,0 +1,79 @@
+"""What a route handler is given: the request, who made it, the tenant, and the services."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.requests import Request
+
+from cairn.backends.local import LocalBackend
+from cairn.server.arrivals import Arrivals
+from cairn.server.audit import AuditLog
+from cairn.server.auth import Principal, Throttle, TokenStore
+from cairn.server.db import Database
+from cairn.server.janitor import Janitor
+from cairn.server.metrics import Metrics
+from cairn.server.tenants import Tenant, TenantStore
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How the server runs; the CLI fills these from its options."""
+
+    data: Path
+    max_object_bytes: int = 64 * 1024 * 1024
+    max_uploads: int = 16
+    """Uploads held in memory at once; more are answered 503 with Retry-After."""
+    gc_every_s: float | None = None
+    """Run retention and garbage collection for every tenant this often (None: only on demand)."""
+    scrub_every_s: float = 24 * 3600.0
+    gc_grace_ms: int = 0
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything the routes share, built once by the composition root (app.py)."""
+
+    settings: Settings
+    db: Database
+    tokens: TokenStore
+    tenants: TenantStore
+    arrivals: Arrivals
+    audit: AuditLog
+    janitor: Janitor
+    metrics: Metrics
+    throttle: Throttle = field(default_factory=Throttle)
+    uploads: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(16)
+    )
+
+
+@dataclass(slots=True)
+class Call:
+    """One request, authenticated and resolved: the handler's whole world."""
+
+    request: Request
+    services: Services
+    principal: Principal | None
+    tenant_or_none: Tenant | None
+    address: str
+
+    @property
+    def who(self) -> Principal:
+        assert self.principal is not None, "only public routes have no principal"
+        return self.principal
+
+    @property
+    def tenant(self) -> Tenant:
+        assert self.tenant_or_none is not None, "a tenant route resolves its tenant first"
+        return self.tenant_or_none
+
+    def backend(self) -> LocalBackend:
+        return self.services.tenants.backend(self.tenant)
+
+    def audit(self, action: str, target: str, outcome: str = "ok") -> None:
+        actor = self.principal.token_id if self.principal is not None else "-"
+        tenant = self.tenant_or_none.name if self.tenant_or_none is not None else None
+        self.services.audit.append(actor, tenant, action, target, outcome, self.address)

@@ -1,0 +1,129 @@
+"""The server's own state in SQLite: tenants, tokens, usage, received snapshots, the audit log.
+
+Migrations are numbered SQL scripts, applied in order, each in one transaction, and recorded in
+``PRAGMA user_version``. A database written by a newer Cairn is refused rather than guessed at.
+One connection per thread (sqlite3 objects must not cross threads); WAL mode lets readers run
+while a writer commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cairn.server.errors import ServerSetupError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: tenants, tokens, usage, received snapshots, audit log
+    """
+    CREATE TABLE tenants (
+        name TEXT PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        quota INTEGER,
+        used INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        tenant TEXT REFERENCES tenants(name),
+        role TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        label TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );
+    CREATE TABLE snapshots (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        tenant TEXT,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        address TEXT NOT NULL,
+        hash BLOB NOT NULL
+    );
+    """,
+    # 2: retention per tenant, the uploading token per snapshot, damage found by scrubs
+    """
+    ALTER TABLE tenants ADD COLUMN retention TEXT;
+    ALTER TABLE snapshots ADD COLUMN token TEXT NOT NULL DEFAULT '';
+    CREATE TABLE damage (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        found_ms INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (tenant, kind, name)
+    );
+    """,
+)
+
+
+class Database:
+    """The server's SQLite database at `path`, migrated to the newest schema on open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                raise ServerSetupError(f"cannot open the database {self.path}: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (serialised in this process; SQLite serialises the rest)."""
+        conn = self._connect()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def read(self) -> sqlite3.Connection:
+        return self._connect()
+
+    def _migrate(self) -> None:
+        with self.write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise ServerSetupError(
+                    f"{self.path} was written by a newer Cairn (schema {version}, this one knows "
+                    f"{len(MIGRATIONS)}): upgrade Cairn"
+                )
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,89 @@
+"""Server errors: each is an HTTP status and a stable code the client turns into a typed error.
+
+```
+ServerError
+├── BadRequest          400  the request is malformed (a bad name, a length that does not match)
+├── Unauthenticated     401  no token, or one that is unknown, wrong or revoked
+├── Forbidden           403  the token's role may not do this
+├── NoSuchObject        404  no such object, tenant or route (one answer for all three)
+├── Conflict            409  an object of that name holds other bytes, or the name exists
+├── TooLarge            413  the body is larger than the server accepts
+├── Throttled           429  too many failed logins from this address
+├── QuotaExceeded       507  the tenant's quota would be passed
+├── ServerFull          507  the server's disk is full
+└── Overloaded          503  too many requests at once; retry after a moment
+ServerSetupError             the server cannot start (its data folder, database, certificate)
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from cairn.core.errors import CairnError
+
+
+class ServerError(CairnError):
+    """A request the server refuses; `status` and `code` go on the wire."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "CAIRN-E069"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": str(self), **self.details}
+
+
+class BadRequest(ServerError):
+    status, code = 400, "CAIRN-E068"
+
+
+class Unauthenticated(ServerError):
+    status, code = 401, "CAIRN-E061"
+
+
+class Forbidden(ServerError):
+    status, code = 403, "CAIRN-E062"
+
+
+class NoSuchObject(ServerError):
+    status, code = 404, "CAIRN-E034"
+
+
+class Conflict(ServerError):
+    status, code = 409, "CAIRN-E036"
+
+
+class TooLarge(ServerError):
+    status, code = 413, "CAIRN-E068"
+
+
+class Throttled(ServerError):
+    status, code = 429, "CAIRN-E064"
+
+
+class QuotaExceeded(ServerError):
+    status, code = 507, "CAIRN-E065"
+
+
+class ServerFull(ServerError):
+    status, code = 507, "CAIRN-E030"
+
+
+class Overloaded(ServerError):
+    status, code = 503, "CAIRN-E066"
+
+
+class ServerSetupError(CairnError):
+    """The server cannot start: its data folder, database or certificate is unusable."""
+
+
+class AuditBroken(CairnError):
+    """The audit log's hash chain does not verify: it was edited, or entries were removed."""
+
+
+class DamageFound(CairnError):
+    """A scrub found stored objects whose bytes do not hash to their names."""

@@ -1,0 +1,193 @@
+"""The one route table. Every route names who may call it; `guard` enforces that before the
+handler runs, and the authorization tests are generated from this table (a route without a rule
+cannot be declared).
+
+Tenant routes take the tenant from the path and answer 404 — the same answer as for a missing
+object — when the token belongs to another tenant or the tenant does not exist.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from cairn.server import admin, objects, uploads
+from cairn.server.auth import Principal, Role
+from cairn.server.context import Call, Services
+from cairn.server.errors import Forbidden, NoSuchObject, ServerError, Unauthenticated
+from cairn.server.metrics import log_request
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+
+class Scope(Enum):
+    PUBLIC = "public"
+    """No token: health and the protocol description."""
+    TENANT = "tenant"
+    """A token of the tenant named in the path, with one of the roles."""
+    SERVER = "server"
+    """A server-admin token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    scope: Scope
+    roles: frozenset[Role] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    method: str
+    path: str
+    handler: Handler
+    rule: Rule
+    summary: str
+
+
+READERS = frozenset({Role.BACKUP, Role.RESTORE, Role.TENANT_ADMIN})
+WRITERS = frozenset({Role.BACKUP, Role.TENANT_ADMIN})
+ADMINS = frozenset({Role.TENANT_ADMIN})
+PUBLIC = Rule(Scope.PUBLIC)
+SERVER = Rule(Scope.SERVER, frozenset({Role.SERVER_ADMIN}))
+OBJECT = "/v1/t/{tenant}/{kind}/{name}"
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("GET", "/v1/health", admin.health, PUBLIC, "is the server up"),
+    RouteSpec("GET", "/v1/openapi.json", admin.openapi, PUBLIC, "this protocol as OpenAPI"),
+    RouteSpec(
+        "GET",
+        "/v1/t/{tenant}/{kind}/",
+        objects.list_objects,
+        Rule(Scope.TENANT, READERS),
+        "list the objects of one kind (NDJSON, last line says complete)",
+    ),
+    RouteSpec("HEAD", OBJECT, objects.stat_object, Rule(Scope.TENANT, READERS), "object size"),
+    RouteSpec(
+        "GET",
+        OBJECT,
+        objects.load_object,
+        Rule(Scope.TENANT, READERS),
+        "object bytes, or a range of them",
+    ),
+    RouteSpec(
+        "PUT",
+        OBJECT,
+        objects.save_object,
+        Rule(Scope.TENANT, WRITERS),
+        "store an object (it must hash to its name); never overwrites",
+    ),
+    RouteSpec(
+        "DELETE", OBJECT, objects.remove_object, Rule(Scope.TENANT, ADMINS), "remove an object"
+    ),
+    RouteSpec(
+        "GET",
+        "/v1/t/{tenant}/usage",
+        admin.tenant_usage,
+        Rule(Scope.TENANT, READERS),
+        "the tenant's usage and quota",
+    ),
+    RouteSpec(
+        "HEAD",
+        "/v1/t/{tenant}/uploads/{kind}/{name}",
+        uploads.upload_offset,
+        Rule(Scope.TENANT, WRITERS),
+        "how much of a resumable upload the server holds",
+    ),
+    RouteSpec(
+        "PATCH",
+        "/v1/t/{tenant}/uploads/{kind}/{name}",
+        uploads.upload_part,
+        Rule(Scope.TENANT, WRITERS),
+        "append a part to a resumable upload; the last one stores it",
+    ),
+    RouteSpec("GET", "/v1/admin/tenants", admin.list_tenants, SERVER, "every tenant, with usage"),
+    RouteSpec("POST", "/v1/admin/tenants", admin.create_tenant, SERVER, "create a tenant"),
+    RouteSpec("PUT", "/v1/admin/tenants/{tenant}/quota", admin.set_quota, SERVER, "set a quota"),
+    RouteSpec(
+        "POST",
+        "/v1/admin/tenants/{tenant}/tokens",
+        admin.create_token,
+        SERVER,
+        "issue a token (shown once)",
+    ),
+    RouteSpec("GET", "/v1/admin/tokens", admin.list_tokens, SERVER, "every token (no secrets)"),
+    RouteSpec("DELETE", "/v1/admin/tokens/{id}", admin.revoke_token, SERVER, "revoke a token"),
+    RouteSpec("GET", "/v1/admin/audit", admin.audit_entries, SERVER, "the latest audit entries"),
+    RouteSpec("GET", "/v1/metrics", admin.metrics, SERVER, "Prometheus metrics"),
+    RouteSpec(
+        "GET",
+        "/v1/t/{tenant}/status",
+        admin.tenant_status,
+        Rule(Scope.TENANT, READERS),
+        "usage, quota, snapshots, retention, damage found by scrubs",
+    ),
+)
+
+
+def guard(spec: RouteSpec, services: Services) -> Callable[[Request], Awaitable[Response]]:
+    """The Starlette endpoint for `spec`: authenticate, authorise, resolve, call, answer."""
+
+    async def endpoint(request: Request) -> Response:
+        started = time.monotonic()
+        address = request.client.host if request.client is not None else "-"
+        who = "-"
+        try:
+            call = _authorised_call(spec, request, services, address)
+            who = call.principal.token_id if call.principal is not None else "-"
+            response = await spec.handler(call)
+        except ServerError as exc:
+            if isinstance(exc, Unauthenticated | Forbidden | NoSuchObject):
+                services.audit.append(who, None, spec.method, request.url.path, exc.code, address)
+            response = error_response(exc, head=request.method == "HEAD")
+        services.metrics.observe(spec.path, spec.method, response.status_code, started)
+        log_request(
+            spec.method, spec.path, request.url.path, response.status_code, started, who, address
+        )
+        return response
+
+    return endpoint
+
+
+def _authorised_call(spec: RouteSpec, request: Request, services: Services, address: str) -> Call:
+    if spec.rule.scope is Scope.PUBLIC:
+        return Call(request, services, None, None, address)
+    principal = _authenticate(request, services, address)
+    if principal.role not in spec.rule.roles:
+        if spec.rule.scope is Scope.TENANT and principal.tenant != request.path_params["tenant"]:
+            raise NoSuchObject("no such object")  # another tenant's path: as if it did not exist
+        raise Forbidden(f"a {principal.role.value} token may not {spec.summary}")
+    if spec.rule.scope is Scope.SERVER:
+        return Call(request, services, principal, None, address)
+    name = request.path_params["tenant"]
+    if principal.tenant != name:
+        raise NoSuchObject("no such object")
+    return Call(request, services, principal, services.tenants.get(name), address)
+
+
+def _authenticate(request: Request, services: Services, address: str) -> Principal:
+    services.throttle.check(address)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("authentication failed: send Authorization: Bearer <token>")
+        return services.tokens.verify(token.strip())
+    except Unauthenticated:
+        services.throttle.failed(address)
+        raise
+
+
+def error_response(exc: ServerError, head: bool = False) -> Response:
+    headers = {}
+    if "retry_after" in exc.details:
+        headers["retry-after"] = str(exc.details["retry_after"])
+    if exc.status == 401:
+        headers["www-authenticate"] = 'Bearer realm="cairn"'
+    if head:
+        return Response(status_code=exc.status, headers={**headers, "x-cairn-code": exc.code})
+    return JSONResponse({"error": exc.body()}, status_code=exc.status, headers=headers)

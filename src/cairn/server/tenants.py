@@ -1,0 +1,167 @@
+"""Tenants: a name, a storage root, a quota and the bytes in use (design 14.2, 14.4).
+
+Each tenant's objects live in their own local-backend layout under ``tenants/<id>/``; the ID is
+random and made here, so no request text ever becomes part of a path. Usage is counted in the
+bytes of stored objects and changed under the tenant's lock together with the save or removal
+it accounts for, so concurrent uploads cannot together pass the quota.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cairn.backends.base import ObjectKind
+from cairn.backends.local import LocalBackend
+from cairn.core.units import format_size
+from cairn.server.db import Database
+from cairn.server.errors import BadRequest, Conflict, NoSuchObject, QuotaExceeded
+from cairn.server.retention import ServerPolicy
+
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    id: str
+    quota: int | None
+    used: int
+
+
+class TenantStore:
+    """Tenants in the database, and each one's backend under `root`."""
+
+    def __init__(self, db: Database, root: Path) -> None:
+        self._db = db
+        self._root = root
+        self._backends: dict[str, LocalBackend] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._reserved: dict[str, int] = {}
+        self._guard = threading.Lock()
+
+    def create(self, name: str, quota: int | None = None) -> Tenant:
+        if not TENANT_NAME.match(name):
+            raise BadRequest(f"tenant name {name!r}: use 1-63 lowercase letters, digits and dashes")
+        if quota is not None and quota < 0:
+            raise BadRequest("a quota is a number of bytes, 0 or more")
+        tenant_id = secrets.token_hex(16)
+        with self._db.write() as conn:
+            if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"tenant {name!r} exists")
+            LocalBackend.create(self._root / tenant_id)
+            conn.execute(
+                "INSERT INTO tenants (name, id, quota, used, created_ms) VALUES (?, ?, ?, 0, ?)",
+                (name, tenant_id, quota, int(time.time() * 1000)),
+            )
+        return Tenant(name, tenant_id, quota, 0)
+
+    def get(self, name: str) -> Tenant:
+        row = (
+            self._db.read()
+            .execute("SELECT name, id, quota, used FROM tenants WHERE name = ?", (name,))
+            .fetchone()
+        )
+        if row is None:
+            raise NoSuchObject("no such object")
+        return Tenant(*row)
+
+    def all(self) -> list[Tenant]:
+        rows = self._db.read().execute("SELECT name, id, quota, used FROM tenants ORDER BY name")
+        return [Tenant(*row) for row in rows]
+
+    def set_quota(self, name: str, quota: int | None) -> None:
+        with self._db.write() as conn:
+            if conn.execute("UPDATE tenants SET quota = ? WHERE name = ?", (quota, name)).rowcount:
+                return
+        raise NoSuchObject(f"no tenant {name!r}")
+
+    def retention(self, name: str) -> ServerPolicy | None:
+        row = (
+            self._db.read()
+            .execute("SELECT retention FROM tenants WHERE name = ?", (name,))
+            .fetchone()
+        )
+        if row is None:
+            raise NoSuchObject(f"no tenant {name!r}")
+        return ServerPolicy.from_json(row[0]) if row[0] else None
+
+    def set_retention(self, name: str, policy: ServerPolicy | None) -> None:
+        text = policy.to_json() if policy is not None else None
+        with self._db.write() as conn:
+            if conn.execute(
+                "UPDATE tenants SET retention = ? WHERE name = ?", (text, name)
+            ).rowcount:
+                return
+        raise NoSuchObject(f"no tenant {name!r}")
+
+    def backend(self, tenant: Tenant) -> LocalBackend:
+        with self._guard:
+            backend = self._backends.get(tenant.id)
+            if backend is None:
+                backend = self._backends[tenant.id] = LocalBackend(self._root / tenant.id)
+            return backend
+
+    @contextmanager
+    def charging(self, tenant: Tenant, size: int) -> Iterator[None]:
+        """Reserve `size` bytes against the quota for the body of the `with` (the save), then
+        record them as used if it succeeds. Reservations of uploads in flight count against the
+        quota too, so parallel uploads cannot pass it together; the save itself runs unlocked."""
+        with self._lock_of(tenant):
+            current = self.get(tenant.name)
+            pending = self._reserved.get(tenant.id, 0)
+            if current.quota is not None and current.used + pending + size > current.quota:
+                raise QuotaExceeded(
+                    f"quota exceeded: tenant {tenant.name} uses {format_size(current.used)} "
+                    f"({current.used} bytes) of its {format_size(current.quota)} "
+                    f"({current.quota} bytes); this object needs {format_size(size)} more",
+                    used=current.used,
+                    quota=current.quota,
+                    needed=size,
+                )
+            self._reserved[tenant.id] = pending + size
+        try:
+            yield
+        except BaseException:
+            self._unreserve(tenant, size)
+            raise
+        with self._lock_of(tenant):
+            self._add_usage(tenant.name, size)
+            self._reserved[tenant.id] -= size
+
+    def _unreserve(self, tenant: Tenant, size: int) -> None:
+        with self._lock_of(tenant):
+            self._reserved[tenant.id] -= size
+
+    def charged(self, tenant: Tenant, size: int) -> None:
+        """Record `size` bytes the server's own maintenance wrote (never refused)."""
+        with self._lock_of(tenant):
+            self._add_usage(tenant.name, size)
+
+    def refunded(self, tenant: Tenant, size: int) -> None:
+        """Record that `size` bytes were removed."""
+        with self._lock_of(tenant):
+            self._add_usage(tenant.name, -size)
+
+    def recount(self, tenant: Tenant) -> int:
+        """Count the bytes on storage again (at start: a crash may have left usage stale)."""
+        backend = self.backend(tenant)
+        with self._lock_of(tenant):
+            used = sum(info.size for kind in ObjectKind for info in backend.list(kind))
+            with self._db.write() as conn:
+                conn.execute("UPDATE tenants SET used = ? WHERE name = ?", (used, tenant.name))
+        return used
+
+    def _add_usage(self, name: str, delta: int) -> None:
+        with self._db.write() as conn:
+            conn.execute("UPDATE tenants SET used = MAX(0, used + ?) WHERE name = ?", (delta, name))
+
+    def _lock_of(self, tenant: Tenant) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(tenant.id, threading.Lock())

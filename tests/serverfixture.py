@@ -1,0 +1,99 @@
+"""A real Cairn server for tests: `cairn server serve` in its own process, on a free loopback
+port, with TLS (a self-signed certificate made on first start), and helpers to make tenants and
+tokens in its data folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from cairn.server.app import open_services
+from cairn.server.auth import Role
+from cairn.server.context import Services, Settings
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    data: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    tls: bool
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def location(self, tenant: str) -> str:
+        return f"{'cairns' if self.tls else 'cairn'}://127.0.0.1:{self.port}/{tenant}"
+
+    def services(self) -> Services:
+        return open_services(Settings(data=self.data))
+
+    def tenant(self, name: str, quota: int | None = None) -> str:
+        """Create a tenant; returns its tenant-admin token."""
+        services = self.services()
+        services.tenants.create(name, quota)
+        return str(services.tokens.issue(Role.TENANT_ADMIN, name))
+
+    def token(self, tenant: str | None, role: Role) -> str:
+        return str(self.services().tokens.issue(role, tenant))
+
+    def log(self) -> str:
+        return (self.data / "server.log").read_text(errors="replace")
+
+
+@contextmanager
+def running_server(data: Path, tls: bool = True, *extra: str) -> Iterator[RunningServer]:
+    port = free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    args = ["server", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}", *extra]
+    if not tls:
+        args.append("--insecure-http")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    with (data / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cairn.cli.main", *args], stdout=log, stderr=log, env=env
+        )
+    server = RunningServer(data, port, process, tls)
+    try:
+        _wait_until_up(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_up(server: RunningServer) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"the server exited: {server.log()}")
+        try:
+            health = httpx.get(f"{server.url}/v1/health", verify=False, timeout=2)
+            if health.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not come up: {server.log()}")
