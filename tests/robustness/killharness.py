@@ -18,8 +18,8 @@ and verifies with no manual step:
   ended), and `check --read-data` passes again.
 
 Environment: CAIRN_ROBUSTNESS=full kills at every hit (default: a sample, see `choose`);
-CAIRN_ROBUSTNESS_ONLY="<process>@<point>:<k>" replays one hit; CAIRN_ROBUSTNESS_REPORT=<file>
-appends one JSON line of figures per workload (or shard of one, or series of random trials).
+CAIRN_ROBUSTNESS_ONLY="<process>@<point>:<k>" replays one hit; CAIRN_ROBUSTNESS_REPORT=<folder>
+gets a JSON file of figures per workload (or shard of one, or series of random trials).
 """
 
 from __future__ import annotations
@@ -591,13 +591,16 @@ class Summary:
         )
 
     def record(self) -> None:
+        """Print the figures; write them as JSON into the folder $CAIRN_ROBUSTNESS_REPORT names
+        (where the other robustness suites write theirs), one file per workload and shard."""
         print(self.line())
-        path = os.environ.get(REPORT_ENV)
-        if path:
+        folder = os.environ.get(REPORT_ENV)
+        if folder:
             data = asdict(self)
             data["outcomes"] = dict(self.outcomes)
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(data) + "\n")
+            name = f"kill-{self.workload}-{self.shard.replace('/', 'of')}.json"
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / name).write_text(json.dumps(data, indent=1))
 
     def assert_clean(self) -> None:
         if self.failures:
