@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from integration.clitools import Cairn, Result, manifest
+from robustness.clibatch import Batch
 
 MODE_ENV = "CAIRN_ROBUSTNESS"
 ONLY_ENV = "CAIRN_ROBUSTNESS_ONLY"
@@ -303,6 +304,23 @@ class Proc:
         return self.outcome
 
 
+class _BatchCairn(Cairn):
+    """`Cairn` whose commands run in the run's batch process (see clibatch.py)."""
+
+    def __init__(self, repo: Path, password: str, cache: Path, batch: Batch) -> None:
+        super().__init__(repo, password, cache)
+        self._batch = batch
+
+    def run(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None, **kw: Any
+    ) -> Result:
+        result = Result(*self._batch.run(list(args), env or self.env()))
+        if check and result.code != 0:
+            raise AssertionError(f"cairn {' '.join(args)} exited {result.code}:\n{result.err}")
+        assert "Traceback" not in result.err, result.err
+        return result
+
+
 def _process_state(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -330,8 +348,18 @@ class Run:
         self.keys = _KeyPromise(must={lab.password})
         self.verdict = ""
         self.stray_temp_files = 0
+        self._batch: Batch | None = None
 
     def tool(self, password: str | None = None) -> Cairn:
+        """The `cairn` command on this run's repository, for the verification: its commands run
+        one after another in one batch process (the processes of the workload are started with
+        `start` and `call`)."""
+        if self._batch is None:
+            self._batch = Batch(self._cairn().env())
+        secret = self.lab.passwords[password or self.lab.password]
+        return _BatchCairn(self.repo, secret, self.cache, self._batch)
+
+    def _cairn(self, password: str | None = None) -> Cairn:
         return Cairn(self.repo, self.lab.passwords[password or self.lab.password], self.cache)
 
     def start(
@@ -351,7 +379,7 @@ class Run:
             extra["CAIRN_CRASH_AT"] = f"{self.target.point}:{self.target.k}"
         if pause_at is not None:
             extra["CAIRN_CRASH_PAUSE"] = f"{pause_at[0]}:{pause_at[1]}"
-        proc = Proc(self, label, args, self.tool(password).env(**extra), codes)
+        proc = Proc(self, label, args, self._cairn(password).env(**extra), codes)
         self.procs.append(proc)
         return proc
 
@@ -375,6 +403,8 @@ class Run:
             if proc.popen.poll() is None:
                 proc.popen.kill()
                 proc.popen.wait()
+        if self._batch is not None:
+            self._batch.close()
 
     def hits(self) -> list[Hit]:
         """Every (process, point, k) this run hit, in the order of each process's trace."""
