@@ -73,6 +73,7 @@ def create_app(services: Services) -> Starlette:
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # a path is a route or a 404, never a redirect
     app.state.openapi = openapi_document()
     app.state.services = services
     return app
