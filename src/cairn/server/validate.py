@@ -24,7 +24,7 @@ from cairn.format.pack import parse_pack
 from cairn.format.reflist import decode_reflist
 from cairn.format.snapshot import decode_snapshot
 from cairn.repository.locks import EXCLUSIVE_PURPOSES, LEASE_MS
-from cairn.server.errors import BadRequest
+from cairn.server.errors import BadRequest, Forbidden, ServerError
 
 LOCK_REACH_MS = LEASE_MS + 24 * 3600 * 1000
 """How far past the server's now a backup's lock may expire: a lease, and a day for the client's
@@ -38,7 +38,7 @@ def check_upload(backend: Backend, handle: Handle, data: bytes) -> None:
     except BackendError as exc:
         raise BadRequest(f"cannot check {handle.kind.value} against storage: {exc}") from exc
     except CairnError as exc:
-        if isinstance(exc, BadRequest):
+        if isinstance(exc, ServerError):  # already an answer (400, or 403 for a role)
             raise
         raise BadRequest(f"not a valid {handle.kind.value} object: {exc}") from exc
 
@@ -67,8 +67,8 @@ def _check_lock(lock: LockRecord) -> None:
     """A backup's lock: never one that stops prune and repair (a backup token cannot run them),
     and never one that lasts past LOCK_REACH_MS on the server's clock. Else one request from a
     stolen backup token would stop garbage collection, and so free space, for good."""
-    if lock.purpose in EXCLUSIVE_PURPOSES:
-        raise BadRequest(f"a backup token may not take a {lock.purpose} lock")
+    if lock.purpose in EXCLUSIVE_PURPOSES:  # a role refusal: the client says so (CAIRN-E062)
+        raise Forbidden(f"a backup token may not {lock.purpose}")
     if lock.expires_ms > time.time() * 1000 + LOCK_REACH_MS:
         raise BadRequest("the lock lasts too long: renew a lease instead of taking a long one")
 
