@@ -195,16 +195,21 @@ class Pruner:
     # ---- sweeping -----------------------------------------------------------------------
 
     def _sweep(self, view: _View, options: PruneOptions) -> None:
+        # Every lock still on storage counts: the ended ones were removed before the view was
+        # read, which stops their sessions from committing (Session.confirm). Judging a lock
+        # ended here without removing it could sweep under a session whose clock disagrees.
         now = now_ms(self._clock)
         live_sessions = {
             lock.record.session
             for lock in self._read_locks()
-            if not has_ended(lock.record, now, self._opener)
+            if not (options.dry_run and has_ended(lock.record, now, self._opener))
         }
         available = {e.chunk_id for entries in view.indexed.values() for e in entries}
         for name, record in sorted(view.records.items()):
             waiting = live_sessions.intersection(record.sessions)
-            if waiting or now - record.created_ms < options.grace_ms:
+            # Only a grace compares two machines' clocks (the record's time is its writer's):
+            # without one, a record dated in this machine's future must not wait for it.
+            if waiting or (options.grace_ms and now - record.created_ms < options.grace_ms):
                 self._result.records_waiting += 1
                 continue
             if not options.dry_run:

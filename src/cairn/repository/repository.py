@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 import zstandard
 
 from cairn.backends.base import Backend, Handle, ObjectKind
-from cairn.backends.errors import NotFound
+from cairn.backends.errors import BackendError, NotFound
 from cairn.chunking.fastcdc import ChunkerParams, FastCDCChunker
 from cairn.core.clock import Clock
 from cairn.core.errors import FormatError, IntegrityError
@@ -46,7 +47,7 @@ from cairn.repository.errors import (
     RepositoryNotFound,
 )
 from cairn.repository.keyring import make_key, save_key, unlock
-from cairn.repository.locks import Session
+from cairn.repository.locks import LeaseExpired, Session
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packer import PackUploader
 
@@ -335,7 +336,11 @@ class Repository:
     # ---- snapshots ----------------------------------------------------------------------
 
     def commit_snapshot(self, body: SnapshotBody, refs: set[ChunkId]) -> ObjectName:
-        """Flush data and index, write the reflist, then the snapshot object: the commit."""
+        """Flush data and index, write the reflist, then the snapshot object: the commit.
+
+        Only while the session may commit, checked before and after the snapshot is saved; a
+        snapshot saved when the session turned out stale is removed again (LeaseExpired).
+        """
         self.flush()
         reflist = encode_reflist(refs)
         reflist_name = object_name(reflist)
@@ -343,9 +348,17 @@ class Repository:
         sealed = self.seal_object(b"snapshot", encode_body(body))
         data = encode_snapshot(SnapshotRecord(self.repo_id, [reflist_name], sealed))
         name = object_name(data)
+        handle = Handle(ObjectKind.SNAPSHOT, name.hex)
         if self.session is not None:
-            self.session.check_lease()
-        self.backend.save(Handle(ObjectKind.SNAPSHOT, name.hex), data)
+            self.session.confirm()
+        self.backend.save(handle, data)
+        if self.session is not None:
+            try:  # the process may have slept between the check and the save
+                self.session.confirm()
+            except LeaseExpired:
+                with contextlib.suppress(BackendError):
+                    self.backend.remove(handle)
+                raise
         return name
 
     def snapshot_names(self) -> list[ObjectName]:
