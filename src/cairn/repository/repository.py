@@ -31,7 +31,7 @@ from cairn.format.config import (
 from cairn.format.deletion import DeletionRecord, decode_deletion
 from cairn.format.index import IndexRecord, decode_index
 from cairn.format.pack import BlobKind
-from cairn.format.reflist import decode_reflist, encode_reflist
+from cairn.format.reflist import SALT_SIZE, decode_reflist, encode_reflist
 from cairn.format.snapshot import (
     SnapshotBody,
     SnapshotRecord,
@@ -342,7 +342,7 @@ class Repository:
         snapshot saved when the session turned out stale is removed again (LeaseExpired).
         """
         self.flush()
-        reflist = encode_reflist(refs)
+        reflist = encode_reflist(refs, os.urandom(SALT_SIZE))
         reflist_name = object_name(reflist)
         self.backend.save(Handle(ObjectKind.REFLIST, reflist_name.hex), reflist)
         sealed = self.seal_object(b"snapshot", encode_body(body))

@@ -30,7 +30,9 @@ from repohelpers import (
     PASS,
     SMALL,
     CrashAt,
+    Gated,
     Killed,
+    Stoppable,
     assert_consistent,
     backup,
     chunks,
@@ -235,3 +237,36 @@ def test_a_crash_at_every_step_of_forget_and_prune_loses_nothing(tmp_path: Path)
         prune(backend, clock, PruneOptions(max_unused=0))
         assert_consistent(backend, clock, tmp_path)
         assert list(backend.list(ObjectKind.DELETION)) == [], f"step {k}: a record stays"
+
+
+def test_a_sweep_never_deletes_the_reflist_of_a_snapshot_committed_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """A backup that started after the condemn (so no record names its session) commits the
+    same files as the forgotten snapshot while a sweep runs. Had both snapshots the same reflist
+    name, the sweep, having read the snapshots before that commit, would delete the new
+    snapshot's reflist: check would fail and every later prune refuse."""
+    clock = new_clock()
+    storage = MemoryBackend()
+    Repository.init(storage, PASS, clock, kdf=TEST_KDF, params=SMALL)
+    same = files(same=chunks(5, 3))
+    repo = open_repo(storage, clock, "backup")
+    first = backup(repo, same)
+    repo.close()
+    remove_snapshots(open_repo(storage, clock), [first.hex])
+    prune(storage, clock, PruneOptions(max_unused=0))
+    writer = open_repo(storage, clock, "backup")
+    machine = Gated(storage)
+    sweep = Stoppable(
+        machine,
+        lambda: prune(machine, clock, PruneOptions(max_unused=0)),
+        before=("remove", ObjectKind.REFLIST),
+    )
+    assert sweep.stopped, "the sweep stops before it deletes the forgotten snapshot's reflist"
+    backup(writer, same)
+    writer.close()
+    sweep.resume()
+    assert sweep.error is None
+    assert_consistent(storage, clock, tmp_path)
+    prune(storage, clock, PruneOptions(max_unused=0))
+    assert_consistent(storage, clock, tmp_path)
