@@ -227,11 +227,13 @@ class Pruner:
         for pack, entries in sorted(record.packs.items()):
             if pack in view.indexed:
                 self._result.kept_packs += 1
+            elif pack not in view.packs:
+                continue  # an interrupted sweep deleted it: never index it again
             elif any(e.chunk_id in view.live and e.chunk_id not in available for e in entries):
                 resurrect.packs[pack] = entries
                 available.update(e.chunk_id for e in entries)
                 self._result.kept_packs += 1
-            elif pack in view.packs:
+            else:
                 doomed.append(pack)
         if resurrect.packs:
             self._log(f"{len(resurrect.packs)} condemned packs are needed again: indexed again")

@@ -187,8 +187,11 @@ class Repository:
         with ThreadPoolExecutor(max_workers=connections) as pool:
             for record in pool.map(self.read_index, names):
                 self.index.add_record(record)
-        for deletion in self.backend.list(ObjectKind.DELETION):
-            self.index.add_condemned(read_deletion(self.backend, deletion.handle).packs)
+        records = [
+            read_deletion(self.backend, i.handle) for i in self.backend.list(ObjectKind.DELETION)
+        ]
+        if records:
+            add_condemned(self.index, records, self.backend)
         return names
 
     def read_index(self, name: ObjectName) -> IndexRecord:
@@ -383,6 +386,15 @@ def read_deletion(backend: Backend, handle: Handle) -> DeletionRecord:
         raise ObjectMissing(f"{handle} is missing from storage") from exc
     verify_object(ObjectName.from_hex(handle.name), data)
     return decode_deletion(data)
+
+
+def add_condemned(index: MasterIndex, records: list[DeletionRecord], backend: Backend) -> None:
+    """Make the packs of deletion records readable as a fallback, those still on storage only:
+    a sweep that was interrupted deleted some, and a chunk may have a copy in another record's
+    pack (listed after the records were read, so a pack deleted meanwhile is left out)."""
+    stored = {ObjectName.from_hex(i.handle.name) for i in backend.list(ObjectKind.PACK)}
+    for record in records:
+        index.add_condemned({p: e for p, e in record.packs.items() if p in stored})
 
 
 def read_config(backend: Backend) -> ConfigRecord:
