@@ -215,6 +215,8 @@ class Gated:
         self.hook: Callable[[], None] | None = None
         self.pending: tuple[str, ObjectKind] | None = None
         """The storage change a stopped run waits before: ("save" or "remove", kind)."""
+        self.done: list[tuple[str, ObjectKind]] = []
+        """The storage changes made, in order."""
 
     def _step(self, op: str, kind: ObjectKind) -> None:
         if self.dead:
@@ -234,6 +236,7 @@ class Gated:
     def save(self, handle: Handle, data: bytes | memoryview) -> None:
         self._step("save", handle.kind)
         self.inner.save(handle, data)
+        self.done.append(("save", handle.kind))
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
         return self.inner.load(handle, offset, length)
@@ -247,6 +250,7 @@ class Gated:
     def remove(self, handle: Handle) -> None:
         self._step("remove", handle.kind)
         self.inner.remove(handle)
+        self.done.append(("remove", handle.kind))
 
     def exists(self, handle: Handle) -> bool:
         return self.inner.exists(handle)
