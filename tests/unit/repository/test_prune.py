@@ -345,3 +345,34 @@ def test_a_prune_killed_between_its_swap_and_its_record_leaves_new_snapshots_res
     running.close()
     run.kill()
     assert_consistent(storage, clock, tmp_path)
+
+
+def test_a_pack_condemned_twice_stays_while_the_later_record_waits(tmp_path: Path) -> None:
+    """Shrunk from the concurrency model. Prune condemned a backup's pack X while it was still
+    unindexed (record R1); the backup then indexed it; a later prune condemned X again (R2),
+    with a session that had loaded that index. Sweeping R1 deleted X while R2 still waited for
+    that session, which then committed a snapshot deduplicated against X."""
+    clock = new_clock()
+    storage = MemoryBackend()
+    Repository.init(storage, PASS, clock, kdf=TEST_KDF, params=SMALL)
+    keeper = open_repo(storage, clock, "backup")  # keeps R1 waiting
+    machine = Gated(storage)
+    writer = open_repo(machine, clock, "backup")
+    data = files(x=chunks(9, 3))
+    run = Stoppable(machine, lambda: backup(writer, data), before=("save", ObjectKind.INDEX))
+    assert run.stopped, "pack X is saved, its index not yet"
+    prune(storage, clock, PruneOptions(max_unused=0))  # R1: X, unindexed
+    run.resume()
+    assert run.result is not None
+    writer.close()
+    remove_snapshots(open_repo(storage, clock), [run.result.hex])
+    later = open_repo(storage, clock, "backup")  # its index lists X
+    prune(storage, clock, PruneOptions(max_unused=0))  # R2: X again, waits for `later`
+    keeper.close()
+    assert prune(storage, clock, PruneOptions(max_unused=0)).records_waiting == 1
+    backup(later, data)  # deduplicated against X
+    later.close()
+    assert_consistent(storage, clock, tmp_path)
+    prune(storage, clock, PruneOptions(max_unused=0))
+    prune(storage, clock, PruneOptions(max_unused=0))
+    assert_consistent(storage, clock, tmp_path)
