@@ -50,7 +50,7 @@ from repohelpers import (
 WRITERS = 3
 PRUNERS = 2
 FILE_NAMES = [b"a", b"b", b"c", b"d"]
-CHUNK_POOL = 16
+CHUNK_POOL = 12
 """Chunks come from a small pool, so backups deduplicate against each other and against the
 data of forgotten snapshots (the race that lost data in other tools)."""
 MINUTE = 60
@@ -182,20 +182,35 @@ class ConcurrencyModel(RuleBasedStateMachine):
         """One more file (or a file changed); sometimes the periodic index of a long backup."""
         w = self._pick(data, [w for w in self.writers if w.backing_up])
         self._store_file(w, name, seeds)
-        if write_index:
-            assert w.repo is not None and w.repo._uploader is not None
-            w.repo._uploader.write_index()
+        if write_index and w.repo is not None:
+            assert w.repo._uploader is not None
+            try:
+                w.repo._uploader.write_index()
+            except LeaseExpired as exc:
+                self._refused(w, exc)
 
     def _store_file(self, w: Writer, name: bytes, seeds: list[int]) -> None:
         assert w.repo is not None
         ids = []
-        for seed in seeds:
-            content = chunk_bytes(seed)
-            chunk_id, _ = w.repo.store_blob(BlobKind.DATA, content)
-            self.blobs[chunk_id] = (BlobKind.DATA, content)
-            ids.append(chunk_id)
-        _wait_for_uploads(w.repo)
+        try:
+            for seed in seeds:
+                content = chunk_bytes(seed)
+                chunk_id, _ = w.repo.store_blob(BlobKind.DATA, content)
+                self.blobs[chunk_id] = (BlobKind.DATA, content)
+                ids.append(chunk_id)
+            _wait_for_uploads(w.repo)
+        except LeaseExpired as exc:  # a periodic index write found the session stale
+            self._refused(w, exc)
+            return
         w.files[name] = ids
+
+    def _refused(self, w: Writer, exc: LeaseExpired) -> None:
+        """The session refuses to go on: it may only if its lease held and its lock is there."""
+        assert _lease_passed(w) or self._fenced(w), f"{w} refused: {exc}"
+        event("backup: refused, " + ("lock removed" if w.fenced else "lease ran out"))
+        assert w.repo is not None
+        w.repo.close()
+        w.repo = None
 
     def _renew(self, w: Writer) -> None:
         assert w.repo is not None and w.repo.session is not None
@@ -214,7 +229,11 @@ class ConcurrencyModel(RuleBasedStateMachine):
             sizes = [len(self.blobs[c][1]) for c in ids]
             nodes.append(Node(name, "file", 0o644, content=ids, sizes=sizes, size=sum(sizes)))
         tree = encode_tree(nodes)
-        tree_id, _ = repo.store_blob(BlobKind.TREE, tree)
+        try:
+            tree_id, _ = repo.store_blob(BlobKind.TREE, tree)
+        except LeaseExpired as exc:
+            self._refused(w, exc)
+            return
         _wait_for_uploads(repo)
         self.blobs[tree_id] = (BlobKind.TREE, tree)
         refs = frozenset({tree_id, *(c for ids in w.files.values() for c in ids)})
@@ -253,9 +272,8 @@ class ConcurrencyModel(RuleBasedStateMachine):
             w.repo.close()
             event("commit: acknowledged")
         elif isinstance(run.error, LeaseExpired):
-            assert _lease_passed(w) or self._fenced(w), f"{w} refused to commit: {run.error}"
-            w.repo.close()
-            event("commit: refused, " + ("lock removed" if w.fenced else "lease ran out"))
+            self._refused(w, run.error)
+            return
         elif isinstance(run.error, Killed):
             _abandon(w.repo)
             event("commit: killed")

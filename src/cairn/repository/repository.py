@@ -216,6 +216,7 @@ class Repository:
                 pack_size=self.params.pack_size,
                 connections=connections,
                 clock=self.clock,
+                guard=self.session.confirm if self.session is not None else None,
             )
 
     def blob_id(self, kind: BlobKind, plaintext: bytes | memoryview) -> ChunkId:

@@ -282,6 +282,27 @@ def test_a_commit_that_slept_between_its_check_and_its_save_is_taken_back(tmp_pa
     assert_consistent(s.storage, s.server, tmp_path)
 
 
+def test_a_session_that_slept_before_writing_its_index_does_not_name_swept_packs(
+    tmp_path: Path,
+) -> None:
+    """Shrunk from the concurrency model. The commit saved its pack, then slept before the index;
+    prune condemned the unindexed pack, removed the stale lock and swept the pack. Waking, the
+    session wrote an index naming the deleted pack, and the next backup deduplicated against it:
+    an acknowledged snapshot with missing data. Index writes are guarded like the commit."""
+    s = Setup()
+    commit, _ = stopped_commit(s, before=("save", ObjectKind.INDEX))
+    prune(s.storage, s.server, CONDEMN_AND_SWEEP)  # condemns the unindexed pack
+    s.world.advance(LEASE_S + SKEW_S + 1)
+    assert prune(s.storage, s.server, CONDEMN_AND_SWEEP).swept_packs > 0
+    commit.resume()
+    assert isinstance(commit.error, LeaseExpired)
+    assert_consistent(s.storage, s.server, tmp_path)
+    repo = open_repo(s.storage, s.server, "backup")
+    reuse_forgotten(repo)
+    repo.close()
+    assert_consistent(s.storage, s.server, tmp_path)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="known window: a commit that slept past its lease between its check and its save, "
