@@ -30,7 +30,7 @@ from cairn.repository.errors import ObjectMissing
 from cairn.repository.keyring import read_key
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packs import read_trailer
-from cairn.repository.repository import Repository, read_deletion
+from cairn.repository.repository import Repository, add_condemned, read_deletion
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,13 +179,18 @@ class Checker:
         except BackendError as exc:
             self._error(f"cannot list deletion records: {exc}")
             return
+        records = []
         for info in infos:
             try:
-                record = read_deletion(self._repo.backend, info.handle)
+                records.append(read_deletion(self._repo.backend, info.handle))
             except CairnError as exc:
                 self._error(f"deletion record {info.handle.name[:8]}: {exc}")
-                continue
-            self._repo.index.add_condemned(record.packs)
+        if not records:
+            return
+        try:
+            add_condemned(self._repo.index, records, self._repo.backend)
+        except BackendError as exc:
+            self._error(f"cannot list packs: {exc}")
 
     # ---- packs --------------------------------------------------------------------------
 
