@@ -131,6 +131,7 @@ async def save_object(call: Call) -> Response:
     if call.who.role is Role.BACKUP and handle.kind not in BACKUP_MAY_ADD:
         raise Forbidden(f"a backup token may not write {handle.kind.value}")
     if not call.services.uploads.acquire(blocking=False):
+        call.audit("write", str(handle), Overloaded.code)  # how often clients are turned away
         raise Overloaded("the server is busy; retry in a moment", retry_after=2)
     try:
         data = await _read_body(call)
