@@ -90,7 +90,7 @@ def _wait_until_up(server: RunningServer) -> None:
         if server.process.poll() is not None:
             raise RuntimeError(f"the server exited: {server.log()}")
         try:
-            health = httpx.get(f"{server.url}/v1/health", verify=False, timeout=2)  # noqa: S501
+            health = httpx.get(f"{server.url}/v1/health", verify=False, timeout=2)
             if health.status_code == 200:
                 return
         except httpx.HTTPError:

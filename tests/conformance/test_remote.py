@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from cairn.backends.base import Backend
-from cairn.backends.remote import KnownServers, RemoteBackend, parse_address
-from cairn.backends.testing.conformance import BackendConformance
+from cairn.backends.base import Backend, Handle, ObjectKind
+from cairn.backends.remote import (
+    RESUMABLE_ABOVE,
+    UPLOAD_PART,
+    KnownServers,
+    RemoteBackend,
+    parse_address,
+)
+from cairn.backends.testing.conformance import BackendConformance, object_name
 from serverfixture import RunningServer, running_server
 
 _names = itertools.count()
@@ -31,3 +39,37 @@ class TestRemoteBackend(BackendConformance):
         backend = RemoteBackend(parse_address(server.location(name)), token, known)
         yield backend
         backend.close()
+
+
+def test_a_large_upload_resumes_where_it_broke(server: RunningServer, tmp_path: Path) -> None:
+    token = server.tenant("resumed")
+    data = os.urandom(RESUMABLE_ABOVE + UPLOAD_PART + 12345)
+    handle = Handle(ObjectKind.PACK, object_name(data))
+    url = f"{server.url}/v1/t/resumed/uploads/packs/{handle.name}"
+    auth = {"authorization": f"Bearer {token}"}
+    with httpx.Client(verify=False) as http:
+        first = http.patch(  # one part arrives, then the connection "breaks"
+            url,
+            content=data[:UPLOAD_PART],
+            headers={**auth, "upload-offset": "0", "upload-length": str(len(data))},
+        )
+        assert first.status_code == 204 and first.headers["upload-offset"] == str(UPLOAD_PART)
+        assert http.head(url, headers=auth).headers["upload-offset"] == str(UPLOAD_PART)
+    sent: list[int] = []
+    backend = RemoteBackend(
+        parse_address(server.location("resumed")), token, KnownServers(tmp_path / "k")
+    )
+    original = backend._client.request
+
+    def counting(method: str, url: str, **kwargs: object) -> httpx.Response:
+        if method == "PATCH":
+            sent.append(len(kwargs["content"]))  # type: ignore[arg-type]
+        return original(method, url, **kwargs)  # type: ignore[arg-type]
+
+    backend._client.request = counting  # type: ignore[method-assign]
+    backend.save(handle, data)
+    assert sum(sent) == len(data) - UPLOAD_PART, "only what the server lacked was sent again"
+    assert backend.load(handle) == data
+    with httpx.Client(verify=False) as http:
+        assert http.head(url, headers=auth).headers["upload-offset"] == "0"
+    backend.close()

@@ -8,6 +8,8 @@ and meet every refusal a role, a quota, a wrong token or a changed certificate b
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,3 +158,79 @@ def test_the_audit_log_records_and_verifies(server: RunningServer, tmp_path: Pat
     Client(server, "audited", tmp_path / "x", token).run("init")
     verified = admin(server, "audit")
     assert verified["intact"] is True and int(str(verified["entries"])) > 0
+
+
+def test_server_retention_and_gc_run_beside_backups(server: RunningServer, tmp_path: Path) -> None:
+    owner = str(admin(server, "tenant", "add", "kept")["admin_token"])
+    machine = Client(server, "kept", tmp_path / "m", owner)
+    machine.run("init")
+    machine.token = str(admin(server, "token", "add", "kept", "--role", "backup")["token"])
+    source = tree(tmp_path / "src", 6)
+    first_tree = manifest(source)
+    machine.run("backup", str(source))
+    for round_ in range(2):
+        (source / "data.bin").write_bytes(os.urandom(200_000))
+        (source / f"new{round_}.txt").write_text("more\n" * 1000)
+        machine.run("backup", str(source))
+    admin(server, "retention", "kept", "--keep-daily", "1")
+
+    running = subprocess.Popen(  # a backup runs while the server collects garbage
+        [sys.executable, "-m", "cairn.cli.main", "backup", str(source)],
+        env=machine.tool.env(CAIRN_TOKEN=machine.token, XDG_CONFIG_HOME=str(machine.home)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    reports = [admin(server, "gc", "kept") for _ in range(3)]
+    _out, err = running.communicate(timeout=300)
+    assert running.returncode == 0, err
+    forgotten = sum(int(r[0]["forgotten"]) for r in reports)  # type: ignore[index]
+    assert forgotten >= 2
+
+    machine.token = owner
+    machine.run("check", "--read-data")
+    snapshots = machine.run("snapshots", "--json").json()
+    oldest = min(snapshots, key=lambda s: s["time"])
+    machine.run("restore", oldest["id"], "--target", str(tmp_path / "first"))
+    assert manifest(tmp_path / "first" / source.relative_to("/")) == first_tree
+    admin(server, "gc", "kept")
+    admin(server, "gc", "kept")
+    machine.run("check", "--read-data")
+
+
+def test_a_scrub_finds_a_damaged_pack(server: RunningServer, tmp_path: Path) -> None:
+    owner = str(admin(server, "tenant", "add", "scrubbed")["admin_token"])
+    machine = Client(server, "scrubbed", tmp_path / "m", owner)
+    machine.run("init")
+    machine.run("backup", str(tree(tmp_path / "src", 7)))
+    assert admin(server, "scrub", "scrubbed")[0]["damaged"] == []  # type: ignore[index]
+    tenant_id = server.services().tenants.get("scrubbed").id
+    pack = next(
+        p for p in (server.data / "tenants" / tenant_id / "packs").rglob("*") if p.is_file()
+    )
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    tool = Cairn(server.data)
+    found = tool.run("server", "scrub", "scrubbed", "--data", str(server.data), check=False)
+    assert found.code == 20 and pack.name[:16] in found.out
+
+
+def test_operators_see_metrics_status_and_request_logs(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    import httpx
+
+    owner = str(admin(server, "tenant", "add", "watched", "--quota", "100M")["admin_token"])
+    Client(server, "watched", tmp_path / "m", owner).run("init")
+    operator = str(admin(server, "token", "add", "--role", "server-admin")["token"])
+    headers = {"authorization": f"Bearer {operator}"}
+    with httpx.Client(base_url=server.url, verify=False) as http:
+        metrics = http.get("/v1/metrics", headers=headers)
+        assert metrics.status_code == 200
+        assert 'cairn_tenant_quota_bytes{tenant="watched"} 1.048576e+08' in metrics.text
+        assert "cairn_requests_total" in metrics.text
+        assert http.get("/v1/metrics").status_code == 401
+        status = http.get("/v1/t/watched/status", headers={"authorization": f"Bearer {owner}"})
+        assert status.json()["quota"] == 100 * 1024 * 1024 and status.json()["damage"] == []
+    lines = [line for line in server.log().splitlines() if line.startswith('{"event": "request"')]
+    assert any('"route": "/v1/t/{tenant}/{kind}/{name}"' in line for line in lines)

@@ -37,6 +37,9 @@ from cairn.backends.errors import (
 )
 
 _KINDS = {kind.value: kind for kind in ObjectKind}
+RESUMABLE_ABOVE = 16 * 1024 * 1024
+"""Objects larger than this go up in parts that survive a broken connection."""
+UPLOAD_PART = 8 * 1024 * 1024
 DEFAULT_RETRY_AFTER = 2.0
 """Seconds to wait after a 503 or 429 that names no Retry-After (a proxy's, say)."""
 MAX_RETRY_AFTER = 300.0
@@ -218,9 +221,33 @@ class RemoteBackend:
     def save(self, handle: Handle, data: bytes | memoryview) -> None:
         check_handle(handle)
         body = bytes(data)
+        if len(body) > RESUMABLE_ABOVE:
+            self._save_resumable(handle, body)
+            return
         response = self._request("PUT", self._url(handle), content=body)
         if response.status_code not in (200, 201):
             self._fail(response, handle)
+
+    def _save_resumable(self, handle: Handle, body: bytes) -> None:
+        """In parts, from wherever the server's copy stands: a save retried after a broken
+        connection sends only what the server does not have yet."""
+        url = f"{self._prefix}/uploads/{handle.kind.value}/{handle.name}"
+        response = self._request("HEAD", url)
+        if response.status_code != 200:
+            self._fail(response, handle)
+        offset = int(response.headers["upload-offset"])
+        while True:
+            headers = {"upload-offset": str(offset), "upload-length": str(len(body))}
+            part = body[offset : offset + UPLOAD_PART]
+            response = self._request("PATCH", url, content=part, headers=headers)
+            if response.status_code in (200, 201):
+                return
+            if response.status_code == 204:
+                offset = int(response.headers["upload-offset"])
+            elif response.status_code == 409 and _detail(response, "offset") is not None:
+                offset = int(str(_detail(response, "offset")))
+            else:
+                self._fail(response, handle)
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
         check_handle(handle)
@@ -354,3 +381,10 @@ def _retry_after(response: httpx.Response) -> float:
     if math.isnan(seconds):
         return DEFAULT_RETRY_AFTER
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _detail(response: httpx.Response, key: str) -> object:
+    try:
+        return response.json()["error"].get(key)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -36,7 +36,7 @@ from cairn.repository.locks import LeaseExpired
 from cairn.repository.prune import PruneRefused, PruneRunning
 from cairn.repository.repair import RepairRefused
 from cairn.restore.restorer import RestoreConflict
-from cairn.server.errors import AuditBroken, ServerSetupError
+from cairn.server.errors import AuditBroken, BadRequest, DamageFound, NoSuchObject, ServerSetupError
 from cairn.snapshot.retention import PolicyError
 
 EXIT_OK = 0
@@ -94,6 +94,9 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     ),
     (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
     (AuditBroken, ErrorCode("CAIRN-E070", 70, "the audit log was tampered with; investigate")),
+    (DamageFound, ErrorCode("CAIRN-E020", 20, "the tenant's owner runs check --repair")),
+    (BadRequest, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn server ACTION --help`")),
+    (NoSuchObject, ErrorCode("CAIRN-E072", 72, "`cairn server tenant list`, `token list`")),
     (UsageError, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn COMMAND --help`")),
     (
         PatternError,

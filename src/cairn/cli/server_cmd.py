@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
+import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,9 @@ from cairn.core.units import format_size, parse_size
 from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role
 from cairn.server.context import Services, Settings
-from cairn.server.errors import AuditBroken
+from cairn.server.errors import AuditBroken, DamageFound
+from cairn.server.retention import PERIODS, parse_policy
+from cairn.server.tenants import Tenant
 from cairn.server.tls import fingerprint, make_self_signed
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
@@ -40,7 +45,49 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     serve.add_argument("--max-uploads", type=int, default=16, help="uploads in memory at once")
     serve.add_argument("--max-object", default="64M", help="largest object accepted (%(default)s)")
+    serve.add_argument(
+        "--gc-every",
+        type=float,
+        metavar="MINUTES",
+        help="run retention and garbage collection for every tenant this often (default: never)",
+    )
+    serve.add_argument(
+        "--scrub-every",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="re-hash every stored object this often, with --gc-every (default %(default)s)",
+    )
+    serve.add_argument(
+        "--gc-grace",
+        type=float,
+        default=0.0,
+        metavar="HOURS",
+        help="condemned data waits at least this long before it is deleted",
+    )
     serve.set_defaults(run=run_serve)
+
+    keep = actions.add_parser(
+        "retention", parents=[common], help="set a tenant's server-side retention policy"
+    )
+    _data_option(keep)
+    keep.add_argument("tenant")
+    for period in PERIODS:
+        keep.add_argument(
+            f"--keep-{period}", type=int, metavar="N", help=f"first of the last N {period} periods"
+        )
+    keep.add_argument("--keep-within", metavar="DURATION", help="everything within, like 30d")
+    keep.add_argument("--clear", action="store_true", help="no server-side retention")
+    keep.set_defaults(run=run_retention)
+
+    gc = actions.add_parser("gc", parents=[common], help="run retention and GC now")
+    _data_option(gc)
+    gc.add_argument("tenant", nargs="?", help="one tenant (default: all)")
+    gc.set_defaults(run=run_gc)
+    scrub = actions.add_parser("scrub", parents=[common], help="re-hash stored objects now")
+    _data_option(scrub)
+    scrub.add_argument("tenant", nargs="?", help="one tenant (default: all)")
+    scrub.set_defaults(run=run_scrub)
 
     tenant = actions.add_parser("tenant", parents=[common], help="manage tenants")
     tenants = tenant.add_subparsers(dest="tenant_command", metavar="ACTION", required=True)
@@ -96,8 +143,16 @@ def _settings(ctx: Context) -> Settings:
     max_object = _quota(getattr(ctx.args, "max_object", "64M")) or 0
     if max_object < 1 << 20:
         raise UsageError("--max-object must be at least 1M (packs must fit)")
+    gc_every = getattr(ctx.args, "gc_every", None)
+    if gc_every is not None and gc_every <= 0:
+        raise UsageError("--gc-every must be a positive number of minutes")
     return Settings(
-        data=Path(data).expanduser().resolve(), max_uploads=max_uploads, max_object_bytes=max_object
+        data=Path(data).expanduser().resolve(),
+        max_uploads=max_uploads,
+        max_object_bytes=max_object,
+        gc_every_s=gc_every * 60 if gc_every is not None else None,
+        scrub_every_s=getattr(ctx.args, "scrub_every", 24.0) * 3600,
+        gc_grace_ms=int(getattr(ctx.args, "gc_grace", 0.0) * 3600 * 1000),
     )
 
 
@@ -116,6 +171,7 @@ def run_serve(ctx: Context) -> int:
             f"refusing plain HTTP on {host}: tokens would cross the network in the clear; "
             "drop --insecure-http (a self-signed certificate is made for you)"
         )
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     services = open_services(settings)
     for tenant in services.tenants.all():
         services.tenants.recount(tenant)
@@ -254,3 +310,54 @@ def _quota(text: str | None) -> int | None:
 
 def _show_quota(quota: int | None) -> str:
     return "none" if quota is None else format_size(quota)
+
+
+def run_retention(ctx: Context) -> int:
+    services = _services(ctx)
+    args = ctx.args
+    if args.clear:
+        services.tenants.set_retention(args.tenant, None)
+        ctx.output.text(f"{args.tenant}: no server-side retention")
+        ctx.output.json({"tenant": args.tenant, "retention": None})
+        return 0
+    periods = {p: getattr(args, f"keep_{p}") for p in PERIODS}
+    policy = parse_policy(args.keep_within, **periods)
+    services.tenants.set_retention(args.tenant, policy)
+    ctx.output.text(f"{args.tenant}: keep {policy.describe()} (by arrival, per uploading token)")
+    ctx.output.json({"tenant": args.tenant, "retention": policy.describe()})
+    return 0
+
+
+def _chosen_tenants(services: Services, name: str | None) -> list[Tenant]:
+    return [services.tenants.get(name)] if name else services.tenants.all()
+
+
+def run_gc(ctx: Context) -> int:
+    services = _services(ctx)
+    reports = [services.janitor.collect(t) for t in _chosen_tenants(services, ctx.args.tenant)]
+    for r in reports:
+        line = (
+            f"{r.tenant}: forgot {r.forgotten} snapshots; deleted {r.swept_packs} packs "
+            f"({format_size(r.swept_bytes)}); condemned {r.condemned_packs} packs"
+        )
+        if r.records_waiting:
+            line += f"; {r.records_waiting} deletion record(s) wait for running sessions"
+        ctx.output.text(line + (f" ({r.skipped})" if r.skipped else ""))
+    ctx.output.json([asdict(r) for r in reports])
+    return 0
+
+
+def run_scrub(ctx: Context) -> int:
+    services = _services(ctx)
+    reports = [services.janitor.scrub(t) for t in _chosen_tenants(services, ctx.args.tenant)]
+    for r in reports:
+        ctx.output.text(f"{r.tenant}: {len(r.damaged)} damaged objects")
+        for line in r.damaged:
+            ctx.output.text(f"  {line}")
+    ctx.output.json([asdict(r) for r in reports])
+    if any(r.damaged for r in reports):
+        raise DamageFound(
+            f"{sum(len(r.damaged) for r in reports)} stored objects fail their hash; the "
+            "tenant's owner should run `cairn check --repair --read-data`"
+        )
+    return 0

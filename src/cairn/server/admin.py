@@ -104,3 +104,27 @@ async def _json(call: Call) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
+
+
+async def metrics(call: Call) -> Response:
+    body = await run_in_threadpool(call.services.metrics.exposition)
+    return Response(body, media_type="text/plain; version=0.0.4")
+
+
+async def tenant_status(call: Call) -> Response:
+    def gather() -> dict[str, Any]:
+        services = call.services
+        tenant = services.tenants.get(call.tenant.name)
+        policy = services.tenants.retention(tenant.name)
+        arrivals = services.arrivals.of(tenant.name)
+        return {
+            "tenant": tenant.name,
+            "used": tenant.used,
+            "quota": tenant.quota,
+            "snapshots": len(arrivals),
+            "last_arrival_ms": max((a.received_ms for a in arrivals.values()), default=None),
+            "retention": policy.describe() if policy is not None else None,
+            "damage": services.janitor.damage(tenant.name),
+        }
+
+    return JSONResponse(await run_in_threadpool(gather))

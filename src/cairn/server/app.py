@@ -21,6 +21,8 @@ from cairn.server.auth import TokenStore
 from cairn.server.context import Services, Settings
 from cairn.server.db import Database
 from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
+from cairn.server.janitor import Janitor
+from cairn.server.metrics import Metrics
 from cairn.server.routes import ROUTES, error_response, guard
 from cairn.server.tenants import TenantStore
 
@@ -34,13 +36,19 @@ def open_services(settings: Settings) -> Services:
     except OSError as exc:
         raise ServerSetupError(f"cannot use {settings.data} as the data folder: {exc}") from exc
     db = Database(settings.data / "server.db")
+    tenants = TenantStore(db, settings.data / "tenants")
+    arrivals = Arrivals(db)
     return Services(
         settings=settings,
         db=db,
         tokens=TokenStore(db),
-        tenants=TenantStore(db, settings.data / "tenants"),
-        arrivals=Arrivals(db),
+        tenants=tenants,
+        arrivals=arrivals,
         audit=AuditLog(db),
+        janitor=Janitor(
+            db, tenants, arrivals, grace_ms=settings.gc_grace_ms, partial=settings.data / "partial"
+        ),
+        metrics=Metrics(tenants),
         uploads=threading.BoundedSemaphore(settings.max_uploads),
     )
 
@@ -51,9 +59,13 @@ def create_app(services: Services) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.audit.start()
+        settings = services.settings
+        if settings.gc_every_s is not None:
+            services.janitor.start(settings.gc_every_s, settings.scrub_every_s)
         try:
             yield
         finally:
+            services.janitor.stop()
             services.audit.stop()
 
     app = Starlette(

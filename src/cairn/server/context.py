@@ -13,6 +13,8 @@ from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
 from cairn.server.auth import Principal, Throttle, TokenStore
 from cairn.server.db import Database
+from cairn.server.janitor import Janitor
+from cairn.server.metrics import Metrics
 from cairn.server.tenants import Tenant, TenantStore
 
 
@@ -24,6 +26,10 @@ class Settings:
     max_object_bytes: int = 64 * 1024 * 1024
     max_uploads: int = 16
     """Uploads held in memory at once; more are answered 503 with Retry-After."""
+    gc_every_s: float | None = None
+    """Run retention and garbage collection for every tenant this often (None: only on demand)."""
+    scrub_every_s: float = 24 * 3600.0
+    gc_grace_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -36,6 +42,8 @@ class Services:
     tenants: TenantStore
     arrivals: Arrivals
     audit: AuditLog
+    janitor: Janitor
+    metrics: Metrics
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(16)

@@ -54,6 +54,19 @@ MIGRATIONS: tuple[str, ...] = (
         hash BLOB NOT NULL
     );
     """,
+    # 2: retention per tenant, the uploading token per snapshot, damage found by scrubs
+    """
+    ALTER TABLE tenants ADD COLUMN retention TEXT;
+    ALTER TABLE snapshots ADD COLUMN token TEXT NOT NULL DEFAULT '';
+    CREATE TABLE damage (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        found_ms INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (tenant, kind, name)
+    );
+    """,
 )
 
 

@@ -83,3 +83,7 @@ class ServerSetupError(CairnError):
 
 class AuditBroken(CairnError):
     """The audit log's hash chain does not verify: it was edited, or entries were removed."""
+
+
+class DamageFound(CairnError):
+    """A scrub found stored objects whose bytes do not hash to their names."""

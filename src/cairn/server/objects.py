@@ -36,6 +36,7 @@ from cairn.server.errors import (
     ServerFull,
     TooLarge,
 )
+from cairn.server.validate import check_upload
 
 BACKUP_MAY_ADD = frozenset(
     {ObjectKind.PACK, ObjectKind.INDEX, ObjectKind.REFLIST, ObjectKind.SNAPSHOT, ObjectKind.LOCK}
@@ -128,22 +129,34 @@ async def load_object(call: Call) -> Response:
 
 async def save_object(call: Call) -> Response:
     handle = handle_of(call)
-    if call.who.role is Role.BACKUP and handle.kind not in BACKUP_MAY_ADD:
-        raise Forbidden(f"a backup token may not write {handle.kind.value}")
+    check_writable(call, handle)
     if not call.services.uploads.acquire(blocking=False):
-        call.audit("write", str(handle), Overloaded.code)  # how often clients are turned away
         raise Overloaded("the server is busy; retry in a moment", retry_after=2)
     try:
-        data = await _read_body(call)
-        if handle.kind is not ObjectKind.CONFIG and object_name(data).hex != handle.name:
-            exists = await run_in_threadpool(call.backend().exists, handle)
-            if exists:  # other bytes under an existing name: what every backend calls a conflict
-                raise Conflict("an object of that name exists with other bytes")
-            raise BadRequest("the body does not hash to the object's name")
-        created = await run_in_threadpool(_save, call, handle, data)
+        data = await read_body(call, call.services.settings.max_object_bytes)
+        return await store(call, handle, data)
     finally:
         call.services.uploads.release()
+
+
+def check_writable(call: Call, handle: Handle) -> None:
+    if call.who.role is Role.BACKUP and handle.kind not in BACKUP_MAY_ADD:
+        raise Forbidden(f"a backup token may not write {handle.kind.value}")
+
+
+async def store(call: Call, handle: Handle, data: bytes) -> Response:
+    """Check `data` (its hash, and for backup tokens its form) and save it: 201 new, 200 known."""
+    if handle.kind is not ObjectKind.CONFIG and object_name(data).hex != handle.name:
+        exists = await run_in_threadpool(call.backend().exists, handle)
+        if exists:  # other bytes under an existing name: what every backend calls a conflict
+            raise Conflict("an object of that name exists with other bytes")
+        raise BadRequest("the body does not hash to the object's name")
+    if call.who.role is Role.BACKUP:
+        await run_in_threadpool(check_upload, call.backend(), handle, data)
+    created = await run_in_threadpool(_save, call, handle, data)
     call.audit("write", str(handle))
+    if created:
+        call.services.metrics.bytes_in.inc(len(data))
     return Response(status_code=201 if created else 200)
 
 
@@ -161,7 +174,7 @@ def _save(call: Call, handle: Handle, data: bytes) -> bool:
     with call.services.tenants.charging(call.tenant, len(data)):
         _storage(backend.save, handle, data)
     if handle.kind is ObjectKind.SNAPSHOT:
-        call.services.arrivals.record(call.tenant.name, handle.name, len(data))
+        call.services.arrivals.record(call.tenant.name, handle.name, len(data), call.who.token_id)
     return True
 
 
@@ -179,8 +192,8 @@ async def remove_object(call: Call) -> Response:
     return Response(status_code=204)
 
 
-async def _read_body(call: Call) -> bytes:
-    limit = call.services.settings.max_object_bytes
+async def read_body(call: Call, limit: int) -> bytes:
+    """The whole body, which must match its Content-Length and be at most `limit` bytes."""
     declared = call.request.headers.get("content-length")
     if declared is None or not declared.isdigit():
         raise BadRequest("a Content-Length header is required")

@@ -8,6 +8,7 @@ object — when the token belongs to another tenant or the tenant does not exist
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -15,10 +16,11 @@ from enum import Enum
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from cairn.server import admin, objects
+from cairn.server import admin, objects, uploads
 from cairn.server.auth import Principal, Role
 from cairn.server.context import Call, Services
 from cairn.server.errors import Forbidden, NoSuchObject, ServerError, Unauthenticated
+from cairn.server.metrics import log_request
 
 Handler = Callable[[Call], Awaitable[Response]]
 
@@ -89,6 +91,20 @@ ROUTES: tuple[RouteSpec, ...] = (
         Rule(Scope.TENANT, READERS),
         "the tenant's usage and quota",
     ),
+    RouteSpec(
+        "HEAD",
+        "/v1/t/{tenant}/uploads/{kind}/{name}",
+        uploads.upload_offset,
+        Rule(Scope.TENANT, WRITERS),
+        "how much of a resumable upload the server holds",
+    ),
+    RouteSpec(
+        "PATCH",
+        "/v1/t/{tenant}/uploads/{kind}/{name}",
+        uploads.upload_part,
+        Rule(Scope.TENANT, WRITERS),
+        "append a part to a resumable upload; the last one stores it",
+    ),
     RouteSpec("GET", "/v1/admin/tenants", admin.list_tenants, SERVER, "every tenant, with usage"),
     RouteSpec("POST", "/v1/admin/tenants", admin.create_tenant, SERVER, "create a tenant"),
     RouteSpec("PUT", "/v1/admin/tenants/{tenant}/quota", admin.set_quota, SERVER, "set a quota"),
@@ -102,6 +118,14 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/v1/admin/tokens", admin.list_tokens, SERVER, "every token (no secrets)"),
     RouteSpec("DELETE", "/v1/admin/tokens/{id}", admin.revoke_token, SERVER, "revoke a token"),
     RouteSpec("GET", "/v1/admin/audit", admin.audit_entries, SERVER, "the latest audit entries"),
+    RouteSpec("GET", "/v1/metrics", admin.metrics, SERVER, "Prometheus metrics"),
+    RouteSpec(
+        "GET",
+        "/v1/t/{tenant}/status",
+        admin.tenant_status,
+        Rule(Scope.TENANT, READERS),
+        "usage, quota, snapshots, retention, damage found by scrubs",
+    ),
 )
 
 
@@ -109,14 +133,22 @@ def guard(spec: RouteSpec, services: Services) -> Callable[[Request], Awaitable[
     """The Starlette endpoint for `spec`: authenticate, authorise, resolve, call, answer."""
 
     async def endpoint(request: Request) -> Response:
+        started = time.monotonic()
         address = request.client.host if request.client is not None else "-"
+        who = "-"
         try:
             call = _authorised_call(spec, request, services, address)
-            return await spec.handler(call)
+            who = call.principal.token_id if call.principal is not None else "-"
+            response = await spec.handler(call)
         except ServerError as exc:
-            if isinstance(exc, Unauthenticated | Forbidden | NoSuchObject) and spec.rule.scope:
-                services.audit.append("-", None, spec.method, request.url.path, exc.code, address)
-            return error_response(exc, head=request.method == "HEAD")
+            if isinstance(exc, Unauthenticated | Forbidden | NoSuchObject):
+                services.audit.append(who, None, spec.method, request.url.path, exc.code, address)
+            response = error_response(exc, head=request.method == "HEAD")
+        services.metrics.observe(spec.path, spec.method, response.status_code, started)
+        log_request(
+            spec.method, spec.path, request.url.path, response.status_code, started, who, address
+        )
+        return response
 
     return endpoint
 

@@ -22,6 +22,7 @@ from cairn.backends.local import LocalBackend
 from cairn.core.units import format_size
 from cairn.server.db import Database
 from cairn.server.errors import BadRequest, Conflict, NoSuchObject, QuotaExceeded
+from cairn.server.retention import ServerPolicy
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -81,6 +82,25 @@ class TenantStore:
                 return
         raise NoSuchObject(f"no tenant {name!r}")
 
+    def retention(self, name: str) -> ServerPolicy | None:
+        row = (
+            self._db.read()
+            .execute("SELECT retention FROM tenants WHERE name = ?", (name,))
+            .fetchone()
+        )
+        if row is None:
+            raise NoSuchObject(f"no tenant {name!r}")
+        return ServerPolicy.from_json(row[0]) if row[0] else None
+
+    def set_retention(self, name: str, policy: ServerPolicy | None) -> None:
+        text = policy.to_json() if policy is not None else None
+        with self._db.write() as conn:
+            if conn.execute(
+                "UPDATE tenants SET retention = ? WHERE name = ?", (text, name)
+            ).rowcount:
+                return
+        raise NoSuchObject(f"no tenant {name!r}")
+
     def backend(self, tenant: Tenant) -> LocalBackend:
         with self._guard:
             backend = self._backends.get(tenant.id)
@@ -118,6 +138,11 @@ class TenantStore:
     def _unreserve(self, tenant: Tenant, size: int) -> None:
         with self._lock_of(tenant):
             self._reserved[tenant.id] -= size
+
+    def charged(self, tenant: Tenant, size: int) -> None:
+        """Record `size` bytes the server's own maintenance wrote (never refused)."""
+        with self._lock_of(tenant):
+            self._add_usage(tenant.name, size)
 
     def refunded(self, tenant: Tenant, size: int) -> None:
         """Record that `size` bytes were removed."""
