@@ -24,6 +24,7 @@ from cairn.format.pack import (
     parse_pack,
 )
 from cairn.format.tree import decode_tree
+from cairn.repository.errors import ObjectMissing
 from cairn.repository.keyring import list_keys
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packs import read_trailer
@@ -198,15 +199,18 @@ class Checker:
     def _check_snapshots(self, index: MasterIndex, names: list[ObjectName]) -> None:
         seen_trees: dict[ChunkId, set[ChunkId]] = {}
         for name in sorted(names):
-            self._report.snapshots += 1
             try:
                 snap = self._repo.read_snapshot(name)
                 refs: set[ChunkId] = set()
                 for reflist in snap.record.reflists:
                     refs.update(self._repo.read_reflist(reflist))
             except CairnError as exc:
+                if isinstance(exc, ObjectMissing) and not self._still_listed(name):
+                    continue  # forgotten since check listed it: no longer in the repository
+                self._report.snapshots += 1
                 self._error(f"snapshot {name.short()}: {exc}")
                 continue
+            self._report.snapshots += 1
             used = self._walk_tree(name, snap.body.tree, b"", index, seen_trees)
             if used != refs and not used & self._broken_trees:  # else `used` is partial
                 self._error(
@@ -214,6 +218,14 @@ class Checker:
                     f"{len(refs - used)} chunk(s) it does not use "
                     f"and misses {len(used - refs)} it uses"
                 )
+
+    def _still_listed(self, name: ObjectName) -> bool:
+        """Whether a snapshot that could not be loaded is still in the listing (damage) or left
+        it since check listed it (a forget that ran meanwhile)."""
+        try:
+            return name in self._repo.snapshot_names()
+        except CairnError:
+            return True  # cannot tell: report it
 
     def _walk_tree(
         self,
