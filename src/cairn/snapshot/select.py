@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cairn.core.ids import ObjectName
-from cairn.repository.errors import SnapshotNotFound
+from cairn.repository.errors import ObjectMissing, SnapshotNotFound
 from cairn.repository.repository import Repository, StoredSnapshot
 
 LATEST = "latest"
@@ -42,13 +42,25 @@ def snapshot_time(snap: StoredSnapshot) -> datetime:
 
 
 def load_snapshots(repo: Repository, filt: SnapshotFilter | None = None) -> list[StoredSnapshot]:
-    """Every snapshot (matching `filt`), oldest first."""
+    """Every snapshot (matching `filt`), oldest first. One forgotten between the listing and its
+    read (a forget on another machine, or the server's retention) is left out; one still listed
+    that cannot be read is an error."""
     names = repo.snapshot_names()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        snaps = list(pool.map(repo.read_snapshot, names))
+        read = list(pool.map(lambda name: _read_unless_forgotten(repo, name), names))
+    snaps = [s for s in read if s is not None]
     if filt is not None:
         snaps = [s for s in snaps if filt.matches(s)]
     return sorted(snaps, key=lambda s: (snapshot_time(s), s.name.hex))
+
+
+def _read_unless_forgotten(repo: Repository, name: ObjectName) -> StoredSnapshot | None:
+    try:
+        return repo.read_snapshot(name)
+    except ObjectMissing:
+        if name in repo.snapshot_names():
+            raise
+        return None
 
 
 def find_snapshot(repo: Repository, ref: str, filt: SnapshotFilter | None = None) -> StoredSnapshot:
