@@ -44,11 +44,12 @@ class Job:
 
 @dataclass
 class Outcome:
-    """One finished process: exit code, wall time, its own peak RSS (wait4), its output."""
+    """One finished process: exit code, wall and CPU time, its own peak RSS (wait4), output."""
 
     label: str
     code: int
     seconds: float
+    cpu_s: float
     max_rss_kib: int
     out: str
     err: str
@@ -78,7 +79,8 @@ def _finish(job: Job, proc: subprocess.Popen[bytes], started: float) -> Outcome:
     seconds = time.perf_counter() - started
     out = (job.logs / f"{job.label}.out").read_text(errors="replace")
     err = (job.logs / f"{job.label}.err").read_text(errors="replace")
-    return Outcome(job.label, proc.returncode, seconds, usage.ru_maxrss, out, err)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Outcome(job.label, proc.returncode, seconds, cpu, usage.ru_maxrss, out, err)
 
 
 def run_all(jobs: list[Job]) -> list[Outcome]:

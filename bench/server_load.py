@@ -265,11 +265,12 @@ def run_side(side: Side, the_fleet: Fleet, args: argparse.Namespace) -> Result:
     sampler = RssSampler(side.pid).start()
     result.idle_rss_kib = sampler.rss_kib() or 0
     try:
+        cpu_before = cpu_seconds(side.pid)
         acknowledged, forgotten = run_rounds(side, the_fleet, args.rounds, result, sampler)
+        result.server_cpu_s = cpu_seconds(side.pid) - cpu_before
         result.end_rss_kib = sampler.rss_kib() or 0
         print(f"{side.name}: verifying", flush=True)
         verify(side, the_fleet, acknowledged, forgotten, result, args.verify_all)
-        result.server_cpu_s = cpu_seconds(side.pid)
         result.peak_rss_kib = sampler.peak_since(0)
     finally:
         sampler.stop()
@@ -311,6 +312,12 @@ def table(results: list[Result], clients: int, tenants: int) -> str:
             [r.rounds[i].source_bytes / 2**20 / r.rounds[i].seconds for r in results],
             "{:.1f}",
         )
+    for i in range(len(results[0].rounds)):
+        measured(
+            f"round {i + 1}: CPU time of all backup clients (s)",
+            [sum(o.cpu_s for o in r.rounds[i].backups) for r in results],
+            "{:.0f}",
+        )
     measured(
         "median backup time of one client (s)",
         [_median([o.seconds for rd in r.rounds for o in rd.backups]) for r in results],
@@ -326,7 +333,12 @@ def table(results: list[Result], clients: int, tenants: int) -> str:
         peaks = [r.rounds[i].peak_rss_kib / 1024 for r in results]
         measured(f"server RSS peak in round {i + 1} (MiB)", peaks, "{:.0f}")
     measured("server RSS after the rounds (MiB)", [r.end_rss_kib / 1024 for r in results], "{:.0f}")
-    measured("server CPU time, whole run (s)", [r.server_cpu_s for r in results], "{:.1f}")
+    measured(
+        "server RSS peak, whole run with the restores and checks (MiB)",
+        [r.peak_rss_kib / 1024 for r in results],
+        "{:.0f}",
+    )
+    measured("server CPU time in the rounds (s)", [r.server_cpu_s for r in results], "{:.1f}")
     counted(
         "answers 503 + Retry-After (turned away, retried)", [r.answered("503") for r in results]
     )
@@ -395,6 +407,7 @@ def _raw(r: Result) -> dict[str, object]:
             "peak_rss_kib": rd.peak_rss_kib,
             "answers": dict(rd.answers) if rd.answers is not None else None,
             "client_seconds": [o.seconds for o in rd.backups],
+            "client_cpu_s": [o.cpu_s for o in rd.backups],
             "client_rss_kib": [o.max_rss_kib for o in rd.backups],
             "failures": [
                 {"label": o.label, "code": o.code, "err": o.err[-1000:]} for o in rd.failures
