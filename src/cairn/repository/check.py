@@ -108,23 +108,40 @@ class Checker:
         # Per pack, its entries in first-seen order (a dict as an ordered set): several indexes
         # may list the same pack after an interrupted run, and a list scan would be quadratic.
         expected: dict[ObjectName, dict[PackEntry, None]] = {}
-        try:
-            infos = list(self._repo.backend.list(ObjectKind.INDEX))
-        except BackendError as exc:
-            self._error(f"cannot list indexes: {exc}")
-            return {}
-        for info in infos:
-            try:
-                record = self._repo.read_index(ObjectName.from_hex(info.handle.name))
-            except CairnError as exc:
-                self._error(f"index {info.handle.name[:8]}: {exc}")
-                continue
-            self._repo.index.add_record(record)
-            for pack, entries in record.packs.items():
-                expected.setdefault(pack, {}).update(dict.fromkeys(entries))
+        read: set[ObjectName] = set()
+        while todo := [n for n in self._index_names() if n not in read]:
+            gone = []
+            for name in todo:
+                read.add(name)
+                try:
+                    record = self._repo.read_index(name)
+                except ObjectMissing:
+                    gone.append(name)
+                    continue
+                except CairnError as exc:
+                    self._error(f"index {name.short()}: {exc}")
+                    continue
+                self._repo.index.add_record(record)
+                for pack, entries in record.packs.items():
+                    expected.setdefault(pack, {}).update(dict.fromkeys(entries))
+            if not gone:
+                break
+            # Gone since listed: superseded by a prune, whose new index the next listing shows
+            # (design 13.3). Still listed: damage.
+            listed = set(self._index_names())
+            for name in gone:
+                if name in listed:
+                    self._error(f"index {name.short()}: it is missing from storage")
         self._report.blobs = len(self._repo.index)
         self._load_deletions()
         return {pack: list(entries) for pack, entries in expected.items()}
+
+    def _index_names(self) -> list[ObjectName]:
+        try:
+            return self._repo.index_names()
+        except BackendError as exc:
+            self._error(f"cannot list indexes: {exc}")
+            return []
 
     def _load_deletions(self) -> None:
         """Condemned packs stay readable until swept (design 13.4): a snapshot committed while a

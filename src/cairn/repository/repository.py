@@ -182,14 +182,44 @@ class Repository:
     # ---- the index ----------------------------------------------------------------------
 
     def load_index(self, connections: int = 4) -> list[ObjectName]:
-        """Read every index object into memory; returns their names."""
-        names = [ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)]
+        """Read every index object into memory; returns the names read.
+
+        A prune running meanwhile may remove an index between the listing and its read: it
+        saves the index that supersedes it first (design 13.3), so the listing is read again
+        and the new one loaded. Only an index that is still listed and cannot be read is an
+        error. Likewise a deletion record that a sweep finished meanwhile is skipped."""
+        loaded: list[ObjectName] = []
+        listed = self.index_names()
         with ThreadPoolExecutor(max_workers=connections) as pool:
-            for record in pool.map(self.read_index, names):
-                self.index.add_record(record)
+            while todo := [n for n in listed if n not in set(loaded)]:
+                gone = []
+                for name, record in zip(todo, pool.map(self._index_or_none, todo), strict=True):
+                    if record is None:
+                        gone.append(name)
+                    else:
+                        self.index.add_record(record)
+                        loaded.append(name)
+                if not gone:
+                    break
+                listed = self.index_names()
+                if damaged := [n for n in gone if n in listed]:
+                    raise ObjectMissing(f"index {damaged[0].short()} is missing from storage")
         for deletion in self.backend.list(ObjectKind.DELETION):
-            self.index.add_condemned(read_deletion(self.backend, deletion.handle).packs)
-        return names
+            try:
+                self.index.add_condemned(read_deletion(self.backend, deletion.handle).packs)
+            except ObjectMissing:
+                if deletion.handle in {i.handle for i in self.backend.list(ObjectKind.DELETION)}:
+                    raise
+        return loaded
+
+    def index_names(self) -> list[ObjectName]:
+        return [ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)]
+
+    def _index_or_none(self, name: ObjectName) -> IndexRecord | None:
+        try:
+            return self.read_index(name)
+        except ObjectMissing:
+            return None
 
     def read_index(self, name: ObjectName) -> IndexRecord:
         return decode_index(self.load_verified(Handle(ObjectKind.INDEX, name.hex)))
