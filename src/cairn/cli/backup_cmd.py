@@ -15,7 +15,7 @@ from cairn.cli.errors import EXIT_PARTIAL, UsageError
 from cairn.cli.output import show_path
 from cairn.core.patterns import PatternSet
 from cairn.core.units import format_size
-from cairn.snapshot.select import SnapshotFilter, load_snapshots
+from cairn.snapshot.select import SnapshotFilter, read_snapshots
 from cairn.source.walker import Walker
 
 
@@ -93,7 +93,8 @@ def _exclude_patterns(args: argparse.Namespace) -> list[str]:
 def _parent(ctx: Context, host: str, paths: list[bytes]) -> Any:
     repo = ctx.open_repository()
     wanted = sorted(os.path.normpath(os.fsdecode(p)) for p in paths)
-    snaps = load_snapshots(repo, SnapshotFilter(hosts=[host]))
+    # The parent is only recorded: a damaged older snapshot must not stop a new backup.
+    snaps, _unreadable = read_snapshots(repo, SnapshotFilter(hosts=[host]))
     same = [s for s in snaps if sorted(s.body.paths) == wanted]
     return same[-1].name if same else None
 

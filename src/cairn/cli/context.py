@@ -82,7 +82,7 @@ class Context:
             if session is not None:
                 self._repo.begin_session(session)
             if load_index:
-                self._repo.load_index()
+                self._load_index(self._repo)
         return self._repo
 
     def remote_credentials(self) -> RemoteCredentials:
@@ -101,6 +101,17 @@ class Context:
             known_servers=Path(config) / "cairn" / "known_servers",
             fingerprint=os.environ.get("CAIRN_SERVER_FINGERPRINT"),
         )
+
+    def _load_index(self, repo: Repository) -> None:
+        """Load the index, leaving out what storage lost; say what was left out."""
+        repo.load_index()
+        for problem in repo.damaged:
+            self.output.text(f"warning: {problem} (skipped; run `cairn check`)")
+        for pack in repo.forget_missing_packs():
+            self.output.text(
+                f"warning: pack {pack.short()} is missing from storage (run `cairn check`); "
+                "a backup stores what it held again"
+            )
 
     def progress(self, verb: str) -> Progress:
         if self.args.json or self.args.quiet or not sys.stderr.isatty():

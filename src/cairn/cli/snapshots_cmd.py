@@ -9,7 +9,7 @@ from typing import Any
 from cairn.cli.context import Context
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.repository.repository import StoredSnapshot
-from cairn.snapshot.select import load_snapshots
+from cairn.snapshot.select import read_snapshots
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
-    snaps = load_snapshots(ctx.open_repository(load_index=False), filter_from(ctx.args))
+    snaps, unreadable = read_snapshots(ctx.open_repository(load_index=False), filter_from(ctx.args))
     ctx.output.table(
         ["ID", "Time", "Host", "Tags", "Paths"],
         [
@@ -29,6 +29,8 @@ def run(ctx: Context) -> int:
     )
     ctx.output.text(f"{len(snaps)} snapshot(s)")
     ctx.output.json([snapshot_json(s) for s in snaps])
+    if unreadable:  # listed the others first: the damage is confined to these
+        unreadable[0].raise_error()
     return 0
 
 

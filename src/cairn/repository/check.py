@@ -1,8 +1,9 @@
 """check: is every object intact, and does every snapshot's reference resolve?
 
-Structure checks read every index, every pack trailer, every snapshot, reflist and tree. With
-`read_data`, every selected pack is read whole, re-hashed against its name, and every blob in it is
-opened, decompressed and re-hashed against its chunk ID. Nothing is changed.
+Structure checks read every key, lock, index and deletion record, every pack trailer, every
+snapshot and tree, and every reflist (named by a snapshot or not). With `read_data`, every
+selected pack is read whole, re-hashed against its name, and every blob in it is opened,
+decompressed and re-hashed against its chunk ID. Nothing is changed.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cairn.backends.base import Handle, ObjectKind
-from cairn.backends.errors import BackendError
+from cairn.backends.errors import BackendError, NotFound
 from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.hashing import verify_object
+from cairn.format.lock import decode_lock
 from cairn.format.pack import (
     BlobKind,
     PackEntry,
@@ -25,7 +27,7 @@ from cairn.format.pack import (
 )
 from cairn.format.tree import decode_tree
 from cairn.repository.errors import ObjectMissing
-from cairn.repository.keyring import list_keys
+from cairn.repository.keyring import read_key
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packs import read_trailer
 from cairn.repository.repository import Repository, read_deletion
@@ -70,11 +72,14 @@ class Checker:
         self._lock = threading.Lock()
         self._on_pack = on_pack or (lambda _n: None)
         self._broken_trees: set[ChunkId] = set()
+        self._listed_by: dict[ObjectName, ObjectName] = {}
+        """Pack → an index that lists it, to name in a report."""
 
     def run(
         self, read_data: bool = False, subset: Subset | None = None, seed: int | None = None
     ) -> CheckReport:
         self._check_keys()
+        self._check_locks()
         # Snapshots are listed before the indexes are read (reading goes snapshot -> index,
         # design 5.7): every index a listed snapshot relies on was durable before it (5.2), so
         # a backup that commits while check runs can never show up as a snapshot whose chunks
@@ -83,7 +88,8 @@ class Checker:
         expected = self._load_indexes()
         index = self._repo.index
         pack_sizes = self._check_packs(expected)
-        self._check_snapshots(index, snapshots)
+        named = self._check_snapshots(index, snapshots)
+        self._check_other_reflists(named)
         if read_data or subset is not None:
             rng = random.Random(seed)  # noqa: S311 - sampling, not secrecy
             chosen = [p for p in sorted(pack_sizes) if subset is None or subset.selects(p, rng)]
@@ -97,11 +103,53 @@ class Checker:
     # ---- keys and indexes ---------------------------------------------------------------
 
     def _check_keys(self) -> None:
+        """Every key object is intact (a damaged one is some passphrase's lost way in)."""
+        backend = self._repo.backend
         try:
-            if not list_keys(self._repo.backend):
-                self._error("no readable key object")
-        except CairnError as exc:
-            self._error(f"keys: {exc}")
+            infos = list(backend.list(ObjectKind.KEY))
+        except BackendError as exc:
+            self._error(f"cannot list keys: {exc}")
+            return
+        for info in infos:
+            name = ObjectName.from_hex(info.handle.name)
+            try:
+                record = read_key(backend, name)
+            except ObjectMissing:
+                continue  # removed since it was listed (`key remove`)
+            except CairnError as exc:
+                self._error(f"key {name.short()}: {exc}")
+                continue
+            if record.repo_id != self._repo.repo_id:
+                self._report.warnings.append(
+                    f"key {name.short()} belongs to another repository (left by an interrupted "
+                    "init?); it opens nothing here"
+                )
+
+    def _check_locks(self) -> None:
+        """Every lock object is intact: prune refuses to run while it cannot read one."""
+        backend = self._repo.backend
+        try:
+            infos = list(backend.list(ObjectKind.LOCK))
+        except BackendError as exc:
+            self._error(f"cannot list locks: {exc}")
+            return
+        for info in infos:
+            name = ObjectName.from_hex(info.handle.name)
+            try:
+                data = backend.load(info.handle)
+            except NotFound:
+                continue  # its session ended meanwhile
+            except CairnError as exc:
+                self._error(f"lock {name.short()}: {exc}")
+                continue
+            try:
+                verify_object(name, data)
+                decode_lock(data)
+            except CairnError as exc:
+                self._error(
+                    f"lock {name.short()} is damaged ({exc}); prune refuses to run while it is "
+                    "there: remove it once no backup that started before it is running"
+                )
 
     def _load_indexes(self) -> dict[ObjectName, list[PackEntry]]:
         """Load every index into the repository's index; return what each lists per pack."""
@@ -124,10 +172,11 @@ class Checker:
                 self._repo.index.add_record(record)
                 for pack, entries in record.packs.items():
                     expected.setdefault(pack, {}).update(dict.fromkeys(entries))
+                    self._listed_by.setdefault(pack, name)
             if not gone:
                 break
-            # Gone since listed: superseded by a prune, whose new index the next listing shows
-            # (design 13.3). Still listed: damage.
+            # Gone since listed: superseded by a prune, which saves the new index before it
+            # removes the old (design 13.3), so the next listing shows it. Still listed: damage.
             listed = set(self._index_names())
             for name in gone:
                 if name in listed:
@@ -138,7 +187,10 @@ class Checker:
 
     def _index_names(self) -> list[ObjectName]:
         try:
-            return self._repo.index_names()
+            return [
+                ObjectName.from_hex(i.handle.name)
+                for i in self._repo.backend.list(ObjectKind.INDEX)
+            ]
         except BackendError as exc:
             self._error(f"cannot list indexes: {exc}")
             return []
@@ -154,6 +206,8 @@ class Checker:
         for info in infos:
             try:
                 record = read_deletion(self._repo.backend, info.handle)
+            except ObjectMissing:
+                continue  # swept since it was listed
             except CairnError as exc:
                 self._error(f"deletion record {info.handle.name[:8]}: {exc}")
                 continue
@@ -172,14 +226,15 @@ class Checker:
         self._report.packs = len(sizes)
         for pack in sorted(expected.keys() - sizes.keys()):
             self._error(
-                f"pack {pack.short()} is missing "
-                f"(the index lists {len(expected[pack])} blobs in it)"
+                f"pack {pack.short()} is missing (index {self._listed_by[pack].short()} "
+                f"lists {len(expected[pack])} blobs in it)"
             )
             self._report.damaged_packs.add(pack)
         condemned = self._repo.index.condemned_packs()
         for pack in sorted(sizes.keys() - expected.keys() - condemned):
             self._report.warnings.append(
-                f"pack {pack.short()} is in no index (left by an interrupted run)"
+                f"pack {pack.short()} is in no index (left by an interrupted run, "
+                "or its index is lost)"
             )
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(
@@ -213,11 +268,14 @@ class Checker:
             self._error(f"cannot list snapshots: {exc}")
             return []
 
-    def _check_snapshots(self, index: MasterIndex, names: list[ObjectName]) -> None:
+    def _check_snapshots(self, index: MasterIndex, names: list[ObjectName]) -> set[ObjectName]:
+        """Check every snapshot, its reflists and trees; return the reflists they name."""
+        named: set[ObjectName] = set()
         seen_trees: dict[ChunkId, set[ChunkId]] = {}
         for name in sorted(names):
             try:
                 snap = self._repo.read_snapshot(name)
+                named.update(snap.record.reflists)
                 refs: set[ChunkId] = set()
                 for reflist in snap.record.reflists:
                     refs.update(self._repo.read_reflist(reflist))
@@ -235,6 +293,26 @@ class Checker:
                     f"{len(refs - used)} chunk(s) it does not use "
                     f"and misses {len(used - refs)} it uses"
                 )
+        return named
+
+    def _check_other_reflists(self, named: set[ObjectName]) -> None:
+        """Reflists no snapshot names (a prune condemned them, or a backup died before its
+        snapshot) are read too: damage anywhere is damage to report."""
+        try:
+            infos = list(self._repo.backend.list(ObjectKind.REFLIST))
+        except BackendError as exc:
+            self._error(f"cannot list reflists: {exc}")
+            return
+        for info in infos:
+            name = ObjectName.from_hex(info.handle.name)
+            if name in named:
+                continue
+            try:
+                self._repo.read_reflist(name)
+            except ObjectMissing:
+                continue  # swept since it was listed
+            except CairnError as exc:
+                self._error(f"reflist {name.short()}: {exc}")
 
     def _still_listed(self, name: ObjectName) -> bool:
         """Whether a snapshot that could not be loaded is still in the listing (damage) or left

@@ -18,7 +18,7 @@ from cairn.crypto.hashing import object_name, verify_object
 from cairn.crypto.kdf import KdfParams, derive_kek
 from cairn.crypto.keys import MasterKey
 from cairn.format.config import KeyRecord, decode_key, encode_key
-from cairn.repository.errors import KeyManagementError, WrongPassword
+from cairn.repository.errors import KeyManagementError, ObjectMissing, WrongPassword
 
 KEY_AAD = b"cairn/1"
 
@@ -65,20 +65,36 @@ def save_key(backend: Backend, data: bytes) -> ObjectName:
     return name
 
 
-def _key_objects(backend: Backend) -> Iterator[tuple[ObjectName, KeyRecord]]:
+def read_key(backend: Backend, name: ObjectName) -> KeyRecord:
+    """Load, verify and decode one key object; raises FormatError or IntegrityError."""
+    try:
+        data = backend.load(Handle(ObjectKind.KEY, name.hex))
+    except NotFound as exc:
+        raise ObjectMissing(f"keys/{name.hex} is missing from storage") from exc
+    verify_object(name, data)
+    return decode_key(data)
+
+
+def _key_objects(
+    backend: Backend, damaged: list[str] | None = None
+) -> Iterator[tuple[ObjectName, KeyRecord]]:
+    """Every readable key object; a damaged one must not hide the others (check reports it,
+    and `damaged` collects a description of it)."""
     for info in sorted(backend.list(ObjectKind.KEY), key=lambda i: i.handle.name):
         name = ObjectName.from_hex(info.handle.name)
         try:
-            data = backend.load(info.handle)
-            verify_object(name, data)
-            yield name, decode_key(data)
-        except (NotFound, FormatError, IntegrityError):
-            continue  # a damaged key object must not hide the others; check reports it
+            yield name, read_key(backend, name)
+        except ObjectMissing:
+            continue  # removed since it was listed
+        except (FormatError, IntegrityError) as exc:
+            if damaged is not None:
+                damaged.append(f"key object {name.short()} is damaged ({exc})")
 
 
 def unlock(backend: Backend, repo_id: bytes, passphrase: bytes) -> tuple[MasterKey, ObjectName]:
     """Try every key object; return the master key and the key that opened it."""
-    for name, record in _key_objects(backend):
+    damaged: list[str] = []
+    for name, record in _key_objects(backend, damaged):
         if record.repo_id != repo_id:
             continue
         params = KdfParams(record.kdf_t, record.kdf_m, record.kdf_p)
@@ -88,7 +104,12 @@ def unlock(backend: Backend, repo_id: bytes, passphrase: bytes) -> tuple[MasterK
         except IntegrityError:
             continue
         return MasterKey(raw), name
-    raise WrongPassword("wrong passphrase: no key of this repository opens with it")
+    message = "wrong passphrase: no key of this repository opens with it"
+    if damaged:
+        # The damaged one may be this passphrase's key: say so instead of blaming the user.
+        message += f"; {'; '.join(damaged)}: if that was this passphrase's key, open the "
+        message += "repository with another key and run `cairn check`"
+    raise WrongPassword(message)
 
 
 def list_keys(backend: Backend) -> list[KeyInfo]:

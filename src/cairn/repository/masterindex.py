@@ -29,6 +29,9 @@ class MasterIndex:
 
     def __init__(self) -> None:
         self._known: dict[ChunkId, Location] = {}
+        self._others: dict[ChunkId, list[Location]] = {}
+        """Further locations of chunks that more than one pack holds (rare: a chunk stored
+        again after its pack went missing, or by two backups at once)."""
         self._condemned: dict[ChunkId, Location] = {}
         self._pending: set[ChunkId] = set()
         self._lock = threading.Lock()
@@ -64,7 +67,10 @@ class MasterIndex:
         """Record a stored pack's blobs, completing their reservations."""
         with self._lock:
             for e in entries:
-                self._known.setdefault(e.chunk_id, Location(pack, e.kind, e.offset, e.length))
+                location = Location(pack, e.kind, e.offset, e.length)
+                known = self._known.setdefault(e.chunk_id, location)
+                if known.pack != pack:
+                    self._others.setdefault(e.chunk_id, []).append(location)
                 self._pending.discard(e.chunk_id)
 
     def add_record(self, record: IndexRecord) -> None:
@@ -88,6 +94,21 @@ class MasterIndex:
         with self._lock:
             return list(self._known.items())
 
-    def packs(self) -> set[ObjectName]:
+    def drop_packs(self, packs: set[ObjectName]) -> None:
+        """Forget every location in `packs` (packs storage no longer holds): a chunk another
+        pack also holds is read from there, any other chunk is no longer known."""
         with self._lock:
-            return {loc.pack for loc in self._known.values()}
+            for chunk_id in [c for c, loc in self._known.items() if loc.pack in packs]:
+                others = [o for o in self._others.pop(chunk_id, []) if o.pack not in packs]
+                if others:
+                    self._known[chunk_id] = others[0]
+                    self._others[chunk_id] = others[1:]
+                else:
+                    del self._known[chunk_id]
+
+    def packs(self) -> set[ObjectName]:
+        """Every pack a known chunk can be read from."""
+        with self._lock:
+            packs = {loc.pack for loc in self._known.values()}
+            packs.update(o.pack for others in self._others.values() for o in others)
+            return packs

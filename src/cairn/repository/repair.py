@@ -92,10 +92,11 @@ class Repairer:
         self._refuse_if_another_runs()
         view = self._read()
         survey = self._survey(view, read_data)
+        index = survey.target
         if self._needs_new_index(view, survey):
             self._result.changed = True
-            self._write(view, survey)
-        self._mend_reflists(survey.target)
+            index = self._write(view, survey)
+        self._mend_reflists(index)
         return self._result
 
     # ---- reading ------------------------------------------------------------------------
@@ -248,7 +249,9 @@ class Repairer:
 
     # ---- writing ------------------------------------------------------------------------
 
-    def _write(self, view: _View, survey: _Survey) -> None:
+    def _write(self, view: _View, survey: _Survey) -> dict[ObjectName, list[PackEntry]]:
+        """Save the salvage pack and the new index, then remove what it replaces; returns what
+        the new index lists (the salvage pack included)."""
         result = self._result
         new_index = IndexRecord(supersedes=list(view.indexes))
         salvage = [blob for blobs in survey.damaged.values() for blob in blobs]
@@ -272,6 +275,7 @@ class Repairer:
             self._remove(ObjectKind.PACK, pack)
         result.damaged_packs = len(survey.damaged)
         result.salvaged_blobs = len(salvage)
+        return new_index.packs
 
     def _save_salvage_pack(self, blobs: list[tuple[PackEntry, bytes]], index: IndexRecord) -> None:
         shuffled = list(blobs)

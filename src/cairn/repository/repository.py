@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import zstandard
 
 from cairn.backends.base import Backend, Handle, ObjectKind
-from cairn.backends.errors import NotFound
+from cairn.backends.errors import BackendError, NotFound
 from cairn.chunking.fastcdc import ChunkerParams, FastCDCChunker
 from cairn.core.clock import Clock
 from cairn.core.errors import FormatError, IntegrityError
@@ -29,7 +29,7 @@ from cairn.format.config import (
 )
 from cairn.format.deletion import DeletionRecord, decode_deletion
 from cairn.format.index import IndexRecord, decode_index
-from cairn.format.pack import BlobKind
+from cairn.format.pack import BlobKind, PackEntry
 from cairn.format.reflist import decode_reflist, encode_reflist
 from cairn.format.snapshot import (
     SnapshotBody,
@@ -57,6 +57,9 @@ COMPRESS_RAW = 0
 COMPRESS_ZSTD = 1
 MAX_DATA_BLOB = 16 * 1024 * 1024
 MAX_TREE_BLOB = 256 * 1024 * 1024
+RELIST_ATTEMPTS = 5
+_VANISHED = object()  # an index that was listed, then removed before it could be read
+"""How often load_index lists again when indexes vanish under it (a concurrent prune's swap)."""
 
 DEFAULT_PARAMS = RepoParams(
     chunk_min=512 * 1024,
@@ -104,6 +107,9 @@ class Repository:
         self._uploader: PackUploader | None = None
         self._local = threading.local()
         self.session: Session | None = None
+        self.damaged: list[str] = []
+        """Objects `load_index` could not use (see there), for the caller to report."""
+        self._damaged_lock = threading.Lock()
 
     # ---- creating and opening -------------------------------------------------------------
 
@@ -120,6 +126,12 @@ class Repository:
         """Create a repository: key object first, config last (config marks it complete)."""
         if backend.exists(CONFIG_HANDLE):
             raise RepositoryExists(f"a repository already exists at {backend.location()}")
+        if _holds_data(backend):
+            # A new config here would bury the old repository's data under a new master key.
+            raise RepositoryExists(
+                f"{backend.location()} holds a repository whose config is missing; "
+                "refusing to create a new one over its data"
+            )
         repo_id = os.urandom(16)
         master = MasterKey.generate()
         key_name = save_key(backend, make_key(master, repo_id, passphrase, kdf, clock))
@@ -182,44 +194,86 @@ class Repository:
     # ---- the index ----------------------------------------------------------------------
 
     def load_index(self, connections: int = 4) -> list[ObjectName]:
-        """Read every index object into memory; returns the names read.
+        """Read every index object into memory; returns their names.
 
-        A prune running meanwhile may remove an index between the listing and its read: it
-        saves the index that supersedes it first (design 13.3), so the listing is read again
-        and the new one loaded. Only an index that is still listed and cannot be read is an
-        error. Likewise a deletion record that a sweep finished meanwhile is skipped."""
-        loaded: list[ObjectName] = []
-        listed = self.index_names()
-        with ThreadPoolExecutor(max_workers=connections) as pool:
-            while todo := [n for n in listed if n not in set(loaded)]:
-                gone = []
-                for name, record in zip(todo, pool.map(self._index_or_none, todo), strict=True):
-                    if record is None:
-                        gone.append(name)
-                    else:
-                        self.index.add_record(record)
-                        loaded.append(name)
-                if not gone:
-                    break
-                listed = self.index_names()
-                if damaged := [n for n in gone if n in listed]:
-                    raise ObjectMissing(f"index {damaged[0].short()} is missing from storage")
-        for deletion in self.backend.list(ObjectKind.DELETION):
-            try:
-                self.index.add_condemned(read_deletion(self.backend, deletion.handle).packs)
-            except ObjectMissing:
-                if deletion.handle in {i.handle for i in self.backend.list(ObjectKind.DELETION)}:
-                    raise
-        return loaded
+        A damaged index or deletion record is skipped and described in `damaged`: damage stays
+        confined to the snapshots whose chunks only it lists (they then fail with ObjectMissing),
+        every other snapshot restores, and a backup stores such chunks again. Prune reads for
+        itself and refuses on any of this (design 13.3); check reports it.
 
-    def index_names(self) -> list[ObjectName]:
-        return [ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)]
+        A prune or repair may replace indexes meanwhile. It saves the new index before it removes
+        the ones it supersedes, and a sweep indexes again what it keeps before it removes its
+        record; so an index or deletion record that vanishes between the listing and the read
+        has been replaced, and the listing is read again for what replaced it.
+        """
+        done: set[ObjectName] = set()
+        for _ in range(RELIST_ATTEMPTS):
+            names = [
+                ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.INDEX)
+            ]
+            todo = [n for n in names if n not in done]
+            with ThreadPoolExecutor(max_workers=connections) as pool:
+                records = list(pool.map(self._read_index_if_present, todo))
+            vanished = False
+            for name, record in zip(todo, records, strict=True):
+                if record is _VANISHED:
+                    vanished = True
+                    continue
+                done.add(name)  # read, or damaged and described: either way not read again
+                if isinstance(record, IndexRecord):
+                    self.index.add_record(record)
+            condemned = self._read_deletions_if_present()
+            if condemned is not None and not vanished:
+                for packs in condemned:
+                    self.index.add_condemned(packs)
+                return names
+        raise ObjectMissing(
+            f"indexes kept vanishing while they were read ({RELIST_ATTEMPTS} listings); "
+            "is a prune or repair running in a loop?"
+        )
 
-    def _index_or_none(self, name: ObjectName) -> IndexRecord | None:
+    def _read_index_if_present(self, name: ObjectName) -> IndexRecord | object | None:
+        """The index; _VANISHED if it is gone; None (and a `damaged` entry) if it is damaged."""
         try:
             return self.read_index(name)
         except ObjectMissing:
+            return _VANISHED
+        except (FormatError, IntegrityError) as exc:
+            self._note_damage(f"index {name.short()}: {exc}")
             return None
+
+    def _read_deletions_if_present(self) -> list[dict[ObjectName, list[PackEntry]]] | None:
+        """The packs of every readable deletion record; None if one vanished while being read."""
+        found = []
+        for deletion in self.backend.list(ObjectKind.DELETION):
+            try:
+                found.append(read_deletion(self.backend, deletion.handle).packs)
+            except ObjectMissing:
+                return None
+            except (FormatError, IntegrityError) as exc:
+                self._note_damage(f"deletion record {deletion.handle.name[:8]}: {exc}")
+        return found
+
+    def _note_damage(self, message: str) -> None:
+        with self._damaged_lock:
+            if message not in self.damaged:
+                self.damaged.append(message)
+
+    def forget_missing_packs(self) -> list[ObjectName]:
+        """Drop from the loaded index every pack that storage does not hold; return them.
+
+        Then a backup stores the chunks that only such a pack held again, instead of
+        deduplicating against lost data (the new snapshot is whole: restic#2571, kopia#3492),
+        and readers take a chunk that another pack also holds from there. Listed after the
+        index was loaded, so every pack it names had been stored; dropping is always safe (at
+        worst a chunk is stored twice). Chunks only a missing pack held stay missing, and check
+        reports the pack.
+        """
+        listed = {ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.PACK)}
+        missing = self.index.packs() - listed
+        if missing:
+            self.index.drop_packs(missing)
+        return sorted(missing)
 
     def read_index(self, name: ObjectName) -> IndexRecord:
         return decode_index(self.load_verified(Handle(ObjectKind.INDEX, name.hex)))
@@ -398,6 +452,11 @@ def read_config(backend: Backend) -> ConfigRecord:
     try:
         data = backend.load(CONFIG_HANDLE)
     except NotFound as exc:
+        if _holds_data(backend):
+            raise NotARepository(
+                f"the config of the repository at {backend.location()} is missing, though "
+                "the location holds its data: restore the config from a copy"
+            ) from exc
         raise RepositoryNotFound(
             f"no repository at {backend.location()} (create one with `cairn init`)"
         ) from exc
@@ -407,6 +466,18 @@ def read_config(backend: Backend) -> ConfigRecord:
         raise NotARepository(
             f"{backend.location()} does not hold a Cairn repository config"
         ) from exc
+
+
+def _holds_data(backend: Backend) -> bool:
+    """True when the location holds snapshots, indexes or packs (key objects alone are what an
+    interrupted init leaves, and init may then run again)."""
+    for kind in (ObjectKind.SNAPSHOT, ObjectKind.INDEX, ObjectKind.PACK):
+        try:
+            if next(iter(backend.list(kind)), None) is not None:
+                return True
+        except BackendError:
+            continue  # no such folder: nothing there
+    return False
 
 
 def _aad(repo_id: bytes, label: bytes) -> bytes:

@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NoReturn
 
+from cairn.core.errors import CairnError, FormatError, IntegrityError
 from cairn.core.ids import ObjectName
 from cairn.repository.errors import ObjectMissing, SnapshotNotFound
 from cairn.repository.repository import Repository, StoredSnapshot
@@ -41,32 +43,65 @@ def snapshot_time(snap: StoredSnapshot) -> datetime:
     return datetime.fromisoformat(snap.body.time)
 
 
-def load_snapshots(repo: Repository, filt: SnapshotFilter | None = None) -> list[StoredSnapshot]:
-    """Every snapshot (matching `filt`), oldest first. One forgotten between the listing and its
-    read (a forget on another machine, or the server's retention) is left out; one still listed
-    that cannot be read is an error."""
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A snapshot object that could not be read: damaged, malformed, or of a newer format."""
+
+    name: ObjectName
+    error: CairnError
+
+    def raise_error(self) -> NoReturn:
+        """Raise the error, of its own class (so its code stays), naming the snapshot."""
+        raise type(self.error)(f"snapshot {self.name.short()}: {self.error}") from self.error
+
+
+def read_snapshots(
+    repo: Repository, filt: SnapshotFilter | None = None
+) -> tuple[list[StoredSnapshot], list[Unreadable]]:
+    """Every readable snapshot (matching `filt`), oldest first, and those that cannot be read.
+
+    One damaged snapshot must not hide the others (docs/errors.md: damage is confined to the
+    snapshots that reference it); callers that must see everything use `load_snapshots`. A
+    snapshot that vanishes between the listing and its read was removed by a forget running
+    meanwhile: it is left out, as a listing a moment later would leave it out.
+    """
     names = repo.snapshot_names()
+
+    def read(name: ObjectName) -> StoredSnapshot | Unreadable | None:
+        try:
+            return repo.read_snapshot(name)
+        except ObjectMissing:
+            return None
+        except (FormatError, IntegrityError) as exc:
+            return Unreadable(name, exc)
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        read = list(pool.map(lambda name: _read_unless_forgotten(repo, name), names))
-    snaps = [s for s in read if s is not None]
+        results = list(pool.map(read, names))
+    snaps = [r for r in results if isinstance(r, StoredSnapshot)]
+    unreadable = [r for r in results if isinstance(r, Unreadable)]
     if filt is not None:
         snaps = [s for s in snaps if filt.matches(s)]
-    return sorted(snaps, key=lambda s: (snapshot_time(s), s.name.hex))
+    return sorted(snaps, key=lambda s: (snapshot_time(s), s.name.hex)), unreadable
 
 
-def _read_unless_forgotten(repo: Repository, name: ObjectName) -> StoredSnapshot | None:
-    try:
-        return repo.read_snapshot(name)
-    except ObjectMissing:
-        if name in repo.snapshot_names():
-            raise
-        return None
+def load_snapshots(repo: Repository, filt: SnapshotFilter | None = None) -> list[StoredSnapshot]:
+    """Every snapshot (matching `filt`), oldest first; raises if any cannot be read."""
+    snaps, unreadable = read_snapshots(repo, filt)
+    if unreadable:
+        unreadable[0].raise_error()
+    return snaps
 
 
 def find_snapshot(repo: Repository, ref: str, filt: SnapshotFilter | None = None) -> StoredSnapshot:
-    """Resolve `latest` or a unique ID prefix (at least 4 hex digits)."""
-    snaps = load_snapshots(repo, filt)
+    """Resolve `latest` or a unique ID prefix (at least 4 hex digits).
+
+    A damaged snapshot other than the one asked for does not matter; `latest` is refused while
+    any snapshot is unreadable, as the unreadable one may be the latest.
+    """
+    snaps, unreadable = read_snapshots(repo, filt)
     if ref == LATEST:
+        if unreadable:
+            unreadable[0].raise_error()
         if not snaps:
             raise SnapshotNotFound(
                 "no snapshot matches (the repository has none, or the filters exclude all)"
@@ -77,14 +112,16 @@ def find_snapshot(repo: Repository, ref: str, filt: SnapshotFilter | None = None
         raise SnapshotNotFound(
             f"{ref!r} is neither `latest` nor a snapshot ID (at least 4 hex digits)"
         )
-    found = [s for s in snaps if s.name.hex.startswith(ref)]
+    found = [s.name for s in snaps if s.name.hex.startswith(ref)]
+    broken = [u for u in unreadable if u.name.hex.startswith(ref)]
+    if len(found) + len(broken) > 1:
+        shown = ", ".join(n.short() for n in [*found, *(u.name for u in broken)])
+        raise SnapshotNotFound(f"snapshot ID {ref} is ambiguous: {shown}")
+    if broken:
+        broken[0].raise_error()
     if not found:
         raise SnapshotNotFound(f"no snapshot with ID {ref}")
-    if len(found) > 1:
-        raise SnapshotNotFound(
-            f"snapshot ID {ref} is ambiguous: {', '.join(s.name.short() for s in found)}"
-        )
-    return found[0]
+    return next(s for s in snaps if s.name == found[0])
 
 
 def short_ids(names: Iterable[ObjectName]) -> list[str]:

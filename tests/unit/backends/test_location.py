@@ -34,7 +34,22 @@ def test_create_makes_the_local_layout(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("location", ["s3:bucket/path", "sftp:host:/srv/repo", "rest:http://x"])
 def test_unknown_schemes_are_refused(location: str) -> None:
-    with pytest.raises(BackendError, match="supported: local paths, memory:"):
+    with pytest.raises(BackendError, match="supported: local paths, cairns://"):
+        open_backend(location)
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("cairn://example.com/t", "loopback only"),
+        ("cairns://host", "cairns://HOST:PORT/TENANT"),
+        ("cairns://host:1/a/b", "one tenant name"),
+        ("cairns://host:99999/t", "bad port"),
+        ("cairns://127.0.0.1:8443/t", "needs a token"),
+    ],
+)
+def test_server_locations_are_checked_before_any_connection(location: str, reason: str) -> None:
+    with pytest.raises(BackendError, match=reason):
         open_backend(location)
 
 

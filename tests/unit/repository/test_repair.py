@@ -31,7 +31,7 @@ from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.memory import MemoryBackend
 from cairn.core.clock import FrozenClock
 from cairn.crypto.kdf import TEST_KDF
-from cairn.format.pack import BlobKind
+from cairn.format.pack import BlobKind, parse_pack
 from cairn.format.tree import decode_tree
 from cairn.repository.check import Checker
 from cairn.repository.locks import LEASE_MS, SKEW_MS, Session
@@ -215,6 +215,36 @@ def test_a_lost_reflist_is_rebuilt_so_prune_can_run(tmp_path: Path) -> None:
     assert reflist in objects(backend, ObjectKind.REFLIST)
     prune(backend, clock, PruneOptions(max_unused=0))
     assert_consistent(backend, clock, tmp_path)
+
+
+def test_a_lost_reflist_is_rebuilt_in_the_run_that_salvages_its_trees(tmp_path: Path) -> None:
+    # Found by the kill harness (tests/robustness): the trees a reflist is rebuilt from may sit
+    # in a damaged pack; they are in the salvage pack by then, so one run mends both.
+    backend, clock = MemoryBackend(), new_clock()
+    two_snapshots(backend, clock)
+    repo = open_repo(backend, clock)
+    snap = repo.read_snapshot(sorted(repo.snapshot_names())[0])
+    root = repo.index.get(snap.body.tree)
+    assert root is not None
+    pack = Handle(ObjectKind.PACK, root.pack.hex)
+    data = bytearray(backend.load(pack))
+    other = [e for e in parse_pack(bytes(data)) if e.kind is BlobKind.DATA]
+    assert other, "the root tree's pack holds no data blob to damage"
+    data[other[0].offset + other[0].length // 2] ^= 0x40
+    replace(backend, pack, bytes(data))
+    (reflist,) = snap.record.reflists
+    backend.remove(Handle(ObjectKind.REFLIST, reflist.hex))
+
+    result = repair(backend, clock, read_data=True)
+    assert result.damaged_packs == 1 and result.salvaged_blobs > 0
+    assert result.reflists_rebuilt == 1, result.notes
+    assert Handle(ObjectKind.REFLIST, reflist.hex) in objects(backend, ObjectKind.REFLIST)
+    repo = open_repo(backend, clock, "backup")  # the lost chunk is stored again
+    backup(repo, files(a1=chunks(1, 6) + chunks(2, 20), old=chunks(3, 20)))
+    backup(repo, files(a2=chunks(1, 6) + chunks(2, 20)[:5], b=chunks(4, 8)))
+    repo.close()
+    assert_consistent(backend, clock, tmp_path)
+    assert not repair(backend, clock, read_data=True).changed
 
 
 def test_repair_and_prune_never_run_at_once() -> None:

@@ -10,10 +10,12 @@ from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.memory import MemoryBackend
 from cairn.core.clock import SystemClock
 from cairn.core.errors import IntegrityError
-from cairn.core.ids import ChunkId
+from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.hashing import object_name
 from cairn.crypto.kdf import TEST_KDF
 from cairn.format.config import RepoParams
+from cairn.format.deletion import DeletionRecord, encode_deletion
+from cairn.format.index import IndexRecord, decode_index, encode_index
 from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
@@ -178,3 +180,45 @@ def test_check_finds_nothing_on_a_healthy_repository() -> None:
     report = Checker(Repository.open(repo.backend, b"pw", CLOCK)).run(read_data=True)
     assert report.errors == []
     assert report.packs_read == report.packs > 1
+
+
+class _SwapOnFirstRead(MemoryBackend):
+    """Does what a prune's swap and sweep do between a reader's listing and its first read of
+    a `trigger` object: a new index of every entry replaces the indexes, the deletion records
+    are swept."""
+
+    trigger: ObjectKind | None = None
+
+    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        if handle.kind is self.trigger:
+            self.trigger = None
+            merged = IndexRecord()
+            old = [i.handle for i in self.list(ObjectKind.INDEX)]
+            for index in old:
+                record = decode_index(super().load(index))
+                merged.packs.update(record.packs)
+                merged.supersedes.append(ObjectName.from_hex(index.name))
+            data = encode_index(merged)
+            self.save(Handle(ObjectKind.INDEX, object_name(data).hex), data)
+            for gone in [*old, *(i.handle for i in self.list(ObjectKind.DELETION))]:
+                self.remove(gone)
+        return super().load(handle, offset, length)
+
+
+@pytest.mark.parametrize("trigger", [ObjectKind.INDEX, ObjectKind.DELETION])
+def test_indexes_replaced_while_they_are_loaded_are_read_from_their_successor(
+    trigger: ObjectKind,
+) -> None:
+    # Found by the kill harness (tests/robustness): a backup listed the indexes, a concurrent
+    # prune swapped them, and the backup failed on an index it had listed (CAIRN-E021).
+    backend = _SwapOnFirstRead()
+    repo = new_repo(backend)
+    ids, tree_id = commit(repo, [os.urandom(3000) for _ in range(30)])
+    repo.close()
+    data = encode_deletion(DeletionRecord(created_ms=0, sessions=[], packs={}, reflists=[]))
+    backend.save(Handle(ObjectKind.DELETION, object_name(data).hex), data)
+    backend.trigger = trigger
+    again = Repository.open(backend, b"pw", CLOCK)
+    again.load_index()
+    assert backend.trigger is None, "the swap happened while the index was loaded"
+    assert all(c in again.index for c in [*ids, tree_id])
