@@ -2,7 +2,8 @@
 
     python bench/server_load.py [--clients 50] [--tenants 5] [--scale tiny|small|medium]
                                 [--rounds 3] [--tools cairn,restic] [--workdir /dev/shm/x]
-                                [--gc-every MINUTES] [--output FILE.md] [--json FILE]
+                                [--gc-every MINUTES] [--client-nice N]
+                                [--output FILE.md] [--json FILE]
 
 The fleet (bench/fleet.py): `--clients` machines spread over `--tenants` tenants, each with its
 own source tree: files the machines of a tenant share (deduplicated by the tenant's repository)
@@ -13,7 +14,8 @@ on, work runs beside the backups: for Cairn a `check` and a `forget` (of the ten
 machine's older snapshots) per tenant, while the server's own retention and garbage collection
 run every `--gc-every` minutes and a scrub every `--scrub-every` hours; for restic a `check
 --no-lock` per tenant (its forget and prune need an exclusive lock, so they cannot run beside
-backups).
+backups). Every client process runs at nice 10 (`--client-nice`): on one machine the server
+gets the CPU before its clients, as it would if they ran on machines of their own.
 
 Measured per round: the wall time from the start of the backups to the end of the last one, the
 source bytes of all machines over that time, failed backups (exit code not 0); per tool: the
@@ -42,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import fleet
+import load_sides
 from load_sides import (
     CairnSide,
     Outcome,
@@ -304,6 +307,7 @@ def table(results: list[Result], clients: int, tenants: int) -> str:
         [f"{clients} ({tenants} × {clients // tenants})"] * len(results),
     )
     row("beside the backups from round 2", [r.side_work for r in results])
+    row("client processes' niceness", [str(load_sides.CLIENT_NICE)] * len(results))
     for i in range(len(results[0].rounds)):
         what = "initial backup" if i == 0 else f"round {i + 1}, after changes"
         measured(f"{what}: wall time (s)", [r.rounds[i].seconds for r in results], "{:.1f}")
@@ -431,12 +435,19 @@ def main() -> None:
     parser.add_argument("--gc-every", type=float, default=0.25, help="server GC, minutes")
     parser.add_argument("--scrub-every", type=float, default=0.02, help="server scrub, hours")
     parser.add_argument("--max-uploads", type=int, help="cairn server serve --max-uploads")
+    parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=load_sides.CLIENT_NICE,
+        help="niceness of every client process; 0: clients compete with the server for the CPU",
+    )
     parser.add_argument("--verify-all", action="store_true", help="restore every snapshot")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cairn-server-load"))
     parser.add_argument("--keep", action="store_true", help="keep the workdir (logs, repos)")
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
     args = parser.parse_args()
+    load_sides.CLIENT_NICE = args.client_nice
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if "restic" in tools and not (shutil.which("restic") and shutil.which("rclone")):
         parser.exit(2, "restic and rclone are needed (apt-get install restic rclone)\n")
