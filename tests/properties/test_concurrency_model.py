@@ -7,9 +7,15 @@ Time passes for everyone; one machine's clock can jump forward or back, or the m
 
 The model is small: the acknowledged snapshots (commit returned) not forgotten since, and the
 bytes of every chunk. After every step each of them must restore bit-exact from what is on
-storage now (the index, or a deletion record's fallback entries), and a commit must have failed
-if its session's lease had run out by its own clock. At the end every run is finished, every lock
-runs out, prune runs until nothing is left to sweep, and `check --read-data` must be clean.
+storage now (the index, or a deletion record's fallback entries). A commit must fail, and may
+only fail, if its session's lease ran out by its own clock or a prune removed its lock. At the end
+every run is finished, every lock runs out, prune runs until nothing is left to sweep, and
+`check --read-data` must be clean.
+
+Known gaps, reported with xfail tests, are left out or checked weaker: while a prune is stopped
+or dead between its index swap and its deletion record, a chunk in no index need only still be
+on storage (test_prune.py); a stale commit is never killed just as it takes its snapshot back
+(test_clock.py).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from cairn.repository.check import Checker
 from cairn.repository.locks import LEASE_MS, SKEW_MS, LeaseExpired, Session, now_ms, read_locks
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packs import read_trailer
-from cairn.repository.prune import PruneOptions, Pruner, PruneResult, PruneRunning
+from cairn.repository.prune import PruneOptions, PruneResult, PruneRunning
 from cairn.repository.repository import Repository
 from cairn.snapshot.forget import remove_snapshots
 from repohelpers import (
@@ -46,6 +52,7 @@ from repohelpers import (
     Stoppable,
     World,
 )
+from repohelpers import prune as run_prune
 
 WRITERS = 3
 PRUNERS = 2
@@ -57,8 +64,8 @@ MINUTE = 60
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 LEASE_S = LEASE_MS // 1000
-T = TypeVar("T")
 SKEW_S = SKEW_MS // 1000
+T = TypeVar("T")
 
 
 def chunk_bytes(seed: int) -> bytes:
@@ -102,17 +109,6 @@ class PruneMachine:
 
     def __repr__(self) -> str:
         return self.clock.name
-
-
-def run_prune(machine: Gated, clock: MachineClock, options: PruneOptions) -> PruneResult:
-    repo = Repository.open(machine, PASS, clock)
-    session = Session(machine, clock, "prune", seal=repo._seal_lock)
-    session.acquire(renew_in_background=False)
-    try:
-        pruner = Pruner(machine, clock, session, SMALL.pack_size, opener=repo.open_lock)
-        return pruner.run(options)
-    finally:
-        session.release()
 
 
 steps = st.one_of(st.none(), st.none(), st.integers(1, 8))
