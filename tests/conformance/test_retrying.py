@@ -10,6 +10,7 @@ import pytest
 from cairn.backends.base import Backend, Handle, ObjectInfo, ObjectKind
 from cairn.backends.errors import (
     BackendError,
+    Busy,
     ListingIncomplete,
     NotFound,
     StorageFull,
@@ -40,6 +41,36 @@ def _stack(attempts: int = 5) -> tuple[RetryingBackend, FaultyBackend, _Sleeps]:
     sleeps = _Sleeps()
     retrying = RetryingBackend(faulty, attempts=attempts, sleep=sleeps, rng=random.Random(7))
     return retrying, faulty, sleeps
+
+
+def test_a_busy_storage_is_waited_for_as_asked_without_using_up_attempts() -> None:
+    backend, faulty, sleeps = _stack(attempts=2)
+    handle = handle_for(ObjectKind.PACK, b"data")
+    faulty.fail("save", Busy("503: the server is busy", retry_after=2.0), times=30)
+    backend.save(handle, b"data")
+    assert faulty.calls["save"] == 31, "30 busy answers, then stored: no attempt was used up"
+    assert len(sleeps.delays) == 30
+    assert all(2.0 <= delay <= 3.0 for delay in sleeps.delays), "as asked, spread by up to half"
+    assert len(set(sleeps.delays)) > 1, "clients turned away together do not return together"
+
+
+def test_a_busy_storage_is_waited_for_until_the_patience_is_spent() -> None:
+    faulty = FaultyBackend(MemoryBackend())
+    sleeps = _Sleeps()
+    backend = RetryingBackend(faulty, busy_patience=60.0, sleep=sleeps, rng=random.Random(7))
+    faulty.fail("load", Busy("503", retry_after=10.0), times=1000)
+    with pytest.raises(Busy):
+        backend.load(handle_for(ObjectKind.PACK, b"x"))
+    assert 40.0 <= sum(sleeps.delays) <= 60.0
+    assert faulty.calls["load"] == len(sleeps.delays) + 1
+
+
+def test_a_busy_listing_is_waited_for_and_yields_no_object_twice() -> None:
+    backend, faulty, sleeps = _stack(attempts=1)
+    faulty.save(handle_for(ObjectKind.PACK, b"p"), b"p")
+    faulty.fail("list", Busy("503", retry_after=1.0), times=3)
+    assert len(list(backend.list(ObjectKind.PACK))) == 1
+    assert len(sleeps.delays) == 3
 
 
 def test_transient_errors_are_retried_with_bounded_jittered_backoff() -> None:

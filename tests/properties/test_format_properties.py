@@ -108,9 +108,9 @@ def test_index_round_trip(packs: dict[ObjectName, list[tuple[ChunkId, BlobKind, 
     assert decode_index(encode_index(record)).packs == record.packs
 
 
-@given(st.sets(ids, max_size=50))
-def test_reflist_round_trip(refs: set[ChunkId]) -> None:
-    assert decode_reflist(encode_reflist(refs)) == sorted(refs)
+@given(st.sets(ids, max_size=50), st.binary(min_size=16, max_size=16))
+def test_reflist_round_trip(refs: set[ChunkId], salt: bytes) -> None:
+    assert decode_reflist(encode_reflist(refs, salt)) == sorted(refs)
 
 
 @given(

@@ -18,6 +18,7 @@ from cairn.backends.base import ObjectKind
 from cairn.backends.local import LocalBackend
 from cairn.core.ids import ObjectName
 from cairn.format.pack import BlobKind
+from cairn.format.snapshot import decode_snapshot
 from cairn.repository.packs import read_trailer
 from robustness.killharness import CHECK_FAILED, ONLY_ENV, Lab, Run, Workload, systematic
 from robustness.trees import evolve, make_tree
@@ -146,7 +147,13 @@ def _prepare_repair(lab: Lab) -> None:
     indexes = sorted((lab.repo / "index").iterdir(), key=lambda p: p.stat().st_mtime_ns)
     assert len(indexes) >= 2
     indexes[0].unlink()
-    next((lab.repo / "reflists").iterdir()).unlink()
+    reflist = next((lab.repo / "reflists").iterdir())
+    for snapshot in (lab.repo / "snapshots").iterdir():
+        if reflist.name in {r.hex for r in decode_snapshot(snapshot.read_bytes()).reflists}:
+            # repair writes the reflist again under a new salt and the snapshot's record with
+            # it: the same snapshot under a new ID (design 13.5), restored like the others
+            lab.may_vanish = {snapshot.name}
+    reflist.unlink()
     lab.damaged = True
     assert lab.tool().run("check", "--read-data", check=False).code == CHECK_FAILED
 

@@ -8,6 +8,7 @@ BackendError
 ├── StorageFull               no space or quota left: stop, free space, retry later
 ├── ListingIncomplete         a listing could not be completed: never act on it as if whole
 └── TransientBackendError     worth retrying (timeouts, resets, throttling, 5xx)
+    └── Busy                  the storage is overloaded and said when to come back
 ```
 """
 
@@ -40,3 +41,13 @@ class ListingIncomplete(BackendError):
 
 class TransientBackendError(BackendError):
     """A failure that may go away on retry."""
+
+
+class Busy(TransientBackendError):
+    """The storage is overloaded and asked to be called again in `retry_after` seconds (HTTP 503
+    or 429 with Retry-After). Not a fault of the request: a retrying wrapper waits as asked, for
+    as long as its patience lasts, without counting it as a failed attempt."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

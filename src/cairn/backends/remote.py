@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import math
 import ssl
 import threading
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from cairn.backends.contract import check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
     BackendError,
+    Busy,
     ListingIncomplete,
     NotFound,
     PermissionDenied,
@@ -38,6 +40,9 @@ _KINDS = {kind.value: kind for kind in ObjectKind}
 RESUMABLE_ABOVE = 16 * 1024 * 1024
 """Objects larger than this go up in parts that survive a broken connection."""
 UPLOAD_PART = 8 * 1024 * 1024
+DEFAULT_RETRY_AFTER = 2.0
+"""Seconds to wait after a 503 or 429 that names no Retry-After (a proxy's, say)."""
+MAX_RETRY_AFTER = 300.0
 
 
 class AuthenticationFailed(BackendError):
@@ -48,8 +53,9 @@ class RoleForbidden(PermissionDenied):
     """The token's role does not allow this operation (a backup token deleting, say)."""
 
 
-class Throttled(TransientBackendError):
-    """Too many failed logins from this address: the server waits before it listens again."""
+class Throttled(Busy):
+    """Too many failed logins from this address: the server waits before it listens again (a
+    machine with a good token behind the same address waits too)."""
 
 
 class QuotaExceeded(StorageFull):
@@ -339,13 +345,15 @@ class RemoteBackend:
         if status == 403:
             raise RoleForbidden(f"{what}{message}")
         if status == 429:
-            raise Throttled(f"{self._address}: {message}")
+            raise Throttled(f"{self._address}: {message}", _retry_after(response))
+        if status == 503:
+            raise Busy(f"{what}{message}", _retry_after(response))
         if status == 507:
             code = _code(response)
             if code == "CAIRN-E065":
                 raise QuotaExceeded(message)
             raise StorageFull(f"the server's storage is full: {message}")
-        if status in (429, 500, 502, 503, 504):
+        if status in (500, 502, 504):
             raise TransientBackendError(f"{what}{message}")
         raise BackendError(f"{what}{message}")
 
@@ -362,6 +370,17 @@ def _code(response: httpx.Response) -> str:
         return str(response.json()["error"]["code"])
     except (ValueError, KeyError, TypeError):
         return str(response.headers.get("x-cairn-code", ""))
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """Retry-After in seconds (the server sends seconds; a date or garbage means the default)."""
+    try:
+        seconds = float(response.headers.get("retry-after", DEFAULT_RETRY_AFTER))
+    except ValueError:
+        return DEFAULT_RETRY_AFTER
+    if math.isnan(seconds):
+        return DEFAULT_RETRY_AFTER
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _detail(response: httpx.Response, key: str) -> object:

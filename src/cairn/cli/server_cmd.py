@@ -46,6 +46,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-uploads", type=int, default=16, help="uploads in memory at once")
     serve.add_argument("--max-object", default="64M", help="largest object accepted (%(default)s)")
     serve.add_argument(
+        "--client-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a client must send a request's head within this, and never pause its body longer "
+        "(default %(default)s)",
+    )
+    serve.add_argument(
         "--gc-every",
         type=float,
         metavar="MINUTES",
@@ -163,7 +171,11 @@ def _services(ctx: Context) -> Services:
 def run_serve(ctx: Context) -> int:
     import uvicorn  # the server's own dependency: a client never loads it
 
+    from cairn.server.deadlines import deadline_protocol  # imports uvicorn too
+
     settings = _settings(ctx)
+    if not ctx.args.client_timeout > 0:
+        raise UsageError("--client-timeout must be a positive number of seconds")
     host, port = _listen(ctx.args.listen)
     loopback = _is_loopback(host)
     if ctx.args.insecure_http and not loopback:
@@ -189,6 +201,7 @@ def run_serve(ctx: Context) -> int:
         log_level="warning",
         timeout_keep_alive=30,
         limit_concurrency=512,
+        http=deadline_protocol(ctx.args.client_timeout),
         **tls,  # type: ignore[arg-type]
     )
     return 0

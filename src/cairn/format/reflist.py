@@ -14,10 +14,14 @@ from cairn.format.fields import get_bytes, require_map, require_version
 REFLIST_MAGIC = b"CAIRNRL1"
 REFLIST_VERSION = 1
 MAX_REFLIST = 1 << 31
+SALT_SIZE = 16
 
 
-def encode_reflist(ids: set[ChunkId] | list[ChunkId]) -> bytes:
-    body = packb({"v": REFLIST_VERSION, "ids": b"".join(sorted(ids))})
+def encode_reflist(ids: set[ChunkId] | list[ChunkId], salt: bytes) -> bytes:
+    """`salt` (SALT_SIZE random bytes) gives every snapshot's reflist a name of its own: two
+    snapshots of the same data must not share one, or a prune sweeping the reflist of a
+    forgotten snapshot could delete the reflist of a snapshot committed meanwhile."""
+    body = packb({"v": REFLIST_VERSION, "ids": b"".join(sorted(ids)), "salt": salt})
     return REFLIST_MAGIC + zstandard.ZstdCompressor(level=3).compress(body)
 
 

@@ -30,7 +30,7 @@ from cairn.repository.errors import ObjectMissing
 from cairn.repository.keyring import read_key
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packs import read_trailer
-from cairn.repository.repository import Repository, read_deletion
+from cairn.repository.repository import Repository, add_condemned, read_deletion
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +80,15 @@ class Checker:
     ) -> CheckReport:
         self._check_keys()
         self._check_locks()
+        # Snapshots are listed before the indexes are read (reading goes snapshot -> index,
+        # design 5.7): every index a listed snapshot relies on was durable before it (5.2), so
+        # a backup that commits while check runs can never show up as a snapshot whose chunks
+        # are missing.
+        snapshots = self._list_snapshots()
         expected = self._load_indexes()
         index = self._repo.index
         pack_sizes = self._check_packs(expected)
-        named = self._check_snapshots(index)
+        named = self._check_snapshots(index, snapshots)
         self._check_other_reflists(named)
         if read_data or subset is not None:
             rng = random.Random(seed)  # noqa: S311 - sampling, not secrecy
@@ -151,25 +156,44 @@ class Checker:
         # Per pack, its entries in first-seen order (a dict as an ordered set): several indexes
         # may list the same pack after an interrupted run, and a list scan would be quadratic.
         expected: dict[ObjectName, dict[PackEntry, None]] = {}
-        try:
-            infos = list(self._repo.backend.list(ObjectKind.INDEX))
-        except BackendError as exc:
-            self._error(f"cannot list indexes: {exc}")
-            return {}
-        for info in infos:
-            try:
-                record = self._repo.read_index(ObjectName.from_hex(info.handle.name))
-            except CairnError as exc:
-                self._error(f"index {info.handle.name[:8]}: {exc}")
-                continue
-            self._repo.index.add_record(record)
-            name = ObjectName.from_hex(info.handle.name)
-            for pack, entries in record.packs.items():
-                expected.setdefault(pack, {}).update(dict.fromkeys(entries))
-                self._listed_by.setdefault(pack, name)
+        read: set[ObjectName] = set()
+        while todo := [n for n in self._index_names() if n not in read]:
+            gone = []
+            for name in todo:
+                read.add(name)
+                try:
+                    record = self._repo.read_index(name)
+                except ObjectMissing:
+                    gone.append(name)
+                    continue
+                except CairnError as exc:
+                    self._error(f"index {name.short()}: {exc}")
+                    continue
+                self._repo.index.add_record(record)
+                for pack, entries in record.packs.items():
+                    expected.setdefault(pack, {}).update(dict.fromkeys(entries))
+                    self._listed_by.setdefault(pack, name)
+            if not gone:
+                break
+            # Gone since listed: superseded by a prune, which saves the new index before it
+            # removes the old (design 13.3), so the next listing shows it. Still listed: damage.
+            listed = set(self._index_names())
+            for name in gone:
+                if name in listed:
+                    self._error(f"index {name.short()}: it is missing from storage")
         self._report.blobs = len(self._repo.index)
         self._load_deletions()
         return {pack: list(entries) for pack, entries in expected.items()}
+
+    def _index_names(self) -> list[ObjectName]:
+        try:
+            return [
+                ObjectName.from_hex(i.handle.name)
+                for i in self._repo.backend.list(ObjectKind.INDEX)
+            ]
+        except BackendError as exc:
+            self._error(f"cannot list indexes: {exc}")
+            return []
 
     def _load_deletions(self) -> None:
         """Condemned packs stay readable until swept (design 13.4): a snapshot committed while a
@@ -179,13 +203,20 @@ class Checker:
         except BackendError as exc:
             self._error(f"cannot list deletion records: {exc}")
             return
+        records = []
         for info in infos:
             try:
-                record = read_deletion(self._repo.backend, info.handle)
+                records.append(read_deletion(self._repo.backend, info.handle))
+            except ObjectMissing:
+                continue  # swept since it was listed
             except CairnError as exc:
                 self._error(f"deletion record {info.handle.name[:8]}: {exc}")
-                continue
-            self._repo.index.add_condemned(record.packs)
+        if not records:
+            return
+        try:
+            add_condemned(self._repo.index, records, self._repo.backend)
+        except BackendError as exc:
+            self._error(f"cannot list packs: {exc}")
 
     # ---- packs --------------------------------------------------------------------------
 
@@ -235,17 +266,18 @@ class Checker:
 
     # ---- snapshots and trees ------------------------------------------------------------
 
-    def _check_snapshots(self, index: MasterIndex) -> set[ObjectName]:
-        """Check every snapshot, its reflists and trees; return the reflists they name."""
-        named: set[ObjectName] = set()
+    def _list_snapshots(self) -> list[ObjectName]:
         try:
-            names = self._repo.snapshot_names()
+            return self._repo.snapshot_names()
         except CairnError as exc:
             self._error(f"cannot list snapshots: {exc}")
-            return named
+            return []
+
+    def _check_snapshots(self, index: MasterIndex, names: list[ObjectName]) -> set[ObjectName]:
+        """Check every snapshot, its reflists and trees; return the reflists they name."""
+        named: set[ObjectName] = set()
         seen_trees: dict[ChunkId, set[ChunkId]] = {}
         for name in sorted(names):
-            self._report.snapshots += 1
             try:
                 snap = self._repo.read_snapshot(name)
                 named.update(snap.record.reflists)
@@ -253,8 +285,12 @@ class Checker:
                 for reflist in snap.record.reflists:
                     refs.update(self._repo.read_reflist(reflist))
             except CairnError as exc:
+                if isinstance(exc, ObjectMissing) and not self._still_listed(name):
+                    continue  # forgotten since check listed it: no longer in the repository
+                self._report.snapshots += 1
                 self._error(f"snapshot {name.short()}: {exc}")
                 continue
+            self._report.snapshots += 1
             used = self._walk_tree(name, snap.body.tree, b"", index, seen_trees)
             if used != refs and not used & self._broken_trees:  # else `used` is partial
                 self._error(
@@ -282,6 +318,14 @@ class Checker:
                 continue  # swept since it was listed
             except CairnError as exc:
                 self._error(f"reflist {name.short()}: {exc}")
+
+    def _still_listed(self, name: ObjectName) -> bool:
+        """Whether a snapshot that could not be loaded is still in the listing (damage) or left
+        it since check listed it (a forget that ran meanwhile)."""
+        try:
+            return name in self._repo.snapshot_names()
+        except CairnError:
+            return True  # cannot tell: report it
 
     def _walk_tree(
         self,

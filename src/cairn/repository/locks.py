@@ -7,7 +7,6 @@ the session itself decides that its lease is too old to commit.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -15,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cairn.backends.base import Backend, Handle, ObjectKind
-from cairn.backends.errors import BackendError
+from cairn.backends.errors import BackendError, NotFound
 from cairn.core.clock import Clock
 from cairn.core.crashpoints import crashpoint
 from cairn.core.errors import CairnError, FormatError, IntegrityError
@@ -35,6 +34,12 @@ from cairn.repository.objects import load_verified
 LEASE_MS = 10 * 60 * 1000
 SKEW_MS = 5 * 60 * 1000
 """A lock counts as ended this long after its expiry by the reader's clock (clock skew margin)."""
+
+_FENCED = (
+    "this session's lock was removed by a prune that judged the session ended (a machine "
+    f"asleep, or clocks that disagree by more than {SKEW_MS // 60_000} minutes: check this "
+    "machine's time); it does not commit, the data stored so far stays for the next run"
+)
 
 Sealer = Callable[[bytes, bytes], bytes]
 """(plaintext, session) → envelope: seals a lock's owner; None in a keyless process."""
@@ -134,7 +139,10 @@ class Session:
         self._seal = seal
         self._lease_ms = lease_ms
         self._current: ObjectName | None = None
+        self._saved_ms = 0
+        self._saved_mono = 0.0
         self._expires_ms = 0
+        self._fenced = False
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -159,7 +167,8 @@ class Session:
     def renew(self) -> None:
         """Save a lock with a fresh expiry, then remove the previous one."""
         with self._lock:
-            created = now_ms(self._clock)
+            created = max(self._now(), self._saved_ms + 1)  # a new name for every lock object
+            mono = self._clock.monotonic()
             owner = encode_owner(this_process())
             sealed = self._seal(owner, self.id) if self._seal is not None else b""
             record = LockRecord(self.id, self.purpose, created, created + self._lease_ms, sealed)
@@ -168,9 +177,19 @@ class Session:
             crashpoint("lock.save")
             self._backend.save(Handle(ObjectKind.LOCK, name.hex), data)
             previous, self._current = self._current, name
+            self._saved_ms, self._saved_mono = created, mono
             self._expires_ms = record.expires_ms
-            if previous is not None and previous != name:
+            if previous is not None:
                 self._remove(previous)
+
+    def _now(self) -> int:
+        """This machine's time in ms, but never less than the monotonic clock says has passed
+        since the lock was saved: a wall clock set back must not make a lease look fresh."""
+        wall = now_ms(self._clock)
+        if self._current is None:
+            return wall
+        passed = int((self._clock.monotonic() - self._saved_mono) * 1000)
+        return max(wall, self._saved_ms + passed)
 
     def check_lease(self) -> None:
         """Raise LeaseExpired unless this session may still commit, by its own clock."""
@@ -179,11 +198,24 @@ class Session:
                 f"the repository lock could not be renewed ({self._failure}); "
                 "nothing was committed, the data stored so far stays for the next run"
             )
-        if now_ms(self._clock) >= self._expires_ms:
+        if self._fenced:
+            raise LeaseExpired(_FENCED)
+        if self._now() >= self._expires_ms:
             raise LeaseExpired(
                 "this session's lease ran out (was the machine asleep?); a prune may have "
                 "removed data it relied on, so it does not commit; run it again"
             )
+
+    def confirm(self) -> None:
+        """check_lease, and make sure this session's lock is still on storage: a prune that
+        judged the session ended (by its own clock, which may disagree with ours) removed the
+        lock before acting on that judgement. Called just before and just after a commit."""
+        with self._lock:
+            self.check_lease()
+            current = self._current
+            if current is None or not self._backend.exists(Handle(ObjectKind.LOCK, current.hex)):
+                self._fenced = True
+                raise LeaseExpired(_FENCED)
 
     def release(self) -> None:
         """Stop renewing and remove the lock (a failure here is harmless: the lock expires)."""
@@ -197,8 +229,12 @@ class Session:
 
     def _remove(self, name: ObjectName) -> None:
         crashpoint("lock.remove")
-        with contextlib.suppress(BackendError):  # it expires by itself; prune removes it
+        try:
             self._backend.remove(Handle(ObjectKind.LOCK, name.hex))
+        except NotFound:  # not by us: a prune judged this session ended
+            self._fenced = True
+        except BackendError:  # it expires by itself; prune removes it
+            pass
 
     def _renew_loop(self) -> None:
         interval = self._lease_ms / 4000

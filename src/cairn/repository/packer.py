@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from cairn.backends.base import Backend, Handle, ObjectKind
+from cairn.backends.errors import BackendError
 from cairn.core.clock import Clock
+from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.hashing import object_name
 from cairn.format.index import IndexRecord, encode_index
@@ -23,6 +27,10 @@ class PackUploader:
     Write ordering (design.md 5): a pack is saved (durably) before any index names it, and an index
     object is written every `flush_packs` packs or `flush_seconds`, and at `flush()`. At most
     ``connections + 1`` packs are in memory at once, which bounds memory.
+
+    `guard` (the session's confirm) runs before and after every index is saved: a session a prune
+    judged ended may find its packs deleted, so its index must not name them (one saved when the
+    second check fails is removed again).
     """
 
     def __init__(
@@ -36,8 +44,10 @@ class PackUploader:
         flush_packs: int = 64,
         flush_seconds: float = 30.0,
         session: bytes | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self._backend = backend
+        self._guard = guard
         self._index = index
         self._pack_size = pack_size
         self._clock = clock
@@ -119,7 +129,17 @@ class PackUploader:
                 return
             data = encode_index(record)
             name = object_name(data)
-            self._backend.save(Handle(ObjectKind.INDEX, name.hex), data)
+            handle = Handle(ObjectKind.INDEX, name.hex)
+            if self._guard is not None:
+                self._guard()
+            self._backend.save(handle, data)
+            if self._guard is not None:
+                try:
+                    self._guard()
+                except CairnError:
+                    with contextlib.suppress(BackendError):
+                        self._backend.remove(handle)
+                    raise
             self.indexes_written.append(name)
 
     def raise_if_failed(self) -> None:

@@ -221,16 +221,32 @@ class Pruner:
     # ---- sweeping -----------------------------------------------------------------------
 
     def _sweep(self, view: _View, options: PruneOptions) -> None:
+        # Every lock still on storage counts: the ended ones were removed before the view was
+        # read, which stops their sessions from committing (Session.confirm). Judging a lock
+        # ended here without removing it could sweep under a session whose clock disagrees.
         now = now_ms(self._clock)
-        live_sessions = self._running_sessions()
+        live_sessions = {
+            lock.record.session
+            for lock in self._read_locks()
+            if not (options.dry_run and has_ended(lock.record, now, self._opener))
+        }
+        waiting = {
+            name
+            for name, record in view.records.items()
+            # Only a grace compares two machines' clocks (the record's time is its writer's):
+            # without one, a record dated in this machine's future must not wait for it.
+            if live_sessions.intersection(record.sessions)
+            or (options.grace_ms and now - record.created_ms < options.grace_ms)
+        }
+        self._result.records_waiting = len(waiting)
+        # A pack can be in two records (condemned unindexed, indexed by its backup after all,
+        # condemned again by a later swap): the later record may wait for sessions that loaded
+        # that index, so what a waiting record names stays.
+        protected = {pack for name in waiting for pack in view.records[name].packs}
         available = {e.chunk_id for entries in view.indexed.values() for e in entries}
         for name, record in sorted(view.records.items()):
-            waiting = live_sessions.intersection(record.sessions)
-            if waiting or now - record.created_ms < options.grace_ms:
-                self._result.records_waiting += 1
-                continue
-            if not options.dry_run:
-                self._sweep_record(view, name, record, available)
+            if name not in waiting and not options.dry_run:
+                self._sweep_record(view, name, record, available, protected)
 
     def _sweep_record(
         self,
@@ -238,17 +254,22 @@ class Pruner:
         name: ObjectName,
         record: DeletionRecord,
         available: set[ChunkId],
+        protected: set[ObjectName],
     ) -> None:
         resurrect = IndexRecord()
         doomed: list[ObjectName] = []
         for pack, entries in sorted(record.packs.items()):
             if pack in view.indexed:
                 self._result.kept_packs += 1
+            elif pack not in view.packs:
+                continue  # an interrupted sweep deleted it: never index it again
             elif any(e.chunk_id in view.live and e.chunk_id not in available for e in entries):
                 resurrect.packs[pack] = entries
                 available.update(e.chunk_id for e in entries)
                 self._result.kept_packs += 1
-            elif pack in view.packs:
+            elif pack in protected:
+                self._result.kept_packs += 1
+            else:
                 doomed.append(pack)
         if resurrect.packs:
             self._log(f"{len(resurrect.packs)} condemned packs are needed again: indexed again")

@@ -15,6 +15,7 @@ A run that finds nothing to change writes nothing, so a second run is a no-op.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,12 +28,13 @@ from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.hashing import object_name, verify_object
 from cairn.format.index import IndexRecord, encode_index
 from cairn.format.pack import BlobKind, PackEntry, build_pack, parse_pack
-from cairn.format.reflist import encode_reflist
+from cairn.format.reflist import SALT_SIZE, encode_reflist
+from cairn.format.snapshot import SnapshotRecord, encode_snapshot
 from cairn.format.tree import decode_tree
 from cairn.repository.locks import exclusive_holder, now_ms, running_sessions
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packs import read_trailer
-from cairn.repository.repository import Repository, read_deletion
+from cairn.repository.repository import Repository, StoredSnapshot, read_deletion
 
 
 class RepairRefused(CairnError):
@@ -310,32 +312,55 @@ class Repairer:
         except BackendError as exc:
             self._note(f"cannot list snapshots, so no reflist is checked: {exc}")
             return
+        whole: dict[bytes, ObjectName] = {}  # sealed body → a snapshot whose reflists read
+        broken: list[StoredSnapshot] = []
         for name in sorted(names):
             try:
                 stored = repo.read_snapshot(name)
             except CairnError as exc:
                 self._note(f"snapshot {name.short()} cannot be read ({exc}): left as it is")
                 continue
-            for reflist in stored.record.reflists:
-                with contextlib.suppress(CairnError):
-                    repo.read_reflist(reflist)
-                    continue
-                self._rebuild_reflist(name, reflist, stored.body.tree, stored.record.reflists)
+            if all(self._readable(r) for r in stored.record.reflists):
+                whole.setdefault(stored.record.sealed, name)
+            else:
+                broken.append(stored)
+        for stored in broken:
+            twin = whole.get(stored.record.sealed)
+            if twin is not None:  # an interrupted repair already rewrote it
+                crashpoint("repair.snapshot.remove")
+                self._remove(ObjectKind.SNAPSHOT, stored.name)
+                continue
+            self._rewrite_snapshot(stored)
 
-    def _rebuild_reflist(
-        self, snap: ObjectName, reflist: ObjectName, tree: ChunkId, named: list[ObjectName]
-    ) -> None:
-        used = self._reachable(tree)
-        data = encode_reflist(used) if used is not None else b""
-        if used is None or len(named) != 1 or object_name(data) != reflist:
+    def _readable(self, reflist: ObjectName) -> bool:
+        try:
+            self._repo.read_reflist(reflist)
+        except CairnError:
+            return False
+        return True
+
+    def _rewrite_snapshot(self, stored: StoredSnapshot) -> None:
+        """A reflist of `stored` is lost: write one again from its trees (a new salt, so a new
+        name) and the snapshot record naming it, then remove the old record. The sealed body is
+        the same, so the snapshot is the same; only its ID changes."""
+        used = self._reachable(stored.body.tree)
+        if used is None:
             self._note(
-                f"snapshot {snap.short()}: reflist {reflist.short()} is missing or damaged and "
-                "cannot be rebuilt (its trees are incomplete); prune refuses until it is forgotten"
+                f"snapshot {stored.name.short()}: a reflist is missing or damaged and cannot be "
+                "rebuilt (its trees are incomplete); prune refuses until it is forgotten"
             )
             return
         crashpoint("repair.reflist.save")
-        self._remove(ObjectKind.REFLIST, reflist)
-        self._save(ObjectKind.REFLIST, data)
+        reflist = self._save(ObjectKind.REFLIST, encode_reflist(used, os.urandom(SALT_SIZE)))
+        record = SnapshotRecord(stored.record.repo_id, [reflist], stored.record.sealed)
+        crashpoint("repair.snapshot.save")
+        new_name = self._save(ObjectKind.SNAPSHOT, encode_snapshot(record))
+        crashpoint("repair.snapshot.remove")
+        self._remove(ObjectKind.SNAPSHOT, stored.name)
+        self._note(
+            f"snapshot {stored.name.short()} lost its reflist: rebuilt from its trees, "
+            f"the snapshot is now {new_name.short()}"
+        )
         self._result.reflists_rebuilt += 1
         self._result.changed = True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +30,8 @@ from cairn.format.config import (
 )
 from cairn.format.deletion import DeletionRecord, decode_deletion
 from cairn.format.index import IndexRecord, decode_index
-from cairn.format.pack import BlobKind, PackEntry
-from cairn.format.reflist import decode_reflist, encode_reflist
+from cairn.format.pack import BlobKind
+from cairn.format.reflist import SALT_SIZE, decode_reflist, encode_reflist
 from cairn.format.snapshot import (
     SnapshotBody,
     SnapshotRecord,
@@ -46,7 +47,7 @@ from cairn.repository.errors import (
     RepositoryNotFound,
 )
 from cairn.repository.keyring import make_key, save_key, unlock
-from cairn.repository.locks import Session
+from cairn.repository.locks import LeaseExpired, Session
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.objects import load_verified
 from cairn.repository.packer import PackUploader
@@ -222,10 +223,10 @@ class Repository:
                 done.add(name)  # read, or damaged and described: either way not read again
                 if isinstance(record, IndexRecord):
                     self.index.add_record(record)
-            condemned = self._read_deletions_if_present()
-            if condemned is not None and not vanished:
-                for packs in condemned:
-                    self.index.add_condemned(packs)
+            deletions = self._read_deletions_if_present()
+            if deletions is not None and not vanished:
+                if deletions:
+                    add_condemned(self.index, deletions, self.backend)
                 return names
         raise ObjectMissing(
             f"indexes kept vanishing while they were read ({RELIST_ATTEMPTS} listings); "
@@ -242,12 +243,12 @@ class Repository:
             self._note_damage(f"index {name.short()}: {exc}")
             return None
 
-    def _read_deletions_if_present(self) -> list[dict[ObjectName, list[PackEntry]]] | None:
-        """The packs of every readable deletion record; None if one vanished while being read."""
+    def _read_deletions_if_present(self) -> list[DeletionRecord] | None:
+        """Every readable deletion record; None if one vanished while being read."""
         found = []
         for deletion in self.backend.list(ObjectKind.DELETION):
             try:
-                found.append(read_deletion(self.backend, deletion.handle).packs)
+                found.append(read_deletion(self.backend, deletion.handle))
             except ObjectMissing:
                 return None
             except (FormatError, IntegrityError) as exc:
@@ -293,6 +294,7 @@ class Repository:
                 connections=connections,
                 clock=self.clock,
                 session=self.session.id if self.session is not None else None,
+                guard=self.session.confirm if self.session is not None else None,
             )
 
     def blob_id(self, kind: BlobKind, plaintext: bytes | memoryview) -> ChunkId:
@@ -416,17 +418,29 @@ class Repository:
     # ---- snapshots ----------------------------------------------------------------------
 
     def commit_snapshot(self, body: SnapshotBody, refs: set[ChunkId]) -> ObjectName:
-        """Flush data and index, write the reflist, then the snapshot object: the commit."""
+        """Flush data and index, write the reflist, then the snapshot object: the commit.
+
+        Only while the session may commit, checked before and after the snapshot is saved; a
+        snapshot saved when the session turned out stale is removed again (LeaseExpired).
+        """
         self.flush()
-        reflist = encode_reflist(refs)
+        reflist = encode_reflist(refs, os.urandom(SALT_SIZE))
         reflist_name = object_name(reflist)
         self.backend.save(Handle(ObjectKind.REFLIST, reflist_name.hex), reflist)
         sealed = self.seal_object(b"snapshot", encode_body(body))
         data = encode_snapshot(SnapshotRecord(self.repo_id, [reflist_name], sealed))
         name = object_name(data)
+        handle = Handle(ObjectKind.SNAPSHOT, name.hex)
         if self.session is not None:
-            self.session.check_lease()
-        self.backend.save(Handle(ObjectKind.SNAPSHOT, name.hex), data)
+            self.session.confirm()
+        self.backend.save(handle, data)
+        if self.session is not None:
+            try:  # the process may have slept between the check and the save
+                self.session.confirm()
+            except LeaseExpired:
+                with contextlib.suppress(BackendError):
+                    self.backend.remove(handle)
+                raise
         return name
 
     def snapshot_names(self) -> list[ObjectName]:
@@ -446,6 +460,15 @@ class Repository:
 def read_deletion(backend: Backend, handle: Handle) -> DeletionRecord:
     """Load, verify and decode a deletion record."""
     return decode_deletion(load_verified(backend, handle))
+
+
+def add_condemned(index: MasterIndex, records: list[DeletionRecord], backend: Backend) -> None:
+    """Make the packs of deletion records readable as a fallback, those still on storage only:
+    a sweep that was interrupted deleted some, and a chunk may have a copy in another record's
+    pack (listed after the records were read, so a pack deleted meanwhile is left out)."""
+    stored = {ObjectName.from_hex(i.handle.name) for i in backend.list(ObjectKind.PACK)}
+    for record in records:
+        index.add_condemned({p: e for p, e in record.packs.items() if p in stored})
 
 
 def read_config(backend: Backend) -> ConfigRecord:

@@ -6,12 +6,15 @@ import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from cairn import __version__
 from cairn.server.auth import Role
 from cairn.server.context import Call
 from cairn.server.errors import BadRequest
+
+JSON_LIMIT = 64 * 1024
 
 
 async def health(call: Call) -> Response:
@@ -67,8 +70,8 @@ async def create_token(call: Call) -> Response:
     if role is Role.SERVER_ADMIN:
         raise BadRequest("server-admin tokens are made with `cairn server token add` only")
     label = body.get("label", "")
-    if not isinstance(label, str) or len(label) > 200:
-        raise BadRequest("label must be text of at most 200 characters")
+    if not isinstance(label, str) or len(label) > 200 or not label.isprintable():
+        raise BadRequest("label must be printable text of at most 200 characters")
     tenant = call.request.path_params["tenant"]
     token = await run_in_threadpool(call.services.tokens.issue, role, tenant, label)
     call.audit("create-token", f"{tenant} {role.value} {token.id}")
@@ -94,16 +97,29 @@ async def audit_entries(call: Call) -> Response:
 
 
 async def _json(call: Call) -> dict[str, Any]:
-    raw = await call.request.body()
-    if len(raw) > 64 * 1024:
-        raise BadRequest("the JSON body is too large")
+    raw = await _small_body(call)
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: a nesting bomb like [[[[...
         raise BadRequest(f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
+
+
+async def _small_body(call: Call) -> bytes:
+    """The body, refused as soon as it passes JSON_LIMIT (never read whole into memory first)."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for part in call.request.stream():
+            size += len(part)
+            if size > JSON_LIMIT:
+                raise BadRequest("the JSON body is too large")
+            parts.append(part)
+    except ClientDisconnect as exc:
+        raise BadRequest("the client went away before its request was whole") from exc
+    return b"".join(parts)
 
 
 async def metrics(call: Call) -> Response:

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cairn import __version__
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
 from cairn.server.auth import TokenStore
@@ -23,6 +21,7 @@ from cairn.server.db import Database
 from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
 from cairn.server.janitor import Janitor
 from cairn.server.metrics import Metrics
+from cairn.server.openapi import openapi_document
 from cairn.server.routes import ROUTES, error_response, guard
 from cairn.server.tenants import TenantStore
 
@@ -73,6 +72,7 @@ def create_app(services: Services) -> Starlette:
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # a path is a route or a 404, never a redirect
     app.state.openapi = openapi_document()
     app.state.services = services
     return app
@@ -86,28 +86,3 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error in %s %s", request.method, request.url.path)
     return error_response(ServerError("the server failed unexpectedly; see its log"))
-
-
-def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1 for the route table (docs/wire-protocol.md is the prose)."""
-    paths: dict[str, dict[str, Any]] = {}
-    for spec in ROUTES:
-        params = [
-            {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
-            for part in spec.path.split("/")
-            if part.startswith("{")
-        ]
-        operation: dict[str, Any] = {
-            "summary": spec.summary,
-            "parameters": params,
-            "responses": {"200": {"description": "success"}, "default": {"description": "error"}},
-        }
-        if spec.rule.scope.value != "public":
-            operation["security"] = [{"token": []}]
-        paths.setdefault(spec.path, {})[spec.method.lower()] = operation
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Cairn server", "version": __version__},
-        "paths": paths,
-        "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
-    }

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from cairn.backends.base import Backend, Handle, ObjectInfo, ObjectKind
@@ -202,11 +203,14 @@ async def read_body(call: Call, limit: int) -> bytes:
         raise TooLarge(f"objects are limited to {limit} bytes; this one has {length}")
     parts: list[bytes] = []
     received = 0
-    async for part in call.request.stream():
-        received += len(part)
-        if received > length:
-            raise BadRequest("the body is longer than its Content-Length")
-        parts.append(part)
+    try:
+        async for part in call.request.stream():
+            received += len(part)
+            if received > length:
+                raise BadRequest("the body is longer than its Content-Length")
+            parts.append(part)
+    except ClientDisconnect as exc:  # nobody hears the answer; it must not count as a failure
+        raise BadRequest("the client went away before its body was whole") from exc
     if received != length:
         raise BadRequest(f"the body has {received} bytes, its Content-Length says {length}")
     return b"".join(parts)

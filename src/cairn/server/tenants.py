@@ -24,7 +24,9 @@ from cairn.server.db import Database
 from cairn.server.errors import BadRequest, Conflict, NoSuchObject, QuotaExceeded
 from cairn.server.retention import ServerPolicy
 
-TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+MAX_QUOTA = 2**63 - 1
+"""SQLite's largest integer: 8 EiB."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +49,9 @@ class TenantStore:
         self._guard = threading.Lock()
 
     def create(self, name: str, quota: int | None = None) -> Tenant:
-        if not TENANT_NAME.match(name):
+        if not TENANT_NAME.fullmatch(name):  # match() would let a trailing newline through
             raise BadRequest(f"tenant name {name!r}: use 1-63 lowercase letters, digits and dashes")
-        if quota is not None and quota < 0:
-            raise BadRequest("a quota is a number of bytes, 0 or more")
+        _check_quota(quota)
         tenant_id = secrets.token_hex(16)
         with self._db.write() as conn:
             if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
@@ -77,6 +78,7 @@ class TenantStore:
         return [Tenant(*row) for row in rows]
 
     def set_quota(self, name: str, quota: int | None) -> None:
+        _check_quota(quota)
         with self._db.write() as conn:
             if conn.execute("UPDATE tenants SET quota = ? WHERE name = ?", (quota, name)).rowcount:
                 return
@@ -165,3 +167,8 @@ class TenantStore:
     def _lock_of(self, tenant: Tenant) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(tenant.id, threading.Lock())
+
+
+def _check_quota(quota: int | None) -> None:
+    if quota is not None and (isinstance(quota, bool) or not 0 <= quota <= MAX_QUOTA):
+        raise BadRequest(f"a quota is a number of bytes, from 0 to {MAX_QUOTA}")

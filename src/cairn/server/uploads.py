@@ -12,6 +12,7 @@ listed as objects; the janitor removes those untouched for a day (janitor.remove
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -45,7 +46,8 @@ async def upload_part(call: Call) -> Response:
     if total > limit:
         raise TooLarge(f"objects are limited to {limit} bytes; this one has {total}")
     tenant = call.services.tenants.get(call.tenant.name)
-    if tenant.quota is not None and tenant.used + total > tenant.quota:
+    elsewhere = _held_elsewhere(_partial(call))  # parts of the tenant's other uploads
+    if tenant.quota is not None and tenant.used + elsewhere + total > tenant.quota:
         raise QuotaExceeded(
             f"quota exceeded: tenant {tenant.name} uses {tenant.used} of {tenant.quota} bytes; "
             f"this object needs {total} more",
@@ -68,6 +70,18 @@ async def upload_part(call: Call) -> Response:
             path.unlink(missing_ok=True)  # stored, or refused for good: start again from 0
     finally:
         call.services.uploads.release()
+
+
+def _held_elsewhere(own: Path) -> int:
+    """Bytes of the tenant's other unfinished uploads: on the server's disk, so on its quota
+    (or partial uploads that are never finished would store without limit)."""
+    held = 0
+    with contextlib.suppress(FileNotFoundError):
+        for path in own.parent.iterdir():
+            if path != own:
+                with contextlib.suppress(FileNotFoundError):  # finished meanwhile
+                    held += path.stat().st_size
+    return held
 
 
 def _append(path: Path, offset: int, total: int, part: bytes) -> int:

@@ -11,17 +11,24 @@ with their whole tenant and are not held to this.
 
 from __future__ import annotations
 
+import time
+
 from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.contract import CONFIG_NAME
 from cairn.backends.errors import BackendError
 from cairn.core.errors import CairnError
 from cairn.format.config import decode_config
 from cairn.format.index import decode_index
-from cairn.format.lock import decode_lock
+from cairn.format.lock import LockRecord, decode_lock
 from cairn.format.pack import parse_pack
 from cairn.format.reflist import decode_reflist
 from cairn.format.snapshot import decode_snapshot
-from cairn.server.errors import BadRequest
+from cairn.repository.locks import EXCLUSIVE_PURPOSES, LEASE_MS
+from cairn.server.errors import BadRequest, Forbidden, ServerError
+
+LOCK_REACH_MS = LEASE_MS + 24 * 3600 * 1000
+"""How far past the server's now a backup's lock may expire: a lease, and a day for the client's
+clock to be ahead of the server's."""
 
 
 def check_upload(backend: Backend, handle: Handle, data: bytes) -> None:
@@ -31,7 +38,7 @@ def check_upload(backend: Backend, handle: Handle, data: bytes) -> None:
     except BackendError as exc:
         raise BadRequest(f"cannot check {handle.kind.value} against storage: {exc}") from exc
     except CairnError as exc:
-        if isinstance(exc, BadRequest):
+        if isinstance(exc, ServerError):  # already an answer (400, or 403 for a role)
             raise
         raise BadRequest(f"not a valid {handle.kind.value} object: {exc}") from exc
 
@@ -46,7 +53,7 @@ def _check(backend: Backend, handle: Handle, data: bytes) -> None:
     elif kind is ObjectKind.REFLIST:
         decode_reflist(data)
     elif kind is ObjectKind.LOCK:
-        decode_lock(data)
+        _check_lock(decode_lock(data))
     elif kind is ObjectKind.SNAPSHOT:
         record = decode_snapshot(data)
         config = decode_config(backend.load(Handle(ObjectKind.CONFIG, CONFIG_NAME)))
@@ -54,6 +61,16 @@ def _check(backend: Backend, handle: Handle, data: bytes) -> None:
             raise BadRequest("the snapshot belongs to another repository")
         for reflist in record.reflists:
             _require(backend, Handle(ObjectKind.REFLIST, reflist.hex), "its reflist")
+
+
+def _check_lock(lock: LockRecord) -> None:
+    """A backup's lock: never one that stops prune and repair (a backup token cannot run them),
+    and never one that lasts past LOCK_REACH_MS on the server's clock. Else one request from a
+    stolen backup token would stop garbage collection, and so free space, for good."""
+    if lock.purpose in EXCLUSIVE_PURPOSES:  # a role refusal: the client says so (CAIRN-E062)
+        raise Forbidden(f"a backup token may not {lock.purpose}")
+    if lock.expires_ms > time.time() * 1000 + LOCK_REACH_MS:
+        raise BadRequest("the lock lasts too long: renew a lease instead of taking a long one")
 
 
 def _require(backend: Backend, handle: Handle, what: str) -> None:

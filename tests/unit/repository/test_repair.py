@@ -11,21 +11,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from test_prune import (
-    PASS,
-    SMALL,
-    _CrashAt,
-    _Killed,
-    _Lister,
-    assert_consistent,
-    backup,
-    chunks,
-    files,
-    new_clock,
-    open_repo,
-    prune,
-    two_snapshots,
-)
+from test_prune import _Lister
 
 from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.memory import MemoryBackend
@@ -39,6 +25,20 @@ from cairn.repository.prune import PruneOptions, PruneRunning
 from cairn.repository.repair import Repairer, RepairRefused, RepairResult
 from cairn.repository.repository import Repository
 from cairn.snapshot.forget import remove_snapshots
+from repohelpers import (
+    PASS,
+    SMALL,
+    CrashAt,
+    Killed,
+    assert_consistent,
+    backup,
+    chunks,
+    files,
+    new_clock,
+    open_repo,
+    prune,
+    two_snapshots,
+)
 
 
 class _Counting(MemoryBackend):
@@ -210,9 +210,12 @@ def test_a_lost_reflist_is_rebuilt_so_prune_can_run(tmp_path: Path) -> None:
     two_snapshots(backend, clock)
     reflist = objects(backend, ObjectKind.REFLIST)[0]
     backend.remove(reflist)
+    snapshots = len(objects(backend, ObjectKind.SNAPSHOT))
     result = repair(backend, clock)
     assert result.reflists_rebuilt == 1
-    assert reflist in objects(backend, ObjectKind.REFLIST)
+    assert reflist not in objects(backend, ObjectKind.REFLIST)  # a new salt: a new name
+    assert len(objects(backend, ObjectKind.SNAPSHOT)) == snapshots  # rewritten, not added
+    assert not repair(backend, clock).changed
     prune(backend, clock, PruneOptions(max_unused=0))
     assert_consistent(backend, clock, tmp_path)
 
@@ -238,7 +241,7 @@ def test_a_lost_reflist_is_rebuilt_in_the_run_that_salvages_its_trees(tmp_path: 
     result = repair(backend, clock, read_data=True)
     assert result.damaged_packs == 1 and result.salvaged_blobs > 0
     assert result.reflists_rebuilt == 1, result.notes
-    assert Handle(ObjectKind.REFLIST, reflist.hex) in objects(backend, ObjectKind.REFLIST)
+    assert len(objects(backend, ObjectKind.REFLIST)) == 2  # the rebuilt one has a name of its own
     repo = open_repo(backend, clock, "backup")  # the lost chunk is stored again
     backup(repo, files(a1=chunks(1, 6) + chunks(2, 20), old=chunks(3, 20)))
     backup(repo, files(a2=chunks(1, 6) + chunks(2, 20)[:5], b=chunks(4, 8)))
@@ -282,7 +285,7 @@ def _damage(backend: MemoryBackend) -> None:
 
 def test_a_crash_at_every_step_of_repair_is_mended_by_the_next_run(tmp_path: Path) -> None:
     clock = new_clock()
-    probe = _CrashAt()
+    probe = CrashAt()
     two_snapshots(probe, clock)
     _damage(probe)
     start = probe.count
@@ -290,11 +293,11 @@ def test_a_crash_at_every_step_of_repair_is_mended_by_the_next_run(tmp_path: Pat
     steps = probe.count - start
     assert steps >= 4
     for k in range(1, steps + 1):
-        backend = _CrashAt()
+        backend = CrashAt()
         two_snapshots(backend, clock)
         _damage(backend)
         backend.at = backend.count + k
-        with contextlib.suppress(_Killed):
+        with contextlib.suppress(Killed):
             repair(backend, clock)
         assert backend.count >= backend.at, f"step {k} was never reached"
         backend.at = 0

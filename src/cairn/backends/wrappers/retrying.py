@@ -1,4 +1,5 @@
-"""Retry transient backend failures with exponential backoff and full jitter."""
+"""Retry transient backend failures with exponential backoff and full jitter; wait as asked when
+the storage says it is busy."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from cairn.backends.base import Backend, Capabilities, Handle, ObjectInfo, ObjectKind
-from cairn.backends.errors import NotFound, TransientBackendError
+from cairn.backends.errors import Busy, NotFound, TransientBackendError
 
 T = TypeVar("T")
 
@@ -17,8 +18,12 @@ class RetryingBackend:
     """Calls `inner` up to `attempts` times while it raises TransientBackendError.
 
     Between attempts it sleeps a random time in [0, min(max_delay, base_delay * 2**n)] ("full
-    jitter"), so many clients that failed together do not retry together. Other errors pass
-    through at once. Deviations that retries make necessary:
+    jitter"), so many clients that failed together do not retry together. `Busy` (a server that
+    answered 503 or 429 with Retry-After) is no failed attempt: it waits the time asked, stretched
+    by up to half at random, and tries again, until it has waited `busy_patience` seconds in all
+    for that call (15 minutes, as restic's backends wait). A server under load turns clients away
+    by design; giving up after a few quick retries would turn its back-pressure into failed
+    backups. Other errors pass through at once. Deviations that retries make necessary:
 
     - ``remove`` answered NotFound on a retry counts as done: the failed attempt may have removed
       the object before its answer was lost.
@@ -31,6 +36,7 @@ class RetryingBackend:
         attempts: int = 5,
         base_delay: float = 0.1,
         max_delay: float = 5.0,
+        busy_patience: float = 900.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -40,6 +46,7 @@ class RetryingBackend:
         self._attempts = attempts
         self._base_delay = base_delay
         self._max_delay = max_delay
+        self._busy_patience = busy_patience
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter, not secrets)
 
@@ -62,17 +69,21 @@ class RetryingBackend:
 
     def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
         seen: set[Handle] = set()
-        for attempt in range(self._attempts):
+        attempt, waited = 0, 0.0
+        while True:
             try:
                 for info in self._inner.list(kind):
                     if info.handle not in seen:
                         seen.add(info.handle)
                         yield info
                 return
+            except Busy as exc:
+                waited = self._wait_busy(exc, waited)
             except TransientBackendError:
                 if self._last(attempt):
                     raise
                 self._pause(attempt)
+                attempt += 1
 
     def remove(self, handle: Handle) -> None:
         first = True
@@ -95,14 +106,17 @@ class RetryingBackend:
         self._inner.close()
 
     def _retry(self, operation: Callable[[], T]) -> T:
-        for attempt in range(self._attempts):
+        attempt, waited = 0, 0.0
+        while True:
             try:
                 return operation()
+            except Busy as exc:
+                waited = self._wait_busy(exc, waited)
             except TransientBackendError:
                 if self._last(attempt):
                     raise
                 self._pause(attempt)
-        raise AssertionError("unreachable: the last attempt re-raises")
+                attempt += 1
 
     def _last(self, attempt: int) -> bool:
         return attempt + 1 >= self._attempts
@@ -111,3 +125,12 @@ class RetryingBackend:
         """Sleep before attempt number `attempt + 1` (counting from 0)."""
         ceiling = min(self._max_delay, self._base_delay * 2**attempt)
         self._sleep(self._rng.uniform(0, ceiling))
+
+    def _wait_busy(self, busy: Busy, waited: float) -> float:
+        """Sleep as the busy storage asked; the seconds waited so far for this call, or `busy`
+        raised again once the patience is spent."""
+        delay = max(busy.retry_after, self._base_delay) * self._rng.uniform(1.0, 1.5)
+        if waited + delay > self._busy_patience:
+            raise busy
+        self._sleep(delay)
+        return waited + delay
