@@ -24,3 +24,23 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_RATE = re.compile(r"^\s*(.+?)\s*/\s*s\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``90s``, ``15m``, ``6h``, ``2d``, ``1w`` or plain seconds; returns seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 6h, 2d)")
+    number, unit = match.groups()
+    return float(number) * _DURATION_UNITS[(unit or "s").lower()]
+
+
+def parse_rate(text: str) -> int:
+    """Parse a rate such as ``20 MiB/s`` (or a plain size, meaning per second); bytes a second."""
+    match = _RATE.match(text)
+    return parse_size(match.group(1) if match else text)

@@ -1,1 +1,1 @@
-"""Telling people: e-mail and webhooks on failure, recovery and silence; summary reports (design 15.6)."""
+"""Telling people: e-mail and webhooks on failure, recovery and silence (design 15.6)."""
