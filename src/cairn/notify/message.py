@@ -77,3 +77,32 @@ class Channel(Protocol):
     """Carries events: e-mail or a webhook. `send` raises NotifyError when it cannot."""
 
     def send(self, event: Event) -> None: ...
+
+
+class Outcome(Enum):
+    SUCCESS = "success"
+    WARNING = "warning"
+    """The snapshot was saved, but some files could not be read."""
+    FAILURE = "failure"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run of one job, as the agent's history keeps it and the alerts and reports read it."""
+
+    job: str
+    host: str
+    started: float
+    """Seconds since the epoch."""
+    ended: float
+    outcome: Outcome
+    attempt: int = 1
+    snapshot: str | None = None
+    files: int = 0
+    bytes_added: int = 0
+    error_code: str | None = None
+    message: str = ""
+    log_path: str | None = None
+    log_tail: str = ""
