@@ -95,9 +95,7 @@ def make_certificates(folder: Path, *, expired: bool = False) -> Certificates:
     certs.ca_file.write_bytes(ca.public_bytes(pem))
     certs.cert_file.write_bytes(cert.public_bytes(pem))
     certs.key_file.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return certs
 
@@ -121,7 +119,7 @@ class Inbox:
     arrived: threading.Event = field(default_factory=threading.Event)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
+        raw = (envelope.original_content or b"").replace(b"\r\n", b"\n")
         message = message_from_bytes(raw, policy=policy.default)
         assert isinstance(message, EmailMessage)
         user = session.auth_data.login.decode() if session.auth_data else None
@@ -131,7 +129,8 @@ class Inbox:
                 list(envelope.rcpt_tos),
                 message,
                 user,
-                session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
+                session.ssl is not None
+                or server.transport.get_extra_info("ssl_object") is not None,
             )
         )
         self.arrived.set()
@@ -227,7 +226,9 @@ def webhook_server(certs: Certificates | None) -> Iterator[WebhookServer]:
     thread.start()
     scheme = "https" if certs is not None else "http"
     try:
-        yield WebhookServer(f"{scheme}://127.0.0.1:{httpd.server_address[1]}/hook/T0K3N", hits, status)
+        yield WebhookServer(
+            f"{scheme}://127.0.0.1:{httpd.server_address[1]}/hook/T0K3N", hits, status
+        )
     finally:
         httpd.shutdown()
         httpd.server_close()

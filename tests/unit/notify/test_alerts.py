@@ -75,13 +75,15 @@ def clock() -> Clock:
     return Clock()
 
 
-def make(
-    tmp_path: Path, clock: Clock, *channels: FakeChannel, **policy: object
-) -> Alerter:
+def make(tmp_path: Path, clock: Clock, *channels: FakeChannel, **policy: object) -> Alerter:
     values: dict[str, object] = {"silence_after_s": 26 * HOUR, "repeat_s": 24 * HOUR}
     values.update(policy)
     return Alerter(
-        channels, AlertPolicy(**values), tmp_path / "alerts.json", clock, host="pc-7"  # type: ignore[arg-type]
+        channels,
+        AlertPolicy(**values),
+        tmp_path / "alerts.json",
+        clock,
+        host="pc-7",  # type: ignore[arg-type]
     )
 
 
@@ -213,9 +215,7 @@ def test_silence_alerts_once_per_silence_and_a_success_resets_it(
     clock.advance(25 * HOUR)
     assert alerter.tick({"home": clock() - 25 * HOUR}, []) == []
     clock.advance(1 * HOUR)
-    assert [e.kind for e in alerter.tick({"home": clock() - 26 * HOUR}, [])] == [
-        EventKind.SILENCE
-    ]
+    assert [e.kind for e in alerter.tick({"home": clock() - 26 * HOUR}, [])] == [EventKind.SILENCE]
 
 
 def test_a_job_that_never_succeeded_goes_silent_counted_from_when_it_was_first_seen(
