@@ -23,6 +23,7 @@ def _isolated_environment(
         "CAIRN_PASSWORD",
         "CAIRN_PASSWORD_FILE",
         "CAIRN_PASSWORD_COMMAND",
+        "CAIRN_LIMIT_UPLOAD",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

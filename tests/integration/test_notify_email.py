@@ -134,9 +134,11 @@ def test_plain_smtp_goes_to_loopback_only(certs: Certificates, password_file: Pa
 
 
 def test_an_unreadable_password_file_is_a_notify_error(certs: Certificates, tmp_path: Path) -> None:
-    with smtp_server(certs, "starttls") as server:
-        with pytest.raises(NotifyError, match="cannot read the SMTP password file"):
-            EmailChannel(spec(server.port, "starttls", tmp_path / "missing", certs)).send(EVENT)
+    with (
+        smtp_server(certs, "starttls") as server,
+        pytest.raises(NotifyError, match="cannot read the SMTP password file"),
+    ):
+        EmailChannel(spec(server.port, "starttls", tmp_path / "missing", certs)).send(EVENT)
 
 
 def test_a_failing_before_hook_produces_a_failure_email_then_a_recovery_email(

@@ -3,7 +3,9 @@
 Supported: a plain path or ``local:/path`` (a LocalBackend); ``cairns://host:port/tenant`` (a
 RemoteBackend on a Cairn server, TLS, certificate pinned on first use) and ``cairn://`` on
 loopback only (no TLS), both wrapped to retry transient failures; and ``memory:`` (a new, empty
-MemoryBackend on every call, so it suits tests only: nothing outlives the process).
+MemoryBackend on every call, so it suits tests only: nothing outlives the process). With an
+upload limit, saves pass through one token bucket (inside the retries, so a retried upload pays
+again for the bytes it sends again).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from cairn.backends.errors import BackendError
 from cairn.backends.local import LocalBackend
 from cairn.backends.memory import MemoryBackend
 from cairn.backends.remote import KnownServers, RemoteBackend, parse_address
+from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.backends.wrappers.retrying import RetryingBackend
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
@@ -38,18 +41,27 @@ class MissingToken(BackendError):
 
 
 def open_backend(
-    location: str, create: bool = False, remote: RemoteCredentials | None = None
+    location: str,
+    create: bool = False,
+    remote: RemoteCredentials | None = None,
+    upload_limit: int | None = None,
 ) -> Backend:
     """The backend `location` names; with `create`, a local folder layout is made first (a
-    server's tenant already exists: its administrator made it)."""
+    server's tenant already exists: its administrator made it). `upload_limit` is in bytes a
+    second (None: no limit)."""
+    bucket = TokenBucket(upload_limit) if upload_limit else None
     if location == "memory:":
-        return MemoryBackend()
+        return _limited(MemoryBackend(), bucket)
     if location.startswith(("cairn://", "cairns://")):
-        return _open_remote(location, remote)
+        return RetryingBackend(_limited(_open_remote(location, remote), bucket))
     path = _local_path(location)
     if create:
-        return LocalBackend.create(path)
-    return LocalBackend(path)
+        return _limited(LocalBackend.create(path), bucket)
+    return _limited(LocalBackend(path), bucket)
+
+
+def _limited(backend: Backend, bucket: TokenBucket | None) -> Backend:
+    return backend if bucket is None else RateLimitedBackend(backend, bucket)
 
 
 def _open_remote(location: str, remote: RemoteCredentials | None) -> Backend:
@@ -59,8 +71,7 @@ def _open_remote(location: str, remote: RemoteCredentials | None) -> Backend:
             f"{location} needs a token: set CAIRN_TOKEN or CAIRN_TOKEN_FILE, or --token-file"
         )
     known = KnownServers(remote.known_servers)
-    backend = RemoteBackend(address, remote.token, known, remote.fingerprint)
-    return RetryingBackend(backend)
+    return RemoteBackend(address, remote.token, known, remote.fingerprint)
 
 
 def _local_path(location: str) -> Path:

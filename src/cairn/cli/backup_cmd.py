@@ -52,6 +52,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tag", action="append", default=[], help="tag the snapshot (may repeat)")
     p.add_argument("--host", default=None, help="host name to record (default: this machine's)")
+    p.add_argument(
+        "--limit-upload",
+        default=None,
+        metavar="RATE",
+        help="upload at most RATE, e.g. 5MiB/s, for all threads together (or CAIRN_LIMIT_UPLOAD)",
+    )
     p.set_defaults(run=run)
 
 
@@ -118,6 +124,9 @@ def _report(ctx: Context, r: BackupResult) -> None:
     )
     if r.errors:
         out.text(f"{r.errors} file(s) could not be read and are missing from the snapshot")
+    limit = ctx.upload_limit()
+    if limit:
+        out.text(f"uploads were limited to {format_size(limit)}/s")
     out.text(f"snapshot {r.snapshot.short()} saved")
     out.json(
         {
@@ -129,6 +138,7 @@ def _report(ctx: Context, r: BackupResult) -> None:
             "bytes_total": r.bytes_total,
             "bytes_read": r.bytes_read,
             "bytes_added": r.bytes_added,
+            "upload_limit": limit,
             "errors": [{"path": show_path(p), "message": m} for p, m in r.warnings],
         }
     )

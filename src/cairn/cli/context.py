@@ -2,8 +2,8 @@
 
 This is where environment variables are read (CAIRN_REPOSITORY, CAIRN_PASSWORD,
 CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND, CAIRN_CACHE_DIR, CAIRN_KDF, CAIRN_TOKEN,
-CAIRN_TOKEN_FILE, CAIRN_SERVER_FINGERPRINT, XDG_CONFIG_HOME); library code below the
-CLI never reads the environment.
+CAIRN_TOKEN_FILE, CAIRN_SERVER_FINGERPRINT, CAIRN_LIMIT_UPLOAD, XDG_CONFIG_HOME); library code
+below the CLI never reads the environment.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from cairn.cli.output import Output
 from cairn.cli.progress import TerminalProgress
 from cairn.core.clock import Clock, SystemClock
 from cairn.core.progress import Progress, SilentProgress
+from cairn.core.units import parse_rate
 from cairn.crypto.kdf import DEFAULT_KDF, KdfParams
 from cairn.repository.repository import Repository
 
@@ -77,7 +78,9 @@ class Context:
         """Open the repository once per command; the index is loaded on request. A command that
         writes names its `session`: its lock is saved before the index is loaded."""
         if self._repo is None:
-            backend = open_backend(self.location, remote=self.remote_credentials())
+            backend = open_backend(
+                self.location, remote=self.remote_credentials(), upload_limit=self.upload_limit()
+            )
             self._repo = Repository.open(backend, self.passphrase(), self.clock)
             if session is not None:
                 self._repo.begin_session(session)
@@ -101,6 +104,17 @@ class Context:
             known_servers=Path(config) / "cairn" / "known_servers",
             fingerprint=os.environ.get("CAIRN_SERVER_FINGERPRINT"),
         )
+
+    def upload_limit(self) -> int | None:
+        """Bytes a second for every upload of this process (`--limit-upload` of `backup`, or
+        CAIRN_LIMIT_UPLOAD for any command that writes); None or 0: no limit."""
+        text = getattr(self.args, "limit_upload", None) or os.environ.get("CAIRN_LIMIT_UPLOAD")
+        if not text:
+            return None
+        try:
+            return parse_rate(text) or None
+        except ValueError as exc:
+            raise UsageError(f"upload limit: {exc}; examples: 5MiB/s, 512KiB/s") from exc
 
     def _load_index(self, repo: Repository) -> None:
         """Load the index, leaving out what storage lost; say what was left out."""
