@@ -88,16 +88,15 @@ class Alerter:
             return sent
 
     def _failed(self, job: JobState, run: RunSummary) -> list[Event]:
-        if not job.failing:
-            job.failing = True
+        job.failing = True
+        job.failures += 1
         if job.failing_since is None:
             job.failing_since = run.ended
-        job.failures += 1
         now = self._now()
-        due = not job.told_failing or (
+        repeat_due = (
             job.told_failure_at is None or now - job.told_failure_at >= self._policy.repeat_s
         )
-        if not due:
+        if job.told_failing and not repeat_due:
             return []
         event = wording.failure(run, job.failures, job.failing_since, job.last_success)
         told, sent = self._send(event)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from cairn.core.units import format_size
 from cairn.notify.message import Event, EventKind, RunSummary
 
 TAIL_LINES = 30
@@ -48,7 +49,7 @@ def recovery(run: RunSummary, failures: int, since: float | None) -> Event:
     snapshot = f"snapshot {run.snapshot[:8]}" if run.snapshot else "a snapshot"
     lines = [
         f"The backup job {run.job!r} on {run.host} succeeded again at {when(run.ended)}:",
-        f"{snapshot}, {run.files} files, {run.bytes_added} bytes added.",
+        f"{snapshot}, {run.files} files, {format_size(run.bytes_added)} added.",
         f"It had failed {failures} time(s) since {when(since)}.",
         "",
         "Nothing to do.",

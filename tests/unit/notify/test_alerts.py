@@ -3,6 +3,7 @@ across restarts. Fake channels and a fake clock; the real channels have their ow
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -325,3 +326,11 @@ def test_channel_for_picks_the_channel_and_refuses_settings_that_cannot_work() -
         channel_for(WebhookSpec("http://hooks.example/x"))
     with pytest.raises(NotifyError, match="security"):
         channel_for(EmailSpec("smtp.example", 25, "ssl", "cairn@example", ("ops@example",)))
+
+
+def test_the_state_file_is_json_replaced_whole(tmp_path: Path, clock: Clock) -> None:
+    make(tmp_path, clock, FakeChannel()).after_run(run(clock, Outcome.FAILURE))
+    document = json.loads((tmp_path / "alerts.json").read_text())
+    assert document["version"] == 1
+    assert document["jobs"]["home"]["told_failing"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.json"], "no temporary left"
