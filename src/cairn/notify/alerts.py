@@ -50,6 +50,7 @@ class Alerter:
         now: Callable[[], float],
         host: str | None = None,
     ) -> None:
+        check_policy(policy)
         self._channels = list(channels)
         self._policy = policy
         self._state_file = state_file
@@ -168,6 +169,20 @@ class Alerter:
             except Exception:
                 log.exception("CAIRN-E100: sending by %s failed unexpectedly", _name(channel))
         return (delivered > 0 or not wanting), ([event] if delivered else [])
+
+
+def check_policy(policy: AlertPolicy) -> None:
+    """Raise NotifyError for a report schedule that cannot work (so the agent refuses its
+    config at start rather than failing at report time)."""
+    if policy.report_every not in (None, "daily", "weekly"):
+        raise NotifyError(f'report every {policy.report_every!r}: use "daily" or "weekly"')
+    hour, _, minute = policy.report_at.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise NotifyError(f"report at {policy.report_at!r}: use a local time such as 07:00")
+    if policy.report_day.lower()[:3] not in DAYS:
+        raise NotifyError(f"report day {policy.report_day!r}: one of {', '.join(DAYS)}")
+    if policy.repeat_s <= 0:
+        raise NotifyError("repeat must be a positive duration")
 
 
 def last_slot(now: float, policy: AlertPolicy) -> float:

@@ -334,3 +334,20 @@ def test_the_state_file_is_json_replaced_whole(tmp_path: Path, clock: Clock) -> 
     assert document["version"] == 1
     assert document["jobs"]["home"]["told_failing"] is True
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.json"], "no temporary left"
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"report_every": "hourly"}, "daily"),
+        ({"report_every": "daily", "report_at": "7am"}, "07:00"),
+        ({"report_every": "daily", "report_at": "24:00"}, "07:00"),
+        ({"report_every": "weekly", "report_day": "someday"}, "mon"),
+        ({"repeat_s": 0}, "positive"),
+    ],
+)
+def test_a_schedule_that_cannot_work_is_refused_at_start(
+    tmp_path: Path, clock: Clock, policy: dict[str, object], message: str
+) -> None:
+    with pytest.raises(NotifyError, match=message):
+        make(tmp_path, clock, FakeChannel(), **policy)

@@ -5,7 +5,9 @@ One bucket is the whole process's budget (the agent passes each run's limit as
 the bucket may go into debt, so an object larger than the burst waits for exactly the time its
 bytes need at the rate, and concurrent savers queue behind each other's debt. The bytes of one
 object then travel at line speed: the limit holds on average (over a few objects), not within
-an object. Only uploads are limited; loads, listings and removals pass through.
+an object. A server backend sends objects over 16 MiB in resumable parts inside one save, so
+they too are paid for as a whole, before the first part. Only uploads are limited; loads,
+listings and removals pass through.
 """
 
 from __future__ import annotations
