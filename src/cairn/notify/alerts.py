@@ -42,6 +42,10 @@ SAVED = (Outcome.SUCCESS, Outcome.WARNING)
 
 
 class Alerter:
+    """Decides what to tell and sends it to `channels`; `now` gives seconds since the epoch (a
+    fake clock in tests); `host` names this machine in silence alerts and reports (default: its
+    host name). Thread-safe: the agent may call it from its runner and its loop."""
+
     def __init__(
         self,
         channels: Sequence[Channel],

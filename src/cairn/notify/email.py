@@ -11,6 +11,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from cairn.notify.credentials import is_loopback, read_secret, tls_context
 from cairn.notify.errors import (
     NotifyAuthFailed,
     NotifyError,
@@ -19,7 +20,6 @@ from cairn.notify.errors import (
     NotifyUnreachable,
 )
 from cairn.notify.message import EmailSpec, Event, EventKind
-from cairn.notify.secrets import is_loopback, read_secret, tls_context
 
 SECURITY = ("starttls", "tls", "none")
 

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cairn.notify.credentials import is_loopback, read_secret, tls_context
 from cairn.notify.errors import NotifyError, NotifyRejected, NotifyTlsError, NotifyUnreachable
 from cairn.notify.message import Event, EventKind, WebhookSpec
-from cairn.notify.secrets import is_loopback, read_secret, tls_context
 
 SIGNATURE_HEADER = "X-Cairn-Signature"
 PAYLOAD_VERSION = 1
