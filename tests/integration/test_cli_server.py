@@ -234,3 +234,30 @@ def test_operators_see_metrics_status_and_request_logs(
         assert status.json()["quota"] == 100 * 1024 * 1024 and status.json()["damage"] == []
     lines = [line for line in server.log().splitlines() if line.startswith('{"event": "request"')]
     assert any('"route": "/v1/t/{tenant}/{kind}/{name}"' in line for line in lines)
+
+
+def test_a_backup_removes_its_lock_so_gc_sweeps_at_once(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A backup token removes the lock it saved when its backup ends (design 14.3), so the next
+    `cairn server gc` sweeps what the previous one condemned instead of waiting out the lease."""
+    import httpx
+
+    owner = str(admin(server, "tenant", "add", "swept")["admin_token"])
+    machine = Client(server, "swept", tmp_path / "m", owner)
+    machine.run("init")
+    machine.token = str(admin(server, "token", "add", "swept", "--role", "backup")["token"])
+    machine.run("backup", str(tree(tmp_path / "old", 8)))
+    machine.run("backup", str(tree(tmp_path / "new", 9)))
+    with httpx.Client(base_url=f"{server.url}/v1/t/swept", verify=False) as http:
+        listing = http.get("/locks/", headers={"authorization": f"Bearer {owner}"}).text
+    assert listing.splitlines() == ['{"complete": true, "count": 0}'], listing
+
+    old = min(machine.run("snapshots", "--json").json(), key=lambda s: s["time"])["id"]
+    machine.run("forget", old, token=owner)
+    condemned = admin(server, "gc", "swept")[0]  # type: ignore[index]
+    assert int(condemned["condemned_packs"]) >= 1 and condemned["records_waiting"] == 0
+    swept = admin(server, "gc", "swept")[0]  # type: ignore[index]
+    assert swept["swept_packs"] == condemned["condemned_packs"], swept
+    assert swept["records_waiting"] == 0
+    machine.run("check", "--read-data", token=owner)

@@ -4,8 +4,8 @@ A tenant backs up several snapshots. Then an attacker holding the machine's back
 like ransomware on that machine, its repository password) tries every destructive thing: delete
 every object, overwrite every object with other, truncated, empty and garbage bytes, write a new
 config and key, flood hash-valid garbage, snapshot records whose sealed body is broken, and real
-junk snapshots, plant locks that would stop prune for good, hide partial uploads past the quota,
-exhaust the quota, and roll back in what the owner's forget and prune removed. Afterwards the
+junk snapshots, plant locks that would stop prune for good, remove a lock another token saved
+(and its own: allowed, and harmless), hide partial uploads past the quota, exhaust the quota, and roll back in what the owner's forget and prune removed. Afterwards the
 owner, with the tenant-admin token, restores every earlier snapshot bit-exact.
 
 What the owner sees, and does:
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ def test_a_backup_token_cannot_destroy_history(server: RunningServer, tmp_path: 
     _plant_garbage(attacker)
     fakes = _plant_broken_seals(attacker, stored)
     _plant_locks(attacker)
+    _remove_locks(attacker, server, owner_token)
     _roll_back(attacker, before_forget, stored)
     _hide_partial_uploads(attacker, server)
     _exhaust_the_quota(server, victim, tmp_path)
@@ -206,6 +208,26 @@ def _plant_locks(attacker: Attacker) -> None:
             LockRecord(os.urandom(SESSION_SIZE), purpose, 0, FAR_FUTURE_MS, b"sealed?")
         )
         assert attacker.send("PUT", f"/locks/{hex_name(lock)}", content=lock) == refusal
+
+
+def _remove_locks(attacker: Attacker, server: RunningServer, owner_token: str) -> None:
+    """A backup token may remove a lock it saved (design 14.3): that only ends its own session,
+    as a crash would, and committed snapshots never depend on a lock. Another token's lock (here
+    the owner's, of a session still running) stays."""
+    now = int(time.time() * 1000)
+    own, others = (
+        encode_lock(LockRecord(os.urandom(SESSION_SIZE), "backup", now, now + 600_000, b""))
+        for _ in range(2)
+    )
+    with httpx.Client(base_url=f"{server.url}/v1/t/victim", verify=False) as http:
+        headers = {"authorization": f"Bearer {owner_token}"}
+        assert http.put(f"/locks/{hex_name(others)}", content=others, headers=headers).is_success
+        assert attacker.send("DELETE", f"/locks/{hex_name(others)}") == 403
+        assert attacker.send("PUT", f"/locks/{hex_name(others)}", content=others) == 200
+        assert attacker.send("DELETE", f"/locks/{hex_name(others)}") == 403  # not its own
+        assert attacker.send("PUT", f"/locks/{hex_name(own)}", content=own) == 201
+        assert attacker.send("DELETE", f"/locks/{hex_name(own)}") == 204
+        assert http.delete(f"/locks/{hex_name(others)}", headers=headers).status_code == 204
 
 
 def _roll_back(
