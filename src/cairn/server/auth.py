@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -121,19 +121,43 @@ class TokenStore:
 
 class Throttle:
     """Counts failed authentications per client address in a sliding window; past the limit the
-    address is refused (429) until its oldest failure leaves the window."""
+    address is refused (429) until its oldest failure leaves the window.
 
-    def __init__(self, limit: int = 10, window_s: float = 60.0) -> None:
+    The table is bounded: an address whose last failure has left the window is forgotten, only the
+    last `limit` failures of an address are kept, and past `max_addresses` the address whose last
+    failure is oldest is dropped. (An attacker with that many addresses can so flush its own
+    entries; one with that many addresses gets as many guesses anyway. Guessing a 256-bit secret
+    is hopeless either way: the throttle protects the server's work, not the tokens.)"""
+
+    def __init__(
+        self,
+        limit: int = 10,
+        window_s: float = 60.0,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._limit = limit
         self._window = window_s
-        self._failures: dict[str, deque[float]] = {}
+        self._max_addresses = max_addresses
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        """By last failure, oldest first, so expiring and evicting take from the front."""
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many addresses the table holds."""
+        return len(self._failures)
 
     def check(self, address: str) -> None:
         with self._lock:
-            recent = self._recent(address, time.monotonic())
+            now = self._clock()
+            self._expire(now)
+            recent = self._failures.get(address)
+            if recent is None:
+                return
+            self._trim(recent, now)
             if len(recent) >= self._limit:
-                wait = int(recent[0] + self._window - time.monotonic()) + 1
+                wait = int(recent[0] + self._window - now) + 1
                 raise Throttled(
                     "too many failed logins from this address; wait before trying again",
                     retry_after=wait,
@@ -141,11 +165,23 @@ class Throttle:
 
     def failed(self, address: str) -> None:
         with self._lock:
-            now = time.monotonic()
-            self._recent(address, now).append(now)
+            now = self._clock()
+            self._expire(now)
+            recent = self._failures.pop(address, None) or deque(maxlen=self._limit)
+            self._trim(recent, now)
+            recent.append(now)
+            self._failures[address] = recent  # to the end: its failure is now the newest
+            while len(self._failures) > self._max_addresses:
+                self._failures.popitem(last=False)
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        recent = self._failures.setdefault(address, deque())
+    def _expire(self, now: float) -> None:
+        """Forget the addresses whose last failure has left the window."""
+        while self._failures:
+            address, recent = next(iter(self._failures.items()))
+            if recent and recent[-1] > now - self._window:
+                return
+            del self._failures[address]
+
+    def _trim(self, recent: deque[float], now: float) -> None:
         while recent and recent[0] <= now - self._window:
             recent.popleft()
-        return recent
