@@ -5,8 +5,9 @@ like ransomware on that machine, its repository password) tries every destructiv
 every object, overwrite every object with other, truncated, empty and garbage bytes, write a new
 config and key, flood hash-valid garbage, snapshot records whose sealed body is broken, and real
 junk snapshots, plant locks that would stop prune for good, remove a lock another token saved
-(and its own: allowed, and harmless), hide partial uploads past the quota, exhaust the quota, and roll back in what the owner's forget and prune removed. Afterwards the
-owner, with the tenant-admin token, restores every earlier snapshot bit-exact.
+(and its own: allowed, and harmless), hide partial uploads past the quota, exhaust the quota,
+and roll back in what the owner's forget and prune removed. Afterwards the owner, with the
+tenant-admin token, restores every earlier snapshot bit-exact.
 
 What the owner sees, and does:
 - `cairn snapshots` lists every snapshot it can open and names those it cannot (exit 21);

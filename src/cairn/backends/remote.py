@@ -10,7 +10,6 @@ overheard.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import math
 import ssl
@@ -35,6 +34,7 @@ from cairn.backends.errors import (
     StorageFull,
     TransientBackendError,
 )
+from cairn.core.addresses import is_loopback
 
 _KINDS = {kind.value: kind for kind in ObjectKind}
 RESUMABLE_ABOVE = 16 * 1024 * 1024
@@ -100,21 +100,12 @@ def parse_address(location: str) -> ServerAddress:
     except ValueError as exc:
         raise BackendError(f"{location!r}: bad port") from exc
     address = ServerAddress(parts.scheme, parts.hostname, port, tenant)
-    if address.scheme == "cairn" and not _is_loopback(address.host):
+    if address.scheme == "cairn" and not is_loopback(address.host):
         raise BackendError(
             f"{location!r}: plain cairn:// is for loopback only; use cairns:// (TLS) for "
             "another machine"
         )
     return address
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class KnownServers:

@@ -7,7 +7,6 @@ the machine, not the network; a running server sees the changes at its next requ
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
+from cairn.core.addresses import is_loopback
 from cairn.core.units import format_size, parse_size
 from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role
@@ -177,7 +177,7 @@ def run_serve(ctx: Context) -> int:
     if not ctx.args.client_timeout > 0:
         raise UsageError("--client-timeout must be a positive number of seconds")
     host, port = _listen(ctx.args.listen)
-    loopback = _is_loopback(host)
+    loopback = is_loopback(host)
     if ctx.args.insecure_http and not loopback:
         raise UsageError(
             f"refusing plain HTTP on {host}: tokens would cross the network in the clear; "
@@ -227,15 +227,6 @@ def _listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--listen {text!r}: use HOST:PORT, like 127.0.0.1:8443")
     return host.strip("[]"), int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def run_tenant_add(ctx: Context) -> int:
