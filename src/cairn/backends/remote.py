@@ -26,12 +26,17 @@ from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
 from cairn.backends.contract import check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
+    AuthenticationFailed,
     BackendError,
     Busy,
+    CertificateMismatch,
     ListingIncomplete,
     NotFound,
-    PermissionDenied,
+    QuotaExceeded,
+    RoleForbidden,
+    ServerUnreachable,
     StorageFull,
+    Throttled,
     TransientBackendError,
 )
 from cairn.core.addresses import is_loopback
@@ -43,31 +48,6 @@ UPLOAD_PART = 8 * 1024 * 1024
 DEFAULT_RETRY_AFTER = 2.0
 """Seconds to wait after a 503 or 429 that names no Retry-After (a proxy's, say)."""
 MAX_RETRY_AFTER = 300.0
-
-
-class AuthenticationFailed(BackendError):
-    """The server did not accept the token (unknown, wrong or revoked)."""
-
-
-class RoleForbidden(PermissionDenied):
-    """The token's role does not allow this operation (a backup token deleting, say)."""
-
-
-class Throttled(Busy):
-    """Too many failed logins from this address: the server waits before it listens again (a
-    machine with a good token behind the same address waits too)."""
-
-
-class QuotaExceeded(StorageFull):
-    """The tenant's quota on the server would be passed; the message says how much is used."""
-
-
-class ServerUnreachable(TransientBackendError):
-    """No answer from the server (refused, timed out, reset, DNS)."""
-
-
-class CertificateMismatch(BackendError):
-    """The server shows a certificate other than the one pinned for it."""
 
 
 @dataclass(frozen=True, slots=True)

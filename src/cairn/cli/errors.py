@@ -5,22 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cairn.backends.errors import (
+    AuthenticationFailed,
     BackendError,
+    CertificateMismatch,
     ListingIncomplete,
     NotFound,
     PermissionDenied,
-    StorageFull,
-    TransientBackendError,
-)
-from cairn.backends.location import MissingToken
-from cairn.backends.remote import (
-    AuthenticationFailed,
-    CertificateMismatch,
     QuotaExceeded,
     RoleForbidden,
     ServerUnreachable,
+    StorageFull,
     Throttled,
+    TransientBackendError,
 )
+from cairn.backends.location import MissingToken
 from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
 from cairn.core.patterns import PatternError

@@ -12,19 +12,19 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.core.addresses import is_loopback
 from cairn.core.units import format_size, parse_size
-from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role
-from cairn.server.context import Services, Settings
 from cairn.server.errors import AuditBroken, DamageFound
 from cairn.server.retention import PERIODS, parse_policy
-from cairn.server.tenants import Tenant
-from cairn.server.tls import fingerprint, make_self_signed
+
+if TYPE_CHECKING:  # the server stack (Starlette, Prometheus, x509) loads in the handlers only
+    from cairn.server.context import Services, Settings
+    from cairn.server.tenants import Tenant
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 
@@ -142,6 +142,8 @@ def _data_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(ctx: Context) -> Settings:
+    from cairn.server.context import Settings  # every other command would pay for Starlette
+
     data = ctx.args.data or os.environ.get("CAIRN_SERVER_DATA")
     if not data:
         raise UsageError("give the server's data folder: --data DIR or CAIRN_SERVER_DATA")
@@ -165,13 +167,17 @@ def _settings(ctx: Context) -> Settings:
 
 
 def _services(ctx: Context) -> Services:
+    from cairn.server.app import open_services  # see _settings
+
     return open_services(_settings(ctx))
 
 
 def run_serve(ctx: Context) -> int:
     import uvicorn  # the server's own dependency: a client never loads it
 
+    from cairn.server.app import create_app, open_services
     from cairn.server.deadlines import deadline_protocol  # imports uvicorn too
+    from cairn.server.tls import fingerprint
 
     settings = _settings(ctx)
     if not ctx.args.client_timeout > 0:
@@ -212,6 +218,8 @@ def _certificate(ctx: Context, settings: Settings, host: str) -> tuple[Path, Pat
         raise UsageError("give both --tls-cert and --tls-key, or neither")
     if ctx.args.tls_cert:
         return Path(ctx.args.tls_cert), Path(ctx.args.tls_key)
+    from cairn.server.tls import make_self_signed  # cryptography's x509: the server's alone
+
     folder = settings.data / "tls"
     cert, key = folder / "cert.pem", folder / "key.pem"
     if not cert.exists():
