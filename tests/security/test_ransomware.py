@@ -21,7 +21,6 @@ What the owner sees, and does:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -145,7 +144,7 @@ def test_a_backup_token_cannot_destroy_history(server: RunningServer, tmp_path: 
     # named (exit 21, the first of them), the others listed; every earlier one restores bit-exact
     listed = owner.run("snapshots", "--json", check=False)
     assert listed.code == 21 and any(f[:8] in listed.err for f in fakes), listed.err  # the first
-    ids = [s["id"] for s in json.loads(listed.out.splitlines()[0])]  # then the error, as JSON
+    ids = [s["id"] for s in listed.json()["result"]]  # and the error, in one document
     assert set(kept) <= set(ids)
     for snapshot_id, expected in kept.items():
         target = tmp_path / f"restore-{snapshot_id}"

@@ -117,9 +117,16 @@ def run(ctx: Context) -> int:
     else:
         removed = remove_snapshots(repo, names)
         out.text(f"removed {removed} snapshot(s)")
-    out.json(
-        {"dry_run": args.dry_run, "removed": removed, "to_remove": names, "groups": groups_json}
-    )
-    if args.prune and not args.dry_run:
-        return prune_cmd.prune(ctx, repo)
+    result: dict[str, Any] = {
+        "dry_run": args.dry_run,
+        "removed": removed,
+        "to_remove": names,
+        "groups": groups_json,
+        "prune": None,
+    }
+    try:
+        if args.prune and not args.dry_run:
+            result["prune"] = prune_cmd.prune_result(ctx, repo)
+    finally:  # one document: a failed prune's error joins what forget did
+        out.json(result)
     return 0
