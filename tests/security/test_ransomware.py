@@ -12,10 +12,9 @@ tenant-admin token, restores every earlier snapshot bit-exact.
 What the owner sees, and does:
 - `cairn snapshots` lists every snapshot it can open and names those it cannot (exit 21);
   `check --read-data` reports each of those as an error (exit 20) and nothing else.
-- The ones that cannot be opened are removed with the tenant-admin token (`DELETE
-  /v1/t/TENANT/snapshots/NAME`; `cairn forget` cannot yet, see the strict xfail); the attacker's
-  real snapshots (junk, or a rolled-back forgotten one) go by `cairn forget ID...` and `prune`.
-  Then `check --read-data` passes.
+- The ones that cannot be opened, and the attacker's real snapshots (junk, or a rolled-back
+  forgotten one), go by `cairn forget ID...` (forget names a snapshot by its ID, without opening
+  it) and `prune`. Then `check --read-data` passes.
 - Everything else the attacker tried was refused (403, 409, 400 or 507) and left nothing behind.
 """
 
@@ -155,15 +154,10 @@ def test_a_backup_token_cannot_destroy_history(server: RunningServer, tmp_path: 
     assert check.code == 20 and all(f[:8] in check.out for f in fakes), check.out + check.err
     assert check.out.count("error:") == len(fakes)  # the fakes, and nothing else
 
-    # clean-up: remove what cannot be opened (`forget` cannot yet: see the xfail below), forget
-    # the attacker's real snapshots, prune
-    with httpx.Client(base_url=f"{server.url}/v1/t/victim", verify=False) as http:
-        for fake in fakes:
-            headers = {"authorization": f"Bearer {owner_token}"}
-            assert http.delete(f"/snapshots/{fake}", headers=headers).status_code == 204
+    # clean-up: forget what cannot be opened and the attacker's real snapshots, prune
     extra = [i for i in ids if i not in kept]  # real snapshots, made with the password
     assert len(extra) == 3 + 1  # the junk backups, and the rolled-back first one
-    owner.run("forget", *extra)
+    owner.run("forget", *fakes, *extra)
     owner.run("prune")
     owner.run("check", "--read-data")
 
@@ -303,7 +297,7 @@ def test_a_snapshot_with_a_broken_seal_does_not_stop_restores(
 def test_the_owner_can_remove_a_snapshot_with_a_broken_seal(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    """What the owner sees, and how they clean up (until the client skips such snapshots)."""
+    """What the owner sees, and how they clean up with raw HTTP (`cairn forget ID` does too)."""
     owner, source, real, _, fake = _broken_seal_snapshot(server, tmp_path, "cleanup")
     seen = owner.run("snapshots", check=False)
     assert seen.code == 21 and real[:8] in seen.out and fake[:8] in seen.err
@@ -320,11 +314,6 @@ def test_the_owner_can_remove_a_snapshot_with_a_broken_seal(
     owner.run("check", "--read-data")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (client side): `cairn forget ID` of a snapshot it cannot open fails with "
-    "CAIRN-E021, so the owner removes it with a DELETE and the tenant-admin token",
-)
 def test_forget_removes_a_snapshot_it_cannot_open(server: RunningServer, tmp_path: Path) -> None:
     owner, *_, fake = _broken_seal_snapshot(server, tmp_path, "forgetting")
     owner.run("forget", fake[:8])
