@@ -261,3 +261,38 @@ def test_a_backup_removes_its_lock_so_gc_sweeps_at_once(
     assert swept["swept_packs"] == condemned["condemned_packs"], swept
     assert swept["records_waiting"] == 0
     machine.run("check", "--read-data", token=owner)
+
+
+def test_an_expired_token_is_refused_with_its_own_code(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    import time
+
+    owner = str(admin(server, "tenant", "add", "expiring")["admin_token"])
+    machine = Client(server, "expiring", tmp_path / "m", owner)
+    machine.run("init")
+    lasting = admin(server, "token", "add", "expiring", "--role", "restore", "--expires", "90d")
+    short = admin(server, "token", "add", "expiring", "--role", "restore", "--expires", "1s")
+    assert int(str(lasting["expires_ms"])) > time.time() * 1000 + 89 * 24 * 3600 * 1000
+    time.sleep(1.5)  # past the short token's expiry on the server's clock (this machine's)
+    assert machine.run("snapshots", token=str(lasting["token"])).code == 0
+    refused = machine.run("snapshots", check=False, token=str(short["token"]))
+    assert refused.code == 75 and "CAIRN-E075" in refused.err and "expired at" in refused.err
+    assert "Traceback" not in refused.err
+    states = Cairn(server.data).run("server", "token", "list", "--data", str(server.data)).out
+    line = next(x for x in states.splitlines() if x.startswith(str(short["id"])))
+    assert line.rstrip().endswith("expired")
+    bad = Cairn(server.data).run(
+        "server",
+        "token",
+        "add",
+        "expiring",
+        "--role",
+        "backup",
+        "--expires",
+        "soon",
+        "--data",
+        str(server.data),
+        check=False,
+    )
+    assert bad.code == 2 and "CAIRN-E002" in bad.err and "--expires" in bad.err

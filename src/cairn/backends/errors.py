@@ -10,6 +10,7 @@ BackendError
 │   └── QuotaExceeded         a Cairn server: the tenant's quota
 ├── ListingIncomplete         a listing could not be completed: never act on it as if whole
 ├── AuthenticationFailed      a Cairn server: the token is unknown, wrong or revoked
+│   └── TokenExpired          a Cairn server: the token is past its expiry
 ├── CertificateMismatch       a Cairn server: not the certificate pinned for it
 └── TransientBackendError     worth retrying (timeouts, resets, throttling, 5xx)
     ├── ServerUnreachable     a Cairn server: no answer
@@ -67,6 +68,10 @@ class Busy(TransientBackendError):
 
 class AuthenticationFailed(BackendError):
     """The server did not accept the token (unknown, wrong or revoked)."""
+
+
+class TokenExpired(AuthenticationFailed):
+    """The server knows the token, but it is past the expiry it was issued with."""
 
 
 class RoleForbidden(PermissionDenied):

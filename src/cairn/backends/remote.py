@@ -37,6 +37,7 @@ from cairn.backends.errors import (
     ServerUnreachable,
     StorageFull,
     Throttled,
+    TokenExpired,
     TransientBackendError,
 )
 from cairn.core.addresses import is_loopback
@@ -312,6 +313,8 @@ class RemoteBackend:
         if status == 409:
             raise AlreadyExists(f"{what}{message}")
         if status == 401:
+            if _code(response) == "CAIRN-E075":
+                raise TokenExpired(f"{self._address}: {message}")
             raise AuthenticationFailed(f"{self._address}: {message}")
         if status == 403:
             raise RoleForbidden(f"{what}{message}")

@@ -16,6 +16,7 @@ from cairn.backends.errors import (
     ServerUnreachable,
     StorageFull,
     Throttled,
+    TokenExpired,
     TransientBackendError,
 )
 from cairn.backends.location import MissingToken
@@ -72,6 +73,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         ServerUnreachable,
         ErrorCode("CAIRN-E060", 60, "is the server running, and the address right? retry"),
+    ),
+    (
+        TokenExpired,
+        ErrorCode("CAIRN-E075", 75, "ask the server's admin for a new token (token add)"),
     ),
     (
         AuthenticationFailed,

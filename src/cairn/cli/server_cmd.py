@@ -10,14 +10,16 @@ import argparse
 import logging
 import os
 import sys
+import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.core.addresses import is_loopback
-from cairn.core.units import format_size, parse_size
+from cairn.core.units import format_size, parse_duration, parse_size
 from cairn.server.auth import Role
 from cairn.server.errors import AuditBroken, DamageFound
 from cairn.server.retention import PERIODS, parse_policy
@@ -120,6 +122,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     issue.add_argument("tenant", nargs="?", help="the tenant (omit for --role server-admin)")
     issue.add_argument("--role", required=True, choices=[r.value for r in Role])
     issue.add_argument("--label", default="", help="a note: which machine, which person")
+    issue.add_argument(
+        "--expires",
+        metavar="DURATION",
+        help="refuse the token after this long, e.g. 90d, 12h, 2w (default: never)",
+    )
     issue.set_defaults(run=run_token_add)
     tls = tokens.add_parser("list", parents=[common], help="list tokens (never their secrets)")
     _data_option(tls)
@@ -269,10 +276,44 @@ def run_token_add(ctx: Context) -> int:
     tenant = ctx.args.tenant
     if (role is Role.SERVER_ADMIN) == (tenant is not None):
         raise UsageError("a server-admin token has no tenant; every other role needs one")
-    token = _services(ctx).tokens.issue(role, tenant, ctx.args.label)
+    expires_ms = _expiry(ctx.args.expires) if ctx.args.expires else None
+    token = _services(ctx).tokens.issue(role, tenant, ctx.args.label, expires_ms)
     ctx.output.text(f"{role.value} token{f' for {tenant}' if tenant else ''} (shown once): {token}")
-    ctx.output.json({"id": token.id, "role": role.value, "tenant": tenant, "token": str(token)})
+    if expires_ms is not None:
+        ctx.output.text(f"it expires at {_show_time(expires_ms)}")
+    ctx.output.json(
+        {
+            "id": token.id,
+            "role": role.value,
+            "tenant": tenant,
+            "token": str(token),
+            "expires_ms": expires_ms,
+        }
+    )
     return 0
+
+
+def _expiry(text: str) -> int:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--expires: {exc}") from exc
+    if seconds <= 0:
+        raise UsageError("--expires must be a positive duration, like 90d")
+    return int((time.time() + seconds) * 1000)
+
+
+def _show_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _token_state(token: dict[str, Any], now_ms: int) -> str:
+    if token["revoked_ms"]:
+        return "revoked"
+    expires = token["expires_ms"]
+    if expires is not None and now_ms >= int(expires):
+        return "expired"
+    return "active" if expires is None else f"active until {_show_time(int(expires))}"
 
 
 def run_token_list(ctx: Context) -> int:
@@ -283,7 +324,7 @@ def run_token_list(ctx: Context) -> int:
             str(t["tenant"] or "-"),
             str(t["role"]),
             str(t["label"]),
-            "revoked" if t["revoked_ms"] else "active",
+            _token_state(t, int(time.time() * 1000)),
         ]
         for t in tokens
     ]

@@ -17,12 +17,13 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
 import blake3
 
 from cairn.server.db import Database
-from cairn.server.errors import BadRequest, NoSuchObject, Throttled, Unauthenticated
+from cairn.server.errors import BadRequest, NoSuchObject, Throttled, TokenExpired, Unauthenticated
 
 TOKEN_PATTERN = re.compile(r"^cairn_([0-9a-f]{12})_([0-9a-f]{64})$")
 _DUMMY_HASH = blake3.blake3(b"no such token").digest()
@@ -68,9 +69,14 @@ class TokenStore:
         self._db = db
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
 
-    def issue(self, role: Role, tenant: str | None, label: str = "") -> IssuedToken:
+    def issue(
+        self, role: Role, tenant: str | None, label: str = "", expires_ms: int | None = None
+    ) -> IssuedToken:
+        """A new token; with `expires_ms` (ms since the epoch) it is refused from then on."""
         if (role is Role.SERVER_ADMIN) != (tenant is None):
             raise BadRequest("a server-admin token has no tenant; every other role has one")
+        if expires_ms is not None and expires_ms <= self._now_ms():
+            raise BadRequest("a token's expiry must be in the future")
         token = IssuedToken(secrets.token_hex(6), secrets.token_hex(32), role, tenant)
         with self._db.write() as conn:
             if (
@@ -79,25 +85,40 @@ class TokenStore:
             ):
                 raise NoSuchObject(f"no tenant {tenant!r}")
             conn.execute(
-                "INSERT INTO tokens (id, tenant, role, hash, label, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (token.id, tenant, role.value, _hash(token.secret), label, self._now_ms()),
+                "INSERT INTO tokens (id, tenant, role, hash, label, created_ms, expires_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    token.id,
+                    tenant,
+                    role.value,
+                    _hash(token.secret),
+                    label,
+                    self._now_ms(),
+                    expires_ms,
+                ),
             )
         return token
 
     def verify(self, presented: str) -> Principal:
-        """The principal of a valid, unrevoked token; Unauthenticated for anything else."""
+        """The principal of a valid, unrevoked, unexpired token; Unauthenticated for anything
+        else, TokenExpired for the right secret past its expiry (only its holder learns that)."""
         match = TOKEN_PATTERN.match(presented)
         token_id, secret = (match[1], match[2]) if match else ("", "")
         row = (
             self._db.read()
-            .execute("SELECT hash, role, tenant, revoked_ms FROM tokens WHERE id = ?", (token_id,))
+            .execute(
+                "SELECT hash, role, tenant, revoked_ms, expires_ms FROM tokens WHERE id = ?",
+                (token_id,),
+            )
             .fetchone()
         )
         stored = row[0] if row is not None else _DUMMY_HASH
         valid = hmac.compare_digest(stored, _hash(secret))  # always one hash, one comparison
         if not (valid and match and row is not None and row[3] is None):
             raise Unauthenticated("authentication failed: the token is unknown, wrong or revoked")
+        if row[4] is not None and self._now_ms() >= row[4]:
+            when = datetime.fromtimestamp(row[4] / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            raise TokenExpired(f"authentication failed: the token expired at {when}")
         return Principal(token_id, Role(row[1]), row[2])
 
     def revoke(self, token_id: str) -> None:
@@ -111,11 +132,11 @@ class TokenStore:
 
     def list(self, tenant: str | None = None) -> list[dict[str, object]]:
         rows = self._db.read().execute(
-            "SELECT id, tenant, role, label, created_ms, revoked_ms FROM tokens "
+            "SELECT id, tenant, role, label, created_ms, revoked_ms, expires_ms FROM tokens "
             "WHERE ? IS NULL OR tenant = ? ORDER BY created_ms",
             (tenant, tenant),
         )
-        keys = ("id", "tenant", "role", "label", "created_ms", "revoked_ms")
+        keys = ("id", "tenant", "role", "label", "created_ms", "revoked_ms", "expires_ms")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
 

@@ -68,8 +68,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant, kind, name)
     );
     """,
-    # 3: the token that saved each lock, so a backup token may remove its own (design 14.3)
+    # 3: the token that saved each lock, so a backup token may remove its own; token expiry
+    # (design 14.3)
     """
+    ALTER TABLE tokens ADD COLUMN expires_ms INTEGER;
     CREATE TABLE lock_owners (
         tenant TEXT NOT NULL REFERENCES tenants(name),
         name TEXT NOT NULL,
