@@ -196,9 +196,9 @@ async def remove_object(call: Call) -> Response:
     handle = handle_of(call)
     backend = call.backend()
     owners = call.services.lock_owners
-    check_removable(call, handle)
 
     def remove() -> None:
+        check_removable(call, handle)  # a database read: off the event loop
         size = _storage(backend.stat, handle).size
         _storage(backend.remove, handle)
         call.services.tenants.refunded(call.tenant, size)
