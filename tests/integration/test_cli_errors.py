@@ -131,6 +131,10 @@ def test_missing_pack_is_found_by_structure_check(cairn: Cairn, tmp_path: Path) 
     check = cairn.run("check", check=False)
     assert check.code == 20
     assert "missing" in check.out
+    # with --json: one document, the check's result and the error that follows it
+    found = cairn.run("check", "--json", check=False).json()
+    assert found["result"]["ok"] is False and found["result"]["errors"]
+    assert found["error"]["code"] == "CAIRN-E020" and found["error"]["exit"] == 20
 
 
 def test_unreadable_source_file_is_reported_and_skipped(cairn: Cairn, tmp_path: Path) -> None:

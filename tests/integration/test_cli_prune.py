@@ -49,3 +49,16 @@ def test_forget_and_prune_while_a_backup_runs(tmp_path: Path) -> None:
         target = tmp_path / f"restore-{source.name}"
         cairn.run("restore", "latest", "--path", str(source), "--target", str(target))
         assert manifest(target / source.relative_to("/")) == manifest(source)
+
+
+def test_forget_with_prune_prints_one_json_document(tmp_path: Path) -> None:
+    """forget --prune --json: what forget removed and what prune did, in one document."""
+    cairn = Cairn(tmp_path / "repo", cache=tmp_path / "cache")
+    cairn.run("init")
+    cairn.run("backup", str(_tree(tmp_path / "old", 1, 3, 200_000)))
+    cairn.run("backup", str(_tree(tmp_path / "new", 2, 3, 200_000)))
+    done = cairn.run("forget", "--keep-last", "1", "--group-by", "", "--prune", "--json").json()
+    assert done["removed"] == 1 and len(done["to_remove"]) == 1
+    assert done["prune"]["condemned_packs"] > 0 and done["prune"]["dry_run"] is False
+    alone = cairn.run("forget", "--keep-last", "1", "--group-by", "", "--json").json()
+    assert alone["removed"] == 0 and alone["prune"] is None

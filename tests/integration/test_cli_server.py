@@ -234,3 +234,65 @@ def test_operators_see_metrics_status_and_request_logs(
         assert status.json()["quota"] == 100 * 1024 * 1024 and status.json()["damage"] == []
     lines = [line for line in server.log().splitlines() if line.startswith('{"event": "request"')]
     assert any('"route": "/v1/t/{tenant}/{kind}/{name}"' in line for line in lines)
+
+
+def test_a_backup_removes_its_lock_so_gc_sweeps_at_once(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A backup token removes the lock it saved when its backup ends (design 14.3), so the next
+    `cairn server gc` sweeps what the previous one condemned instead of waiting out the lease."""
+    import httpx
+
+    owner = str(admin(server, "tenant", "add", "swept")["admin_token"])
+    machine = Client(server, "swept", tmp_path / "m", owner)
+    machine.run("init")
+    machine.token = str(admin(server, "token", "add", "swept", "--role", "backup")["token"])
+    machine.run("backup", str(tree(tmp_path / "old", 8)))
+    machine.run("backup", str(tree(tmp_path / "new", 9)))
+    with httpx.Client(base_url=f"{server.url}/v1/t/swept", verify=False) as http:
+        listing = http.get("/locks/", headers={"authorization": f"Bearer {owner}"}).text
+    assert listing.splitlines() == ['{"complete": true, "count": 0}'], listing
+
+    old = min(machine.run("snapshots", "--json").json(), key=lambda s: s["time"])["id"]
+    machine.run("forget", old, token=owner)
+    condemned = admin(server, "gc", "swept")[0]  # type: ignore[index]
+    assert int(condemned["condemned_packs"]) >= 1 and condemned["records_waiting"] == 0
+    swept = admin(server, "gc", "swept")[0]  # type: ignore[index]
+    assert swept["swept_packs"] == condemned["condemned_packs"], swept
+    assert swept["records_waiting"] == 0
+    machine.run("check", "--read-data", token=owner)
+
+
+def test_an_expired_token_is_refused_with_its_own_code(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    import time
+
+    owner = str(admin(server, "tenant", "add", "expiring")["admin_token"])
+    machine = Client(server, "expiring", tmp_path / "m", owner)
+    machine.run("init")
+    lasting = admin(server, "token", "add", "expiring", "--role", "restore", "--expires", "90d")
+    short = admin(server, "token", "add", "expiring", "--role", "restore", "--expires", "1s")
+    assert int(str(lasting["expires_ms"])) > time.time() * 1000 + 89 * 24 * 3600 * 1000
+    time.sleep(1.5)  # past the short token's expiry on the server's clock (this machine's)
+    assert machine.run("snapshots", token=str(lasting["token"])).code == 0
+    refused = machine.run("snapshots", check=False, token=str(short["token"]))
+    assert refused.code == 75 and "CAIRN-E075" in refused.err and "expired at" in refused.err
+    assert "Traceback" not in refused.err
+    states = Cairn(server.data).run("server", "token", "list", "--data", str(server.data)).out
+    line = next(x for x in states.splitlines() if x.startswith(str(short["id"])))
+    assert line.rstrip().endswith("expired")
+    bad = Cairn(server.data).run(
+        "server",
+        "token",
+        "add",
+        "expiring",
+        "--role",
+        "backup",
+        "--expires",
+        "soon",
+        "--data",
+        str(server.data),
+        check=False,
+    )
+    assert bad.code == 2 and "CAIRN-E002" in bad.err and "--expires" in bad.err

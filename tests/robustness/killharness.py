@@ -175,8 +175,7 @@ class Lab:
     def forget(self, *args: str) -> None:
         """Run forget on the prepared repository; drop the snapshots it removed."""
         done = self.tool().run("forget", "--json", *args)
-        # With --prune, prune's JSON document follows forget's on the next line.
-        for snapshot_id in json.loads(done.out.splitlines()[0])["to_remove"]:
+        for snapshot_id in done.json()["to_remove"]:  # with --prune, prune's is under "prune"
             del self.snapshots[snapshot_id]
 
     def freeze(self) -> None:

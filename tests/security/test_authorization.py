@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sqlite3
 import stat
 import time
@@ -25,9 +26,10 @@ from typing import Any
 import blake3
 import httpx
 import pytest
-from securitykit import KINDS, TENANT_ROLES, Site, make_site, picture
+from securitykit import KINDS, TENANT_ROLES, Site, hex_name, make_site, picture
 from starlette.routing import Route
 
+from cairn.format.lock import SESSION_SIZE, LockRecord, encode_lock
 from cairn.server import auth
 from cairn.server.app import create_app
 from cairn.server.auth import Role, Throttle
@@ -39,7 +41,6 @@ LIST = "/v1/t/{tenant}/{kind}/"
 UPLOAD = "/v1/t/{tenant}/uploads/{kind}/{name}"
 READ = frozenset({Role.BACKUP, Role.RESTORE, Role.TENANT_ADMIN})
 WRITE = frozenset({Role.BACKUP, Role.TENANT_ADMIN})
-OWNER = frozenset({Role.TENANT_ADMIN})
 ADMIN = (Scope.SERVER, frozenset({Role.SERVER_ADMIN}))
 PUBLIC = (Scope.PUBLIC, frozenset[Role]())
 
@@ -50,7 +51,7 @@ EXPECTED_RULES: dict[tuple[str, str], tuple[Scope, frozenset[Role]]] = {
     ("HEAD", OBJECT): (Scope.TENANT, READ),
     ("GET", OBJECT): (Scope.TENANT, READ),
     ("PUT", OBJECT): (Scope.TENANT, WRITE),
-    ("DELETE", OBJECT): (Scope.TENANT, OWNER),
+    ("DELETE", OBJECT): (Scope.TENANT, WRITE),
     ("GET", "/v1/t/{tenant}/usage"): (Scope.TENANT, READ),
     ("GET", "/v1/t/{tenant}/status"): (Scope.TENANT, READ),
     ("HEAD", UPLOAD): (Scope.TENANT, WRITE),
@@ -68,6 +69,9 @@ BACKUP_MAY_PUT = frozenset({"packs", "index", "reflists", "snapshots", "locks"})
 """Design 14.3: a backup token adds data, indexes, reflists, snapshots and locks, nothing else."""
 WRITES_OF_A_KIND = frozenset({("PUT", OBJECT), ("HEAD", UPLOAD), ("PATCH", UPLOAD)})
 """The routes where BACKUP_MAY_PUT decides what a backup token may do."""
+REMOVE = ("DELETE", OBJECT)
+"""A backup token may remove only a lock it saved itself, which no object of the matrix is (see
+test_a_backup_token_removes_only_the_locks_it_saved)."""
 
 NOT_AUTHENTICATED = (
     "no header",
@@ -198,6 +202,8 @@ def expected_status(spec: RouteSpec, kind: str, credential: str) -> int | None:
     role = Role(credential.removeprefix("acme "))
     if role not in roles:
         return 403
+    if (spec.method, spec.path) == REMOVE and role is Role.BACKUP:
+        return 403
     if (spec.method, spec.path) in WRITES_OF_A_KIND and role is Role.BACKUP:
         return None if kind in BACKUP_MAY_PUT else 403
     return None
@@ -289,6 +295,46 @@ def test_the_matrix_covers_every_route_and_credential() -> None:
     assert len(cases) == sum(
         (len(KINDS) if "{kind}" in s.path else 1) * len(CREDENTIALS) for s in ROUTES
     )
+
+
+def _fresh_lock() -> tuple[str, bytes]:
+    now = int(time.time() * 1000)
+    lock = encode_lock(LockRecord(os.urandom(SESSION_SIZE), "backup", now, now + 600_000, b""))
+    return hex_name(lock), lock
+
+
+def test_a_backup_token_removes_only_the_locks_it_saved(tmp_path: Path) -> None:
+    """Design 14.3: its own session's lock, at a renewal and at the end; nothing else."""
+    site = make_site(tmp_path)
+    mine = {"authorization": f"Bearer {site.token('acme', Role.BACKUP)}"}
+    other = {"authorization": f"Bearer {site.services.tokens.issue(Role.BACKUP, 'acme')}"}
+    reader = {"authorization": f"Bearer {site.token('acme', Role.RESTORE)}"}
+    with site.client as client:
+        own_name, own = _fresh_lock()
+        others_name, others = _fresh_lock()
+        assert client.put(f"/v1/t/acme/locks/{own_name}", content=own, headers=mine).status_code
+        assert client.put(f"/v1/t/acme/locks/{others_name}", content=others, headers=other)
+        # sending the bytes of another token's lock again does not make them its own
+        again = client.put(f"/v1/t/acme/locks/{others_name}", content=others, headers=mine)
+        assert again.status_code == 200
+        pack_name, _ = site.objects[("acme", "packs")]
+        site_lock, _ = site.objects[("acme", "locks")]  # saved by no token of the server
+        for path, headers in (
+            (f"/locks/{own_name}", other),
+            (f"/locks/{own_name}", reader),
+            (f"/locks/{others_name}", mine),
+            (f"/locks/{site_lock}", mine),
+            (f"/packs/{pack_name}", mine),
+        ):
+            refused = client.delete(f"/v1/t/acme{path}", headers=headers)
+            assert refused.status_code == 403, (path, refused.text)
+            assert refused.json()["error"]["code"] == "CAIRN-E062"
+        assert client.delete(f"/v1/t/acme/locks/{own_name}", headers=mine).status_code == 204
+        assert client.head(f"/v1/t/acme/locks/{own_name}", headers=mine).status_code == 404
+        assert client.delete(f"/v1/t/acme/locks/{others_name}", headers=other).status_code == 204
+        assert site.services.lock_owners.names("acme") == set()
+    audit = site.services.db.read().execute("SELECT target FROM audit WHERE action = 'delete'")
+    assert {target for (target,) in audit} == {f"locks/{own_name}", f"locks/{others_name}"}
 
 
 # Verification costs the same for known and unknown IDs (structurally: no clock involved)

@@ -4,25 +4,25 @@ A tenant backs up several snapshots. Then an attacker holding the machine's back
 like ransomware on that machine, its repository password) tries every destructive thing: delete
 every object, overwrite every object with other, truncated, empty and garbage bytes, write a new
 config and key, flood hash-valid garbage, snapshot records whose sealed body is broken, and real
-junk snapshots, plant locks that would stop prune for good, hide partial uploads past the quota,
-exhaust the quota, and roll back in what the owner's forget and prune removed. Afterwards the
-owner, with the tenant-admin token, restores every earlier snapshot bit-exact.
+junk snapshots, plant locks that would stop prune for good, remove a lock another token saved
+(and its own: allowed, and harmless), hide partial uploads past the quota, exhaust the quota,
+and roll back in what the owner's forget and prune removed. Afterwards the owner, with the
+tenant-admin token, restores every earlier snapshot bit-exact.
 
 What the owner sees, and does:
 - `cairn snapshots` lists every snapshot it can open and names those it cannot (exit 21);
   `check --read-data` reports each of those as an error (exit 20) and nothing else.
-- The ones that cannot be opened are removed with the tenant-admin token (`DELETE
-  /v1/t/TENANT/snapshots/NAME`; `cairn forget` cannot yet, see the strict xfail); the attacker's
-  real snapshots (junk, or a rolled-back forgotten one) go by `cairn forget ID...` and `prune`.
-  Then `check --read-data` passes.
+- The ones that cannot be opened, and the attacker's real snapshots (junk, or a rolled-back
+  forgotten one), go by `cairn forget ID...` (forget names a snapshot by its ID, without opening
+  it) and `prune`. Then `check --read-data` passes.
 - Everything else the attacker tried was refused (403, 409, 400 or 507) and left nothing behind.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,7 @@ def test_a_backup_token_cannot_destroy_history(server: RunningServer, tmp_path: 
     _plant_garbage(attacker)
     fakes = _plant_broken_seals(attacker, stored)
     _plant_locks(attacker)
+    _remove_locks(attacker, server, owner_token)
     _roll_back(attacker, before_forget, stored)
     _hide_partial_uploads(attacker, server)
     _exhaust_the_quota(server, victim, tmp_path)
@@ -142,7 +143,7 @@ def test_a_backup_token_cannot_destroy_history(server: RunningServer, tmp_path: 
     # named (exit 21, the first of them), the others listed; every earlier one restores bit-exact
     listed = owner.run("snapshots", "--json", check=False)
     assert listed.code == 21 and any(f[:8] in listed.err for f in fakes), listed.err  # the first
-    ids = [s["id"] for s in json.loads(listed.out.splitlines()[0])]  # then the error, as JSON
+    ids = [s["id"] for s in listed.json()["result"]]  # and the error, in one document
     assert set(kept) <= set(ids)
     for snapshot_id, expected in kept.items():
         target = tmp_path / f"restore-{snapshot_id}"
@@ -153,15 +154,10 @@ def test_a_backup_token_cannot_destroy_history(server: RunningServer, tmp_path: 
     assert check.code == 20 and all(f[:8] in check.out for f in fakes), check.out + check.err
     assert check.out.count("error:") == len(fakes)  # the fakes, and nothing else
 
-    # clean-up: remove what cannot be opened (`forget` cannot yet: see the xfail below), forget
-    # the attacker's real snapshots, prune
-    with httpx.Client(base_url=f"{server.url}/v1/t/victim", verify=False) as http:
-        for fake in fakes:
-            headers = {"authorization": f"Bearer {owner_token}"}
-            assert http.delete(f"/snapshots/{fake}", headers=headers).status_code == 204
+    # clean-up: forget what cannot be opened and the attacker's real snapshots, prune
     extra = [i for i in ids if i not in kept]  # real snapshots, made with the password
     assert len(extra) == 3 + 1  # the junk backups, and the rolled-back first one
-    owner.run("forget", *extra)
+    owner.run("forget", *fakes, *extra)
     owner.run("prune")
     owner.run("check", "--read-data")
 
@@ -206,6 +202,26 @@ def _plant_locks(attacker: Attacker) -> None:
             LockRecord(os.urandom(SESSION_SIZE), purpose, 0, FAR_FUTURE_MS, b"sealed?")
         )
         assert attacker.send("PUT", f"/locks/{hex_name(lock)}", content=lock) == refusal
+
+
+def _remove_locks(attacker: Attacker, server: RunningServer, owner_token: str) -> None:
+    """A backup token may remove a lock it saved (design 14.3): that only ends its own session,
+    as a crash would, and committed snapshots never depend on a lock. Another token's lock (here
+    the owner's, of a session still running) stays."""
+    now = int(time.time() * 1000)
+    own, others = (
+        encode_lock(LockRecord(os.urandom(SESSION_SIZE), "backup", now, now + 600_000, b""))
+        for _ in range(2)
+    )
+    with httpx.Client(base_url=f"{server.url}/v1/t/victim", verify=False) as http:
+        headers = {"authorization": f"Bearer {owner_token}"}
+        assert http.put(f"/locks/{hex_name(others)}", content=others, headers=headers).is_success
+        assert attacker.send("DELETE", f"/locks/{hex_name(others)}") == 403
+        assert attacker.send("PUT", f"/locks/{hex_name(others)}", content=others) == 200
+        assert attacker.send("DELETE", f"/locks/{hex_name(others)}") == 403  # not its own
+        assert attacker.send("PUT", f"/locks/{hex_name(own)}", content=own) == 201
+        assert attacker.send("DELETE", f"/locks/{hex_name(own)}") == 204
+        assert http.delete(f"/locks/{hex_name(others)}", headers=headers).status_code == 204
 
 
 def _roll_back(
@@ -281,7 +297,7 @@ def test_a_snapshot_with_a_broken_seal_does_not_stop_restores(
 def test_the_owner_can_remove_a_snapshot_with_a_broken_seal(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    """What the owner sees, and how they clean up (until the client skips such snapshots)."""
+    """What the owner sees, and how they clean up with raw HTTP (`cairn forget ID` does too)."""
     owner, source, real, _, fake = _broken_seal_snapshot(server, tmp_path, "cleanup")
     seen = owner.run("snapshots", check=False)
     assert seen.code == 21 and real[:8] in seen.out and fake[:8] in seen.err
@@ -298,11 +314,6 @@ def test_the_owner_can_remove_a_snapshot_with_a_broken_seal(
     owner.run("check", "--read-data")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (client side): `cairn forget ID` of a snapshot it cannot open fails with "
-    "CAIRN-E021, so the owner removes it with a DELETE and the tenant-admin token",
-)
 def test_forget_removes_a_snapshot_it_cannot_open(server: RunningServer, tmp_path: Path) -> None:
     owner, *_, fake = _broken_seal_snapshot(server, tmp_path, "forgetting")
     owner.run("forget", fake[:8])

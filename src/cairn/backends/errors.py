@@ -5,11 +5,21 @@ BackendError
 ├── NotFound                  the object does not exist
 ├── AlreadyExists             save() of a name that holds different bytes
 ├── PermissionDenied          the backend refuses the operation (read-only, role)
+│   └── RoleForbidden         a Cairn server: the token's role does not allow it
 ├── StorageFull               no space or quota left: stop, free space, retry later
+│   └── QuotaExceeded         a Cairn server: the tenant's quota
 ├── ListingIncomplete         a listing could not be completed: never act on it as if whole
+├── AuthenticationFailed      a Cairn server: the token is unknown, wrong or revoked
+│   └── TokenExpired          a Cairn server: the token is past its expiry
+├── CertificateMismatch       a Cairn server: not the certificate pinned for it
 └── TransientBackendError     worth retrying (timeouts, resets, throttling, 5xx)
+    ├── ServerUnreachable     a Cairn server: no answer
     └── Busy                  the storage is overloaded and said when to come back
+        └── Throttled         a Cairn server: too many failed logins from this address
 ```
+
+The Cairn server's refusals live here, not beside the remote backend, so that a command can name
+them (cli/errors.py) without loading an HTTP client it does not use.
 """
 
 from cairn.core.errors import CairnError
@@ -51,3 +61,35 @@ class Busy(TransientBackendError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+# ---- a Cairn server's refusals (backends/remote.py) ----------------------------------------
+
+
+class AuthenticationFailed(BackendError):
+    """The server did not accept the token (unknown, wrong or revoked)."""
+
+
+class TokenExpired(AuthenticationFailed):
+    """The server knows the token, but it is past the expiry it was issued with."""
+
+
+class RoleForbidden(PermissionDenied):
+    """The token's role does not allow this operation (a backup token deleting, say)."""
+
+
+class Throttled(Busy):
+    """Too many failed logins from this address: the server waits before it listens again (a
+    machine with a good token behind the same address waits too)."""
+
+
+class QuotaExceeded(StorageFull):
+    """The tenant's quota on the server would be passed; the message says how much is used."""
+
+
+class ServerUnreachable(TransientBackendError):
+    """No answer from the server (refused, timed out, reset, DNS)."""
+
+
+class CertificateMismatch(BackendError):
+    """The server shows a certificate other than the one pinned for it."""

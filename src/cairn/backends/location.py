@@ -18,7 +18,6 @@ from cairn.backends.base import Backend
 from cairn.backends.errors import BackendError
 from cairn.backends.local import LocalBackend
 from cairn.backends.memory import MemoryBackend
-from cairn.backends.remote import KnownServers, RemoteBackend, parse_address
 from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.backends.wrappers.retrying import RetryingBackend
 
@@ -65,6 +64,10 @@ def _limited(backend: Backend, bucket: TokenBucket | None) -> Backend:
 
 
 def _open_remote(location: str, remote: RemoteCredentials | None) -> Backend:
+    # Imported here, not at the top: the HTTP client costs every command ~0.1 s to import, and
+    # only a server location needs it (tests/unit/cli/test_imports.py).
+    from cairn.backends.remote import KnownServers, RemoteBackend, parse_address
+
     address = parse_address(location)
     if remote is None or not remote.token:
         raise MissingToken(

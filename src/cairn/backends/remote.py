@@ -10,7 +10,6 @@ overheard.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import math
 import ssl
@@ -27,14 +26,21 @@ from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
 from cairn.backends.contract import check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
+    AuthenticationFailed,
     BackendError,
     Busy,
+    CertificateMismatch,
     ListingIncomplete,
     NotFound,
-    PermissionDenied,
+    QuotaExceeded,
+    RoleForbidden,
+    ServerUnreachable,
     StorageFull,
+    Throttled,
+    TokenExpired,
     TransientBackendError,
 )
+from cairn.core.addresses import is_loopback
 
 _KINDS = {kind.value: kind for kind in ObjectKind}
 RESUMABLE_ABOVE = 16 * 1024 * 1024
@@ -43,31 +49,6 @@ UPLOAD_PART = 8 * 1024 * 1024
 DEFAULT_RETRY_AFTER = 2.0
 """Seconds to wait after a 503 or 429 that names no Retry-After (a proxy's, say)."""
 MAX_RETRY_AFTER = 300.0
-
-
-class AuthenticationFailed(BackendError):
-    """The server did not accept the token (unknown, wrong or revoked)."""
-
-
-class RoleForbidden(PermissionDenied):
-    """The token's role does not allow this operation (a backup token deleting, say)."""
-
-
-class Throttled(Busy):
-    """Too many failed logins from this address: the server waits before it listens again (a
-    machine with a good token behind the same address waits too)."""
-
-
-class QuotaExceeded(StorageFull):
-    """The tenant's quota on the server would be passed; the message says how much is used."""
-
-
-class ServerUnreachable(TransientBackendError):
-    """No answer from the server (refused, timed out, reset, DNS)."""
-
-
-class CertificateMismatch(BackendError):
-    """The server shows a certificate other than the one pinned for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,21 +81,12 @@ def parse_address(location: str) -> ServerAddress:
     except ValueError as exc:
         raise BackendError(f"{location!r}: bad port") from exc
     address = ServerAddress(parts.scheme, parts.hostname, port, tenant)
-    if address.scheme == "cairn" and not _is_loopback(address.host):
+    if address.scheme == "cairn" and not is_loopback(address.host):
         raise BackendError(
             f"{location!r}: plain cairn:// is for loopback only; use cairns:// (TLS) for "
             "another machine"
         )
     return address
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class KnownServers:
@@ -341,6 +313,8 @@ class RemoteBackend:
         if status == 409:
             raise AlreadyExists(f"{what}{message}")
         if status == 401:
+            if _code(response) == "CAIRN-E075":
+                raise TokenExpired(f"{self._address}: {message}")
             raise AuthenticationFailed(f"{self._address}: {message}")
         if status == 403:
             raise RoleForbidden(f"{what}{message}")

@@ -5,22 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cairn.backends.errors import (
+    AuthenticationFailed,
     BackendError,
+    CertificateMismatch,
     ListingIncomplete,
     NotFound,
     PermissionDenied,
-    StorageFull,
-    TransientBackendError,
-)
-from cairn.backends.location import MissingToken
-from cairn.backends.remote import (
-    AuthenticationFailed,
-    CertificateMismatch,
     QuotaExceeded,
     RoleForbidden,
     ServerUnreachable,
+    StorageFull,
     Throttled,
+    TokenExpired,
+    TransientBackendError,
 )
+from cairn.backends.location import MissingToken
 from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
 from cairn.core.patterns import PatternError
@@ -74,6 +73,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         ServerUnreachable,
         ErrorCode("CAIRN-E060", 60, "is the server running, and the address right? retry"),
+    ),
+    (
+        TokenExpired,
+        ErrorCode("CAIRN-E075", 75, "ask the server's admin for a new token (token add)"),
     ),
     (
         AuthenticationFailed,

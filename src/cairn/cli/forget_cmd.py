@@ -11,7 +11,7 @@ from cairn.cli.errors import UsageError
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.snapshot.forget import GROUP_FIELDS, plan_forget, remove_snapshots
 from cairn.snapshot.retention import Policy, parse_duration
-from cairn.snapshot.select import find_snapshot, load_snapshots
+from cairn.snapshot.select import find_snapshot_names, load_snapshots
 
 PERIODS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 _KEEP_HELP = {"last": "keep the N newest snapshots"}
@@ -83,7 +83,7 @@ def run(ctx: Context) -> int:
     repo = ctx.open_repository(load_index=False, session=None if args.dry_run else "forget")
     out = ctx.output
     if args.snapshots:
-        names = [find_snapshot(repo, ref).name.hex for ref in args.snapshots]
+        names = [name.hex for name in find_snapshot_names(repo, args.snapshots)]
         groups_json: list[dict[str, Any]] = []
     else:
         groups = plan_forget(
@@ -117,9 +117,16 @@ def run(ctx: Context) -> int:
     else:
         removed = remove_snapshots(repo, names)
         out.text(f"removed {removed} snapshot(s)")
-    out.json(
-        {"dry_run": args.dry_run, "removed": removed, "to_remove": names, "groups": groups_json}
-    )
-    if args.prune and not args.dry_run:
-        return prune_cmd.prune(ctx, repo)
+    result: dict[str, Any] = {
+        "dry_run": args.dry_run,
+        "removed": removed,
+        "to_remove": names,
+        "groups": groups_json,
+        "prune": None,
+    }
+    try:
+        if args.prune and not args.dry_run:
+            result["prune"] = prune_cmd.prune_result(ctx, repo)
+    finally:  # one document: a failed prune's error joins what forget did
+        out.json(result)
     return 0

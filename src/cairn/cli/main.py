@@ -111,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = Output(args.json, args.quiet)
         ctx = Context(args, output)
         run: Callable[[Context], int] = args.run
-        return run(ctx)
+        status = run(ctx)
+        output.finish()
+        return status
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -132,10 +134,7 @@ def _report(exc: BaseException, output: Output) -> int:
     if os.environ.get("CAIRN_DEBUG") or code.code == "CAIRN-E999":
         traceback.print_exc(file=sys.stderr)
     message = str(exc) or type(exc).__name__
-    if output.json_mode:
-        output.json(
-            {"error": {"code": code.code, "message": message, "hint": code.hint, "exit": code.exit}}
-        )
+    output.finish({"code": code.code, "message": message, "hint": code.hint, "exit": code.exit})
     print(f"cairn: error {code.code}: {message}", file=sys.stderr)
     if code.exit != EXIT_USAGE or code.code != "CAIRN-E002":
         print(f"hint: {code.hint}", file=sys.stderr)

@@ -1,4 +1,11 @@
-"""Printing results: human text on stdout, or one JSON document with --json."""
+"""Printing results: human text on stdout, or one JSON document with --json.
+
+A command hands over its JSON result once; it is written when the command ends (`finish`), so a
+command that combines steps (forget --prune, check --repair) makes one document of them, and an
+error that follows a result (check finding damage, snapshots meeting one it cannot open) joins
+it: ``{"result": ..., "error": {...}}``. A failure with no result is ``{"error": {...}}``. So
+stdout always holds exactly one JSON document.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,9 @@ def show_path(path: bytes) -> str:
     return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+_NOTHING = object()
+
+
 class Output:
     """Where a command writes its results."""
 
@@ -20,6 +30,7 @@ class Output:
         self.json_mode = json_mode
         self.quiet = quiet
         self._out = out
+        self._result: Any = _NOTHING
 
     def text(self, line: str = "") -> None:
         """A line for humans; nothing in JSON mode."""
@@ -27,13 +38,25 @@ class Output:
             self._out.write(line + "\n")
 
     def json(self, document: Any) -> None:
-        """The command's JSON result; nothing in human mode."""
-        if self.json_mode:
-            self._out.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
+        """The command's JSON result, written by `finish`; nothing in human mode. Only one: a
+        command that combines steps combines their results."""
+        if self._result is not _NOTHING:
+            raise RuntimeError("a command has one JSON result; combine its steps' results")
+        self._result = document
 
-    def json_line(self, document: Any) -> None:
-        """One JSON document per line, for streaming commands (ls, find)."""
-        self.json(document)
+    def finish(self, error: dict[str, Any] | None = None) -> None:
+        """Write the one JSON document: the result, the error, or both."""
+        if not self.json_mode:
+            return
+        if error is None:
+            document = None if self._result is _NOTHING else self._result
+        elif self._result is _NOTHING:
+            document = {"error": error}
+        else:
+            document = {"result": self._result, "error": error}
+        self._result = _NOTHING
+        if document is not None:
+            self._out.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
 
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         if self.json_mode or self.quiet:

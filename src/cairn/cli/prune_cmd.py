@@ -60,6 +60,15 @@ def run(ctx: Context) -> int:
 
 
 def prune(ctx: Context, repo: Repository, options: PruneOptions | None = None) -> int:
+    ctx.output.json(prune_result(ctx, repo, options))
+    return 0
+
+
+def prune_result(
+    ctx: Context, repo: Repository, options: PruneOptions | None = None
+) -> dict[str, Any]:
+    """Prune, tell a human what happened, and return the JSON result (forget --prune puts it in
+    its own)."""
     options = options or PruneOptions()
     out = ctx.output
     pruner = Pruner(
@@ -90,23 +99,20 @@ def prune(ctx: Context, repo: Repository, options: PruneOptions | None = None) -
     )
     if not options.dry_run and r.condemned_packs + r.condemned_reflists:
         out.text("condemned data is deleted by the next prune, once running sessions have ended")
-    out.json(
-        {
-            "dry_run": options.dry_run,
-            "swept_packs": r.swept_packs,
-            "swept_bytes": r.swept_bytes,
-            "swept_reflists": r.swept_reflists,
-            "kept_packs": r.kept_packs,
-            "records_waiting": r.records_waiting,
-            "condemned_packs": r.condemned_packs,
-            "condemned_bytes": r.condemned_bytes,
-            "condemned_reflists": r.condemned_reflists,
-            "repacked_packs": r.repacked_packs,
-            "repacked_bytes": r.repacked_bytes,
-            "new_packs": r.new_packs,
-            "stored_bytes": r.stored_bytes,
-            "unused_bytes": r.unused_bytes,
-            "warnings": r.warnings,
-        }
-    )
-    return 0
+    return {
+        "dry_run": options.dry_run,
+        "swept_packs": r.swept_packs,
+        "swept_bytes": r.swept_bytes,
+        "swept_reflists": r.swept_reflists,
+        "kept_packs": r.kept_packs,
+        "records_waiting": r.records_waiting,
+        "condemned_packs": r.condemned_packs,
+        "condemned_bytes": r.condemned_bytes,
+        "condemned_reflists": r.condemned_reflists,
+        "repacked_packs": r.repacked_packs,
+        "repacked_bytes": r.repacked_bytes,
+        "new_packs": r.new_packs,
+        "stored_bytes": r.stored_bytes,
+        "unused_bytes": r.unused_bytes,
+        "warnings": r.warnings,
+    }

@@ -7,24 +7,26 @@ the machine, not the network; a running server sees the changes at its next requ
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
+import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
-from cairn.core.units import format_size, parse_size
-from cairn.server.app import create_app, open_services
+from cairn.core.addresses import is_loopback
+from cairn.core.units import format_size, parse_duration, parse_size
 from cairn.server.auth import Role
-from cairn.server.context import Services, Settings
 from cairn.server.errors import AuditBroken, DamageFound
 from cairn.server.retention import PERIODS, parse_policy
-from cairn.server.tenants import Tenant
-from cairn.server.tls import fingerprint, make_self_signed
+
+if TYPE_CHECKING:  # the server stack (Starlette, Prometheus, x509) loads in the handlers only
+    from cairn.server.context import Services, Settings
+    from cairn.server.tenants import Tenant
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 
@@ -120,6 +122,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     issue.add_argument("tenant", nargs="?", help="the tenant (omit for --role server-admin)")
     issue.add_argument("--role", required=True, choices=[r.value for r in Role])
     issue.add_argument("--label", default="", help="a note: which machine, which person")
+    issue.add_argument(
+        "--expires",
+        metavar="DURATION",
+        help="refuse the token after this long, e.g. 90d, 12h, 2w (default: never)",
+    )
     issue.set_defaults(run=run_token_add)
     tls = tokens.add_parser("list", parents=[common], help="list tokens (never their secrets)")
     _data_option(tls)
@@ -142,6 +149,8 @@ def _data_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(ctx: Context) -> Settings:
+    from cairn.server.context import Settings  # every other command would pay for Starlette
+
     data = ctx.args.data or os.environ.get("CAIRN_SERVER_DATA")
     if not data:
         raise UsageError("give the server's data folder: --data DIR or CAIRN_SERVER_DATA")
@@ -165,19 +174,23 @@ def _settings(ctx: Context) -> Settings:
 
 
 def _services(ctx: Context) -> Services:
+    from cairn.server.app import open_services  # see _settings
+
     return open_services(_settings(ctx))
 
 
 def run_serve(ctx: Context) -> int:
     import uvicorn  # the server's own dependency: a client never loads it
 
+    from cairn.server.app import create_app, open_services
     from cairn.server.deadlines import deadline_protocol  # imports uvicorn too
+    from cairn.server.tls import fingerprint
 
     settings = _settings(ctx)
     if not ctx.args.client_timeout > 0:
         raise UsageError("--client-timeout must be a positive number of seconds")
     host, port = _listen(ctx.args.listen)
-    loopback = _is_loopback(host)
+    loopback = is_loopback(host)
     if ctx.args.insecure_http and not loopback:
         raise UsageError(
             f"refusing plain HTTP on {host}: tokens would cross the network in the clear; "
@@ -212,6 +225,8 @@ def _certificate(ctx: Context, settings: Settings, host: str) -> tuple[Path, Pat
         raise UsageError("give both --tls-cert and --tls-key, or neither")
     if ctx.args.tls_cert:
         return Path(ctx.args.tls_cert), Path(ctx.args.tls_key)
+    from cairn.server.tls import make_self_signed  # cryptography's x509: the server's alone
+
     folder = settings.data / "tls"
     cert, key = folder / "cert.pem", folder / "key.pem"
     if not cert.exists():
@@ -227,15 +242,6 @@ def _listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--listen {text!r}: use HOST:PORT, like 127.0.0.1:8443")
     return host.strip("[]"), int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def run_tenant_add(ctx: Context) -> int:
@@ -270,10 +276,44 @@ def run_token_add(ctx: Context) -> int:
     tenant = ctx.args.tenant
     if (role is Role.SERVER_ADMIN) == (tenant is not None):
         raise UsageError("a server-admin token has no tenant; every other role needs one")
-    token = _services(ctx).tokens.issue(role, tenant, ctx.args.label)
+    expires_ms = _expiry(ctx.args.expires) if ctx.args.expires else None
+    token = _services(ctx).tokens.issue(role, tenant, ctx.args.label, expires_ms)
     ctx.output.text(f"{role.value} token{f' for {tenant}' if tenant else ''} (shown once): {token}")
-    ctx.output.json({"id": token.id, "role": role.value, "tenant": tenant, "token": str(token)})
+    if expires_ms is not None:
+        ctx.output.text(f"it expires at {_show_time(expires_ms)}")
+    ctx.output.json(
+        {
+            "id": token.id,
+            "role": role.value,
+            "tenant": tenant,
+            "token": str(token),
+            "expires_ms": expires_ms,
+        }
+    )
     return 0
+
+
+def _expiry(text: str) -> int:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--expires: {exc}") from exc
+    if seconds <= 0:
+        raise UsageError("--expires must be a positive duration, like 90d")
+    return int((time.time() + seconds) * 1000)
+
+
+def _show_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _token_state(token: dict[str, Any], now_ms: int) -> str:
+    if token["revoked_ms"]:
+        return "revoked"
+    expires = token["expires_ms"]
+    if expires is not None and now_ms >= int(expires):
+        return "expired"
+    return "active" if expires is None else f"active until {_show_time(int(expires))}"
 
 
 def run_token_list(ctx: Context) -> int:
@@ -284,7 +324,7 @@ def run_token_list(ctx: Context) -> int:
             str(t["tenant"] or "-"),
             str(t["role"]),
             str(t["label"]),
-            "revoked" if t["revoked_ms"] else "active",
+            _token_state(t, int(time.time() * 1000)),
         ]
         for t in tokens
     ]

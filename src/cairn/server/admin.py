@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -72,11 +73,23 @@ async def create_token(call: Call) -> Response:
     label = body.get("label", "")
     if not isinstance(label, str) or len(label) > 200 or not label.isprintable():
         raise BadRequest("label must be printable text of at most 200 characters")
+    expires_s = body.get("expires_s")
+    if expires_s is not None and (
+        not isinstance(expires_s, int) or isinstance(expires_s, bool) or not 0 < expires_s < 10**10
+    ):
+        raise BadRequest("expires_s must be a positive whole number of seconds")
+    expires_ms = None if expires_s is None else int(time.time() * 1000) + expires_s * 1000
     tenant = call.request.path_params["tenant"]
-    token = await run_in_threadpool(call.services.tokens.issue, role, tenant, label)
+    token = await run_in_threadpool(call.services.tokens.issue, role, tenant, label, expires_ms)
     call.audit("create-token", f"{tenant} {role.value} {token.id}")
     return JSONResponse(
-        {"id": token.id, "role": role.value, "tenant": tenant, "token": str(token)},
+        {
+            "id": token.id,
+            "role": role.value,
+            "tenant": tenant,
+            "token": str(token),
+            "expires_ms": expires_ms,
+        },
         status_code=201,
     )
 

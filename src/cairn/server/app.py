@@ -20,6 +20,7 @@ from cairn.server.context import Services, Settings
 from cairn.server.db import Database
 from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
 from cairn.server.janitor import Janitor
+from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
 from cairn.server.openapi import openapi_document
 from cairn.server.routes import ROUTES, error_response, guard
@@ -37,15 +38,22 @@ def open_services(settings: Settings) -> Services:
     db = Database(settings.data / "server.db")
     tenants = TenantStore(db, settings.data / "tenants")
     arrivals = Arrivals(db)
+    lock_owners = LockOwners(db)
     return Services(
         settings=settings,
         db=db,
         tokens=TokenStore(db),
         tenants=tenants,
         arrivals=arrivals,
+        lock_owners=lock_owners,
         audit=AuditLog(db),
         janitor=Janitor(
-            db, tenants, arrivals, grace_ms=settings.gc_grace_ms, partial=settings.data / "partial"
+            db,
+            tenants,
+            arrivals,
+            lock_owners,
+            grace_ms=settings.gc_grace_ms,
+            partial=settings.data / "partial",
         ),
         metrics=Metrics(tenants),
         uploads=threading.BoundedSemaphore(settings.max_uploads),

@@ -14,15 +14,16 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
 import blake3
 
 from cairn.server.db import Database
-from cairn.server.errors import BadRequest, NoSuchObject, Throttled, Unauthenticated
+from cairn.server.errors import BadRequest, NoSuchObject, Throttled, TokenExpired, Unauthenticated
 
 TOKEN_PATTERN = re.compile(r"^cairn_([0-9a-f]{12})_([0-9a-f]{64})$")
 _DUMMY_HASH = blake3.blake3(b"no such token").digest()
@@ -68,9 +69,14 @@ class TokenStore:
         self._db = db
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
 
-    def issue(self, role: Role, tenant: str | None, label: str = "") -> IssuedToken:
+    def issue(
+        self, role: Role, tenant: str | None, label: str = "", expires_ms: int | None = None
+    ) -> IssuedToken:
+        """A new token; with `expires_ms` (ms since the epoch) it is refused from then on."""
         if (role is Role.SERVER_ADMIN) != (tenant is None):
             raise BadRequest("a server-admin token has no tenant; every other role has one")
+        if expires_ms is not None and expires_ms <= self._now_ms():
+            raise BadRequest("a token's expiry must be in the future")
         token = IssuedToken(secrets.token_hex(6), secrets.token_hex(32), role, tenant)
         with self._db.write() as conn:
             if (
@@ -79,25 +85,40 @@ class TokenStore:
             ):
                 raise NoSuchObject(f"no tenant {tenant!r}")
             conn.execute(
-                "INSERT INTO tokens (id, tenant, role, hash, label, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (token.id, tenant, role.value, _hash(token.secret), label, self._now_ms()),
+                "INSERT INTO tokens (id, tenant, role, hash, label, created_ms, expires_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    token.id,
+                    tenant,
+                    role.value,
+                    _hash(token.secret),
+                    label,
+                    self._now_ms(),
+                    expires_ms,
+                ),
             )
         return token
 
     def verify(self, presented: str) -> Principal:
-        """The principal of a valid, unrevoked token; Unauthenticated for anything else."""
+        """The principal of a valid, unrevoked, unexpired token; Unauthenticated for anything
+        else, TokenExpired for the right secret past its expiry (only its holder learns that)."""
         match = TOKEN_PATTERN.match(presented)
         token_id, secret = (match[1], match[2]) if match else ("", "")
         row = (
             self._db.read()
-            .execute("SELECT hash, role, tenant, revoked_ms FROM tokens WHERE id = ?", (token_id,))
+            .execute(
+                "SELECT hash, role, tenant, revoked_ms, expires_ms FROM tokens WHERE id = ?",
+                (token_id,),
+            )
             .fetchone()
         )
         stored = row[0] if row is not None else _DUMMY_HASH
         valid = hmac.compare_digest(stored, _hash(secret))  # always one hash, one comparison
         if not (valid and match and row is not None and row[3] is None):
             raise Unauthenticated("authentication failed: the token is unknown, wrong or revoked")
+        if row[4] is not None and self._now_ms() >= row[4]:
+            when = datetime.fromtimestamp(row[4] / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            raise TokenExpired(f"authentication failed: the token expired at {when}")
         return Principal(token_id, Role(row[1]), row[2])
 
     def revoke(self, token_id: str) -> None:
@@ -111,29 +132,53 @@ class TokenStore:
 
     def list(self, tenant: str | None = None) -> list[dict[str, object]]:
         rows = self._db.read().execute(
-            "SELECT id, tenant, role, label, created_ms, revoked_ms FROM tokens "
+            "SELECT id, tenant, role, label, created_ms, revoked_ms, expires_ms FROM tokens "
             "WHERE ? IS NULL OR tenant = ? ORDER BY created_ms",
             (tenant, tenant),
         )
-        keys = ("id", "tenant", "role", "label", "created_ms", "revoked_ms")
+        keys = ("id", "tenant", "role", "label", "created_ms", "revoked_ms", "expires_ms")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 class Throttle:
     """Counts failed authentications per client address in a sliding window; past the limit the
-    address is refused (429) until its oldest failure leaves the window."""
+    address is refused (429) until its oldest failure leaves the window.
 
-    def __init__(self, limit: int = 10, window_s: float = 60.0) -> None:
+    The table is bounded: an address whose last failure has left the window is forgotten, only the
+    last `limit` failures of an address are kept, and past `max_addresses` the address whose last
+    failure is oldest is dropped. (An attacker with that many addresses can so flush its own
+    entries; one with that many addresses gets as many guesses anyway. Guessing a 256-bit secret
+    is hopeless either way: the throttle protects the server's work, not the tokens.)"""
+
+    def __init__(
+        self,
+        limit: int = 10,
+        window_s: float = 60.0,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._limit = limit
         self._window = window_s
-        self._failures: dict[str, deque[float]] = {}
+        self._max_addresses = max_addresses
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        """By last failure, oldest first, so expiring and evicting take from the front."""
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many addresses the table holds."""
+        return len(self._failures)
 
     def check(self, address: str) -> None:
         with self._lock:
-            recent = self._recent(address, time.monotonic())
+            now = self._clock()
+            self._expire(now)
+            recent = self._failures.get(address)
+            if recent is None:
+                return
+            self._trim(recent, now)
             if len(recent) >= self._limit:
-                wait = int(recent[0] + self._window - time.monotonic()) + 1
+                wait = int(recent[0] + self._window - now) + 1
                 raise Throttled(
                     "too many failed logins from this address; wait before trying again",
                     retry_after=wait,
@@ -141,11 +186,23 @@ class Throttle:
 
     def failed(self, address: str) -> None:
         with self._lock:
-            now = time.monotonic()
-            self._recent(address, now).append(now)
+            now = self._clock()
+            self._expire(now)
+            recent = self._failures.pop(address, None) or deque(maxlen=self._limit)
+            self._trim(recent, now)
+            recent.append(now)
+            self._failures[address] = recent  # to the end: its failure is now the newest
+            while len(self._failures) > self._max_addresses:
+                self._failures.popitem(last=False)
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        recent = self._failures.setdefault(address, deque())
+    def _expire(self, now: float) -> None:
+        """Forget the addresses whose last failure has left the window."""
+        while self._failures:
+            address, recent = next(iter(self._failures.items()))
+            if recent and recent[-1] > now - self._window:
+                return
+            del self._failures[address]
+
+    def _trim(self, recent: deque[float], now: float) -> None:
         while recent and recent[0] <= now - self._window:
             recent.popleft()
-        return recent

@@ -14,6 +14,7 @@ from cairn.server.audit import AuditLog
 from cairn.server.auth import Principal, Throttle, TokenStore
 from cairn.server.db import Database
 from cairn.server.janitor import Janitor
+from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
 from cairn.server.tenants import Tenant, TenantStore
 
@@ -41,6 +42,7 @@ class Services:
     tokens: TokenStore
     tenants: TenantStore
     arrivals: Arrivals
+    lock_owners: LockOwners
     audit: AuditLog
     janitor: Janitor
     metrics: Metrics

@@ -1,4 +1,5 @@
-"""The server's own state in SQLite: tenants, tokens, usage, received snapshots, the audit log.
+"""The server's own state in SQLite: tenants, tokens, usage, received snapshots, lock owners,
+the audit log.
 
 Migrations are numbered SQL scripts, applied in order, each in one transaction, and recorded in
 ``PRAGMA user_version``. A database written by a newer Cairn is refused rather than guessed at.
@@ -65,6 +66,17 @@ MIGRATIONS: tuple[str, ...] = (
         found_ms INTEGER NOT NULL,
         detail TEXT NOT NULL,
         PRIMARY KEY (tenant, kind, name)
+    );
+    """,
+    # 3: the token that saved each lock, so a backup token may remove its own; token expiry
+    # (design 14.3)
+    """
+    ALTER TABLE tokens ADD COLUMN expires_ms INTEGER;
+    CREATE TABLE lock_owners (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        name TEXT NOT NULL,
+        token TEXT NOT NULL,
+        PRIMARY KEY (tenant, name)
     );
     """,
 )

@@ -4,6 +4,7 @@
 ServerError
 ├── BadRequest          400  the request is malformed (a bad name, a length that does not match)
 ├── Unauthenticated     401  no token, or one that is unknown, wrong or revoked
+│   └── TokenExpired    401  a valid token past its expiry
 ├── Forbidden           403  the token's role may not do this
 ├── NoSuchObject        404  no such object, tenant or route (one answer for all three)
 ├── Conflict            409  an object of that name holds other bytes, or the name exists
@@ -43,6 +44,12 @@ class BadRequest(ServerError):
 
 class Unauthenticated(ServerError):
     status, code = 401, "CAIRN-E061"
+
+
+class TokenExpired(Unauthenticated):
+    """The right secret, past the token's expiry: said only to whoever holds the secret."""
+
+    status, code = 401, "CAIRN-E075"
 
 
 class Forbidden(ServerError):

@@ -35,6 +35,7 @@ from cairn.repository.locks import Session
 from cairn.repository.prune import PruneOptions, Pruner, PruneRefused, PruneRunning
 from cairn.server.arrivals import Arrivals
 from cairn.server.db import Database
+from cairn.server.lockowners import LockOwners
 from cairn.server.retention import ServerPolicy, to_forget
 from cairn.server.tenants import Tenant, TenantStore
 
@@ -104,6 +105,7 @@ class Janitor:
         db: Database,
         tenants: TenantStore,
         arrivals: Arrivals,
+        lock_owners: LockOwners,
         grace_ms: int = 0,
         partial: Path | None = None,
     ) -> None:
@@ -111,6 +113,7 @@ class Janitor:
         self._db = db
         self._tenants = tenants
         self._arrivals = arrivals
+        self._lock_owners = lock_owners
         self._grace_ms = grace_ms
         self._clock = SystemClock()
         self._stop = threading.Event()
@@ -142,7 +145,15 @@ class Janitor:
         report.swept_bytes = result.swept_bytes
         report.condemned_packs = result.condemned_packs
         report.records_waiting = result.records_waiting
+        self._drop_owners_of_removed_locks(tenant, backend)
         return report
+
+    def _drop_owners_of_removed_locks(self, tenant: Tenant, backend: Backend) -> None:
+        """The prune removed ended sessions' locks itself; forget who saved them. The rows are
+        read before the listing, so a lock saved meanwhile keeps its row."""
+        owned = self._lock_owners.names(tenant.name)
+        stored = {info.handle.name for info in backend.list(ObjectKind.LOCK)}
+        self._lock_owners.drop(tenant.name, owned - stored)
 
     def _forget(self, tenant: Tenant, backend: Backend, policy: ServerPolicy) -> int:
         stored = {info.handle.name for info in backend.list(ObjectKind.SNAPSHOT)}

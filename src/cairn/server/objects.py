@@ -145,6 +145,17 @@ def check_writable(call: Call, handle: Handle) -> None:
         raise Forbidden(f"a backup token may not write {handle.kind.value}")
 
 
+def check_removable(call: Call, handle: Handle) -> None:
+    """A backup token removes only a lock it saved itself: its own session's, at a renewal and
+    at the end (design 14.3). Another token's lock, even of the same tenant, stays."""
+    if call.who.role is not Role.BACKUP:
+        return
+    if handle.kind is not ObjectKind.LOCK:
+        raise Forbidden(f"a backup token may not remove {handle.kind.value}")
+    if call.services.lock_owners.owner(call.tenant.name, handle.name) != call.who.token_id:
+        raise Forbidden("a backup token may remove only a lock it saved itself")
+
+
 async def store(call: Call, handle: Handle, data: bytes) -> Response:
     """Check `data` (its hash, and for backup tokens its form) and save it: 201 new, 200 known."""
     if handle.kind is not ObjectKind.CONFIG and object_name(data).hex != handle.name:
@@ -176,17 +187,23 @@ def _save(call: Call, handle: Handle, data: bytes) -> bool:
         _storage(backend.save, handle, data)
     if handle.kind is ObjectKind.SNAPSHOT:
         call.services.arrivals.record(call.tenant.name, handle.name, len(data), call.who.token_id)
+    if handle.kind is ObjectKind.LOCK:
+        call.services.lock_owners.record(call.tenant.name, handle.name, call.who.token_id)
     return True
 
 
 async def remove_object(call: Call) -> Response:
     handle = handle_of(call)
     backend = call.backend()
+    owners = call.services.lock_owners
 
     def remove() -> None:
+        check_removable(call, handle)  # a database read: off the event loop
         size = _storage(backend.stat, handle).size
         _storage(backend.remove, handle)
         call.services.tenants.refunded(call.tenant, size)
+        if handle.kind is ObjectKind.LOCK:
+            owners.drop(call.tenant.name, [handle.name])
 
     await run_in_threadpool(remove)
     call.audit("delete", str(handle))

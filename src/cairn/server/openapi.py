@@ -46,6 +46,7 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         {
             "role": {"type": "string", "enum": ["backup", "restore", "tenant-admin"]},
             "label": {"type": "string", "maxLength": 200},
+            "expires_s": {"type": "integer", "minimum": 1, "maximum": 9_999_999_999},
         },
         ["role"],
     ),

@@ -82,7 +82,11 @@ ROUTES: tuple[RouteSpec, ...] = (
         "store an object (it must hash to its name); never overwrites",
     ),
     RouteSpec(
-        "DELETE", OBJECT, objects.remove_object, Rule(Scope.TENANT, ADMINS), "remove an object"
+        "DELETE",
+        OBJECT,
+        objects.remove_object,
+        Rule(Scope.TENANT, WRITERS),
+        "remove an object (a backup token: only a lock it saved)",
     ),
     RouteSpec(
         "GET",

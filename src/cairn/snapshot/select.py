@@ -107,11 +107,7 @@ def find_snapshot(repo: Repository, ref: str, filt: SnapshotFilter | None = None
                 "no snapshot matches (the repository has none, or the filters exclude all)"
             )
         return snaps[-1]
-    ref = ref.lower()
-    if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
-        raise SnapshotNotFound(
-            f"{ref!r} is neither `latest` nor a snapshot ID (at least 4 hex digits)"
-        )
+    ref = _id_prefix(ref)
     found = [s.name for s in snaps if s.name.hex.startswith(ref)]
     broken = [u for u in unreadable if u.name.hex.startswith(ref)]
     if len(found) + len(broken) > 1:
@@ -122,6 +118,36 @@ def find_snapshot(repo: Repository, ref: str, filt: SnapshotFilter | None = None
     if not found:
         raise SnapshotNotFound(f"no snapshot with ID {ref}")
     return next(s for s in snaps if s.name == found[0])
+
+
+def find_snapshot_names(repo: Repository, refs: list[str]) -> list[ObjectName]:
+    """Resolve unique ID prefixes from the listing alone, without opening any snapshot: the ID
+    names the object, so a snapshot whose sealed body does not open can still be named (forget
+    removes it by name). `latest` needs the snapshots' times, so it is resolved by reading them."""
+    listed = repo.snapshot_names()
+    names = []
+    for ref in refs:
+        if ref == LATEST:
+            names.append(find_snapshot(repo, ref).name)
+            continue
+        prefix = _id_prefix(ref)
+        found = [n for n in listed if n.hex.startswith(prefix)]
+        if len(found) > 1:
+            shown = ", ".join(n.short() for n in found)
+            raise SnapshotNotFound(f"snapshot ID {prefix} is ambiguous: {shown}")
+        if not found:
+            raise SnapshotNotFound(f"no snapshot with ID {prefix}")
+        names.append(found[0])
+    return names
+
+
+def _id_prefix(ref: str) -> str:
+    ref = ref.lower()
+    if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
+        raise SnapshotNotFound(
+            f"{ref!r} is neither `latest` nor a snapshot ID (at least 4 hex digits)"
+        )
+    return ref
 
 
 def short_ids(names: Iterable[ObjectName]) -> list[str]:
