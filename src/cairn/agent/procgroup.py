@@ -12,20 +12,37 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 GRACE_S = 5.0
 """How long a group has between SIGTERM and SIGKILL."""
 
 
 def group_alive(pgid: int) -> bool:
-    """True while any process (a zombie leader included) is still in the group."""
+    """True while a process of the group is still running. Zombies do not count: an orphan's
+    zombie lingers until PID 1 reaps it, which some container inits do only now and then."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    if not os.path.isdir("/proc/self"):
+        return True
+    return any(pgrp == pgid and state not in "ZX" for state, pgrp in _processes())
+
+
+def _processes() -> Iterator[tuple[str, int]]:
+    """(state, process group) of every process, from /proc (Linux)."""
+    with os.scandir("/proc") as entries:
+        names = [entry.name for entry in entries if entry.name.isdigit()]
+    for name in names:
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        yield fields[0].decode(), int(fields[2])
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -45,7 +62,8 @@ def end_group(process: subprocess.Popen[bytes], grace_s: float = GRACE_S) -> Non
     while time.monotonic() < deadline:
         process.poll()
         if not group_alive(pgid):
-            return
+            break
         time.sleep(0.02)
-    signal_group(pgid, signal.SIGKILL)
+    else:
+        signal_group(pgid, signal.SIGKILL)
     process.wait()
