@@ -53,7 +53,7 @@ def run_hook(spec: HookSpec, env: Mapping[str, str], log: BinaryIO) -> HookResul
     `env` is the hook's whole environment (the runner passes its own plus CAIRN_JOB, CAIRN_HOOK
     and CAIRN_OUTCOME)."""
     argv = hook_argv(spec.run)
-    _log_line(log, f"hook {spec.when} started: {describe(spec.run)}")
+    log_line(log, f"hook {spec.when} started: {describe(spec.run)}")
     started = time.monotonic()
     try:
         process = subprocess.Popen(
@@ -66,13 +66,13 @@ def run_hook(spec: HookSpec, env: Mapping[str, str], log: BinaryIO) -> HookResul
         )
     except OSError as e:
         error = f"hook {spec.when} could not start: {describe(spec.run)}: {e.strerror or e}"
-        _log_line(log, error)
+        log_line(log, error)
         return HookResult(spec, None, False, time.monotonic() - started, error)
     copier = _OutputCopier(log)
     timed_out = _supervise(process, spec.timeout_s, copier)
     result = _result(spec, process.returncode, timed_out, time.monotonic() - started)
     copier.finish()
-    _log_line(log, _closing_line(result, copier.dropped))
+    log_line(log, _closing_line(result, copier.dropped))
     return result
 
 
@@ -171,7 +171,8 @@ def _closing_line(result: HookResult, dropped: int) -> str:
     return line
 
 
-def _log_line(log: BinaryIO, text: str) -> None:
+def log_line(log: BinaryIO, text: str) -> None:
+    """One line of the agent's own in the run's log, stamped with the UTC time."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     log.write(f"[{stamp}] {text}\n".encode(errors="replace"))
     log.flush()
