@@ -69,8 +69,6 @@ def dump_file_name(spec: DumpSpec) -> str:
         raise DumpFailed(f"unknown dump kind {spec.kind!r}: use one of {', '.join(KINDS)}")
     encoded = spec.database.encode()
     safe = "".join(chr(b) if _SAFE_NAME.fullmatch(bytes([b])) else f"%{b:02X}" for b in encoded)
-    if safe.startswith("."):
-        safe = "%2E" + safe[1:]
     return f"{spec.kind}-{safe}.sql"
 
 
