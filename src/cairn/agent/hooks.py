@@ -64,8 +64,9 @@ def run_hook(spec: HookSpec, env: Mapping[str, str], log: BinaryIO) -> HookResul
             env=dict(env),
             start_new_session=True,
         )
-    except OSError as e:
-        error = f"hook {spec.when} could not start: {describe(spec.run)}: {e.strerror or e}"
+    except (OSError, ValueError, IndexError) as e:  # ValueError: a NUL; IndexError: no argv
+        why = (e.strerror if isinstance(e, OSError) else None) or str(e) or "empty command"
+        error = f"hook {spec.when} could not start: {describe(spec.run)}: {why}"
         log_line(log, error)
         return HookResult(spec, None, False, time.monotonic() - started, error)
     copier = _OutputCopier(log)

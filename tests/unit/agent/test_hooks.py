@@ -122,6 +122,12 @@ def test_missing_command_is_a_result_with_an_error() -> None:
     assert result.error in log.getvalue().decode()
 
 
+@pytest.mark.parametrize("run", [(), ("echo", "nul\0byte")])
+def test_commands_that_cannot_be_run_are_results_too(run: tuple[str, ...]) -> None:
+    result = run_hook(HookSpec("before", run), ENV, io.BytesIO())
+    assert not result.ok and "could not start" in result.error
+
+
 def test_file_that_is_not_executable_is_a_result_with_an_error(tmp_path: Path) -> None:
     script = tmp_path / "hook.sh"
     script.write_text("#!/bin/sh\necho hi\n")
