@@ -198,11 +198,11 @@ class MariadbServer:
     def sql(self, sql: str | bytes, database: str | None = None) -> bytes:
         """Run SQL (sent on stdin, so it may be large) as root over the socket; the dumps use
         `backup` over TCP."""
-        argv = [*self._client(), "-N", "-B", *([database] if database else [])]
+        argv = [*self.client(), "-N", "-B", *([database] if database else [])]
         data = sql.encode() if isinstance(sql, str) else sql
         return _run(argv, input=data).stdout
 
-    def _client(self) -> list[str]:
+    def client(self) -> list[str]:
         return [
             "mariadb",
             "--no-defaults",
@@ -213,7 +213,7 @@ class MariadbServer:
         ]
 
     def load(self, dump: Path, database: str | None = None) -> None:
-        argv = [*self._client(), *([database] if database else [])]
+        argv = [*self.client(), *([database] if database else [])]
         with dump.open("rb") as f:
             _run(argv, stdin=f)
 

@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -189,36 +190,71 @@ def test_postgresql_dump_past_its_timeout_is_stopped_and_leaves_nothing(
 ) -> None:
     postgres.psql('CREATE DATABASE "locked"')
     postgres.psql("CREATE TABLE t (v int); INSERT INTO t VALUES (1)", "locked")
-    argv = [
-        "psql",
-        "-X",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(postgres.port),
-        "-U",
-        postgres.user,
-        "-d",
-        "locked",
-    ]
+    argv = ["psql", "-X", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", postgres.user]
     holder = subprocess.Popen(
-        [*argv, "-c", "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);"],
+        [
+            *argv,
+            "-d",
+            "locked",
+            "-c",
+            "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);",
+        ],
         env=postgres.env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_lock(postgres)
-        staging = tmp_path / "staging"
-        log = io.BytesIO()
-        spec = pg_spec(postgres, tmp_path, "locked", timeout_s=2.0)
-        with pytest.raises(DumpFailed, match="pg_dump did not finish within 2 s and was stopped"):
-            take_dumps([spec], staging, log)
+        spec = pg_spec(postgres, tmp_path, "locked", timeout_s=3.0)
+        staging, log, failure, seen = dump_while_blocked(spec, tmp_path, "pg_dump")
+        assert isinstance(failure, DumpFailed)
+        assert "pg_dump did not finish within 3 s and was stopped" in str(failure)
         assert list(staging.iterdir()) == []
-        assert b"did not finish within 2 s" in log.getvalue()
+        assert b"did not finish within 3 s" in log.getvalue()
+        assert seen and all(postgres.password not in line for line in seen), seen
+        assert command_lines("pg_dump") == [], "the timeout left pg_dump running"
     finally:
         holder.terminate()
         holder.wait()
+
+
+def dump_while_blocked(
+    spec: DumpSpec, tmp_path: Path, tool: str
+) -> tuple[Path, io.BytesIO, BaseException | None, list[str]]:
+    """Run take_dumps in a thread while a lock blocks the tool; meanwhile read the tool's command
+    line as `ps` would. Returns the staging folder, log, what take_dumps raised, the lines seen."""
+    staging = tmp_path / "staging"
+    log = io.BytesIO()
+    outcome: list[BaseException | None] = []
+
+    def dump() -> None:
+        try:
+            take_dumps([spec], staging, log)
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=dump)
+    thread.start()
+    seen: list[str] = []
+    while thread.is_alive() and not seen:
+        seen = command_lines(tool)
+        time.sleep(0.05)
+    thread.join()
+    return staging, log, outcome[0], seen
+
+
+def command_lines(tool: str) -> list[str]:
+    """The command lines of running processes whose program is `tool` (what `ps` shows)."""
+    lines = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == tool.encode():
+            lines.append(b" ".join(argv).decode(errors="replace"))
+    return lines
 
 
 def wait_for_lock(server: PostgresServer) -> None:
@@ -354,6 +390,36 @@ def test_mariadb_server_down(mariadb: MariadbServer, tmp_path: Path) -> None:
         take_dumps(
             [my_spec(mariadb, tmp_path, "shop", port=free_port())], tmp_path / "s", io.BytesIO()
         )
+
+
+def test_mariadb_dump_past_its_timeout_is_stopped_and_leaves_nothing(
+    mariadb: MariadbServer, tmp_path: Path
+) -> None:
+    mariadb.sql(
+        "CREATE DATABASE locked; CREATE TABLE locked.t (v INT); INSERT INTO locked.t VALUES (1)"
+    )
+    holder = subprocess.Popen(
+        [*mariadb.client(), "-e", "LOCK TABLES locked.t WRITE; SELECT SLEEP(120)"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            if b"SLEEP" in mariadb.sql("SHOW PROCESSLIST"):
+                break
+            time.sleep(0.05)
+        spec = my_spec(mariadb, tmp_path, "locked", timeout_s=3.0)
+        staging, log, failure, seen = dump_while_blocked(spec, tmp_path, "mariadb-dump")
+        assert isinstance(failure, DumpFailed)
+        assert "mariadb-dump did not finish within 3 s and was stopped" in str(failure)
+        assert list(staging.iterdir()) == []
+        assert b"did not finish within 3 s" in log.getvalue()
+        assert seen and all(mariadb.password not in line for line in seen), seen
+        assert all("password" not in line for line in seen), seen
+        assert command_lines("mariadb-dump") == []
+    finally:
+        holder.terminate()
+        holder.wait()
 
 
 def test_mariadb_over_its_socket(mariadb: MariadbServer, tmp_path: Path) -> None:
