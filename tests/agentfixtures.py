@@ -120,15 +120,21 @@ class PostgresServer:
         path.chmod(0o600)
         return path
 
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10"}
+    def env(self, database: str = "postgres") -> dict[str, str]:
+        """For the tests' own psql: the database from the environment is taken literally."""
+        return {
+            **os.environ,
+            "PGPASSWORD": self.password,
+            "PGCONNECT_TIMEOUT": "10",
+            "PGDATABASE": database,
+        }
 
     def psql(self, sql: str | bytes, database: str = "postgres") -> bytes:
         """Run SQL (sent on stdin, so it may be large) as the superuser over TCP."""
         argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"]
-        argv += ["-p", str(self.port), "-U", self.user, "-d", database, "-At", "-f", "-"]
+        argv += ["-p", str(self.port), "-U", self.user, "-At", "-f", "-"]
         data = sql.encode() if isinstance(sql, str) else sql
-        return _run(argv, env=self.env(), input=data).stdout
+        return _run(argv, env=self.env(database), input=data).stdout
 
     def load(self, dump: Path, database: str = "postgres") -> None:
         argv = [
@@ -142,8 +148,8 @@ class PostgresServer:
             "-p",
             str(self.port),
         ]
-        argv += ["-U", self.user, "-d", database, "-f", str(dump)]
-        _run(argv, env=self.env())
+        argv += ["-U", self.user, "-f", str(dump)]
+        _run(argv, env=self.env(database))
 
 
 @contextlib.contextmanager

@@ -444,3 +444,21 @@ def test_missing_tools_fail_with_what_to_install(
     with pytest.raises(DumpFailed, match=r"mysqldump cannot run .*Debian: mariadb-client"):
         take_dumps([DumpSpec("mysql", "shop")], tmp_path / "s", io.BytesIO())
     assert shutil.which("pg_dump") is None and os.listdir(tmp_path / "s") == []
+
+
+ODD_NAME = "-x dbname=postgres ünï"
+"""A name that would be an option, a connection string, and is not ASCII."""
+
+
+def test_odd_database_names_are_taken_literally(
+    postgres: PostgresServer, mariadb: MariadbServer, tmp_path: Path
+) -> None:
+    postgres.psql(f'CREATE DATABASE "{ODD_NAME}"')
+    postgres.psql("CREATE TABLE odd (v text); INSERT INTO odd VALUES ('pg odd')", ODD_NAME)
+    mariadb.sql(f"CREATE DATABASE `{ODD_NAME}`; CREATE TABLE `{ODD_NAME}`.odd (v TEXT);")
+    mariadb.sql(f"INSERT INTO `{ODD_NAME}`.odd VALUES ('my odd')")
+    specs = [pg_spec(postgres, tmp_path, ODD_NAME), my_spec(mariadb, tmp_path, ODD_NAME)]
+    written = take_dumps(specs, tmp_path / "staging", io.BytesIO())
+    encoded = "-x%20dbname%3Dpostgres%20%C3%BCn%C3%AF.sql"
+    assert [p.name for p in written] == [f"postgresql-{encoded}", f"mysql-{encoded}"]
+    assert "pg odd" in written[0].read_text() and "my odd" in written[1].read_text()

@@ -54,9 +54,10 @@ def take_dumps(specs: Sequence[DumpSpec], staging: Path, log: BinaryIO) -> list[
     """Dump every database into `staging` (emptied first); returns the files written, which the
     runner adds to the backup. Raises DumpFailed with what to do."""
     names = [dump_file_name(spec) for spec in specs]
-    for name in {n for n in names if names.count(n) > 1}:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
         raise DumpFailed(
-            f"two dumps of the job would both write {name}: give each its own kind and database"
+            f"two dumps of the job would both write {twice[0]}: give each its own database"
         )
     prepare_staging(staging)
     return [take_dump(spec, staging / name, log) for spec, name in zip(specs, names, strict=True)]
@@ -85,11 +86,11 @@ def prepare_staging(staging: Path) -> None:
 
 def take_dump(spec: DumpSpec, target: Path, log: BinaryIO) -> Path:
     """Run one dump into `target`; raises DumpFailed."""
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cairn-dump-") as private:
-        command = dump_command(spec, Path(private))
-        log_line(log, f"dump {_label(spec)} started: {' '.join(command.argv)}")
-        started = time.monotonic()
         try:
+            command = dump_command(spec, Path(private))
+            log_line(log, f"dump {_label(spec)} started: {' '.join(command.argv)}")
             _run(spec, command, target, Path(private), log)
         except DumpFailed as e:
             log_line(log, str(e))
