@@ -71,20 +71,27 @@ def mariadb_server_binary() -> str | None:
     return None
 
 
-def servers_missing() -> list[str]:
-    """What the dump tests need and this machine lacks."""
+def postgres_missing() -> list[str]:
     lacks = []
     if postgresql_bindir() is None:
         lacks.append("PostgreSQL server (initdb, postgres)")
     if not all(shutil.which(tool) for tool in ("pg_dump", "pg_dumpall", "psql")):
         lacks.append("PostgreSQL client (pg_dump, pg_dumpall, psql)")
+    return lacks
+
+
+def mariadb_missing() -> list[str]:
+    lacks = []
     if mariadb_server_binary() is None or not shutil.which("mariadb-install-db"):
         lacks.append("MariaDB server (mariadbd, mariadb-install-db)")
-    if not shutil.which("mariadb") or not (
-        shutil.which("mariadb-dump") or shutil.which("mysqldump")
-    ):
+    if not shutil.which("mariadb") or not shutil.which("mariadb-dump"):
         lacks.append("MariaDB client (mariadb, mariadb-dump)")
     return lacks
+
+
+def servers_missing() -> list[str]:
+    """What the dump tests need and this machine lacks."""
+    return postgres_missing() + mariadb_missing()
 
 
 def _server_folder(prefix: str, owner: str) -> Path:
@@ -154,9 +161,9 @@ class PostgresServer:
 
 @contextlib.contextmanager
 def running_postgres() -> Iterator[PostgresServer]:
+    if postgres_missing():
+        missing(", ".join(postgres_missing()))
     bindir = postgresql_bindir()
-    if bindir is None or servers_missing():
-        missing(", ".join(servers_missing()) or "PostgreSQL")
     assert bindir is not None
     folder = _server_folder("cairn-pg-", "postgres")
     pwfile = folder / "pw"
@@ -235,9 +242,9 @@ _MARIADB_FAST = [
 
 @contextlib.contextmanager
 def running_mariadb() -> Iterator[MariadbServer]:
+    if mariadb_missing():
+        missing(", ".join(mariadb_missing()))
     binary = mariadb_server_binary()
-    if binary is None or servers_missing():
-        missing(", ".join(servers_missing()) or "MariaDB")
     assert binary is not None
     folder = _server_folder("cairn-mariadb-", "mysql")
     data = folder / "data"
