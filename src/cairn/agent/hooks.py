@@ -70,7 +70,13 @@ def run_hook(spec: HookSpec, env: Mapping[str, str], log: BinaryIO) -> HookResul
         log_line(log, error)
         return HookResult(spec, None, False, time.monotonic() - started, error)
     copier = _OutputCopier(log)
-    timed_out = _supervise(process, spec.timeout_s, copier)
+    try:
+        timed_out = _supervise(process, spec.timeout_s, copier)
+    except BaseException:  # the agent is stopping (or the log failed): the hook stops with it
+        end_group(process, GRACE_S)
+        if process.stdout is not None:
+            process.stdout.close()
+        raise
     result = _result(spec, process.returncode, timed_out, time.monotonic() - started)
     copier.finish()
     log_line(log, _closing_line(result, copier.dropped))

@@ -152,3 +152,20 @@ def test_a_hook_killed_by_a_signal_has_no_exit_code() -> None:
 def test_hook_argv_runs_strings_through_sh(run: tuple[str, ...] | str) -> None:
     argv = hooks.hook_argv(run)
     assert argv == (["/bin/sh", "-c", "true"] if isinstance(run, str) else ["true"])
+
+
+class FullLog(io.BytesIO):
+    """A log on a full disk: the first line goes in, then every write fails."""
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.tell() > 0:
+            raise OSError(28, "No space left on device")
+        return super().write(data)
+
+
+def test_a_failing_log_stops_the_hook_and_its_children(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    script = f"sleep 1000 & echo $! > {pidfile}; echo output; wait"
+    with pytest.raises(OSError, match="No space left"):
+        run_hook(HookSpec("before", script, timeout_s=60), ENV, FullLog())
+    assert wait_gone(int(pidfile.read_text()))
