@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cairn.agent.dumps import DumpFailed
 from cairn.backends.errors import (
     AuthenticationFailed,
     BackendError,
@@ -181,6 +182,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         ChunkerUnavailable,
         ErrorCode("CAIRN-E040", 40, "reinstall Cairn so its compiled dependencies load"),
+    ),
+    (
+        DumpFailed,
+        ErrorCode("CAIRN-E095", 95, "fix the [[job.dump]] the message names; see the run's log"),
     ),
     (CairnError, ErrorCode("CAIRN-E001", EXIT_FAILURE, "see the message")),
 ]
