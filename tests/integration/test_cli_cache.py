@@ -61,10 +61,11 @@ class Machine:
             if not line.startswith('{"event": "request"'):
                 continue
             entry = json.loads(line)
+            if entry["route"] != OBJECT_ROUTE or entry["method"] != "GET":
+                continue
             prefix = f"/v1/t/{self.tenant}/"
-            if entry["route"] == OBJECT_ROUTE and entry["method"] == "GET":
-                if entry["path"].startswith(prefix) and entry["path"] != prefix + "config/config":
-                    found.append(entry["path"].removeprefix(prefix))
+            if entry["path"].startswith(prefix) and entry["path"] != prefix + "config/config":
+                found.append(entry["path"].removeprefix(prefix))
         return found
 
     def folder(self) -> Path:
