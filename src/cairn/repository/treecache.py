@@ -1,7 +1,7 @@
 """The tree-blob cache: sealed tree blobs of snapshots already read, kept on local disk.
 
-A backup reads its parent's trees, and ``ls``, ``find``, ``diff`` and ``restore`` read the trees of
-their snapshots; on a server each is a range read of a pack. The cache keeps each tree blob as it
+``ls``, ``find``, ``diff``, ``stats`` and ``restore`` read the trees of their snapshots, again and
+again for the same snapshots; on a server each is a range read of a pack. The cache keeps each tree blob as it
 is in its pack (sealed), in ``<root>/<id[0:2]>/<chunk id>``. It proves nothing by itself: the
 repository opens every entry it is given, which authenticates it and re-derives its chunk ID
 (``Repository.open_blob``), and drops an entry that fails. Bounded: past `limit` bytes the entries
