@@ -1,12 +1,13 @@
 """The tree-blob cache: sealed tree blobs of snapshots already read, kept on local disk.
 
 ``ls``, ``find``, ``diff``, ``stats`` and ``restore`` read the trees of their snapshots, again and
-again for the same snapshots; on a server each is a range read of a pack. The cache keeps each tree blob as it
-is in its pack (sealed), in ``<root>/<id[0:2]>/<chunk id>``. It proves nothing by itself: the
-repository opens every entry it is given, which authenticates it and re-derives its chunk ID
-(``Repository.open_blob``), and drops an entry that fails. Bounded: past `limit` bytes the entries
-least recently used (by file time, refreshed on every hit) are deleted until the folder is under
-nine tenths of the bound. Every file-system failure is a miss; the cache never fails a command.
+again for the same snapshots; on a server each is a range read of a pack. The cache keeps each
+tree blob as it is in its pack (sealed), in ``<root>/<id[0:2]>/<chunk id>``. It proves nothing by
+itself: the repository opens every entry it is given, which authenticates it and re-derives its
+chunk ID (``Repository.open_blob``), and drops an entry that fails. Bounded: past `limit` bytes
+the entries least recently used (by file time, refreshed on every hit) are deleted until the
+folder is under nine tenths of the bound. Every file-system failure is a miss; the cache never
+fails a command.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ class TreeCache:
         self.limit = limit
         self._lock = threading.Lock()
         self._total: int | None = None  # counted on the first put
-        self.hits = 0
-        self.misses = 0
 
     def path(self, chunk_id: ChunkId) -> Path:
         name = chunk_id.hex()
@@ -61,9 +60,7 @@ class TreeCache:
         try:
             data = path.read_bytes()
         except OSError:
-            self.misses += 1
             return None
-        self.hits += 1
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used: evicted last
         return data

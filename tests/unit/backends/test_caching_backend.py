@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
@@ -173,3 +176,39 @@ def test_no_temporary_files_are_left_and_entries_are_private(tmp_path: Path) -> 
     assert len(files) == 5 and not any(f.startswith(".") for f in files)
     assert all(os.stat(tmp_path / "cache" / "index" / f).st_mode & 0o077 == 0 for f in files)
     assert os.stat(tmp_path / "cache" / "index").st_mode & 0o077 == 0
+
+
+def test_concurrent_readers_and_a_vandal_never_see_wrong_bytes(tmp_path: Path) -> None:
+    """Threads (as several processes would) share one folder while entries are deleted and
+    damaged under them: every load returns the object's bytes, none raises."""
+    storage = MemoryBackend()
+    objects = {handle_for(ObjectKind.INDEX, b"index %d" % i): b"index %d" % i for i in range(20)}
+    for handle, data in objects.items():
+        storage.save(handle, data)
+    readers = [
+        CachingBackend(storage, CacheFolder(tmp_path / "cache"), hashes_to_name) for _ in range(4)
+    ]
+    stop = threading.Event()
+
+    def vandal() -> None:
+        folder = CacheFolder(tmp_path / "cache")
+        while not stop.is_set():
+            for n, handle in enumerate(objects):
+                if n % 2:
+                    folder.drop(handle)
+                else:
+                    with contextlib.suppress(OSError):
+                        folder.path(handle).write_bytes(b"garbage")
+
+    def read(cache: CachingBackend) -> list[bool]:
+        return [cache.load(h) == d for _ in range(30) for h, d in objects.items()]
+
+    spoiler = threading.Thread(target=vandal)
+    spoiler.start()
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = [ok for oks in pool.map(read, readers) for ok in oks]
+    finally:
+        stop.set()
+        spoiler.join()
+    assert len(results) == 4 * 30 * 20 and all(results)
