@@ -44,7 +44,10 @@ def run(ctx: Context) -> int:
     subset = parse_subset(ctx.args.read_data_subset) if ctx.args.read_data_subset else None
     if ctx.args.repair and subset is not None:
         raise UsageError("--repair reads every pack or only suspicious ones; drop the subset")
-    repo = ctx.open_repository(load_index=False, session="repair" if ctx.args.repair else None)
+    # Never through the local cache: check judges what storage holds (design 14.12).
+    repo = ctx.open_repository(
+        load_index=False, session="repair" if ctx.args.repair else None, cache=False
+    )
     out = ctx.output
     repaired = _repair(ctx, repo) if ctx.args.repair else None
     out.text(f"checking repository {repo.repo_id.hex()} at {repo.backend.location()}")

@@ -26,6 +26,7 @@ from cairn.core.clock import Clock, SystemClock
 from cairn.core.progress import Progress, SilentProgress
 from cairn.core.units import parse_rate
 from cairn.crypto.kdf import DEFAULT_KDF, KdfParams
+from cairn.repository.localcache import open_cached
 from cairn.repository.repository import Repository
 
 
@@ -74,14 +75,22 @@ class Context:
         env = os.environ.get("CAIRN_PASSWORD")
         return env.encode() if env is not None else None
 
-    def open_repository(self, load_index: bool = True, session: str | None = None) -> Repository:
+    def open_repository(
+        self, load_index: bool = True, session: str | None = None, cache: bool = True
+    ) -> Repository:
         """Open the repository once per command; the index is loaded on request. A command that
-        writes names its `session`: its lock is saved before the index is loaded."""
+        writes names its `session`: its lock is saved before the index is loaded. A repository
+        on a server is read through the local cache (design 14.12) unless `cache` is False
+        (check: it judges storage) or --no-cache is given."""
         if self._repo is None:
             backend = open_backend(
                 self.location, remote=self.remote_credentials(), upload_limit=self.upload_limit()
             )
-            self._repo = Repository.open(backend, self.passphrase(), self.clock)
+            base = self.cache_dir() if cache and not backend.capabilities.local else None
+            if base is None:
+                self._repo = Repository.open(backend, self.passphrase(), self.clock)
+            else:
+                self._repo = open_cached(backend, self.passphrase(), self.clock, base, self._warn)
             if session is not None:
                 self._repo.begin_session(session)
             if load_index:
@@ -126,6 +135,9 @@ class Context:
                 f"warning: pack {pack.short()} is missing from storage (run `cairn check`); "
                 "a backup stores what it held again"
             )
+
+    def _warn(self, message: str) -> None:
+        self.output.text(f"warning: {message}")
 
     def progress(self, verb: str) -> Progress:
         if self.args.json or self.args.quiet or not sys.stderr.isatty():

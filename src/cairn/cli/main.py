@@ -79,7 +79,7 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         "--no-cache",
         action="store_true",
         default=default if suppress else False,
-        help="use no local cache",
+        help="use no local cache (files cache, and the object cache of a server repository)",
     )
 
 

@@ -51,6 +51,7 @@ from cairn.repository.locks import LeaseExpired, Session
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.objects import load_verified
 from cairn.repository.packer import PackUploader
+from cairn.repository.treecache import BlobCache
 
 AAD_PREFIX = b"cairn/1"
 CONFIG_HANDLE = Handle(ObjectKind.CONFIG, "config")
@@ -110,6 +111,8 @@ class Repository:
         self.session: Session | None = None
         self.damaged: list[str] = []
         """Objects `load_index` could not use (see there), for the caller to report."""
+        self.tree_cache: BlobCache | None = None
+        """Where `fetch_blob` keeps sealed tree blobs (design 14.12); None: no cache."""
         self._damaged_lock = threading.Lock()
 
     # ---- creating and opening -------------------------------------------------------------
@@ -142,9 +145,17 @@ class Repository:
         return cls(backend, config, params, master, key_name, clock)
 
     @classmethod
-    def open(cls, backend: Backend, passphrase: bytes, clock: Clock) -> Repository:
-        """Open with a passphrase; raises RepositoryNotFound, NotARepository or WrongPassword."""
-        config = read_config(backend)
+    def open(
+        cls,
+        backend: Backend,
+        passphrase: bytes,
+        clock: Clock,
+        config: ConfigRecord | None = None,
+    ) -> Repository:
+        """Open with a passphrase; raises RepositoryNotFound, NotARepository or WrongPassword.
+        `config` is the one `read_config` returned, when the caller already read it."""
+        if config is None:
+            config = read_config(backend)
         master, key_name = unlock(backend, config.repo_id, passphrase)
         try:
             opened = Opener(master.subkeys().seal).open(
@@ -337,7 +348,13 @@ class Repository:
         return _aad(self.repo_id, _KIND_LABEL[kind]) + chunk_id
 
     def fetch_blob(self, kind: BlobKind, chunk_id: ChunkId) -> bytes:
-        """Load, open, decompress and verify one blob."""
+        """Load, open, decompress and verify one blob; a tree blob from the tree cache if it
+        holds one that opens (else it is fetched from its pack and kept there)."""
+        cache = self.tree_cache if kind is BlobKind.TREE else None
+        if cache is not None:
+            cached = self._open_cached(cache, kind, chunk_id)
+            if cached is not None:
+                return cached
         location = self.index.get(chunk_id)
         if location is None:
             raise ObjectMissing(f"chunk {chunk_id.hex()[:8]} is in no index")
@@ -351,7 +368,21 @@ class Repository:
             )
         except NotFound as exc:
             raise ObjectMissing(f"pack {location.pack.short()} is missing from storage") from exc
-        return self.open_blob(kind, chunk_id, envelope)
+        plaintext = self.open_blob(kind, chunk_id, envelope)
+        if cache is not None:
+            cache.put(chunk_id, envelope)
+        return plaintext
+
+    def _open_cached(self, cache: BlobCache, kind: BlobKind, chunk_id: ChunkId) -> bytes | None:
+        """The cached blob, opened and verified; None (the entry dropped) if it fails."""
+        envelope = cache.get(chunk_id)
+        if envelope is None:
+            return None
+        try:
+            return self.open_blob(kind, chunk_id, envelope)
+        except (IntegrityError, FormatError):
+            cache.drop(chunk_id)
+            return None
 
     def load_span(self, pack: ObjectName, offset: int, length: int) -> bytes:
         """Load `length` bytes of a pack from `offset`: several neighbouring blobs in one read."""
