@@ -73,6 +73,8 @@ class _Table:
         self._unread = set(data)
 
     def key(self, name: str) -> str:
+        if not name:
+            return self.where
         return f"{self.where}.{name}" if self.where else name
 
     def fail(self, name: str, problem: str) -> ConfigError:
@@ -287,9 +289,9 @@ SCHEDULE_KINDS = "every, cron, at (with days), continuous or when_reachable"
 
 
 def _schedule(t: _Table) -> Schedule:
-    kinds = [k for k in ("cron", "at", "continuous", "when_reachable") if t.has(k)]
-    if t.has("every") and not kinds:
-        kinds = ["every"]
+    kinds = [k for k in ("every", "cron", "at", "continuous", "when_reachable") if t.has(k)]
+    if kinds == ["every", "when_reachable"]:
+        kinds = ["when_reachable"]  # `every` is its fallback interval
     if len(kinds) != 1:
         raise t.fail("", f"give exactly one of {SCHEDULE_KINDS}")
     return {
