@@ -148,7 +148,8 @@ class Daemon:
     # ---- one step of the loop -----------------------------------------------------------
 
     def step(self) -> float:
-        """Reload if asked, run the first job that is due (if any); returns how long to sleep."""
+        """Reload if asked, run the first job that is due (if any); returns the seconds until
+        the next planned start (0 after a run, infinity when nothing is planned)."""
         if self._reload:
             self._reload = False
             self.reload()
@@ -161,8 +162,9 @@ class Daemon:
         if planned and planned[0].start <= now:
             self._write_agent_file(planned[1:], running=planned[0].job.name)
             self.run_job(planned[0].job, catch_up=planned[0].catch_up)
+            self._write_agent_file(self.plan(self.now()), running=None)
             return 0.0
-        return min(POLL_S, planned[0].start - now) if planned else POLL_S
+        return planned[0].start - now if planned else float("inf")
 
     def run_job(self, job: JobSpec, catch_up: bool = False) -> RunSummary:
         with self._pending_lock:
@@ -289,7 +291,7 @@ class Daemon:
         self._start_triggers()
         try:
             while not self.stop.is_set():
-                delay = self.step()
+                delay = min(self.step(), POLL_S)
                 if delay > 0 and not self.stop.is_set():
                     self.wake.wait(delay)
                 self.wake.clear()

@@ -113,8 +113,8 @@ def next_due(
 ) -> Due | None:
     """When the job is next due by time, or None when only a trigger can start it.
 
-    - never run: Every/WhenReachable are due at once; Cron/At at their next slot after now;
-      Continuous only once a change is seen (None);
+    - never run: Every/WhenReachable are due at the agent's start; Cron/At at their first slot
+      after it; Continuous only once a change is seen (None);
     - last run interrupted: due at once (catch-up);
     - otherwise the first slot after the last start; if that slot passed before the agent
       started, it was missed while the agent was down: one catch-up run at once (never one per
@@ -122,10 +122,10 @@ def next_due(
     """
     if last is None:
         if isinstance(schedule, Every | WhenReachable):
-            return Due(now, catch_up=False)
+            return Due(agent_started, catch_up=False)  # at start (a fixed slot: stable jitter)
         if isinstance(schedule, Continuous):
             return None
-        return Due(next_slot(schedule, now), catch_up=False)
+        return Due(next_slot(schedule, agent_started), catch_up=False)
     if last.outcome is Outcome.INTERRUPTED:
         return Due(min(now, agent_started), catch_up=True)
     slot = next_slot(schedule, last.started)

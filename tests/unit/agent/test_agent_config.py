@@ -176,7 +176,9 @@ def test_a_file_that_is_not_toml_or_missing_is_a_config_error(tmp_path: Path) ->
 def test_schedules_of_every_kind(tmp_path: Path) -> None:
     cases = {
         '{ cron = "15 2 * * *" }': Cron("15 2 * * *"),
-        '{ at = ["14:30", "02:00"], days = ["Mon", "thu"] }': At(("02:00", "14:30"), ("mon", "thu")),
+        '{ at = ["14:30", "02:00"], days = ["Mon", "thu"] }': At(
+            ("02:00", "14:30"), ("mon", "thu")
+        ),
         '{ continuous = true, debounce = "10s" }': Continuous(10.0, 600.0),
         '{ when_reachable = true, every = "6h", probe = "1m" }': WhenReachable(6 * 3600, 60.0),
     }

@@ -84,7 +84,10 @@ def make_runner(tmp_path: Path, plan: str, stop: threading.Event | None = None) 
     environ = {"FAKE_PLAN": plan, "FAKE_COUNTER": str(tmp_path / "count"), "PATH": "/usr/bin:/bin"}
     environ["CAIRN_PASSWORD"] = "the agent's own"
     return Runner(
-        agent, "host1", stop or threading.Event(), program=(sys.executable, str(script)),
+        agent,
+        "host1",
+        stop or threading.Event(),
+        program=(sys.executable, str(script)),
         environ=environ,
     )
 
@@ -141,7 +144,9 @@ def test_a_jobs_credentials_replace_the_agents() -> None:
 
 
 def test_reading_the_childs_summary() -> None:
-    ok = read_attempt(0, b'noise\n{"snapshot_id": "ab", "files": 2, "bytes_added": 9}\n', False, False)
+    ok = read_attempt(
+        0, b'noise\n{"snapshot_id": "ab", "files": 2, "bytes_added": 9}\n', False, False
+    )
     assert (ok.outcome, ok.snapshot, ok.files, ok.bytes_added) == (Outcome.SUCCESS, "ab", 2, 9)
     error = b'{"error": {"code": "CAIRN-E012", "message": "wrong passphrase"}}'
     failed = read_attempt(12, error, False, False)
