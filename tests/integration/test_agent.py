@@ -139,11 +139,11 @@ class Agent:
         db = self.state / "history.db"
         if not db.exists():
             return []
-        query = "SELECT * FROM runs" + (" WHERE job = ?" if job else "") + " ORDER BY id"
+        query = "SELECT * FROM runs WHERE job = ? OR ? IS NULL ORDER BY id"
         with contextlib.closing(sqlite3.connect(db)) as conn:
             conn.row_factory = sqlite3.Row
             try:
-                return [dict(r) for r in conn.execute(query, (job,) if job else ())]
+                return [dict(r) for r in conn.execute(query, (job, job))]
             except sqlite3.OperationalError:
                 return []  # the agent is creating it
 

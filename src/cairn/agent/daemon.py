@@ -110,6 +110,7 @@ class Daemon:
         self.reachable: dict[str, ReachableTrigger] = {}
         self.alerter = self._alerter(spec)
         self._last_tick = 0.0
+        self._last_plan: dict[str, Any] | None = None
 
     # ---- planning -----------------------------------------------------------------------
 
@@ -312,6 +313,9 @@ class Daemon:
             "running": running,
             "next": {p.job.name: p.start for p in planned},
         }
+        if document == self._last_plan:
+            return  # unchanged: no write every poll
+        self._last_plan = document
         path = self.spec.state / AGENT_FILE
         tmp = path.with_name(path.name + ".tmp")
         try:

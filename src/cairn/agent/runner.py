@@ -37,6 +37,8 @@ BACKUP_PROGRAM: tuple[str, ...] = (sys.executable, "-m", "cairn.cli.main")
 STOP_GRACE_S = 30.0
 """After SIGTERM, how long a child has to stop at a safe point before it is killed."""
 BACKOFF_CAP_S = 3600.0
+KEEP_LOGS = 200
+"""Logs kept per job (the newest); the history keeps every run's summary."""
 EXIT_WARNING = 3
 EXIT_INTERRUPTED = 130
 
@@ -260,6 +262,7 @@ class Runner:
                 summary = self._run_locked(job, base, log_path, log)
         except JobBusy as exc:
             return replace(base, ended=self.now(), error_code=E_BUSY, message=str(exc))
+        _prune_logs(log_path.parent, KEEP_LOGS)
         return replace(summary, ended=self.now(), log_path=str(log_path), log_tail=_tail(log_path))
 
     def _run_locked(
@@ -417,3 +420,10 @@ def _tail(path: Path, lines: int = 20, limit: int = 4096) -> str:
     except OSError:
         return ""
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def _prune_logs(folder: Path, keep: int) -> None:
+    """Remove all but the newest `keep` run logs (names start with the run's time)."""
+    logs = sorted(folder.glob("*.log"))
+    for old in logs[: max(0, len(logs) - keep)]:
+        old.unlink(missing_ok=True)
