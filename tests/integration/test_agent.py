@@ -9,12 +9,14 @@ import fcntl
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +177,8 @@ def test_the_agent_runs_jobs_on_schedule_and_status_tells_the_truth(agent: Agent
     running = agent.cli("status", "--json", check=True)
     live = json.loads(running.stdout)
     assert live["agent"]["running"] and live["agent"]["pid"] == agent.process.pid  # type: ignore[union-attr]
-    assert live["jobs"][0]["next_run"] is not None
+    docs = live["jobs"][0]
+    assert docs["running"] or docs["next_run"] is not None  # the agent's own plan
     assert agent.stop() == 0
 
     rows = agent.rows("docs")
@@ -189,7 +192,9 @@ def test_the_agent_runs_jobs_on_schedule_and_status_tells_the_truth(agent: Agent
     )  # fmt: skip
     assert last["duration_s"] == round(newest["ended"] - newest["started"], 3)
     human = agent.cli("status", check=True).stdout
-    assert "agent: not running" in human and "docs" in human and "success" in human
+    assert "agent: not running" in human
+    assert f"docs  every 2s  {datetime.fromtimestamp(newest['started']):%Y-%m-%d %H:%M:%S}" in human
+    assert newest["outcome"] in human  # success, or interrupted if the stop came mid-run
 
 
 def test_an_injected_failure_shows_in_history_and_status_with_its_code(agent: Agent) -> None:
@@ -284,10 +289,17 @@ def _state(pid: int) -> str:
 
 def test_two_runs_of_a_job_never_overlap_across_processes(agent: Agent) -> None:
     agent.init_repo()
-    agent.write_config(agent.job("docs", agent.source(), '{ every = "1h" }'))
+    agent.write_config(agent.job("docs", agent.source(), '{ every = "1h" }', priority="low"))
     agent.start(CAIRN_CRASH_PAUSE="local.save.publish:1")  # the agent's run holds the lock
     pid = wait_for(lambda: agent.events("backup_started"), "the backup child")[0]["pid"]
     wait_for(lambda: _state(pid) == "T", "the child to pause")
+    # priority = "low": the backup runs at nice 19, in the idle I/O class
+    assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16] == "19"
+    if shutil.which("ionice"):
+        assert (
+            "idle"
+            in subprocess.run(["ionice", "-p", str(pid)], capture_output=True, text=True).stdout
+        )
     once = agent.cli("run-once", "docs", "--json")
     assert once.returncode == 81, once.stderr
     assert json.loads(once.stdout)["outcome"] == "skipped"
