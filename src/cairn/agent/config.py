@@ -191,6 +191,8 @@ def _agent(
     t: _Table, jobs: tuple[JobSpec, ...], channels: tuple[ChannelSpec, ...], alerts: AlertPolicy
 ) -> AgentSpec:
     state = t.get("state", str, "a folder path")
+    if state is not None and not state.startswith("/"):
+        raise t.fail("state", f"{state!r} is not allowed; the path must be absolute")
     jitter = t.parsed("jitter", parse_duration, DURATION)
     spec = AgentSpec(
         state=Path(state) if state else DEFAULT_STATE,

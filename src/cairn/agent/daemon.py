@@ -333,9 +333,22 @@ def read_agent_file(state: Path) -> dict[str, Any] | None:
     """The running agent's plan, or None when no agent runs on this state folder."""
     try:
         document = json.loads((state / AGENT_FILE).read_text())
-        os.kill(int(document["pid"]), 0)
+        pid = int(document["pid"])
+        os.kill(pid, 0)
     except PermissionError:
         pass  # it runs, as another user
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if not _is_cairn(pid):
+        return None  # a killed agent's file, and its process ID reused since
     return document if isinstance(document, dict) else None
+
+
+def _is_cairn(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask: trust the signal check
+    return b"cairn" in command

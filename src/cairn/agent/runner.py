@@ -386,7 +386,10 @@ class Runner:
                 _signal_group(child.pid, signal.SIGKILL)
                 child.wait()
                 break
-            self.stop.wait(0.2) if terminated_at is None else time.sleep(0.2)
+            if terminated_at is None:
+                self.stop.wait(0.2)  # wakes at once on a stop
+            else:
+                time.sleep(0.2)
         return stopped, timed_out
 
 

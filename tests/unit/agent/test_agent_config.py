@@ -77,6 +77,7 @@ def test_defaults_fill_what_is_left_out(tmp_path: Path) -> None:
         ("[agent]\njitter = 'soon'\n" + GOOD_JOB, "agent.jitter", "a duration such as 90s"),
         ("[agent]\nupload_limit = 'fast'\n" + GOOD_JOB, "agent.upload_limit", "a rate such as"),
         ("[agent]\npriority = 'idle'\n" + GOOD_JOB, "agent.priority", "one of low, normal"),
+        ("[agent]\nstate = 'var/x'\n" + GOOD_JOB, "agent.state", "must be absolute"),
         (GOOD_JOB.replace('"1h"', '"1 hour"'), "job[home].schedule.every", "a duration"),
         (GOOD_JOB.replace('"1h"', '"0s"'), "job[home].schedule.every", "more than 0"),
         (GOOD_JOB + "retries = -1\n", "job[home].retries", "from 0 to 100"),
