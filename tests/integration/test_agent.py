@@ -73,8 +73,8 @@ class Agent:
         lines += [f"{key} = {json.dumps(value)}" for key, value in kw.items()]
         return "\n".join(lines) + "\n"
 
-    def write_config(self, *jobs: str) -> None:
-        head = f'[agent]\nstate = "{self.state}"\njitter = "0s"\n\n'
+    def write_config(self, *jobs: str, jitter: str = "0s") -> None:
+        head = f'[agent]\nstate = "{self.state}"\njitter = "{jitter}"\n\n'
         self.config.write_text(head + "\n".join(jobs))
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -278,6 +278,30 @@ def test_sigterm_during_a_run_interrupts_it_safely_and_the_next_start_resumes(
     agent.tool.run("check", "--read-data")
     agent.tool.run("restore", "latest", "--target", str(agent.root / "out"))
     assert manifest(agent.root / "out" / src.relative_to("/")) == manifest(src)
+
+
+def test_after_downtime_one_catch_up_runs_at_once_without_jitter(agent: Agent) -> None:
+    agent.init_repo()
+    agent.write_config(agent.job("docs", agent.source(), '{ every = "1h" }'), jitter="1h")
+    # The history says the job last ran three hours ago: three hourly slots were missed while
+    # the agent was down. (A one-hour jitter would make this test wait an hour if it applied.)
+    assert agent.cli("run-once", "docs").returncode == 0
+    three_hours_ago = time.time() - 3 * 3600
+    with contextlib.closing(sqlite3.connect(agent.state / "history.db")) as conn, conn:
+        conn.execute("UPDATE runs SET started = ?, ended = ?", (three_hours_ago, three_hours_ago))
+    agent.start()
+    wait_for(lambda: len(agent.rows("docs")) == 2, "the catch-up run")
+    started = agent.events("run_started")
+    assert len(started) == 1 and started[0]["catch_up"]
+    catch_up = agent.rows("docs")[-1]
+    wait_for(
+        lambda: json.loads(agent.cli("status", "--json").stdout)["jobs"][0]["next_run"], "plan"
+    )
+    status = json.loads(agent.cli("status", "--json", check=True).stdout)["jobs"][0]
+    # one run for the three missed slots; the next is an hour (plus its jitter) after it
+    assert catch_up["started"] + 3600 <= status["next_run"] < catch_up["started"] + 7200
+    assert agent.stop() == 0
+    assert len(agent.rows("docs")) == 2
 
 
 def _state(pid: int) -> str:
