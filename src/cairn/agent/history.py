@@ -64,7 +64,7 @@ class History:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # logs name files
             self._conn = sqlite3.connect(
                 path, timeout=30, isolation_level=None, check_same_thread=False
             )
