@@ -153,7 +153,7 @@ def test_a_failing_before_hook_produces_a_failure_email_then_a_recovery_email(
         started=clock[0] - 5,
         ended=clock[0],
         outcome=Outcome.FAILURE,
-        error_code="CAIRN-E082",
+        error_code="CAIRN-E084",
         message="before hook /usr/local/sbin/snapshot-lvm exited with status 3",
         log_path="/var/lib/cairn-agent/logs/home/42.log",
         log_tail="Logical volume vg0/home: 0 free extents\nsnapshot-lvm: cannot create snapshot\n",
@@ -164,7 +164,7 @@ def test_a_failing_before_hook_produces_a_failure_email_then_a_recovery_email(
         assert [e.kind for e in alerter.after_run(failed)] == [EventKind.FAILURE]
         [got] = server.inbox.messages
         text = got.message.get_content()
-        assert got.message["Subject"] == "[cairn] FAILED: backup home on pc-7 (CAIRN-E082)"
+        assert got.message["Subject"] == "[cairn] FAILED: backup home on pc-7 (CAIRN-E084)"
         assert "snapshot-lvm exited with status 3" in text
         assert "snapshot-lvm: cannot create snapshot" in text, "the log's last lines"
         assert "/var/lib/cairn-agent/logs/home/42.log" in text

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cairn.agent.config import ConfigError, UnknownJob
 from cairn.agent.dumps import DumpFailed
+from cairn.agent.history import StateError
+from cairn.agent.runner import JobBusy
 from cairn.backends.errors import (
     AuthenticationFailed,
     BackendError,
@@ -101,6 +104,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (DamageFound, ErrorCode("CAIRN-E020", 20, "the tenant's owner runs check --repair")),
     (BadRequest, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn server ACTION --help`")),
     (NoSuchObject, ErrorCode("CAIRN-E072", 72, "`cairn server tenant list`, `token list`")),
+    (ConfigError, ErrorCode("CAIRN-E080", 80, "fix the agent's configuration; see docs/agent.md")),
+    (JobBusy, ErrorCode("CAIRN-E081", 81, "another run of the job is running; wait for it")),
+    (UnknownJob, ErrorCode("CAIRN-E082", 82, "use a job name from the configuration")),
+    (StateError, ErrorCode("CAIRN-E083", 83, "fix the agent's state folder (permissions, disk)")),
     (UsageError, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn COMMAND --help`")),
     (
         PatternError,
@@ -189,6 +196,18 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     ),
     (CairnError, ErrorCode("CAIRN-E001", EXIT_FAILURE, "see the message")),
 ]
+
+
+RUN_CODES = {"CAIRN-E084": 84, "CAIRN-E085": 85, "CAIRN-E086": 86}
+"""Codes an agent's run fails with that are no exception of a layer (docs/errors.md)."""
+
+
+def exit_for(code: str | None) -> int:
+    """The exit status that goes with an error code (EXIT_FAILURE for an unknown one)."""
+    for _cls, known in CODES:
+        if known.code == code:
+            return known.exit
+    return RUN_CODES.get(code or "", EXIT_FAILURE)
 
 
 def code_for(exc: BaseException) -> ErrorCode:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from cairn import __version__
 from cairn.cli import (
+    agent_cmd,
     backup_cmd,
     check_cmd,
     diff_cmd,
@@ -45,6 +48,7 @@ COMMANDS: list[ModuleType] = [
     prune_cmd,
     key_cmd,
     server_cmd,
+    agent_cmd,
 ]
 
 
@@ -108,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx: Context | None = None
     try:
         args = build_parser().parse_args(argv)
+        if args.command not in ("server", "agent"):
+            _stop_on_sigterm()
         output = Output(args.json, args.quiet)
         ctx = Context(args, output)
         run: Callable[[Context], int] = args.run
@@ -127,6 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if ctx is not None:
             ctx.close()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a service manager, the agent stopping a job) stops a command as Ctrl-C does: at
+    a safe point, releasing its lock, exit 130; what a backup stored is reused by the next.
+    Commands that serve (server, agent) install their own handlers."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report(exc: BaseException, output: Output) -> int:

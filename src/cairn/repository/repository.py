@@ -14,7 +14,7 @@ from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.errors import BackendError, NotFound
 from cairn.chunking.fastcdc import ChunkerParams, FastCDCChunker
 from cairn.core.clock import Clock
-from cairn.core.errors import FormatError, IntegrityError
+from cairn.core.errors import CairnError, FormatError, IntegrityError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.aead import Opener, Sealer
 from cairn.crypto.hashing import object_name
@@ -439,8 +439,12 @@ class Repository:
 
     def close(self) -> None:
         if self._uploader is not None:
-            self._uploader.close()
-            self._uploader = None
+            uploader, self._uploader = self._uploader, None
+            uploader.close()
+            # A run that stops early (interrupted, failed): index the packs it stored, which
+            # are durable, so that the next backup reuses them instead of uploading them again.
+            with contextlib.suppress(CairnError):
+                uploader.write_index()
         if self.session is not None:
             self.session.release()
             self.session = None

@@ -1,0 +1,215 @@
+"""cairn agent: scheduled backups (design 15; user guide docs/agent.md).
+
+`run` is the long-running agent (in the foreground; systemd runs it as a service), `run-once`
+runs one job now, `status` shows every job's last and next run, `suspend` and `resume` switch a
+job off and on at run time, `check-config` checks the configuration file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from cairn.agent.config import DEFAULT_CONFIG, find_job, load_config
+from cairn.agent.daemon import Daemon, JsonLog, host_name
+from cairn.agent.history import History
+from cairn.agent.runner import BACKUP_PROGRAM, Runner
+from cairn.agent.schedule import describe
+from cairn.agent.spec import AgentSpec
+from cairn.agent.status import JobStatus, agent_status
+from cairn.cli.context import Context
+from cairn.cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, exit_for
+from cairn.notify.message import Outcome, RunSummary
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("agent", parents=[common], help="run backups on schedules")
+    actions = p.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="the agent's TOML file (default %(default)s)",
+    )
+    parents = [common, config]
+    run = actions.add_parser("run", parents=parents, help="run the agent in the foreground")
+    run.set_defaults(run=_run)
+    once = actions.add_parser("run-once", parents=parents, help="run one job now and wait")
+    once.add_argument("job", metavar="JOB")
+    once.set_defaults(run=_run_once)
+    status = actions.add_parser("status", parents=parents, help="each job's last and next run")
+    status.set_defaults(run=_status)
+    for name, verb in (("suspend", "stop starting"), ("resume", "start again")):
+        q = actions.add_parser(name, parents=parents, help=f"{verb} a job's scheduled runs")
+        q.add_argument("job", metavar="JOB")
+        q.set_defaults(run=_switch, suspend=name == "suspend")
+    check = actions.add_parser("check-config", parents=parents, help="check the configuration")
+    check.set_defaults(run=_check_config)
+
+
+def _spec(ctx: Context) -> AgentSpec:
+    return load_config(ctx.args.config)
+
+
+def _run(ctx: Context) -> int:
+    path: Path = ctx.args.config
+    spec = load_config(path)
+    Daemon(spec, lambda: load_config(path), runner=None).serve()
+    return 0
+
+
+def _run_once(ctx: Context) -> int:
+    spec = _spec(ctx)
+    job = find_job(spec, ctx.args.job)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log = JsonLog()
+    runner = Runner(spec, host_name(spec), stop, program=BACKUP_PROGRAM, log=log)
+    daemon = Daemon(spec, lambda: spec, runner=runner, log=log)
+    try:
+        summary = daemon.run_job(job)
+    finally:
+        daemon.history.close()
+    _show_run(ctx, summary)
+    return _exit_status(summary)
+
+
+def _exit_status(summary: RunSummary) -> int:
+    if summary.outcome is Outcome.SUCCESS:
+        return 0
+    if summary.outcome is Outcome.WARNING:
+        return EXIT_PARTIAL
+    if summary.outcome is Outcome.INTERRUPTED:
+        return EXIT_INTERRUPTED
+    return exit_for(summary.error_code)
+
+
+def _show_run(ctx: Context, run: RunSummary) -> None:
+    out = ctx.output
+    out.json(_run_json(run))
+    error = f" {run.error_code}" if run.error_code else ""
+    out.text(
+        f"job {run.job}: {run.outcome.value}{error} in {_duration(run.ended - run.started)}"
+        + (f", snapshot {run.snapshot[:8]}" if run.snapshot else "")
+        + (f", attempt {run.attempt}" if run.attempt > 1 else "")
+    )
+    if run.message:
+        out.text(f"  {run.message}")
+    if run.log_path:
+        out.text(f"  log: {run.log_path}")
+
+
+def _run_json(run: RunSummary) -> dict[str, Any]:
+    return {
+        "job": run.job,
+        "outcome": run.outcome.value,
+        "started": run.started,
+        "ended": run.ended,
+        "attempt": run.attempt,
+        "snapshot": run.snapshot,
+        "files": run.files,
+        "bytes_added": run.bytes_added,
+        "error_code": run.error_code,
+        "message": run.message,
+        "log": run.log_path,
+    }
+
+
+def _status(ctx: Context) -> int:
+    spec = _spec(ctx)
+    history = History(spec.state / "history.db")
+    try:
+        status = agent_status(spec, history, time.time())
+    finally:
+        history.close()
+    out = ctx.output
+    out.json(
+        {
+            "agent": {"running": status.pid is not None, "pid": status.pid},
+            "started": status.started,
+            "jobs": [j.as_json() for j in status.jobs],
+        }
+    )
+    if status.pid is None:
+        out.text("agent: not running")
+    else:
+        out.text(f"agent: running (pid {status.pid}) since {_when(status.started)}")
+    out.text()
+    out.table(
+        ["JOB", "SCHEDULE", "LAST RUN", "OUTCOME", "DURATION", "NEXT RUN"],
+        [_row(j) for j in status.jobs],
+    )
+    return 0
+
+
+def _row(j: JobStatus) -> list[str]:
+    last = j.last
+    outcome = "-" if last is None else last.outcome.value
+    if last is not None and last.error_code:
+        outcome += f" ({last.error_code})"
+    if j.running:
+        outcome = f"running; before: {outcome}"
+    next_run = _when(j.next_run) if j.next_run is not None else "-"
+    if j.next_note:
+        next_run = j.next_note if j.next_run is None else f"{next_run} ({j.next_note})"
+    return [
+        j.job,
+        j.schedule,
+        _when(last.started) if last else "never",
+        outcome,
+        _duration(last.ended - last.started) if last else "-",
+        next_run,
+    ]
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02}m" if hours else f"{minutes}m{secs:02}s"
+
+
+def _switch(ctx: Context) -> int:
+    spec = _spec(ctx)
+    job = find_job(spec, ctx.args.job)
+    history = History(spec.state / "history.db")
+    try:
+        history.set_suspended(job.name, ctx.args.suspend, time.time())
+    finally:
+        history.close()
+    state = "suspended" if ctx.args.suspend else "resumed"
+    ctx.output.json({"job": job.name, "suspended": ctx.args.suspend})
+    ctx.output.text(f"job {job.name} {state}")
+    return 0
+
+
+def _check_config(ctx: Context) -> int:
+    spec = _spec(ctx)
+    ctx.output.json(
+        {
+            "config": str(ctx.args.config),
+            "state": str(spec.state),
+            "jobs": [{"name": j.name, "schedule": describe(j.schedule)} for j in spec.jobs],
+        }
+    )
+    ctx.output.text(f"{ctx.args.config}: ok, {len(spec.jobs)} job(s), state in {spec.state}")
+    for job in spec.jobs:
+        ctx.output.text(f"  {job.name}: {describe(job.schedule)}, {job.repository}")
+    return 0
