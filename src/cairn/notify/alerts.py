@@ -33,7 +33,6 @@ from cairn.notify.message import (
 )
 from cairn.notify.report import summary_report
 from cairn.notify.state import JobState, load_state, save_state
-from cairn.notify.webhook import WebhookChannel
 
 log = logging.getLogger("cairn.notify")
 
@@ -208,6 +207,8 @@ def channel_for(spec: object) -> Channel:
     if isinstance(spec, EmailSpec):
         return EmailChannel(spec)
     if isinstance(spec, WebhookSpec):
+        from cairn.notify.webhook import WebhookChannel  # httpx: only for a webhook
+
         return WebhookChannel(spec)
     raise TypeError(f"not a channel spec: {spec!r}")
 
