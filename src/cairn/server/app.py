@@ -20,6 +20,7 @@ from cairn.server.context import Services, Settings
 from cairn.server.db import Database
 from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
 from cairn.server.janitor import Janitor
+from cairn.server.jobresults import JobResults
 from cairn.server.metrics import Metrics
 from cairn.server.openapi import openapi_document
 from cairn.server.routes import ROUTES, error_response, guard
@@ -48,6 +49,7 @@ def open_services(settings: Settings) -> Services:
             db, tenants, arrivals, grace_ms=settings.gc_grace_ms, partial=settings.data / "partial"
         ),
         metrics=Metrics(tenants),
+        jobs=JobResults(db),
         uploads=threading.BoundedSemaphore(settings.max_uploads),
     )
 
