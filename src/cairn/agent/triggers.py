@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import threading
 import time
@@ -75,6 +76,7 @@ CHANGES: list[type[FileSystemEvent]] = [
 """Events that change what a backup would store. Opening and reading a file are left out: the
 backup itself reads every file, and must not trigger the next backup."""
 
+LOST_EVENTS_LOG_S = 60.0
 WATCH_LIMITS = (errno.ENOSPC, errno.EMFILE)
 """What inotify answers when the user's watch or instance limit is reached."""
 
@@ -120,7 +122,7 @@ class ChangeTrigger:
         self._observer = Observer()
         self._observer.start()
         _lost_events.add(self)
-        self._arm()
+        self._arm(initial=True)
         self._thread = threading.Thread(
             target=self._run, args=(wake,), name="cairn-change-trigger", daemon=True
         )
@@ -167,27 +169,30 @@ class ChangeTrigger:
         assert self._last_event is not None
         return time.monotonic() - self._last_event
 
-    def _arm(self) -> None:
+    def _arm(self, initial: bool = False) -> None:
         """Watch every wanted path as it stands now: itself when it exists (again, if it was
         replaced), else its nearest existing parent. A path that appeared or was replaced is a
-        change; a watch the kernel refuses is a change too, retried at the next round."""
+        change (not so the first watch: what happened before the agent started is the
+        daemon's catch-up); a watch the kernel refuses is a change too, retried at the next
+        round."""
         observer = self._observer
         if observer is None:
             return
         for path in self._paths:
             try:
-                self._arm_one(observer, path)
+                self._arm_one(observer, path, initial)
             except OSError as exc:
                 self._refused(path, exc)
             else:
                 self._refusing.discard(path)
 
-    def _arm_one(self, observer: BaseObserver, path: Path) -> None:
+    def _arm_one(self, observer: BaseObserver, path: Path, initial: bool) -> None:
         target, waiting = _nearest_existing(path)
         st = target.stat()
         identity = (st.st_dev, st.st_ino)
         current = self._watched.get(path)
-        if current is not None and (current.target, current.identity) == (target, identity):
+        same = current is not None and (current.target, current.identity) == (target, identity)
+        if same and path not in self._refusing:
             return
         if current is not None:
             observer.unschedule(current.watch)
@@ -196,8 +201,12 @@ class ChangeTrigger:
             self._handler, str(target), recursive=not waiting, event_filter=CHANGES
         )
         self._watched[path] = _Watched(watch, target, identity, waiting)
-        if current is not None or not waiting:
+        if not same and (current is not None or not (initial or waiting)):
             self.changed()  # appeared, vanished or replaced: what a backup holds differs
+        missing = 0 if waiting else _unwatched_folders(target)
+        if missing:
+            # watchdog leaves out, without a word, subfolders the kernel refuses to watch
+            raise OSError(errno.ENOSPC, f"{missing} folders under it could not be watched")
 
     def _refused(self, path: Path, exc: OSError) -> None:
         self.changed()
@@ -222,10 +231,13 @@ class ChangeTrigger:
             names.append(Path(os.fsdecode(event.dest_path)))
         for path in self._paths:
             watched = self._watched.get(path)
-            waiting = watched is None or watched.waiting
+            if watched is None:
+                continue
             for name in names:
-                if name == path or path in name.parents or (waiting and name in path.parents):
+                if name == path or path in name.parents:
                     return True
+                if watched.waiting and name in path.parents and name != watched.target:
+                    return True  # a folder on the way made, moved or removed
         return False
 
 
@@ -248,6 +260,43 @@ def _nearest_existing(path: Path) -> tuple[Path, bool]:
     raise FileNotFoundError(errno.ENOENT, "no parent folder exists", str(path))
 
 
+def _unwatched_folders(root: Path) -> int:
+    """How many folders under `root` no inotify instance of this process watches (Linux's
+    /proc tells which inodes are watched; elsewhere 0: unknown)."""
+    watched = _watched_inodes()
+    if watched is None or not root.is_dir():
+        return 0
+    missing = 0 if root.stat().st_ino in watched else 1
+    for folder, folders, _ in os.walk(root):
+        for name in folders:
+            try:
+                if os.lstat(os.path.join(folder, name)).st_ino not in watched:
+                    missing += 1
+            except OSError:
+                continue  # gone meanwhile
+    return missing
+
+
+def _watched_inodes() -> set[int] | None:
+    inodes: set[int] = set()
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for fd in descriptors:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                for line in info:
+                    if line.startswith("inotify "):
+                        fields = dict(part.split(":", 1) for part in line.split()[1:])
+                        inodes.add(int(fields["ino"], 16))
+        except (OSError, KeyError, ValueError):
+            continue
+    return inodes
+
+
 class _LostEvents(logging.Handler):
     """Any warning that watchdog's observers log means events were lost (a queue overflow, a
     watch it could not rebuild): every running ChangeTrigger counts it as a change."""
@@ -257,6 +306,7 @@ class _LostEvents(logging.Handler):
         self._triggers: set[ChangeTrigger] = set()
         self._lock = threading.Lock()
         self._installed = False
+        self._said_at = -math.inf
 
     def add(self, trigger: ChangeTrigger) -> None:
         with self._lock:
@@ -275,7 +325,10 @@ class _LostEvents(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         with self._lock:
             triggers = list(self._triggers)
-        if triggers:
+            say = bool(triggers) and time.monotonic() - self._said_at > LOST_EVENTS_LOG_S
+            if say:
+                self._said_at = time.monotonic()
+        if say:  # an overflow comes in floods: once a minute is enough to know
             log.warning(
                 "CAIRN-E092 file-system events were lost (%s); counted as a change",
                 record.getMessage(),
