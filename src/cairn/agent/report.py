@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 
 from cairn.agent.spec import JobSpec
@@ -22,6 +23,7 @@ from cairn.notify.message import RunSummary
 
 log = logging.getLogger("cairn.agent.report")
 
+_PATH = re.compile(r"(?<![\w:/.~-])[~.]?/[^\s'\"]*")
 MESSAGE_LIMIT = 1000
 """Characters of a run's message sent to the server (its first line matters most)."""
 TIMEOUT_S = 30.0
@@ -71,5 +73,11 @@ def report_body(run: RunSummary) -> dict[str, object]:
         "files": run.files,
         "bytes_added": run.bytes_added,
         "error_code": run.error_code,
-        "message": run.message[:MESSAGE_LIMIT],
+        "message": without_paths(run.message)[:MESSAGE_LIMIT],
     }
+
+
+def without_paths(message: str) -> str:
+    """`message` with absolute paths replaced by ``<path>``: a report names no files (an error
+    message may quote the file it failed on)."""
+    return _PATH.sub("<path>", message)
