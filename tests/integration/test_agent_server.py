@@ -337,3 +337,18 @@ def test_a_report_names_no_files(server: RunningServer, client_home: Path, tmp_p
         shown["message"].startswith("cannot read <path>")
         and "cairns://h:1/acme" in shown["message"]
     )
+
+
+def test_server_jobs_says_so_when_nothing_was_reported(server: RunningServer) -> None:
+    server.tenant("quiet")
+    tool = Cairn(server.data)
+    assert tool.run("server", "jobs", "quiet", "--data", str(server.data)).out.strip() == (
+        "no job results reported yet"
+    )
+    assert _jobs(server, "quiet") == []
+    bad = tool.run(
+        "server", "jobs", "--silent-after", "soon", "--data", str(server.data), check=False
+    )
+    assert bad.code == 2 and "CAIRN-E002" in bad.err
+    missing = tool.run("server", "jobs", "nosuch", "--data", str(server.data), check=False)
+    assert missing.code == 72

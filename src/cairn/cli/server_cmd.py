@@ -375,7 +375,11 @@ def run_jobs(ctx: Context) -> int:
             shown["silent"] = _silent(state.last_success_ms, now_ms, silent_after)
             found.append(shown)
             rows.append(_job_row(shown))
-    ctx.output.table(["tenant", "host", "job", "last run", "outcome", "last success", ""], rows)
+    if rows:
+        headers = ["tenant", "host", "job", "last run", "outcome", "last success", ""]
+        ctx.output.table(headers, rows)
+    else:
+        ctx.output.text("no job results reported yet")
     ctx.output.json(found)
     return 0
 
