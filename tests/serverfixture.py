@@ -60,8 +60,11 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(data: Path, tls: bool = True, *extra: str) -> Iterator[RunningServer]:
-    port = free_port()
+def running_server(
+    data: Path, tls: bool = True, *extra: str, port: int | None = None
+) -> Iterator[RunningServer]:
+    """With `port`, on that port (a server stopped and started again where clients know it)."""
+    port = port or free_port()
     data.mkdir(parents=True, exist_ok=True)
     args = ["server", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}", *extra]
     if not tls:

@@ -54,6 +54,7 @@ EXPECTED_RULES: dict[tuple[str, str], tuple[Scope, frozenset[Role]]] = {
     ("DELETE", OBJECT): (Scope.TENANT, WRITE),
     ("GET", "/v1/t/{tenant}/usage"): (Scope.TENANT, READ),
     ("GET", "/v1/t/{tenant}/status"): (Scope.TENANT, READ),
+    ("POST", "/v1/t/{tenant}/jobs"): (Scope.TENANT, READ),  # every role: agents hold backup
     ("HEAD", UPLOAD): (Scope.TENANT, WRITE),
     ("PATCH", UPLOAD): (Scope.TENANT, WRITE),
     ("GET", "/v1/metrics"): ADMIN,
@@ -141,6 +142,11 @@ CALLS: dict[tuple[str, str], Callable[[Site, str, str], Call]] = {
     ),
     ("GET", "/v1/t/{tenant}/status"): lambda site, tenant, kind: Call(
         "GET", f"/v1/t/{tenant}/status"
+    ),
+    ("POST", "/v1/t/{tenant}/jobs"): lambda site, tenant, kind: Call(
+        "POST",
+        f"/v1/t/{tenant}/jobs",
+        _json({"job": "home", "host": "pc", "started": 1.0, "ended": 2.0, "outcome": "success"}),
     ),
     ("HEAD", UPLOAD): _upload_call("HEAD"),
     ("PATCH", UPLOAD): _upload_call("PATCH"),

@@ -35,6 +35,8 @@ def _requests(site: Site, tenant: str) -> Iterator[tuple[str, str, dict[str, Any
     """Every tenant route, aimed at `tenant`, naming objects acme really holds."""
     yield "GET", f"/v1/t/{tenant}/usage", {}
     yield "GET", f"/v1/t/{tenant}/status", {}
+    report = b'{"job": "j", "host": "h", "started": 1, "ended": 2, "outcome": "failure"}'
+    yield "POST", f"/v1/t/{tenant}/jobs", {"content": report}
     for kind in KINDS:
         name, data = site.objects[("acme", kind)]
         other = hex_name(b"nobody holds this " + kind.encode())
@@ -96,7 +98,7 @@ def test_nothing_of_another_tenant_is_readable_writable_or_probeable(
         assert _leaks(site, there) == []
         count += 1
     assert _acme(site) == before
-    assert count == 2 + len(KINDS) * (1 + 2 * 5 + 3)
+    assert count == 3 + len(KINDS) * (1 + 2 * 5 + 3)
 
 
 def test_the_answer_is_decided_before_the_tenant_is_looked_up(

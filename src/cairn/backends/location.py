@@ -11,6 +11,7 @@ again for the bytes it sends again).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,35 @@ class RemoteCredentials:
 
 class MissingToken(BackendError):
     """A server location was given without a token."""
+
+
+class TokenFileUnreadable(BackendError):
+    """The token file named cannot be read."""
+
+
+def known_servers_path(environ: Mapping[str, str]) -> Path:
+    """Where a client keeps pinned server certificates: $XDG_CONFIG_HOME/cairn/known_servers."""
+    config = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "cairn" / "known_servers"
+
+
+def remote_credentials(token_file: str | None, environ: Mapping[str, str]) -> RemoteCredentials:
+    """Token and certificate pin for a server location, as every Cairn client finds them (the
+    caller passes the environment: nothing below the CLI and the agent reads it): `token_file`,
+    else CAIRN_TOKEN_FILE, else CAIRN_TOKEN; CAIRN_SERVER_FINGERPRINT to require a certificate
+    before first use."""
+    token_file = token_file or environ.get("CAIRN_TOKEN_FILE")
+    token = environ.get("CAIRN_TOKEN")
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise TokenFileUnreadable(f"cannot read the token file {token_file}: {exc}") from exc
+    return RemoteCredentials(
+        token=token,
+        known_servers=known_servers_path(environ),
+        fingerprint=environ.get("CAIRN_SERVER_FINGERPRINT"),
+    )
 
 
 def open_backend(

@@ -136,6 +136,58 @@ def pem_fingerprint(pem: str) -> str:
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
 
 
+def pinned_context(
+    address: ServerAddress,
+    known: KnownServers | None,
+    expected: str | None,
+    record: bool = True,
+    timeout: float = 10.0,
+) -> ssl.SSLContext:
+    """A TLS context that trusts exactly the certificate pinned for `address` (`expected`, else
+    the known-servers file's; with none, the one shown now, written down when `record`)."""
+    pinned = known.get(address) if known is not None else None
+    pem = fetch_certificate(address, timeout)
+    shown = pem_fingerprint(pem)
+    wanted = expected or pinned
+    if wanted is not None and shown != wanted.lower().replace(":", ""):
+        where = f" (pinned in {known.path})" if pinned and known is not None else ""
+        raise CertificateMismatch(
+            f"{address.host}:{address.port} shows certificate {shown}, "
+            f"not {wanted}{where}: the server changed its certificate, or someone is in "
+            "between. If the server's certificate was replaced on purpose, remove its line "
+            "from the known-servers file and connect again"
+        )
+    if pinned is None and known is not None and record:
+        known.add(address, shown)
+    context = ssl.create_default_context(cadata=pem)
+    context.check_hostname = False  # the pin names the one certificate to accept
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a pinned leaf is its own anchor
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def check_health(
+    address: ServerAddress, known: KnownServers | None, expected: str | None, timeout: float
+) -> None:
+    """Return when the server answers `GET /v1/health` within `timeout`; else ServerUnreachable
+    (or CertificateMismatch when it shows another certificate than the pinned one). No token is
+    sent, and a certificate seen for the first time is not written down."""
+    verify: ssl.SSLContext | bool = False
+    if address.scheme == "cairns":
+        verify = pinned_context(address, known, expected, record=False, timeout=timeout)
+    try:
+        response = httpx.get(
+            f"{address.base_url}/v1/health",
+            verify=verify,
+            timeout=timeout,
+            headers={"user-agent": "cairn"},
+        )
+    except httpx.HTTPError as exc:
+        raise ServerUnreachable(f"cannot reach {address}: {exc}") from exc
+    if response.status_code != 200:
+        raise ServerUnreachable(f"{address} answers its health check with {response.status_code}")
+
+
 class RemoteBackend:
     """Objects of one tenant on a Cairn server."""
 
@@ -152,7 +204,7 @@ class RemoteBackend:
         self._connections = connections
         verify: ssl.SSLContext | bool = False
         if address.scheme == "cairns":
-            verify = self._pinned_context(known, expected_fingerprint)
+            verify = pinned_context(address, known, expected_fingerprint)
         self._client = httpx.Client(
             base_url=address.base_url,
             headers={"authorization": f"Bearer {token}", "user-agent": "cairn"},
@@ -161,27 +213,6 @@ class RemoteBackend:
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
         self._prefix = f"/v1/t/{address.tenant}"
-
-    def _pinned_context(self, known: KnownServers | None, expected: str | None) -> ssl.SSLContext:
-        pinned = known.get(self._address) if known is not None else None
-        pem = fetch_certificate(self._address)
-        shown = pem_fingerprint(pem)
-        wanted = expected or pinned
-        if wanted is not None and shown != wanted.lower().replace(":", ""):
-            where = f" (pinned in {known.path})" if pinned and known is not None else ""
-            raise CertificateMismatch(
-                f"{self._address.host}:{self._address.port} shows certificate {shown}, "
-                f"not {wanted}{where}: the server changed its certificate, or someone is in "
-                "between. If the server's certificate was replaced on purpose, remove its line "
-                "from the known-servers file and connect again"
-            )
-        if pinned is None and known is not None:
-            known.add(self._address, shown)
-        context = ssl.create_default_context(cadata=pem)
-        context.check_hostname = False  # the pin names the one certificate to accept
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a pinned leaf is its own anchor
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
 
     @property
     def capabilities(self) -> Capabilities:
@@ -285,6 +316,17 @@ class RemoteBackend:
         except NotFound:
             return False
         return True
+
+    def post_json(self, path: str, body: object) -> object:
+        """POST `body` as JSON to the tenant's `path` (like ``jobs``); the answer's JSON. For the
+        small tenant routes beside the objects, with the same client, token and pinning."""
+        response = self._request("POST", f"{self._prefix}/{path}", json=body)
+        if response.status_code not in (200, 201):
+            self._fail(response, None)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise BackendError(f"{self._address} answered {path} with malformed JSON") from exc
 
     def close(self) -> None:
         self._client.close()

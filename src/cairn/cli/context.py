@@ -17,7 +17,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cairn.backends.location import RemoteCredentials, open_backend
+from cairn.backends.location import (
+    RemoteCredentials,
+    TokenFileUnreadable,
+    open_backend,
+    remote_credentials,
+)
 from cairn.backup.filescache import default_cache_dir
 from cairn.cli.errors import NoPassphrase, UsageError
 from cairn.cli.output import Output
@@ -100,19 +105,10 @@ class Context:
     def remote_credentials(self) -> RemoteCredentials:
         """Token and certificate pin for a server location (CAIRN_TOKEN, CAIRN_TOKEN_FILE,
         --token-file; CAIRN_SERVER_FINGERPRINT to require a certificate before first use)."""
-        token_file = self.args.token_file or os.environ.get("CAIRN_TOKEN_FILE")
-        token = os.environ.get("CAIRN_TOKEN")
-        if token_file:
-            try:
-                token = Path(token_file).read_text().strip()
-            except OSError as exc:
-                raise UsageError(f"cannot read the token file {token_file}: {exc}") from exc
-        config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        return RemoteCredentials(
-            token=token,
-            known_servers=Path(config) / "cairn" / "known_servers",
-            fingerprint=os.environ.get("CAIRN_SERVER_FINGERPRINT"),
-        )
+        try:
+            return remote_credentials(self.args.token_file, os.environ)
+        except TokenFileUnreadable as exc:
+            raise UsageError(str(exc)) from exc
 
     def upload_limit(self) -> int | None:
         """Bytes a second for every upload of this process (`--limit-upload` of `backup`, or

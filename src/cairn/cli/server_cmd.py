@@ -136,6 +136,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     revoke.add_argument("id", help="the token's ID (the part after cairn_)")
     revoke.set_defaults(run=run_token_revoke)
 
+    jobs = actions.add_parser(
+        "jobs", parents=[common], help="the latest result agents reported for each job"
+    )
+    _data_option(jobs)
+    jobs.add_argument("tenant", nargs="?", help="one tenant (default: all)")
+    jobs.add_argument(
+        "--silent-after",
+        default="26h",
+        metavar="DURATION",
+        help="mark a job silent when its last success arrived longer ago (%(default)s)",
+    )
+    jobs.set_defaults(run=run_jobs)
+
     audit = actions.add_parser("audit", parents=[common], help="check the audit log's chain")
     _data_option(audit)
     audit.set_defaults(run=run_audit)
@@ -383,6 +396,58 @@ def run_retention(ctx: Context) -> int:
 
 def _chosen_tenants(services: Services, name: str | None) -> list[Tenant]:
     return [services.tenants.get(name)] if name else services.tenants.all()
+
+
+def run_jobs(ctx: Context) -> int:
+    try:
+        silent_after = parse_duration(ctx.args.silent_after)
+    except ValueError as exc:
+        raise UsageError(f"--silent-after: {exc}") from exc
+    services = _services(ctx)
+    now_ms = int(time.time() * 1000)
+    rows: list[list[str]] = []
+    found: list[dict[str, Any]] = []
+    for tenant in _chosen_tenants(services, ctx.args.tenant):
+        for state in services.jobs.latest(tenant.name):
+            shown = state.as_json(now_ms)
+            shown["tenant"] = tenant.name
+            shown["silent"] = _silent(state.last_success_ms, now_ms, silent_after)
+            found.append(shown)
+            rows.append(_job_row(shown))
+    if rows:
+        headers = ["tenant", "host", "job", "last run", "outcome", "last success", ""]
+        ctx.output.table(headers, rows)
+    else:
+        ctx.output.text("no job results reported yet")
+    ctx.output.json(found)
+    return 0
+
+
+def _silent(last_success_ms: int | None, now_ms: int, silent_after: float) -> bool:
+    return last_success_ms is None or (now_ms - last_success_ms) / 1000 > silent_after
+
+
+def _job_row(job: dict[str, Any]) -> list[str]:
+    now_ms = job["received_ms"] + job["age_s"] * 1000
+    success = job["last_success_ms"]
+    mark = "SILENT" if job["silent"] else ("FAILING" if job["outcome"] == "failure" else "")
+    outcome = job["outcome"] + (f" {job['error_code']}" if job["error_code"] else "")
+    return [
+        job["tenant"],
+        job["host"],
+        job["job"],
+        f"{_age(job['age_s'])} ago",
+        outcome,
+        "never" if success is None else f"{_age((now_ms - success) / 1000)} ago",
+        mark,
+    ]
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 def run_gc(ctx: Context) -> int:

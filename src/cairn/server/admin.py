@@ -38,7 +38,7 @@ async def list_tenants(call: Call) -> Response:
 
 
 async def create_tenant(call: Call) -> Response:
-    body = await _json(call)
+    body = await read_json(call)
     name = body.get("name")
     quota = body.get("quota")
     if not isinstance(name, str) or not (quota is None or isinstance(quota, int)):
@@ -52,7 +52,7 @@ async def create_tenant(call: Call) -> Response:
 
 
 async def set_quota(call: Call) -> Response:
-    body = await _json(call)
+    body = await read_json(call)
     quota = body.get("quota")
     if not (quota is None or (isinstance(quota, int) and quota >= 0)):
         raise BadRequest('send {"quota": bytes or null}')
@@ -63,7 +63,7 @@ async def set_quota(call: Call) -> Response:
 
 
 async def create_token(call: Call) -> Response:
-    body = await _json(call)
+    body = await read_json(call)
     try:
         role = Role(body.get("role"))
     except ValueError as exc:
@@ -109,7 +109,7 @@ async def audit_entries(call: Call) -> Response:
     return JSONResponse(await run_in_threadpool(call.services.audit.entries, 200))
 
 
-async def _json(call: Call) -> dict[str, Any]:
+async def read_json(call: Call) -> dict[str, Any]:
     raw = await _small_body(call)
     try:
         body = json.loads(raw)
@@ -143,6 +143,7 @@ async def metrics(call: Call) -> Response:
 async def tenant_status(call: Call) -> Response:
     def gather() -> dict[str, Any]:
         services = call.services
+        now_ms = int(time.time() * 1000)
         tenant = services.tenants.get(call.tenant.name)
         policy = services.tenants.retention(tenant.name)
         arrivals = services.arrivals.of(tenant.name)
@@ -154,6 +155,7 @@ async def tenant_status(call: Call) -> Response:
             "last_arrival_ms": max((a.received_ms for a in arrivals.values()), default=None),
             "retention": policy.describe() if policy is not None else None,
             "damage": services.janitor.damage(tenant.name),
+            "jobs": [job.as_json(now_ms) for job in services.jobs.latest(tenant.name)],
         }
 
     return JSONResponse(await run_in_threadpool(gather))

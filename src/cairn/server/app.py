@@ -20,6 +20,7 @@ from cairn.server.context import Services, Settings
 from cairn.server.db import Database
 from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
 from cairn.server.janitor import Janitor
+from cairn.server.jobresults import JobResults
 from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
 from cairn.server.openapi import openapi_document
@@ -56,6 +57,7 @@ def open_services(settings: Settings) -> Services:
             partial=settings.data / "partial",
         ),
         metrics=Metrics(tenants),
+        jobs=JobResults(db),
         uploads=threading.BoundedSemaphore(settings.max_uploads),
     )
 

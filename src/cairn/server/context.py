@@ -14,6 +14,7 @@ from cairn.server.audit import AuditLog
 from cairn.server.auth import Principal, Throttle, TokenStore
 from cairn.server.db import Database
 from cairn.server.janitor import Janitor
+from cairn.server.jobresults import JobResults
 from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
 from cairn.server.tenants import Tenant, TenantStore
@@ -46,6 +47,7 @@ class Services:
     audit: AuditLog
     janitor: Janitor
     metrics: Metrics
+    jobs: JobResults
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(16)

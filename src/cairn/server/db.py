@@ -1,5 +1,5 @@
 """The server's own state in SQLite: tenants, tokens, usage, received snapshots, lock owners,
-the audit log.
+the audit log, job results.
 
 Migrations are numbered SQL scripts, applied in order, each in one transaction, and recorded in
 ``PRAGMA user_version``. A database written by a newer Cairn is refused rather than guessed at.
@@ -78,6 +78,26 @@ MIGRATIONS: tuple[str, ...] = (
         token TEXT NOT NULL,
         PRIMARY KEY (tenant, name)
     );
+    """,
+    # 4: job results that agents report (design 15.5)
+    """
+    CREATE TABLE job_results (
+        seq INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        host TEXT NOT NULL,
+        job TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        snapshot TEXT,
+        files INTEGER NOT NULL,
+        bytes_added INTEGER NOT NULL,
+        error_code TEXT,
+        message TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        token TEXT NOT NULL
+    );
+    CREATE INDEX job_results_by_job ON job_results (tenant, host, job, seq);
     """,
 )
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from cairn import __version__
 from cairn.backends.base import ObjectKind
+from cairn.server import jobresults as jr
 from cairn.server.routes import ROUTES, RouteSpec, Scope
 from cairn.server.tenants import MAX_QUOTA, TENANT_NAME
 
@@ -35,6 +36,21 @@ def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+_SECONDS = {"type": "number", "minimum": 0, "maximum": jr.MAX_TIME_S}
+_COUNT_FIELD = {"type": "integer", "minimum": 0, "maximum": jr.MAX_COUNT}
+_JOB_REPORT = {
+    "job": {"type": "string", "minLength": 1, "maxLength": jr.NAME_LIMIT},
+    "host": {"type": "string", "minLength": 1, "maxLength": jr.HOST_LIMIT},
+    "started": _SECONDS,
+    "ended": _SECONDS,
+    "outcome": {"type": "string", "enum": list(jr.OUTCOMES)},
+    "snapshot": {"type": ["string", "null"], "pattern": f"^{jr.SNAPSHOT.pattern}$"},
+    "files": _COUNT_FIELD,
+    "bytes_added": _COUNT_FIELD,
+    "error_code": {"type": ["string", "null"], "pattern": f"^{jr.ERROR_CODE.pattern}$"},
+    "message": {"type": "string", "maxLength": jr.MESSAGE_LIMIT},
+}
+
 REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", OBJECT): {"required": True, "content": _BYTES},
     ("PATCH", UPLOAD): {"required": True, "content": _BYTES},
@@ -42,6 +58,9 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         {"name": PATH_PARAMETERS["tenant"], "quota": _QUOTA}, ["name"]
     ),
     ("PUT", "/v1/admin/tenants/{tenant}/quota"): _json_body({"quota": _QUOTA}, ["quota"]),
+    ("POST", "/v1/t/{tenant}/jobs"): _json_body(
+        _JOB_REPORT, ["job", "host", "started", "ended", "outcome"]
+    ),
     ("POST", "/v1/admin/tenants/{tenant}/tokens"): _json_body(
         {
             "role": {"type": "string", "enum": ["backup", "restore", "tenant-admin"]},
@@ -90,7 +109,11 @@ ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     },
     ("DELETE", OBJECT): {204: "removed", 400: "not an object name"},
     ("GET", "/v1/t/{tenant}/usage"): {200: "used and quota"},
-    ("GET", "/v1/t/{tenant}/status"): {200: "usage, snapshots, retention, damage"},
+    ("GET", "/v1/t/{tenant}/status"): {200: "usage, snapshots, retention, damage, job results"},
+    ("POST", "/v1/t/{tenant}/jobs"): {
+        201: "recorded",
+        400: "a field missing, unknown, of the wrong type or out of bounds; too many jobs",
+    },
     ("HEAD", UPLOAD): {200: "Upload-Offset: the bytes held", 400: "not an object name"},
     ("PATCH", UPLOAD): {
         200: "the last part: stored already, with these bytes",

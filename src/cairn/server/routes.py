@@ -16,7 +16,7 @@ from enum import Enum
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from cairn.server import admin, objects, uploads
+from cairn.server import admin, jobs, objects, uploads
 from cairn.server.auth import Principal, Role
 from cairn.server.context import Call, Services
 from cairn.server.errors import Forbidden, NoSuchObject, ServerError, Unauthenticated
@@ -128,7 +128,14 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/v1/t/{tenant}/status",
         admin.tenant_status,
         Rule(Scope.TENANT, READERS),
-        "usage, quota, snapshots, retention, damage found by scrubs",
+        "usage, quota, snapshots, retention, damage found by scrubs, job results",
+    ),
+    RouteSpec(
+        "POST",
+        "/v1/t/{tenant}/jobs",
+        jobs.report_job,
+        Rule(Scope.TENANT, READERS),  # every role: a backup token is what an agent holds
+        "report one run's result (agents)",
     ),
 )
 
