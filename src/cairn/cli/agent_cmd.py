@@ -17,9 +17,7 @@ from types import FrameType
 from typing import Any
 
 from cairn.agent.config import DEFAULT_CONFIG, find_job, load_config
-from cairn.agent.daemon import Daemon, JsonLog, host_name
 from cairn.agent.history import History
-from cairn.agent.runner import BACKUP_PROGRAM, Runner
 from cairn.agent.schedule import describe
 from cairn.agent.spec import AgentSpec
 from cairn.agent.status import JobStatus, agent_status
@@ -60,12 +58,17 @@ def _spec(ctx: Context) -> AgentSpec:
 
 def _run(ctx: Context) -> int:
     path: Path = ctx.args.config
+    from cairn.agent.daemon import Daemon  # the agent's machinery: only for the agent itself
+
     spec = load_config(path)
     Daemon(spec, lambda: load_config(path), runner=None).serve()
     return 0
 
 
 def _run_once(ctx: Context) -> int:
+    from cairn.agent.daemon import Daemon, JsonLog, host_name
+    from cairn.agent.runner import BACKUP_PROGRAM, Runner
+
     spec = _spec(ctx)
     job = find_job(spec, ctx.args.job)
     stop = threading.Event()
