@@ -31,7 +31,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from cairn.agent.config import ConfigError
 from cairn.agent.history import History
 from cairn.agent.report import report_run
 from cairn.agent.runner import Runner
@@ -39,6 +38,7 @@ from cairn.agent.schedule import Due, Jitter, next_due
 from cairn.agent.spec import AgentSpec, Continuous, JobSpec, WhenReachable
 from cairn.agent.triggers import ChangeTrigger, ReachableTrigger, Trigger, probe_repository
 from cairn.core.errors import CairnError
+from cairn.core.tomltable import ConfigError
 from cairn.notify.alerts import Alerter, channel_for
 from cairn.notify.message import RunSummary
 

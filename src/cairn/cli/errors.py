@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cairn.agent.config import ConfigError, UnknownJob
+from cairn.agent.config import UnknownJob
 from cairn.agent.dumps import DumpFailed
 from cairn.agent.history import StateError
 from cairn.agent.runner import JobBusy
@@ -27,6 +27,7 @@ from cairn.backends.location import MissingToken
 from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
 from cairn.core.patterns import PatternError
+from cairn.core.tomltable import ConfigError
 from cairn.repository.errors import (
     KeyManagementError,
     NotARepository,
