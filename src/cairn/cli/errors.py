@@ -28,6 +28,7 @@ from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
 from cairn.core.patterns import PatternError
 from cairn.core.tomltable import ConfigError
+from cairn.notify.errors import NotifyError
 from cairn.repository.errors import (
     KeyManagementError,
     NotARepository,
@@ -105,7 +106,14 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (DamageFound, ErrorCode("CAIRN-E020", 20, "the tenant's owner runs check --repair")),
     (BadRequest, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn server ACTION --help`")),
     (NoSuchObject, ErrorCode("CAIRN-E072", 72, "`cairn server tenant list`, `token list`")),
-    (ConfigError, ErrorCode("CAIRN-E080", 80, "fix the agent's configuration; see docs/agent.md")),
+    (
+        ConfigError,
+        ErrorCode("CAIRN-E080", 80, "fix the configuration file it names; see docs/agent.md"),
+    ),
+    (
+        NotifyError,
+        ErrorCode("CAIRN-E100", 100, "fix the [[notify]] entry it names; see docs/agent.md"),
+    ),
     (JobBusy, ErrorCode("CAIRN-E081", 81, "another run of the job is running; wait for it")),
     (UnknownJob, ErrorCode("CAIRN-E082", 82, "use a job name from the configuration")),
     (StateError, ErrorCode("CAIRN-E083", 83, "fix the agent's state folder (permissions, disk)")),

@@ -62,6 +62,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="run retention and garbage collection for every tenant this often (default: never)",
     )
     serve.add_argument(
+        "--notify",
+        metavar="FILE",
+        help="alert on the job results agents report: a TOML file of [[notify]] channels and "
+        "[alerts], as in the agent's file (docs/agent.md)",
+    )
+    serve.add_argument(
         "--scrub-every",
         type=float,
         default=24.0,
@@ -173,6 +179,7 @@ def _settings(ctx: Context) -> Settings:
     max_object = _quota(getattr(ctx.args, "max_object", "64M")) or 0
     if max_object < 1 << 20:
         raise UsageError("--max-object must be at least 1M (packs must fit)")
+    notify = getattr(ctx.args, "notify", None)
     gc_every = getattr(ctx.args, "gc_every", None)
     if gc_every is not None and gc_every <= 0:
         raise UsageError("--gc-every must be a positive number of minutes")
@@ -183,6 +190,7 @@ def _settings(ctx: Context) -> Settings:
         gc_every_s=gc_every * 60 if gc_every is not None else None,
         scrub_every_s=getattr(ctx.args, "scrub_every", 24.0) * 3600,
         gc_grace_ms=int(getattr(ctx.args, "gc_grace", 0.0) * 3600 * 1000),
+        notify=Path(notify).expanduser().resolve() if notify else None,
     )
 
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
 from cairn.server.auth import TokenStore
@@ -40,6 +41,7 @@ def open_services(settings: Settings) -> Services:
     tenants = TenantStore(db, settings.data / "tenants")
     arrivals = Arrivals(db)
     lock_owners = LockOwners(db)
+    jobs = JobResults(db)
     return Services(
         settings=settings,
         db=db,
@@ -57,7 +59,10 @@ def open_services(settings: Settings) -> Services:
             partial=settings.data / "partial",
         ),
         metrics=Metrics(tenants),
-        jobs=JobResults(db),
+        jobs=jobs,
+        alerts=None
+        if settings.notify is None
+        else JobAlerts.from_file(settings.notify, settings.data / "alerts.json", jobs, tenants),
         uploads=threading.BoundedSemaphore(settings.max_uploads),
     )
 
@@ -71,9 +76,13 @@ def create_app(services: Services) -> Starlette:
         settings = services.settings
         if settings.gc_every_s is not None:
             services.janitor.start(settings.gc_every_s, settings.scrub_every_s)
+        if services.alerts is not None:
+            services.alerts.start()
         try:
             yield
         finally:
+            if services.alerts is not None:
+                services.alerts.stop()
             services.janitor.stop()
             services.audit.stop()
 

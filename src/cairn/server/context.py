@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.requests import Request
 
 from cairn.backends.local import LocalBackend
+from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
 from cairn.server.auth import Principal, Throttle, TokenStore
@@ -32,6 +33,8 @@ class Settings:
     """Run retention and garbage collection for every tenant this often (None: only on demand)."""
     scrub_every_s: float = 24 * 3600.0
     gc_grace_ms: int = 0
+    notify: Path | None = None
+    """A file of `[[notify]]` channels and `[alerts]`: alert on the job results agents report."""
 
 
 @dataclass(slots=True)
@@ -48,6 +51,7 @@ class Services:
     janitor: Janitor
     metrics: Metrics
     jobs: JobResults
+    alerts: JobAlerts | None = None
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(16)

@@ -157,7 +157,8 @@ class JobResults:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def record(self, tenant: str, result: JobResult, token: str) -> None:
+    def record(self, tenant: str, result: JobResult, token: str) -> int:
+        """Store a reported result; returns the server's time of arrival (ms)."""
         received = int(time.time() * 1000)
         with self._db.write() as conn:
             known = conn.execute(
@@ -198,6 +199,7 @@ class JobResults:
                 "ORDER BY seq DESC LIMIT ?)",
                 (tenant, result.host, result.job) * 2 + (KEEP_PER_JOB,),
             )
+        return received
 
     def latest(self, tenant: str) -> list[JobState]:
         """The latest result of each (host, job) of `tenant`, sorted by host and job."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
@@ -13,6 +15,8 @@ from cairn.server.jobresults import parse_report
 async def report_job(call: Call) -> Response:
     result = parse_report(await read_json(call))
     tenant = call.tenant.name
-    await run_in_threadpool(call.services.jobs.record, tenant, result, call.who.token_id)
+    received = await run_in_threadpool(call.services.jobs.record, tenant, result, call.who.token_id)
+    if call.services.alerts is not None:
+        call.services.alerts.reported(tenant, replace(result, received_ms=received))
     call.audit("report-job", f"{result.host} {result.job} {result.outcome}"[:400])
     return JSONResponse({"recorded": True}, status_code=201)
