@@ -16,6 +16,7 @@ from starlette.routing import Route
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
 from cairn.server.auth import TokenStore
+from cairn.server.chunktable import ChunkTable
 from cairn.server.context import Services, Settings
 from cairn.server.db import Database
 from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
@@ -37,6 +38,7 @@ def open_services(settings: Settings) -> Services:
     db = Database(settings.data / "server.db")
     tenants = TenantStore(db, settings.data / "tenants")
     arrivals = Arrivals(db)
+    chunks = ChunkTable(db)
     return Services(
         settings=settings,
         db=db,
@@ -45,9 +47,15 @@ def open_services(settings: Settings) -> Services:
         arrivals=arrivals,
         audit=AuditLog(db),
         janitor=Janitor(
-            db, tenants, arrivals, grace_ms=settings.gc_grace_ms, partial=settings.data / "partial"
+            db,
+            tenants,
+            arrivals,
+            chunks,
+            grace_ms=settings.gc_grace_ms,
+            partial=settings.data / "partial",
         ),
         metrics=Metrics(tenants),
+        chunks=chunks,
         uploads=threading.BoundedSemaphore(settings.max_uploads),
     )
 

@@ -12,6 +12,7 @@ from cairn.backends.local import LocalBackend
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
 from cairn.server.auth import Principal, Throttle, TokenStore
+from cairn.server.chunktable import ChunkTable
 from cairn.server.db import Database
 from cairn.server.janitor import Janitor
 from cairn.server.metrics import Metrics
@@ -44,6 +45,7 @@ class Services:
     audit: AuditLog
     janitor: Janitor
     metrics: Metrics
+    chunks: ChunkTable
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(16)

@@ -1,4 +1,5 @@
-"""The server's own state in SQLite: tenants, tokens, usage, received snapshots, the audit log.
+"""The server's own state in SQLite: tenants, tokens, usage, received snapshots, the audit log,
+the chunk table.
 
 Migrations are numbered SQL scripts, applied in order, each in one transaction, and recorded in
 ``PRAGMA user_version``. A database written by a newer Cairn is refused rather than guessed at.
@@ -66,6 +67,26 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL,
         PRIMARY KEY (tenant, kind, name)
     );
+    """,
+    # 3: the chunk table of each tenant (design 14.11): what its index objects list, and which
+    # index objects it was built from (to see that it is stale)
+    """
+    CREATE TABLE chunks (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        id BLOB NOT NULL,
+        pack BLOB NOT NULL,
+        kind INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        idx BLOB NOT NULL,
+        PRIMARY KEY (tenant, id, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX chunks_by_index ON chunks (tenant, idx);
+    CREATE TABLE chunk_indexes (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        name BLOB NOT NULL,
+        PRIMARY KEY (tenant, name)
+    ) WITHOUT ROWID;
     """,
 )
 

@@ -1,0 +1,204 @@
+"""The chunk table: where each chunk a tenant's index objects list lives (design 14.11).
+
+A backup to the server asks which of its chunks the tenant already holds (`POST
+/v1/t/{tenant}/chunks`) instead of loading every index object. The answers come from this table in
+the server's database: per tenant, chunk ID → pack, kind, offset, length, and the index object that
+lists it, plus the names of the index objects it was built from.
+
+It is kept in step by every save and removal of an index object that passes through the server:
+clients' uploads (objects.py, uploads.py) and the server's own garbage collection (janitor.py's
+AccountedBackend). The rows of a removed index go *before* the object does, and those of a saved
+one come *after* it is durable, both under the tenant's lock, which a rebuild holds too; so the
+table never lists a chunk of an index that is gone (a backup would then deduplicate against a
+pack a prune condemned), and a failure in between only leaves out chunks, which costs a backup
+storing them again. Index objects that arrive any other way (a repository copied into the data
+folder, a crash between a save and its rows) are found by comparing the index names the table
+holds with the listing: at the first query for a tenant after start, and at least every
+`max_age_s` after. Index objects are plaintext (design 3.4), so none of this needs a key; a
+malformed one is skipped, as a client loading the index skips it.
+
+An answer leaves out chunks whose pack storage no longer holds, as a client loading the index
+drops such packs (Repository.forget_missing_packs): a backup then stores them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from cairn.backends.base import Backend, Handle, ObjectKind
+from cairn.backends.errors import BackendError, NotFound
+from cairn.core.errors import CairnError
+from cairn.core.ids import ObjectName
+from cairn.crypto.hashing import verify_object
+from cairn.format.index import decode_index
+from cairn.server.db import Database
+
+log = logging.getLogger("cairn.server.chunks")
+
+Entry = tuple[bytes, bytes, int, int, int]
+"""(chunk ID, pack name, kind, offset, length): where one chunk lives."""
+_PER_STATEMENT = 500
+"""IDs per SELECT (SQLite allows at least 999 variables in a statement)."""
+
+
+class ChunkTable:
+    """Every tenant's chunk table in the server's database; thread-safe."""
+
+    def __init__(self, db: Database, max_age_s: float = 60.0) -> None:
+        self._db = db
+        self._max_age_s = max_age_s
+        self._locks: dict[str, threading.Lock] = {}
+        self._checked: dict[str, float] = {}
+        """Tenant → when (monotonic) the table was last compared with the listing."""
+        self._guard = threading.Lock()
+
+    # ---- keeping in step ----------------------------------------------------------------
+
+    @contextmanager
+    def saving(self, tenant: str, handle: Handle, data: bytes | memoryview) -> Iterator[None]:
+        """Wrap the save of `handle`: an index object's chunks are added once it is stored."""
+        if handle.kind is not ObjectKind.INDEX:
+            yield
+            return
+        rows = _entries(bytes(data))
+        with self._lock_of(tenant):
+            yield
+            self._apply(tenant, lambda conn: _record(conn, tenant, _raw(handle), rows))
+
+    @contextmanager
+    def removing(self, tenant: str, handle: Handle) -> Iterator[None]:
+        """Wrap the removal of `handle`: an index object's chunks go before it does."""
+        if handle.kind is not ObjectKind.INDEX:
+            yield
+            return
+        with self._lock_of(tenant):
+            self._apply(tenant, lambda conn: _forget(conn, tenant, _raw(handle)))
+            yield
+
+    def _apply(self, tenant: str, change: Callable[[sqlite3.Connection], None]) -> None:
+        try:
+            with self._db.write() as conn:
+                change(conn)
+        except sqlite3.Error as exc:  # the table is stale now: compare it at the next query
+            log.warning("chunk table of %s not updated (%s); it is rebuilt", tenant, exc)
+            with self._guard:
+                self._checked.pop(tenant, None)
+
+    # ---- rebuilding ---------------------------------------------------------------------
+
+    def refresh(self, tenant: str, backend: Backend) -> int:
+        """Compare the index names the table holds with the listing; read the index objects
+        it lacks and drop those gone. Returns how many index objects were read."""
+        with self._lock_of(tenant):
+            listed = {_raw(i.handle) for i in backend.list(ObjectKind.INDEX)}
+            recorded = {
+                bytes(row[0])
+                for row in self._db.read().execute(
+                    "SELECT name FROM chunk_indexes WHERE tenant = ?", (tenant,)
+                )
+            }
+            for name in recorded - listed:
+                if not backend.exists(Handle(ObjectKind.INDEX, name.hex())):
+                    with self._db.write() as conn:
+                        _forget(conn, tenant, name)
+            read = 0
+            for name in listed - recorded:
+                rows = _read_entries(backend, name)
+                if rows is not None:
+                    with self._db.write() as conn:
+                        _record(conn, tenant, name, rows)
+                    read += 1
+        with self._guard:
+            self._checked[tenant] = time.monotonic()
+        return read
+
+    def _refresh_if_due(self, tenant: str, backend: Backend) -> None:
+        with self._guard:
+            checked = self._checked.get(tenant)
+        if checked is None or time.monotonic() - checked >= self._max_age_s:
+            self.refresh(tenant, backend)
+
+    # ---- answering ----------------------------------------------------------------------
+
+    def lookup(self, tenant: str, backend: Backend, ids: list[bytes]) -> list[Entry]:
+        """Where each of `ids` lives, for those the tenant's indexes list in a stored pack."""
+        self._refresh_if_due(tenant, backend)
+        candidates: dict[bytes, list[Entry]] = {}
+        conn = self._db.read()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _PER_STATEMENT):
+            part = unique[start : start + _PER_STATEMENT]
+            marks = ",".join("?" * len(part))  # only placeholders go into the text
+            query = f"SELECT id, pack, kind, start, length FROM chunks WHERE tenant = ? AND id IN ({marks})"  # noqa: S608, E501
+            rows = conn.execute(query, (tenant, *part))
+            for row in rows:
+                candidates.setdefault(bytes(row[0]), []).append(
+                    (bytes(row[0]), bytes(row[1]), row[2], row[3], row[4])
+                )
+        stored: dict[bytes, bool] = {}
+        found = []
+        for entries in candidates.values():
+            for entry in entries:
+                if entry[1] not in stored:
+                    stored[entry[1]] = backend.exists(Handle(ObjectKind.PACK, entry[1].hex()))
+                if stored[entry[1]]:
+                    found.append(entry)
+                    break
+        return found
+
+    def _lock_of(self, tenant: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(tenant, threading.Lock())
+
+
+def _raw(handle: Handle) -> bytes:
+    return bytes.fromhex(handle.name)
+
+
+def _entries(data: bytes) -> list[tuple[bytes, bytes, int, int, int]]:
+    """The rows of an index object; none for a malformed one (skipped, as clients skip it)."""
+    try:
+        record = decode_index(data)
+    except CairnError:
+        return []
+    return [
+        (e.chunk_id, pack.raw, int(e.kind), e.offset, e.length)
+        for pack, entries in record.packs.items()
+        for e in entries
+    ]
+
+
+def _read_entries(backend: Backend, name: bytes) -> list[Entry] | None:
+    """The rows of a stored index object; None when it is gone or cannot be read now."""
+    handle = Handle(ObjectKind.INDEX, name.hex())
+    try:
+        data = backend.load(handle)
+    except NotFound:
+        return None
+    except BackendError as exc:
+        log.warning("index %s unreadable for the chunk table: %s", handle.name[:8], exc)
+        return None
+    try:
+        verify_object(ObjectName(name), data)
+    except CairnError:
+        return []  # damaged: skipped, and not read again until it changes name
+    return _entries(data)
+
+
+def _record(conn: sqlite3.Connection, tenant: str, name: bytes, rows: list[Entry]) -> None:
+    conn.execute("INSERT OR IGNORE INTO chunk_indexes (tenant, name) VALUES (?, ?)", (tenant, name))
+    conn.executemany(
+        "INSERT OR IGNORE INTO chunks (tenant, id, pack, kind, start, length, idx) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(tenant, *row, name) for row in rows],
+    )
+
+
+def _forget(conn: sqlite3.Connection, tenant: str, name: bytes) -> None:
+    conn.execute("DELETE FROM chunks WHERE tenant = ? AND idx = ?", (tenant, name))
+    conn.execute("DELETE FROM chunk_indexes WHERE tenant = ? AND name = ?", (tenant, name))
