@@ -82,7 +82,7 @@ class Context:
             if session is not None:
                 self._repo.begin_session(session)
             if load_index:
-                self._load_index(self._repo)
+                self.load_index(self._repo)
         return self._repo
 
     def remote_credentials(self) -> RemoteCredentials:
@@ -102,7 +102,7 @@ class Context:
             fingerprint=os.environ.get("CAIRN_SERVER_FINGERPRINT"),
         )
 
-    def _load_index(self, repo: Repository) -> None:
+    def load_index(self, repo: Repository) -> None:
         """Load the index, leaving out what storage lost; say what was left out."""
         repo.load_index()
         for problem in repo.damaged:
