@@ -53,6 +53,7 @@ EXPECTED_RULES: dict[tuple[str, str], tuple[Scope, frozenset[Role]]] = {
     ("DELETE", OBJECT): (Scope.TENANT, OWNER),
     ("GET", "/v1/t/{tenant}/usage"): (Scope.TENANT, READ),
     ("GET", "/v1/t/{tenant}/status"): (Scope.TENANT, READ),
+    ("POST", "/v1/t/{tenant}/chunks"): (Scope.TENANT, READ),
     ("HEAD", UPLOAD): (Scope.TENANT, WRITE),
     ("PATCH", UPLOAD): (Scope.TENANT, WRITE),
     ("GET", "/v1/metrics"): ADMIN,
@@ -137,6 +138,9 @@ CALLS: dict[tuple[str, str], Callable[[Site, str, str], Call]] = {
     ),
     ("GET", "/v1/t/{tenant}/status"): lambda site, tenant, kind: Call(
         "GET", f"/v1/t/{tenant}/status"
+    ),
+    ("POST", "/v1/t/{tenant}/chunks"): lambda site, tenant, kind: Call(
+        "POST", f"/v1/t/{tenant}/chunks", bytes(range(32)) * 2
     ),
     ("HEAD", UPLOAD): _upload_call("HEAD"),
     ("PATCH", UPLOAD): _upload_call("PATCH"),
