@@ -54,7 +54,8 @@ def rows(services: Services, name: str) -> list[tuple[object, ...]]:
     return (
         services.db.read()
         .execute(
-            "SELECT id, pack, kind, start, length, idx FROM chunks WHERE tenant = ? ORDER BY id, idx",
+            "SELECT id, pack, kind, start, length, idx FROM chunks "
+            "WHERE tenant = ? ORDER BY id, idx",
             (name,),
         )
         .fetchall()
