@@ -16,6 +16,7 @@ from cairn.backends.location import MissingToken
 from cairn.backends.remote import (
     AuthenticationFailed,
     CertificateMismatch,
+    MalformedAnswer,
     QuotaExceeded,
     RoleForbidden,
     ServerUnreachable,
@@ -86,6 +87,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         CertificateMismatch,
         ErrorCode("CAIRN-E063", 63, "see docs/troubleshooting.md before trusting a new one"),
+    ),
+    (
+        MalformedAnswer,
+        ErrorCode("CAIRN-E073", 34, "a server bug: report it; upgrading the server may help"),
     ),
     (Throttled, ErrorCode("CAIRN-E064", 64, "wait a minute, then use a valid token")),
     (
