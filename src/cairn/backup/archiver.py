@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cairn.backup.filescache import FilesCache
+from cairn.backup.groups import GROUP_IDS, FileGroups, Files, NodeFuture
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.core.progress import Progress
 from cairn.format.pack import BlobKind
@@ -69,15 +70,6 @@ class _Stats:
     errors: int = 0
 
 
-NodeFuture = Future[Node | None]
-
-GROUP_FILES = 64
-"""Small files (and unchanged files the cache knows) handled as one task, so their chunks are
-asked of a server in one batch (design 14.11); only when the index is `batched`."""
-GROUP_BYTES = 4 << 20
-"""Bytes of small files one group reads at most."""
-GROUP_IDS = 1024
-"""Chunk IDs one group asks about at most (the bounded index's answers must outlive the batch)."""
 BATCH_BYTES = 4 << 20
 """Chunks of a large file held back to be asked about in one batch."""
 TREE_BATCH = 256
@@ -111,9 +103,7 @@ class Archiver:
         self._chunker = repo.chunker()
         self._small = repo.params.chunk_min
         self._batched = repo.chunk_index.batched
-        self._group: list[tuple[bytes, Node, NodeFuture]] = []
-        self._group_bytes = 0
-        self._group_ids = 0
+        self._groups = FileGroups(self._save_group, self._small)
         self._trees: list[tuple[ChunkId, bytes]] = []
         self._trees_bytes = 0
         self._trees_lock = threading.Lock()
@@ -152,7 +142,7 @@ class Archiver:
                     root_nodes[root] = future
                 elif future is not None:
                     children.setdefault(os.path.dirname(event.path), []).append(future)
-            self._submit_group(workers, slots)
+            self._groups.submit(workers, slots)
             self._repo.raise_if_failed()
         return root_nodes
 
@@ -166,7 +156,7 @@ class Archiver:
     ) -> NodeFuture | None:
         if isinstance(event, FileEvent):
             if self._batched and (ids := self._groupable(event)) is not None:
-                return self._add_to_group(event, ids, workers, slots)
+                return self._groups.add(event.path, event.node, ids, workers, slots)
             slots.acquire()
             future = workers.submit(self._save_file, event.path, event.node)
             future.add_done_callback(lambda _f: slots.release())
@@ -194,34 +184,7 @@ class Archiver:
             return len(cached[0])
         return None
 
-    def _add_to_group(
-        self,
-        event: FileEvent,
-        ids: int,
-        workers: ThreadPoolExecutor,
-        slots: threading.BoundedSemaphore,
-    ) -> NodeFuture:
-        if self._group_ids + ids > GROUP_IDS:
-            self._submit_group(workers, slots)
-        future: NodeFuture = Future()
-        self._group.append((event.path, event.node, future))
-        self._group_ids += ids
-        self._group_bytes += event.node.size if event.node.size < self._small else 0
-        if len(self._group) >= GROUP_FILES or self._group_bytes >= GROUP_BYTES:
-            self._submit_group(workers, slots)
-        return future
-
-    def _submit_group(self, workers: ThreadPoolExecutor, slots: threading.BoundedSemaphore) -> None:
-        group, self._group = self._group, []
-        self._group_bytes = self._group_ids = 0
-        if not group:
-            return
-        slots.acquire()
-        task = workers.submit(self._save_group, [(path, node) for path, node, _ in group])
-        task.add_done_callback(lambda _f: slots.release())
-        task.add_done_callback(lambda done: _settle(done, [f for _, _, f in group]))
-
-    def _save_group(self, files: list[tuple[bytes, Node]]) -> list[Node | None]:
+    def _save_group(self, files: Files) -> list[Node | None]:
         """Ask about every chunk of the group at once, then save each file as usual."""
         ids: list[ChunkId] = []
         for path, node in files:
@@ -510,21 +473,6 @@ class _Finalizer:
 
     def abort(self) -> None:
         self._queue.put(None)
-
-
-def _settle(done: Future[list[Node | None]], futures: list[NodeFuture]) -> None:
-    """Pass a group's outcome on to the future of each of its files."""
-    if done.cancelled():  # the run is being abandoned
-        for future in futures:
-            future.cancel()
-        return
-    error = done.exception()
-    if error is not None:
-        for future in futures:
-            future.set_exception(error)
-        return
-    for future, node in zip(futures, done.result(), strict=True):
-        future.set_result(node)
 
 
 def _top_level(paths: list[bytes]) -> list[bytes]:
