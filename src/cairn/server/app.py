@@ -66,6 +66,13 @@ def create_app(services: Services) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.audit.start()
+        tenants = services.tenants
+        threading.Thread(
+            target=services.chunks.warm,
+            args=([(t.name, tenants.backend(t)) for t in tenants.all()],),
+            name="chunk-tables",
+            daemon=True,
+        ).start()
         settings = services.settings
         if settings.gc_every_s is not None:
             services.janitor.start(settings.gc_every_s, settings.scrub_every_s)

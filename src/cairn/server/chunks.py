@@ -14,9 +14,10 @@ import struct
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from cairn.backends.errors import BackendError
 from cairn.core.ids import ID_SIZE
 from cairn.server.context import Call
-from cairn.server.errors import BadRequest, TooLarge
+from cairn.server.errors import BadRequest, ServerError, TooLarge
 from cairn.server.objects import read_body
 
 MAX_IDS = 4096
@@ -38,7 +39,10 @@ async def query_chunks(call: Call) -> Response:
         )
     ids = [body[i : i + ID_SIZE] for i in range(0, len(body), ID_SIZE)]
     table = call.services.chunks
-    found = await run_in_threadpool(table.lookup, call.tenant.name, call.backend(), ids)
+    try:
+        found = await run_in_threadpool(table.lookup, call.tenant.name, call.backend(), ids)
+    except BackendError as exc:  # the listing or an index object could not be read
+        raise ServerError(f"the server's storage failed: {exc}") from exc
     call.audit("query", f"chunks: {len(ids)} asked, {len(found)} known")
     return Response(
         b"".join(RECORD.pack(*entry) for entry in found), media_type="application/octet-stream"

@@ -27,7 +27,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from cairn.backends.base import Backend, Handle, ObjectKind
@@ -116,6 +116,22 @@ class ChunkTable:
         with self._guard:
             self._checked[tenant] = time.monotonic()
         return read
+
+    def warm(self, tenants: Iterable[tuple[str, Backend]]) -> None:
+        """Refresh every tenant's table (at start, on a thread of its own: a table missing its
+        rows after an upgrade is then rebuilt before the first backup asks, not while it
+        waits). Failures are logged; the first query tries again."""
+        try:
+            for tenant, backend in tenants:
+                try:
+                    read = self.refresh(tenant, backend)
+                except (CairnError, sqlite3.Error) as exc:
+                    log.warning("chunk table of %s not rebuilt: %s", tenant, exc)
+                    continue
+                if read:
+                    log.info("chunk table of %s: %d index objects read", tenant, read)
+        finally:
+            self._db.close()  # this thread's connection
 
     def _refresh_if_due(self, tenant: str, backend: Backend) -> None:
         with self._guard:

@@ -19,6 +19,7 @@ from cairn.repository.repository import Repository
 from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role
 from cairn.server.context import Services, Settings
+from cairn.server.janitor import AccountedBackend
 
 RECORD = struct.Struct("<32s32sBQI")
 
@@ -36,7 +37,10 @@ def test_known_chunks_are_answered_with_their_place(
     setup: tuple[Services, TestClient, dict[str, str]],
 ) -> None:
     services, client, headers = setup
-    backend = services.tenants.backend(services.tenants.get("acme"))
+    tenant = services.tenants.get("acme")
+    backend = AccountedBackend(  # as the server's own saves reach storage: the table follows
+        services.tenants.backend(tenant), services.tenants, tenant, services.chunks
+    )
     repo = Repository.init(backend, b"pw", SystemClock(), kdf=TEST_KDF)
     repo.start_writing()
     known = [repo.store_blob(BlobKind.DATA, f"blob {i}".encode() * 50)[0] for i in range(3)]

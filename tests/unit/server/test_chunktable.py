@@ -220,3 +220,16 @@ def test_rows_come_after_the_save_and_go_before_the_removal(services: Services) 
         services.tenants.backend(tenant).save(index, data)
     seen.append(len(rows(services, "acme")))
     assert seen == [0, 0, len(ids)]
+
+
+def test_warming_at_start_rebuilds_every_tenant(services: Services) -> None:
+    acme, beta = init(services, "acme"), init(services, "beta")
+    _, acme_ids = back_up(acme, "a")
+    _, beta_ids = back_up(beta, "b")
+    before = rows(services, "acme"), rows(services, "beta")
+    _drop(services, "acme")
+    _drop(services, "beta")
+    tenants = [services.tenants.get(name) for name in ("acme", "beta")]
+    ChunkTable(services.db).warm([(t.name, services.tenants.backend(t)) for t in tenants])
+    assert (rows(services, "acme"), rows(services, "beta")) == before
+    assert len(before[0]) == len(acme_ids) and len(before[1]) == len(beta_ids)
