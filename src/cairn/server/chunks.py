@@ -4,7 +4,8 @@
 each), answers ``application/octet-stream``: one 77-byte record per ID the tenant's indexes list
 in a stored pack (chunk ID 32, pack name 32, kind 1, offset 8 and length 4, little-endian);
 unknown IDs are left out. Any role that may read the tenant may ask; the answer comes from that
-tenant's chunk table only (chunktable.py).
+tenant's chunk table only (chunktable.py). While that table is first built after a start (a large
+tenant after an upgrade), 503 with Retry-After: the client waits, as for any busy server.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from starlette.responses import Response
 
 from cairn.backends.errors import BackendError
 from cairn.core.ids import ID_SIZE
+from cairn.server.chunktable import TableBuilding
 from cairn.server.context import Call
-from cairn.server.errors import BadRequest, ServerError, TooLarge
+from cairn.server.errors import BadRequest, Overloaded, ServerError, TooLarge
 from cairn.server.objects import read_body
 
 MAX_IDS = 4096
 RECORD = struct.Struct(f"<{ID_SIZE}s{ID_SIZE}sBQI")
 """One answer: chunk ID, pack name, kind, offset, length."""
+BUILDING_RETRY_S = 5
+"""Retry-After while a tenant's chunk table is built (503)."""
 
 
 async def query_chunks(call: Call) -> Response:
@@ -41,6 +45,8 @@ async def query_chunks(call: Call) -> Response:
     table = call.services.chunks
     try:
         found = await run_in_threadpool(table.lookup, call.tenant.name, call.backend(), ids)
+    except TableBuilding as exc:  # the client waits and asks again (Retry-After)
+        raise Overloaded(f"{exc}; retry in a moment", retry_after=BUILDING_RETRY_S) from exc
     except BackendError as exc:  # the listing or an index object could not be read
         raise ServerError(f"the server's storage failed: {exc}") from exc
     call.audit("query", f"chunks: {len(ids)} asked, {len(found)} known")

@@ -46,12 +46,19 @@ _PER_STATEMENT = 500
 """IDs per SELECT (SQLite allows at least 999 variables in a statement)."""
 
 
+class TableBuilding(CairnError):
+    """A tenant's chunk table is being built (after a start or an upgrade): ask again soon."""
+
+
 class ChunkTable:
     """Every tenant's chunk table in the server's database; thread-safe."""
 
-    def __init__(self, db: Database, max_age_s: float = 60.0) -> None:
+    def __init__(self, db: Database, max_age_s: float = 60.0, wait_s: float = 10.0) -> None:
         self._db = db
         self._max_age_s = max_age_s
+        self._wait_s = wait_s
+        self._building: set[str] = set()
+        """Tenants whose table a thread is comparing with the listing now."""
         self._locks: dict[str, threading.Lock] = {}
         self._checked: dict[str, float] = {}
         """Tenant → when (monotonic) the table was last compared with the listing."""
@@ -93,23 +100,31 @@ class ChunkTable:
 
     def refresh(self, tenant: str, backend: Backend) -> int:
         """Compare the index names the table holds with the listing; read the index objects
-        it lacks and drop those gone. Returns how many index objects were read."""
-        with self._lock_of(tenant):
-            listed = {_raw(i.handle) for i in backend.list(ObjectKind.INDEX)}
-            recorded = {
-                bytes(row[0])
-                for row in self._db.read().execute(
-                    "SELECT name FROM chunk_indexes WHERE tenant = ?", (tenant,)
-                )
-            }
-            for name in recorded - listed:
+        it lacks and drop those gone. Returns how many index objects were read.
+
+        The tenant's lock is taken per index object, not for the whole run, so clients' saves
+        go on while a large table is built; an index object read is recorded only if it is
+        still stored once the lock is held (a removal holds the lock until the object is gone).
+        """
+        listed = {_raw(i.handle) for i in backend.list(ObjectKind.INDEX)}
+        recorded = {
+            bytes(row[0])
+            for row in self._db.read().execute(
+                "SELECT name FROM chunk_indexes WHERE tenant = ?", (tenant,)
+            )
+        }
+        for name in recorded - listed:
+            with self._lock_of(tenant):
                 if not backend.exists(Handle(ObjectKind.INDEX, name.hex())):
                     with self._db.write() as conn:
                         _forget(conn, tenant, name)
-            read = 0
-            for name in listed - recorded:
-                rows = _read_entries(backend, name)
-                if rows is not None:
+        read = 0
+        for name in listed - recorded:
+            rows = _read_entries(backend, name)
+            if rows is None:
+                continue
+            with self._lock_of(tenant):
+                if backend.exists(Handle(ObjectKind.INDEX, name.hex())):
                     with self._db.write() as conn:
                         _record(conn, tenant, name, rows)
                     read += 1
@@ -119,25 +134,77 @@ class ChunkTable:
 
     def warm(self, tenants: Iterable[tuple[str, Backend]]) -> None:
         """Refresh every tenant's table (at start, on a thread of its own: a table missing its
-        rows after an upgrade is then rebuilt before the first backup asks, not while it
-        waits). Failures are logged; the first query tries again."""
+        rows after an upgrade is then rebuilt before the first backup asks). Failures are
+        logged; the first query tries again."""
         try:
             for tenant, backend in tenants:
+                if not self._claim(tenant):
+                    continue
                 try:
                     read = self.refresh(tenant, backend)
                 except (CairnError, sqlite3.Error) as exc:
                     log.warning("chunk table of %s not rebuilt: %s", tenant, exc)
                     continue
+                finally:
+                    self._release(tenant)
                 if read:
                     log.info("chunk table of %s: %d index objects read", tenant, read)
         finally:
             self._db.close()  # this thread's connection
 
+    def _claim(self, tenant: str) -> bool:
+        """Become the one refreshing `tenant`'s table; False if another thread is."""
+        with self._guard:
+            if tenant in self._building:
+                return False
+            self._building.add(tenant)
+            return True
+
+    def _release(self, tenant: str) -> None:
+        with self._guard:
+            self._building.discard(tenant)
+
     def _refresh_if_due(self, tenant: str, backend: Backend) -> None:
+        """Refresh when due. A table never compared since start must be before it answers: if
+        that takes longer than `wait_s` (a large tenant after an upgrade), TableBuilding, and
+        the refresh goes on in the background. A table compared before answers as it stands
+        while a later comparison runs (it names no index object that is gone: rows go before
+        their object does)."""
         with self._guard:
             checked = self._checked.get(tenant)
-        if checked is None or time.monotonic() - checked >= self._max_age_s:
+            if checked is not None and time.monotonic() - checked < self._max_age_s:
+                return
+        if not self._claim(tenant):
+            if checked is None:
+                raise TableBuilding(f"the chunk table of tenant {tenant} is being built")
+            return
+        done = threading.Event()
+        failed: list[Exception] = []
+        threading.Thread(
+            target=self._refresh_in_background,
+            args=(tenant, backend, done, failed),
+            name="chunk-table",
+            daemon=True,
+        ).start()
+        if not done.wait(self._wait_s):
+            if checked is None:
+                raise TableBuilding(f"the chunk table of tenant {tenant} is being built")
+            return
+        if failed:
+            raise failed[0]
+
+    def _refresh_in_background(
+        self, tenant: str, backend: Backend, done: threading.Event, failed: list[Exception]
+    ) -> None:
+        try:
             self.refresh(tenant, backend)
+        except Exception as exc:  # handed to the request that waits, or logged
+            failed.append(exc)
+            log.warning("chunk table of %s not refreshed: %s", tenant, exc)
+        finally:
+            self._release(tenant)
+            self._db.close()  # this thread's connection
+            done.set()
 
     # ---- answering ----------------------------------------------------------------------
 

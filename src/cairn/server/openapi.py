@@ -105,6 +105,7 @@ ANSWERS: dict[tuple[str, str], dict[int, str]] = {
         "(4), little-endian; unknown IDs are left out",
         400: "a body that is not whole 32-byte chunk IDs, or a length mismatch",
         413: "more than 4,096 chunk IDs",
+        503: "the tenant's chunk table is being built (after a start); Retry-After",
     },
     ("HEAD", UPLOAD): {200: "Upload-Offset: the bytes held", 400: "not an object name"},
     ("PATCH", UPLOAD): {

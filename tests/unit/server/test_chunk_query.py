@@ -5,8 +5,11 @@ another tenant learns nothing, in tests/security/test_isolation.py.)"""
 from __future__ import annotations
 
 import struct
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -18,6 +21,7 @@ from cairn.format.pack import BlobKind
 from cairn.repository.repository import Repository
 from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role
+from cairn.server.chunktable import ChunkTable
 from cairn.server.context import Services, Settings
 from cairn.server.janitor import AccountedBackend
 
@@ -96,3 +100,51 @@ def test_a_body_that_lies_about_its_length_is_refused(
     lying = {**headers, "content-length": "64"}
     answer = client.post("/v1/t/acme/chunks", content=b"\x03" * 32, headers=lying)
     assert answer.status_code == 400
+
+
+class HeldListing:
+    """A tenant's storage whose listing waits until released: a table that takes long to build."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.released = threading.Event()
+
+    def list(self, kind: ObjectKind) -> Any:
+        self.released.wait()
+        return self.inner.list(kind)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_while_the_table_is_first_built_the_answer_is_busy(
+    setup: tuple[Services, TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """503 with Retry-After (the client waits, as for any busy server) until the table of a
+    tenant never compared since start is built; then the answer."""
+    services, client, headers = setup
+    tenant = services.tenants.get("acme")
+    backend = AccountedBackend(
+        services.tenants.backend(tenant), services.tenants, tenant, services.chunks
+    )
+    repo = Repository.init(backend, b"pw", SystemClock(), kdf=TEST_KDF)
+    repo.start_writing()
+    known, _ = repo.store_blob(BlobKind.DATA, b"held" * 100)
+    repo.flush()
+    repo.close()
+    held = HeldListing(services.tenants.backend(tenant))
+    monkeypatch.setattr(services.tenants, "backend", lambda _tenant: held)
+    services.chunks = ChunkTable(services.db, wait_s=0.0)  # a server just started
+    for _ in range(2):  # the second finds the first's build still running
+        busy = client.post("/v1/t/acme/chunks", content=known, headers=headers)
+        assert busy.status_code == 503
+        assert busy.json()["error"]["code"] == "CAIRN-E066"
+        assert int(busy.headers["retry-after"]) >= 1
+    held.released.set()
+    for _ in range(3000):
+        answer = client.post("/v1/t/acme/chunks", content=known, headers=headers)
+        if answer.status_code != 503:
+            break
+        time.sleep(0.01)
+    assert answer.status_code == 200
+    assert [r[0] for r in RECORD.iter_unpack(answer.content)] == [known]
