@@ -27,7 +27,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from cairn.backends.base import Backend, Handle, ObjectKind
@@ -44,6 +44,9 @@ Entry = tuple[bytes, bytes, int, int, int]
 """(chunk ID, pack name, kind, offset, length): where one chunk lives."""
 _PER_STATEMENT = 500
 """IDs per SELECT (SQLite allows at least 999 variables in a statement)."""
+ROWS_PER_TRANSACTION = 10_000
+"""Rows added or removed per write transaction: the server's other writes (usage, the audit log)
+wait for one transaction, never for a whole large index."""
 
 
 class TableBuilding(CairnError):
@@ -75,26 +78,55 @@ class ChunkTable:
         rows = _entries(bytes(data))
         with self._lock_of(tenant):
             yield
-            self._apply(tenant, lambda conn: _record(conn, tenant, _raw(handle), rows))
+            self._record(tenant, _raw(handle), rows)
 
     @contextmanager
     def removing(self, tenant: str, handle: Handle) -> Iterator[None]:
-        """Wrap the removal of `handle`: an index object's chunks go before it does."""
+        """Wrap the removal of `handle`: an index object's chunks go before it does; if they
+        cannot, it is not removed (BackendError)."""
         if handle.kind is not ObjectKind.INDEX:
             yield
             return
         with self._lock_of(tenant):
-            self._apply(tenant, lambda conn: _forget(conn, tenant, _raw(handle)))
+            try:
+                self._forget(tenant, _raw(handle))
+            except sqlite3.Error as exc:
+                raise BackendError(f"the chunk table could not be updated: {exc}") from exc
             yield
 
-    def _apply(self, tenant: str, change: Callable[[sqlite3.Connection], None]) -> None:
+    def _record(self, tenant: str, name: bytes, rows: list[Entry]) -> None:
+        """Under the tenant's lock: the rows, ROWS_PER_TRANSACTION at a time (other writers of
+        the database go on between them), then the index's name. A failure or a crash midway
+        leaves the name unrecorded, so the next comparison with the listing reads it again."""
         try:
+            for start in range(0, len(rows), ROWS_PER_TRANSACTION):
+                with self._db.write() as conn:
+                    _insert(conn, tenant, name, rows[start : start + ROWS_PER_TRANSACTION])
             with self._db.write() as conn:
-                change(conn)
-        except sqlite3.Error as exc:  # the table is stale now: compare it at the next query
-            log.warning("chunk table of %s not updated (%s); it is rebuilt", tenant, exc)
+                conn.execute(
+                    "INSERT OR IGNORE INTO chunk_indexes (tenant, name) VALUES (?, ?)",
+                    (tenant, name),
+                )
+        except sqlite3.Error as exc:  # chunks left out: stored again by a backup, never wrong
+            log.warning("chunk table of %s not updated (%s); it is compared again", tenant, exc)
             with self._guard:
                 self._checked.pop(tenant, None)
+
+    def _forget(self, tenant: str, name: bytes) -> None:
+        """Under the tenant's lock: the index's name first (a crash midway leaves its object
+        unrecorded while it is still stored, so it is read again), then its rows,
+        ROWS_PER_TRANSACTION at a time."""
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM chunk_indexes WHERE tenant = ? AND name = ?", (tenant, name))
+        while True:
+            with self._db.write() as conn:
+                deleted = conn.execute(
+                    "DELETE FROM chunks WHERE tenant = ? AND idx = ? AND id IN "
+                    "(SELECT id FROM chunks WHERE tenant = ? AND idx = ? LIMIT ?)",
+                    (tenant, name, tenant, name, ROWS_PER_TRANSACTION),
+                ).rowcount
+            if deleted < ROWS_PER_TRANSACTION:
+                return
 
     # ---- rebuilding ---------------------------------------------------------------------
 
@@ -116,8 +148,7 @@ class ChunkTable:
         for name in recorded - listed:
             with self._lock_of(tenant):
                 if not backend.exists(Handle(ObjectKind.INDEX, name.hex())):
-                    with self._db.write() as conn:
-                        _forget(conn, tenant, name)
+                    self._forget(tenant, name)
         read = 0
         for name in listed - recorded:
             rows = _read_entries(backend, name)
@@ -125,8 +156,7 @@ class ChunkTable:
                 continue
             with self._lock_of(tenant):
                 if backend.exists(Handle(ObjectKind.INDEX, name.hex())):
-                    with self._db.write() as conn:
-                        _record(conn, tenant, name, rows)
+                    self._record(tenant, name, rows)
                     read += 1
         with self._guard:
             self._checked[tenant] = time.monotonic()
@@ -273,15 +303,9 @@ def _read_entries(backend: Backend, name: bytes) -> list[Entry] | None:
     return _entries(data)
 
 
-def _record(conn: sqlite3.Connection, tenant: str, name: bytes, rows: list[Entry]) -> None:
-    conn.execute("INSERT OR IGNORE INTO chunk_indexes (tenant, name) VALUES (?, ?)", (tenant, name))
+def _insert(conn: sqlite3.Connection, tenant: str, name: bytes, rows: list[Entry]) -> None:
     conn.executemany(
         "INSERT OR IGNORE INTO chunks (tenant, id, pack, kind, start, length, idx) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(tenant, *row, name) for row in rows],
     )
-
-
-def _forget(conn: sqlite3.Connection, tenant: str, name: bytes) -> None:
-    conn.execute("DELETE FROM chunks WHERE tenant = ? AND idx = ?", (tenant, name))
-    conn.execute("DELETE FROM chunk_indexes WHERE tenant = ? AND name = ?", (tenant, name))

@@ -188,8 +188,11 @@ async def remove_object(call: Call) -> Response:
 
     def remove() -> None:
         size = _storage(backend.stat, handle).size
-        with call.services.chunks.removing(call.tenant.name, handle):
-            _storage(backend.remove, handle)
+        try:
+            with call.services.chunks.removing(call.tenant.name, handle):
+                _storage(backend.remove, handle)
+        except BackendError as exc:  # the chunk table could not let go of it: kept
+            raise ServerError(f"the server's storage failed: {exc}") from exc
         call.services.tenants.refunded(call.tenant, size)
 
     await run_in_threadpool(remove)

@@ -5,11 +5,14 @@ index objects when its rows are gone or index objects arrived another way."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cairn.backends.base import Handle, ObjectKind
+from cairn.backends.errors import BackendError
 from cairn.core.clock import SystemClock
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.hashing import object_name
@@ -19,6 +22,7 @@ from cairn.format.pack import BlobKind, PackEntry
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
 from cairn.repository.repository import Repository
+from cairn.server import chunktable
 from cairn.server.app import open_services
 from cairn.server.chunktable import ChunkTable
 from cairn.server.context import Services, Settings
@@ -233,3 +237,96 @@ def test_warming_at_start_rebuilds_every_tenant(services: Services) -> None:
     ChunkTable(services.db).warm([(t.name, services.tenants.backend(t)) for t in tenants])
     assert (rows(services, "acme"), rows(services, "beta")) == before
     assert len(before[0]) == len(acme_ids) and len(before[1]) == len(beta_ids)
+
+
+def _big_index(backend: AccountedBackend, entries: int) -> tuple[Handle, list[bytes]]:
+    """An index object of `entries` made-up chunks in the tenant's one pack."""
+    (pack,) = [ObjectName.from_hex(i.handle.name) for i in backend.list(ObjectKind.PACK)]
+    ids = [os.urandom(32) for _ in range(entries)]
+    record = IndexRecord(packs={pack: [PackEntry(ChunkId(c), BlobKind.DATA, 8, 10) for c in ids]})
+    data = encode_index(record)
+    handle = Handle(ObjectKind.INDEX, object_name(data).hex)
+    backend.save(handle, data)
+    return handle, ids
+
+
+def test_a_large_index_goes_in_and_out_a_transaction_at_a_time(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chunktable, "ROWS_PER_TRANSACTION", 7)
+    transactions: list[int] = []
+    real_write = services.db.write
+
+    def counting_write() -> Any:
+        transactions.append(1)
+        return real_write()
+
+    backend = init(services, "acme")
+    back_up(backend, "one pack")
+    monkeypatch.setattr(services.db, "write", counting_write)
+    handle, ids = _big_index(backend, 100)
+    assert len(transactions) >= 100 // 7 + 1
+    assert len(lookup(services, "acme", ids)) == 100
+    transactions.clear()
+    backend.remove(handle)
+    assert len(transactions) >= 100 // 7 + 1
+    assert lookup(services, "acme", ids) == {}
+
+
+def test_an_index_whose_rows_failed_midway_is_read_again(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows first, the name last: a failure midway leaves the name unrecorded, and the next
+    query compares the listing again and reads the index whole."""
+    monkeypatch.setattr(chunktable, "ROWS_PER_TRANSACTION", 10)
+    backend = init(services, "acme")
+    back_up(backend, "one pack")
+    lookup(services, "acme", [])  # compared with the listing now: no refresh is due
+    calls: list[int] = []
+    real_insert = chunktable._insert
+
+    def failing_insert(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise sqlite3.OperationalError("disk I/O error")
+        real_insert(*args)
+
+    monkeypatch.setattr(chunktable, "_insert", failing_insert)
+    handle, ids = _big_index(backend, 50)  # the save itself succeeds
+    monkeypatch.setattr(chunktable, "_insert", real_insert)
+    names = {
+        bytes(r[0]).hex() for r in services.db.read().execute("SELECT name FROM chunk_indexes")
+    }
+    assert handle.name not in names
+    assert len(lookup(services, "acme", ids)) == 50  # compared again, read again
+
+
+def test_an_index_the_table_cannot_let_go_of_is_not_removed(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows must go before their index object: if they cannot, the object stays (a backup
+    would otherwise deduplicate against chunks of an index that is gone)."""
+    backend = init(services, "acme")
+    _, ids = back_up(backend, "kept")
+    (index,) = [i.handle for i in backend.list(ObjectKind.INDEX)]
+    real_write = services.db.write
+    writes: list[int] = []
+
+    def failing_write() -> Any:
+        writes.append(1)
+        if len(writes) == 2:  # the name went; the rows' delete fails
+            raise sqlite3.OperationalError("database is locked")
+        return real_write()
+
+    monkeypatch.setattr(services.db, "write", failing_write)
+    with pytest.raises(BackendError, match="chunk table"):
+        backend.remove(index)
+    monkeypatch.setattr(services.db, "write", real_write)
+    assert backend.exists(index)
+    _drop_checked(services)
+    assert set(lookup(services, "acme", sorted(ids))) == ids
+
+
+def _drop_checked(services: Services) -> None:
+    """As after a restart: the next query compares the table with the listing."""
+    services.chunks = ChunkTable(services.db)
