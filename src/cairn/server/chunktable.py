@@ -95,38 +95,45 @@ class ChunkTable:
             yield
 
     def _record(self, tenant: str, name: bytes, rows: list[Entry]) -> None:
-        """Under the tenant's lock: the rows, ROWS_PER_TRANSACTION at a time (other writers of
-        the database go on between them), then the index's name. A failure or a crash midway
-        leaves the name unrecorded, so the next comparison with the listing reads it again."""
+        """Under the tenant's lock: the index's name (incomplete), its rows,
+        ROWS_PER_TRANSACTION at a time (other writers of the database go on between them), then
+        the name marked complete. A failure or a crash midway leaves it incomplete, so the next
+        comparison with the listing reads it again."""
         try:
+            with self._db.write() as conn:
+                number = _number(conn, tenant, name)
             for start in range(0, len(rows), ROWS_PER_TRANSACTION):
                 with self._db.write() as conn:
-                    _insert(conn, tenant, name, rows[start : start + ROWS_PER_TRANSACTION])
+                    _insert(conn, tenant, number, rows[start : start + ROWS_PER_TRANSACTION])
             with self._db.write() as conn:
-                conn.execute(
-                    "INSERT OR IGNORE INTO chunk_indexes (tenant, name) VALUES (?, ?)",
-                    (tenant, name),
-                )
+                conn.execute("UPDATE chunk_indexes SET complete = 1 WHERE no = ?", (number,))
         except sqlite3.Error as exc:  # chunks left out: stored again by a backup, never wrong
             log.warning("chunk table of %s not updated (%s); it is compared again", tenant, exc)
             with self._guard:
                 self._checked.pop(tenant, None)
 
     def _forget(self, tenant: str, name: bytes) -> None:
-        """Under the tenant's lock: the index's name first (a crash midway leaves its object
-        unrecorded while it is still stored, so it is read again), then its rows,
-        ROWS_PER_TRANSACTION at a time."""
+        """Under the tenant's lock: the index's name marked incomplete first (a crash midway
+        leaves it to be read again while its object is stored), then its rows,
+        ROWS_PER_TRANSACTION at a time, then the name."""
         with self._db.write() as conn:
-            conn.execute("DELETE FROM chunk_indexes WHERE tenant = ? AND name = ?", (tenant, name))
+            row = conn.execute(
+                "SELECT no FROM chunk_indexes WHERE tenant = ? AND name = ?", (tenant, name)
+            ).fetchone()
+            if row is None:
+                return
+            conn.execute("UPDATE chunk_indexes SET complete = 0 WHERE no = ?", (row[0],))
         while True:
             with self._db.write() as conn:
                 deleted = conn.execute(
-                    "DELETE FROM chunks WHERE tenant = ? AND idx = ? AND id IN "
-                    "(SELECT id FROM chunks WHERE tenant = ? AND idx = ? LIMIT ?)",
-                    (tenant, name, tenant, name, ROWS_PER_TRANSACTION),
+                    "DELETE FROM chunks WHERE idx = ? AND id IN "
+                    "(SELECT id FROM chunks WHERE idx = ? LIMIT ?)",
+                    (row[0], row[0], ROWS_PER_TRANSACTION),
                 ).rowcount
             if deleted < ROWS_PER_TRANSACTION:
-                return
+                break
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM chunk_indexes WHERE no = ?", (row[0],))
 
     # ---- rebuilding ---------------------------------------------------------------------
 
@@ -139,13 +146,14 @@ class ChunkTable:
         still stored once the lock is held (a removal holds the lock until the object is gone).
         """
         listed = {_raw(i.handle) for i in backend.list(ObjectKind.INDEX)}
-        recorded = {
-            bytes(row[0])
+        known = {
+            bytes(row[0]): bool(row[1])
             for row in self._db.read().execute(
-                "SELECT name FROM chunk_indexes WHERE tenant = ?", (tenant,)
+                "SELECT name, complete FROM chunk_indexes WHERE tenant = ?", (tenant,)
             )
         }
-        for name in recorded - listed:
+        recorded = {name for name, complete in known.items() if complete}
+        for name in set(known) - listed:
             with self._lock_of(tenant):
                 if not backend.exists(Handle(ObjectKind.INDEX, name.hex())):
                     self._forget(tenant, name)
@@ -303,9 +311,18 @@ def _read_entries(backend: Backend, name: bytes) -> list[Entry] | None:
     return _entries(data)
 
 
-def _insert(conn: sqlite3.Connection, tenant: str, name: bytes, rows: list[Entry]) -> None:
+def _number(conn: sqlite3.Connection, tenant: str, name: bytes) -> int:
+    """The number by which an index object's rows name it (made on first use)."""
+    conn.execute("INSERT OR IGNORE INTO chunk_indexes (tenant, name) VALUES (?, ?)", (tenant, name))
+    row = conn.execute(
+        "SELECT no FROM chunk_indexes WHERE tenant = ? AND name = ?", (tenant, name)
+    ).fetchone()
+    return int(row[0])
+
+
+def _insert(conn: sqlite3.Connection, tenant: str, number: int, rows: list[Entry]) -> None:
     conn.executemany(
         "INSERT OR IGNORE INTO chunks (tenant, id, pack, kind, start, length, idx) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(tenant, *row, name) for row in rows],
+        [(tenant, *row, number) for row in rows],
     )

@@ -69,24 +69,27 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # 3: the chunk table of each tenant (design 14.11): what its index objects list, and which
-    # index objects it was built from (to see that it is stale)
+    # index objects it was built from (to see that it is stale); an index object's rows name it
+    # by a small number, not its 32-byte name (a third smaller on disk, faster to fill)
     """
-    CREATE TABLE chunks (
+    CREATE TABLE chunk_indexes (
+        no INTEGER PRIMARY KEY,
         tenant TEXT NOT NULL REFERENCES tenants(name),
+        name BLOB NOT NULL,
+        complete INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (tenant, name)
+    );
+    CREATE TABLE chunks (
+        tenant TEXT NOT NULL,
         id BLOB NOT NULL,
+        idx INTEGER NOT NULL,
         pack BLOB NOT NULL,
         kind INTEGER NOT NULL,
         start INTEGER NOT NULL,
         length INTEGER NOT NULL,
-        idx BLOB NOT NULL,
         PRIMARY KEY (tenant, id, idx)
     ) WITHOUT ROWID;
-    CREATE INDEX chunks_by_index ON chunks (tenant, idx);
-    CREATE TABLE chunk_indexes (
-        tenant TEXT NOT NULL REFERENCES tenants(name),
-        name BLOB NOT NULL,
-        PRIMARY KEY (tenant, name)
-    ) WITHOUT ROWID;
+    CREATE INDEX chunks_by_index ON chunks (idx);
     """,
 )
 
