@@ -55,6 +55,7 @@ EXPECTED_RULES: dict[tuple[str, str], tuple[Scope, frozenset[Role]]] = {
     ("GET", "/v1/t/{tenant}/usage"): (Scope.TENANT, READ),
     ("GET", "/v1/t/{tenant}/status"): (Scope.TENANT, READ),
     ("POST", "/v1/t/{tenant}/jobs"): (Scope.TENANT, READ),  # every role: agents hold backup
+    ("POST", "/v1/t/{tenant}/chunks"): (Scope.TENANT, READ),
     ("HEAD", UPLOAD): (Scope.TENANT, WRITE),
     ("PATCH", UPLOAD): (Scope.TENANT, WRITE),
     ("GET", "/v1/metrics"): ADMIN,
@@ -147,6 +148,9 @@ CALLS: dict[tuple[str, str], Callable[[Site, str, str], Call]] = {
         "POST",
         f"/v1/t/{tenant}/jobs",
         _json({"job": "home", "host": "pc", "started": 1.0, "ended": 2.0, "outcome": "success"}),
+    ),
+    ("POST", "/v1/t/{tenant}/chunks"): lambda site, tenant, kind: Call(
+        "POST", f"/v1/t/{tenant}/chunks", bytes(range(32)) * 2
     ),
     ("HEAD", UPLOAD): _upload_call("HEAD"),
     ("PATCH", UPLOAD): _upload_call("PATCH"),

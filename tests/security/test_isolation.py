@@ -20,6 +20,7 @@ import pytest
 from securitykit import KINDS, TENANT_ROLES, Site, hex_name, make_site, real_repository
 
 from cairn.backends.base import Handle, ObjectKind
+from cairn.format.index import decode_index
 from cairn.server.auth import Role
 from serverfixture import running_server
 
@@ -37,6 +38,7 @@ def _requests(site: Site, tenant: str) -> Iterator[tuple[str, str, dict[str, Any
     yield "GET", f"/v1/t/{tenant}/status", {}
     report = b'{"job": "j", "host": "h", "started": 1, "ended": 2, "outcome": "failure"}'
     yield "POST", f"/v1/t/{tenant}/jobs", {"content": report}
+    yield "POST", f"/v1/t/{tenant}/chunks", {"content": acme_chunk_ids(site)}
     for kind in KINDS:
         name, data = site.objects[("acme", kind)]
         other = hex_name(b"nobody holds this " + kind.encode())
@@ -51,6 +53,13 @@ def _requests(site: Site, tenant: str) -> Iterator[tuple[str, str, dict[str, Any
         yield "PUT", f"/v1/t/{tenant}/{kind}/{name}", {"content": b"other bytes"}
         upload = {"upload-offset": "0", "upload-length": str(len(data))}
         yield "PATCH", f"/v1/t/{tenant}/uploads/{kind}/{name}", {"content": data, "headers": upload}
+
+
+def acme_chunk_ids(site: Site) -> bytes:
+    """The chunk IDs acme's index lists, concatenated: a chunk query for all of them."""
+    _, data = site.objects[("acme", "index")]
+    record = decode_index(data)
+    return b"".join(e.chunk_id for entries in record.packs.values() for e in entries)
 
 
 def _acme(site: Site) -> tuple[object, ...]:
@@ -139,6 +148,21 @@ def test_a_listing_and_the_usage_show_only_the_callers_tenant(site: Site) -> Non
         usage = site.client.get("/v1/t/beta/usage", headers=headers).json()
         assert usage["tenant"] == "beta"
         assert usage["used"] == site.services.tenants.get("beta").used
+
+
+def test_a_chunk_query_answers_from_the_callers_tenant_only(site: Site) -> None:
+    """The dedup oracle: beta asking about acme's chunks learns nothing, whatever its role;
+    acme asking about them learns where they are."""
+    asked = acme_chunk_ids(site)
+    assert len(asked) >= 64
+    for role in TENANT_ROLES:
+        headers = {"authorization": f"Bearer {site.token('beta', role)}"}
+        answer = site.client.post("/v1/t/beta/chunks", content=asked, headers=headers)
+        assert answer.status_code == 200 and answer.content == b""
+    headers = {"authorization": f"Bearer {site.token('acme', Role.RESTORE)}"}
+    answer = site.client.post("/v1/t/acme/chunks", content=asked, headers=headers)
+    assert answer.status_code == 200
+    assert len(answer.content) == 77 * (len(asked) // 32)
 
 
 class Recorder:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class ObjectKind(Enum):
@@ -48,6 +48,8 @@ class Capabilities:
     """How many operations may usefully run at once."""
     local: bool = False
     """Range reads are cheap (no network round trip)."""
+    chunk_query: bool = False
+    """The storage says where chunks live (`ChunkQuerier`): a backup need not load the index."""
 
 
 class Backend(Protocol):
@@ -102,4 +104,23 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and file descriptors."""
+        ...
+
+
+ChunkAnswer = tuple[bytes, int, int, int]
+"""Where one chunk lives, as the storage says: (pack name, blob kind, offset, length)."""
+
+
+@runtime_checkable
+class ChunkQuerier(Protocol):
+    """A backend that answers where chunks live (a Cairn server's chunk query, design 14.11).
+
+    Raw bytes and numbers only: backends know nothing of blobs; the repository layer makes
+    locations of them. Its `capabilities.chunk_query` is True when the answers are real (a
+    wrapper has the method whatever it wraps).
+    """
+
+    def query_chunks(self, ids: Sequence[bytes]) -> dict[bytes, ChunkAnswer]:
+        """For each of `ids` the storage's indexes list, where it lives; unknown IDs are left
+        out. Any number of IDs (sent in batches the storage accepts)."""
         ...

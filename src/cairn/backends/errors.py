@@ -93,3 +93,7 @@ class ServerUnreachable(TransientBackendError):
 
 class CertificateMismatch(BackendError):
     """The server shows a certificate other than the one pinned for it."""
+
+
+class MalformedAnswer(BackendError):
+    """The server's answer to a chunk query is not whole records (a server bug)."""

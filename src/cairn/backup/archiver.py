@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cairn.backup.filescache import FilesCache
+from cairn.backup.groups import GROUP_IDS, FileGroups, Files, NodeFuture
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.core.progress import Progress
 from cairn.format.pack import BlobKind
@@ -69,7 +70,11 @@ class _Stats:
     errors: int = 0
 
 
-NodeFuture = Future[Node | None]
+BATCH_BYTES = 4 << 20
+"""Chunks of a large file held back to be asked about in one batch."""
+TREE_BATCH = 256
+"""Tree blobs held back to be asked about in one batch (with TREE_BATCH_BYTES)."""
+TREE_BATCH_BYTES = 4 << 20
 
 
 def _done(node: Node | None) -> NodeFuture:
@@ -97,6 +102,11 @@ class Archiver:
         self._refs_lock = threading.Lock()
         self._chunker = repo.chunker()
         self._small = repo.params.chunk_min
+        self._batched = repo.chunk_index.batched
+        self._groups = FileGroups(self._save_group, self._small)
+        self._trees: list[tuple[ChunkId, bytes]] = []
+        self._trees_bytes = 0
+        self._trees_lock = threading.Lock()
 
     # ---- the run ------------------------------------------------------------------------
 
@@ -109,6 +119,7 @@ class Archiver:
             root_nodes = self._walk_roots(roots, workers, finalizer, options.workers)
             finalizer.close()
             tree_id = self._store_skeleton(roots, root_nodes)
+            self._flush_trees()
         except BaseException:
             finalizer.abort()
             workers.shutdown(wait=True, cancel_futures=True)
@@ -131,6 +142,7 @@ class Archiver:
                     root_nodes[root] = future
                 elif future is not None:
                     children.setdefault(os.path.dirname(event.path), []).append(future)
+            self._groups.submit(workers, slots)
             self._repo.raise_if_failed()
         return root_nodes
 
@@ -143,6 +155,8 @@ class Archiver:
         children: dict[bytes, list[NodeFuture]],
     ) -> NodeFuture | None:
         if isinstance(event, FileEvent):
+            if self._batched and (ids := self._groupable(event)) is not None:
+                return self._groups.add(event.path, event.node, ids, workers, slots)
             slots.acquire()
             future = workers.submit(self._save_file, event.path, event.node)
             future.add_done_callback(lambda _f: slots.release())
@@ -157,7 +171,62 @@ class Archiver:
             self._warn(event.path, event.message)
         return None
 
+    # ---- groups of files, for an index that asks a server (design 14.11) -------------------
+
+    def _groupable(self, event: FileEvent) -> int | None:
+        """How many chunk IDs the file adds to a group, or None if it goes alone: a small
+        file (one chunk), or one the files cache knows (its cached chunks, if not too many)."""
+        node = event.node
+        if node.size < self._small:
+            return 1
+        cached = self._cached(event.path, node)
+        if cached is not None and len(cached[0]) <= GROUP_IDS:
+            return len(cached[0])
+        return None
+
+    def _save_group(self, files: Files) -> list[Node | None]:
+        """Ask about every chunk of the group at once, then save each file as usual."""
+        ids: list[ChunkId] = []
+        for path, node in files:
+            cached = self._cached(path, node)
+            if cached is not None:
+                ids.extend(cached[0])
+            elif (chunk_id := self._small_file_id(path, node)) is not None:
+                ids.append(chunk_id)
+        self._repo.chunk_index.prefetch(ids)
+        return [self._save_file(path, node) for path, node in files]
+
+    def _small_file_id(self, path: bytes, node: Node) -> ChunkId | None:
+        """The chunk ID a small file has now (read again when it is stored; a file that
+        changed in between is only asked about again)."""
+        try:
+            fd = open_for_backup(path)
+        except OSError:
+            return None  # reported when the file is saved
+        try:
+            data = _read_small(fd, node.size)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return self._repo.blob_id(BlobKind.DATA, data) if data else None
+
     # ---- files --------------------------------------------------------------------------
+
+    def _cached(self, path: bytes, node: Node) -> tuple[list[ChunkId], list[int]] | None:
+        if self._cache is None:
+            return None
+        return self._cache.lookup(path, (node.dev, node.inode, node.size, node.mtime, node.ctime))
+
+    def _all_stored(self, chunk_ids: list[ChunkId]) -> bool:
+        """True when every chunk is durably stored; asks in batches the index can hold."""
+        index = self._repo.chunk_index
+        for start in range(0, len(chunk_ids), GROUP_IDS):
+            part = chunk_ids[start : start + GROUP_IDS]
+            index.prefetch(part)
+            if not all(c in index for c in part):
+                return False
+        return True
 
     def _save_file(self, path: bytes, node: Node) -> Node | None:
         try:
@@ -169,7 +238,7 @@ class Archiver:
     def _save_file_checked(self, path: bytes, node: Node) -> Node | None:
         meta = (node.dev, node.inode, node.size, node.mtime, node.ctime)
         cached = self._cache.lookup(path, meta) if self._cache is not None else None
-        if cached is not None and all(c in self._repo.index for c in cached[0]):
+        if cached is not None and self._all_stored(cached[0]):
             node.content, node.sizes = cached
             self._note_file(node, node.content, unmodified=True)
             return node
@@ -200,19 +269,44 @@ class Archiver:
         """Store the file's chunks; return their IDs and sizes."""
         content: list[ChunkId] = []
         sizes: list[int] = []
-        total = 0
-        for chunk in self._chunks(fd, size):
-            chunk_id, added = self._repo.store_blob(BlobKind.DATA, chunk)
-            content.append(chunk_id)
-            sizes.append(len(chunk))
-            total += len(chunk)
-            self._progress.bytes_done(len(chunk))
-            if added:
-                with self._stats.lock:
-                    self._stats.bytes_added += added
+        if not self._batched:
+            for chunk in self._chunks(fd, size):
+                self._store_chunk(chunk, None, content, sizes)
+        else:  # ask about a batch of chunks at once: they must outlive the chunker's buffer
+            batch: list[bytes] = []
+            held = 0
+            for chunk in self._chunks(fd, size):
+                batch.append(bytes(chunk))
+                held += len(chunk)
+                if held >= BATCH_BYTES:
+                    self._store_batch(batch, content, sizes)
+                    held = 0
+            self._store_batch(batch, content, sizes)
         with self._stats.lock:
-            self._stats.bytes_read += total
+            self._stats.bytes_read += sum(sizes)
         return content, sizes
+
+    def _store_batch(self, batch: list[bytes], content: list[ChunkId], sizes: list[int]) -> None:
+        ids = [self._repo.blob_id(BlobKind.DATA, chunk) for chunk in batch]
+        self._repo.chunk_index.prefetch(ids)
+        for chunk, chunk_id in zip(batch, ids, strict=True):
+            self._store_chunk(chunk, chunk_id, content, sizes)
+        batch.clear()
+
+    def _store_chunk(
+        self,
+        chunk: bytes | memoryview,
+        chunk_id: ChunkId | None,
+        content: list[ChunkId],
+        sizes: list[int],
+    ) -> None:
+        chunk_id, added = self._repo.store_blob(BlobKind.DATA, chunk, chunk_id)
+        content.append(chunk_id)
+        sizes.append(len(chunk))
+        self._progress.bytes_done(len(chunk))
+        if added:
+            with self._stats.lock:
+                self._stats.bytes_added += added
 
     def _chunks(self, fd: int, size: int) -> Iterator[memoryview]:
         if size < self._small:
@@ -239,10 +333,33 @@ class Archiver:
     # ---- trees --------------------------------------------------------------------------
 
     def store_tree(self, nodes: list[Node]) -> ChunkId:
-        tree_id, added = self._repo.store_blob(BlobKind.TREE, encode_tree(nodes))
+        if not self._batched:
+            tree_id, added = self._repo.store_blob(BlobKind.TREE, encode_tree(nodes))
+            self._add_refs([tree_id])
+            self._count(dirs=1, bytes_added=added)
+            return tree_id
+        # Held back and asked about in batches; stored in the order they were made (bottom-up).
+        data = encode_tree(nodes)
+        tree_id = self._repo.blob_id(BlobKind.TREE, data)
+        with self._trees_lock:
+            self._trees.append((tree_id, data))
+            self._trees_bytes += len(data)
+            due = len(self._trees) >= TREE_BATCH or self._trees_bytes >= TREE_BATCH_BYTES
+        if due:
+            self._flush_trees()
         self._add_refs([tree_id])
-        self._count(dirs=1, bytes_added=added)
+        self._count(dirs=1)
         return tree_id
+
+    def _flush_trees(self) -> None:
+        with self._trees_lock:
+            trees, self._trees, self._trees_bytes = self._trees, [], 0
+            if not trees:
+                return
+            self._repo.chunk_index.prefetch([tree_id for tree_id, _ in trees])
+            for tree_id, data in trees:
+                _, added = self._repo.store_blob(BlobKind.TREE, data, tree_id)
+                self._count(bytes_added=added)
 
     def _store_skeleton(self, roots: list[bytes], root_nodes: dict[bytes, NodeFuture]) -> ChunkId:
         """Build the trees from / down to each backed-up path (design.md 3.7)."""

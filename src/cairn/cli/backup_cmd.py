@@ -15,6 +15,7 @@ from cairn.cli.errors import EXIT_PARTIAL, UsageError
 from cairn.cli.output import show_path
 from cairn.core.patterns import PatternSet
 from cairn.core.units import format_size
+from cairn.repository.remoteindex import remote_index
 from cairn.snapshot.select import SnapshotFilter, read_snapshots
 from cairn.source.walker import Walker
 
@@ -70,7 +71,12 @@ def run(ctx: Context) -> int:
         exclude_caches=args.exclude_caches,
         one_file_system=args.one_file_system,
     )
-    repo = ctx.open_repository(session="backup")
+    repo = ctx.open_repository(load_index=False, session="backup")
+    index = remote_index(repo.backend)
+    if index is not None:  # a server answers chunk queries: memory stays bounded (design 14.11)
+        repo.use_chunk_index(index)
+    else:
+        ctx.load_index(repo)
     host = args.host or socket.gethostname()
     options = BackupOptions(paths=paths, host=host, tags=args.tag, parent=_parent(ctx, host, paths))
     cache = _files_cache(ctx, repo.repo_id.hex())

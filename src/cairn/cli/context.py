@@ -99,7 +99,7 @@ class Context:
             if session is not None:
                 self._repo.begin_session(session)
             if load_index:
-                self._load_index(self._repo)
+                self.load_index(self._repo)
         return self._repo
 
     def remote_credentials(self) -> RemoteCredentials:
@@ -121,7 +121,7 @@ class Context:
         except ValueError as exc:
             raise UsageError(f"upload limit: {exc}; examples: 5MiB/s, 512KiB/s") from exc
 
-    def _load_index(self, repo: Repository) -> None:
+    def load_index(self, repo: Repository) -> None:
         """Load the index, leaving out what storage lost; say what was left out."""
         repo.load_index()
         for problem in repo.damaged:

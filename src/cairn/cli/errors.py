@@ -13,6 +13,7 @@ from cairn.backends.errors import (
     BackendError,
     CertificateMismatch,
     ListingIncomplete,
+    MalformedAnswer,
     NotFound,
     PermissionDenied,
     QuotaExceeded,
@@ -95,6 +96,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         CertificateMismatch,
         ErrorCode("CAIRN-E063", 63, "see docs/troubleshooting.md before trusting a new one"),
+    ),
+    (
+        MalformedAnswer,
+        ErrorCode("CAIRN-E073", 34, "a server bug: report it; upgrading the server may help"),
     ),
     (Throttled, ErrorCode("CAIRN-E064", 64, "wait a minute, then use a valid token")),
     (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cairn.core.ids import ChunkId, ObjectName
@@ -36,8 +37,14 @@ class MasterIndex:
         self._pending: set[ChunkId] = set()
         self._lock = threading.Lock()
 
+    batched = False
+    """Every lookup is in memory: nothing to prefetch (chunkindex.ChunkIndex)."""
+
     def __len__(self) -> int:
         return len(self._known)
+
+    def prefetch(self, chunk_ids: Sequence[ChunkId]) -> None:
+        """Nothing to do: everything is loaded."""
 
     def __contains__(self, chunk_id: object) -> bool:
         return chunk_id in self._known

@@ -16,7 +16,7 @@ from cairn.core.ids import ChunkId, ObjectName
 from cairn.crypto.hashing import object_name
 from cairn.format.index import IndexRecord, encode_index
 from cairn.format.pack import BlobKind, build_pack
-from cairn.repository.masterindex import MasterIndex
+from cairn.repository.chunkindex import ChunkIndex
 
 Blob = tuple[ChunkId, BlobKind, bytes]
 
@@ -36,7 +36,7 @@ class PackUploader:
     def __init__(
         self,
         backend: Backend,
-        index: MasterIndex,
+        index: ChunkIndex,
         *,
         pack_size: int,
         connections: int,

@@ -40,6 +40,7 @@ from cairn.format.snapshot import (
     encode_body,
     encode_snapshot,
 )
+from cairn.repository.chunkindex import ChunkIndex
 from cairn.repository.errors import (
     NotARepository,
     ObjectMissing,
@@ -104,6 +105,7 @@ class Repository:
         self.clock = clock
         self.keys = master.subkeys()
         self.index = MasterIndex()
+        self._chunk_index: ChunkIndex | None = None
         self._opener = Opener(self.keys.seal)
         self._sealer: Sealer | None = None
         self._uploader: PackUploader | None = None
@@ -205,6 +207,18 @@ class Repository:
 
     # ---- the index ----------------------------------------------------------------------
 
+    @property
+    def chunk_index(self) -> ChunkIndex:
+        """What storing and fetching blobs consult: the loaded index, unless a backup chose
+        another (`use_chunk_index`)."""
+        return self._chunk_index if self._chunk_index is not None else self.index
+
+    def use_chunk_index(self, index: ChunkIndex) -> None:
+        """Store and fetch blobs through `index` instead of loading the whole index (a backup
+        to a server: remoteindex.RemoteIndex). Before the first blob is stored."""
+        assert self._uploader is None, "choose the index before start_writing()"
+        self._chunk_index = index
+
     def load_index(self, connections: int = 4) -> list[ObjectName]:
         """Read every index object into memory; returns their names.
 
@@ -300,7 +314,7 @@ class Repository:
         if self._uploader is None:
             self._uploader = PackUploader(
                 self.backend,
-                self.index,
+                self.chunk_index,
                 pack_size=self.params.pack_size,
                 connections=connections,
                 clock=self.clock,
@@ -319,7 +333,7 @@ class Repository:
         """Store a blob unless it is known; returns its ID and the bytes added (0: deduplicated)."""
         if chunk_id is None:
             chunk_id = self.blob_id(kind, plaintext)
-        if not self.index.reserve(chunk_id):
+        if not self.chunk_index.reserve(chunk_id):
             return chunk_id, 0
         sealed = self.sealer().seal(self._compress(plaintext), self._blob_aad(kind, chunk_id))
         assert self._uploader is not None, "start_writing() before storing blobs"
@@ -355,7 +369,7 @@ class Repository:
             cached = self._open_cached(cache, kind, chunk_id)
             if cached is not None:
                 return cached
-        location = self.index.get(chunk_id)
+        location = self.chunk_index.get(chunk_id)
         if location is None:
             raise ObjectMissing(f"chunk {chunk_id.hex()[:8]} is in no index")
         if location.kind is not kind:

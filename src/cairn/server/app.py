@@ -17,6 +17,7 @@ from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
 from cairn.server.auth import TokenStore
+from cairn.server.chunktable import ChunkTable
 from cairn.server.context import Services, Settings
 from cairn.server.db import Database
 from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
@@ -42,6 +43,7 @@ def open_services(settings: Settings) -> Services:
     arrivals = Arrivals(db)
     lock_owners = LockOwners(db)
     jobs = JobResults(db)
+    chunks = ChunkTable(db)
     return Services(
         settings=settings,
         db=db,
@@ -55,6 +57,7 @@ def open_services(settings: Settings) -> Services:
             tenants,
             arrivals,
             lock_owners,
+            chunks,
             grace_ms=settings.gc_grace_ms,
             partial=settings.data / "partial",
         ),
@@ -63,6 +66,7 @@ def open_services(settings: Settings) -> Services:
         alerts=None
         if settings.notify is None
         else JobAlerts.from_file(settings.notify, settings.data / "alerts.json", jobs, tenants),
+        chunks=chunks,
         uploads=threading.BoundedSemaphore(settings.max_uploads),
     )
 
@@ -73,6 +77,13 @@ def create_app(services: Services) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.audit.start()
+        tenants = services.tenants
+        threading.Thread(
+            target=services.chunks.warm,
+            args=([(t.name, tenants.backend(t)) for t in tenants.all()],),
+            name="chunk-tables",
+            daemon=True,
+        ).start()
         settings = services.settings
         if settings.gc_every_s is not None:
             services.janitor.start(settings.gc_every_s, settings.scrub_every_s)

@@ -13,6 +13,7 @@ from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
 from cairn.server.auth import Principal, Throttle, TokenStore
+from cairn.server.chunktable import ChunkTable
 from cairn.server.db import Database
 from cairn.server.janitor import Janitor
 from cairn.server.jobresults import JobResults
@@ -51,6 +52,7 @@ class Services:
     janitor: Janitor
     metrics: Metrics
     jobs: JobResults
+    chunks: ChunkTable
     alerts: JobAlerts | None = None
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(

@@ -34,6 +34,7 @@ from cairn.crypto.hashing import verify_object
 from cairn.repository.locks import Session
 from cairn.repository.prune import PruneOptions, Pruner, PruneRefused, PruneRunning
 from cairn.server.arrivals import Arrivals
+from cairn.server.chunktable import ChunkTable
 from cairn.server.db import Database
 from cairn.server.lockowners import LockOwners
 from cairn.server.retention import ServerPolicy, to_forget
@@ -44,12 +45,15 @@ _NO_REPACK = 1.0  # never repack: only wholly unused packs are condemned
 
 
 class AccountedBackend:
-    """A tenant's backend whose saves and removals update its usage."""
+    """A tenant's backend whose saves and removals update its usage and its chunk table."""
 
-    def __init__(self, inner: Backend, tenants: TenantStore, tenant: Tenant) -> None:
+    def __init__(
+        self, inner: Backend, tenants: TenantStore, tenant: Tenant, chunks: ChunkTable
+    ) -> None:
         self._inner = inner
         self._tenants = tenants
         self._tenant = tenant
+        self._chunks = chunks
 
     @property
     def capabilities(self) -> Capabilities:
@@ -60,7 +64,8 @@ class AccountedBackend:
 
     def save(self, handle: Handle, data: bytes | memoryview) -> None:
         existed = self._inner.exists(handle)
-        self._inner.save(handle, data)
+        with self._chunks.saving(self._tenant.name, handle, data):
+            self._inner.save(handle, data)
         if not existed:
             self._tenants.charged(self._tenant, len(data))
 
@@ -75,7 +80,8 @@ class AccountedBackend:
 
     def remove(self, handle: Handle) -> None:
         size = self._inner.stat(handle).size
-        self._inner.remove(handle)
+        with self._chunks.removing(self._tenant.name, handle):
+            self._inner.remove(handle)
         self._tenants.refunded(self._tenant, size)
 
     def exists(self, handle: Handle) -> bool:
@@ -106,10 +112,12 @@ class Janitor:
         tenants: TenantStore,
         arrivals: Arrivals,
         lock_owners: LockOwners,
+        chunks: ChunkTable,
         grace_ms: int = 0,
         partial: Path | None = None,
     ) -> None:
         self._partial = partial
+        self._chunks = chunks
         self._db = db
         self._tenants = tenants
         self._arrivals = arrivals
@@ -122,7 +130,9 @@ class Janitor:
     def collect(self, tenant: Tenant) -> Report:
         """Retention, then one prune run (sweep what earlier runs condemned, condemn anew)."""
         report = Report(tenant.name)
-        backend = AccountedBackend(self._tenants.backend(tenant), self._tenants, tenant)
+        backend = AccountedBackend(
+            self._tenants.backend(tenant), self._tenants, tenant, self._chunks
+        )
         policy = self._tenants.retention(tenant.name)
         if policy is not None:
             report.forgotten = self._forget(tenant, backend, policy)

@@ -183,7 +183,10 @@ def _save(call: Call, handle: Handle, data: bytes) -> bool:
         if handle.kind is ObjectKind.CONFIG or size != len(data):
             _storage(backend.save, handle, data)  # Conflict unless it holds the same bytes
         return False  # a hashed name with its size promises the same bytes: nothing to write
-    with call.services.tenants.charging(call.tenant, len(data)):
+    with (
+        call.services.tenants.charging(call.tenant, len(data)),
+        call.services.chunks.saving(call.tenant.name, handle, data),
+    ):
         _storage(backend.save, handle, data)
     if handle.kind is ObjectKind.SNAPSHOT:
         call.services.arrivals.record(call.tenant.name, handle.name, len(data), call.who.token_id)
@@ -200,7 +203,11 @@ async def remove_object(call: Call) -> Response:
     def remove() -> None:
         check_removable(call, handle)  # a database read: off the event loop
         size = _storage(backend.stat, handle).size
-        _storage(backend.remove, handle)
+        try:
+            with call.services.chunks.removing(call.tenant.name, handle):
+                _storage(backend.remove, handle)
+        except BackendError as exc:  # the chunk table could not let go of it: kept
+            raise ServerError(f"the server's storage failed: {exc}") from exc
         call.services.tenants.refunded(call.tenant, size)
         if handle.kind is ObjectKind.LOCK:
             owners.drop(call.tenant.name, [handle.name])

@@ -19,6 +19,7 @@ from cairn.server.tenants import MAX_QUOTA, TENANT_NAME
 
 OBJECT = "/v1/t/{tenant}/{kind}/{name}"
 UPLOAD = "/v1/t/{tenant}/uploads/{kind}/{name}"
+CHUNKS = "/v1/t/{tenant}/chunks"
 
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "tenant": {"type": "string", "pattern": f"^{TENANT_NAME.pattern}$"},
@@ -54,6 +55,15 @@ _JOB_REPORT = {
 REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", OBJECT): {"required": True, "content": _BYTES},
     ("PATCH", UPLOAD): {"required": True, "content": _BYTES},
+    ("POST", CHUNKS): {
+        "required": True,
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary", "maxLength": 4096 * 32}
+            }
+        },
+        "description": "chunk IDs, 32 bytes each, concatenated: at most 4,096",
+    },
     ("POST", "/v1/admin/tenants"): _json_body(
         {"name": PATH_PARAMETERS["tenant"], "quota": _QUOTA}, ["name"]
     ),
@@ -113,6 +123,13 @@ ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/v1/t/{tenant}/jobs"): {
         201: "recorded",
         400: "a field missing, unknown, of the wrong type or out of bounds; too many jobs",
+    },
+    ("POST", CHUNKS): {
+        200: "one 77-byte record per known chunk: ID, pack, kind (1 byte), offset (8), length "
+        "(4), little-endian; unknown IDs are left out",
+        400: "a body that is not whole 32-byte chunk IDs, or a length mismatch",
+        413: "more than 4,096 chunk IDs",
+        503: "the tenant's chunk table is being built (after a start); Retry-After",
     },
     ("HEAD", UPLOAD): {200: "Upload-Offset: the bytes held", 400: "not an object name"},
     ("PATCH", UPLOAD): {

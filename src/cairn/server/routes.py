@@ -16,7 +16,7 @@ from enum import Enum
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from cairn.server import admin, jobs, objects, uploads
+from cairn.server import admin, chunks, jobs, objects, uploads
 from cairn.server.auth import Principal, Role
 from cairn.server.context import Call, Services
 from cairn.server.errors import Forbidden, NoSuchObject, ServerError, Unauthenticated
@@ -94,6 +94,13 @@ ROUTES: tuple[RouteSpec, ...] = (
         admin.tenant_usage,
         Rule(Scope.TENANT, READERS),
         "the tenant's usage and quota",
+    ),
+    RouteSpec(
+        "POST",
+        "/v1/t/{tenant}/chunks",
+        chunks.query_chunks,
+        Rule(Scope.TENANT, READERS),
+        "where the tenant's indexes hold these chunks (up to 4,096 IDs)",
     ),
     RouteSpec(
         "HEAD",

@@ -15,11 +15,20 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from cairn.backends.base import Backend, Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.base import (
+    Backend,
+    Capabilities,
+    ChunkAnswer,
+    ChunkQuerier,
+    Handle,
+    ObjectInfo,
+    ObjectKind,
+)
 from cairn.backends.contract import check_handle, read_span
+from cairn.backends.errors import BackendError
 
 CACHED_KINDS = frozenset(
     {
@@ -163,6 +172,13 @@ class CachingBackend:
 
     def exists(self, handle: Handle) -> bool:
         return self._inner.exists(handle)
+
+    def query_chunks(self, ids: Sequence[bytes]) -> dict[bytes, ChunkAnswer]:
+        """The wrapped backend's chunk query (capabilities.chunk_query says whether it has one)."""
+        inner = self._inner
+        if not isinstance(inner, ChunkQuerier):
+            raise BackendError(f"{inner.location()} cannot answer chunk queries")
+        return inner.query_chunks(ids)
 
     def close(self) -> None:
         self._inner.close()

@@ -14,9 +14,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
-from cairn.backends.base import Backend, Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.base import (
+    Backend,
+    Capabilities,
+    ChunkAnswer,
+    ChunkQuerier,
+    Handle,
+    ObjectInfo,
+    ObjectKind,
+)
+from cairn.backends.errors import BackendError
 
 
 class TokenBucket:
@@ -85,6 +94,13 @@ class RateLimitedBackend:
 
     def exists(self, handle: Handle) -> bool:
         return self._inner.exists(handle)
+
+    def query_chunks(self, ids: Sequence[bytes]) -> dict[bytes, ChunkAnswer]:
+        """The wrapped backend's chunk query (capabilities.chunk_query says whether it has one)."""
+        inner = self._inner
+        if not isinstance(inner, ChunkQuerier):
+            raise BackendError(f"{inner.location()} cannot answer chunk queries")
+        return inner.query_chunks(ids)
 
     def close(self) -> None:
         self._inner.close()

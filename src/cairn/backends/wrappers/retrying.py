@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from cairn.backends.base import Backend, Capabilities, Handle, ObjectInfo, ObjectKind
-from cairn.backends.errors import Busy, NotFound, TransientBackendError
+from cairn.backends.base import (
+    Backend,
+    Capabilities,
+    ChunkAnswer,
+    ChunkQuerier,
+    Handle,
+    ObjectInfo,
+    ObjectKind,
+)
+from cairn.backends.errors import BackendError, Busy, NotFound, TransientBackendError
 
 T = TypeVar("T")
 
@@ -101,6 +109,13 @@ class RetryingBackend:
 
     def exists(self, handle: Handle) -> bool:
         return self._retry(lambda: self._inner.exists(handle))
+
+    def query_chunks(self, ids: Sequence[bytes]) -> dict[bytes, ChunkAnswer]:
+        """The wrapped backend's chunk query (capabilities.chunk_query says whether it has one)."""
+        inner = self._inner
+        if not isinstance(inner, ChunkQuerier):
+            raise BackendError(f"{inner.location()} cannot answer chunk queries")
+        return self._retry(lambda: inner.query_chunks(ids))
 
     def close(self) -> None:
         self._inner.close()
