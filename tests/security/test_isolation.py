@@ -107,7 +107,7 @@ def test_nothing_of_another_tenant_is_readable_writable_or_probeable(
         assert _leaks(site, there) == []
         count += 1
     assert _acme(site) == before
-    assert count == 3 + len(KINDS) * (1 + 2 * 5 + 3)
+    assert count == 4 + len(KINDS) * (1 + 2 * 5 + 3)
 
 
 def test_the_answer_is_decided_before_the_tenant_is_looked_up(
