@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cairn.agent.schedule import LastRun
 from cairn.core.errors import CairnError
+from cairn.core.sqlitedb import immediate, migrate
 from cairn.notify.message import Outcome, RunSummary
 
 MIGRATIONS: tuple[str, ...] = (
@@ -76,28 +77,12 @@ class History:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, immediate(self._conn) as conn:
+            yield conn
 
     def _migrate(self) -> None:
-        with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise StateError(
-                    f"{self.path} was written by a newer Cairn (schema {version}, this one knows "
-                    f"{len(MIGRATIONS)}): upgrade Cairn"
-                )
-            for number in range(version, len(MIGRATIONS)):
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number + 1}")
+        with self._lock:
+            migrate(self._conn, MIGRATIONS, self.path, StateError)
 
     # ---- runs ---------------------------------------------------------------------------
 

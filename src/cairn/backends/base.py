@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
+from cairn.backends.errors import BackendError
+
 
 class ObjectKind(Enum):
     """The folder an object lives in. A backend stores kinds separately and lists them apart."""
@@ -124,3 +126,10 @@ class ChunkQuerier(Protocol):
         """For each of `ids` the storage's indexes list, where it lives; unknown IDs are left
         out. Any number of IDs (sent in batches the storage accepts)."""
         ...
+
+
+def forward_chunk_query(inner: Backend, ids: Sequence[bytes]) -> dict[bytes, ChunkAnswer]:
+    """A wrapper's `query_chunks`: the wrapped backend's, or an error if it has none."""
+    if not isinstance(inner, ChunkQuerier):
+        raise BackendError(f"{inner.location()} cannot answer chunk queries")
+    return inner.query_chunks(ids)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cairn.core.sqlitedb import immediate, migrate
 from cairn.server.errors import ServerSetupError
 
 MIGRATIONS: tuple[str, ...] = (
@@ -151,31 +152,15 @@ class Database:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (serialised in this process; SQLite serialises the rest)."""
         conn = self._connect()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._write_lock, immediate(conn):
+            yield conn
 
     def read(self) -> sqlite3.Connection:
         return self._connect()
 
     def _migrate(self) -> None:
-        with self.write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise ServerSetupError(
-                    f"{self.path} was written by a newer Cairn (schema {version}, this one knows "
-                    f"{len(MIGRATIONS)}): upgrade Cairn"
-                )
-            for number in range(version, len(MIGRATIONS)):
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number + 1}")
+        with self._write_lock:
+            migrate(self._connect(), MIGRATIONS, self.path, ServerSetupError)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -22,13 +22,12 @@ from cairn.backends.base import (
     Backend,
     Capabilities,
     ChunkAnswer,
-    ChunkQuerier,
     Handle,
     ObjectInfo,
     ObjectKind,
+    forward_chunk_query,
 )
 from cairn.backends.contract import check_handle, read_span
-from cairn.backends.errors import BackendError
 
 CACHED_KINDS = frozenset(
     {
@@ -175,10 +174,7 @@ class CachingBackend:
 
     def query_chunks(self, ids: Sequence[bytes]) -> dict[bytes, ChunkAnswer]:
         """The wrapped backend's chunk query (capabilities.chunk_query says whether it has one)."""
-        inner = self._inner
-        if not isinstance(inner, ChunkQuerier):
-            raise BackendError(f"{inner.location()} cannot answer chunk queries")
-        return inner.query_chunks(ids)
+        return forward_chunk_query(self._inner, ids)
 
     def close(self) -> None:
         self._inner.close()

@@ -12,12 +12,12 @@ from cairn.backends.base import (
     Backend,
     Capabilities,
     ChunkAnswer,
-    ChunkQuerier,
     Handle,
     ObjectInfo,
     ObjectKind,
+    forward_chunk_query,
 )
-from cairn.backends.errors import BackendError, Busy, NotFound, TransientBackendError
+from cairn.backends.errors import Busy, NotFound, TransientBackendError
 
 T = TypeVar("T")
 
@@ -112,10 +112,7 @@ class RetryingBackend:
 
     def query_chunks(self, ids: Sequence[bytes]) -> dict[bytes, ChunkAnswer]:
         """The wrapped backend's chunk query (capabilities.chunk_query says whether it has one)."""
-        inner = self._inner
-        if not isinstance(inner, ChunkQuerier):
-            raise BackendError(f"{inner.location()} cannot answer chunk queries")
-        return self._retry(lambda: inner.query_chunks(ids))
+        return self._retry(lambda: forward_chunk_query(self._inner, ids))
 
     def close(self) -> None:
         self._inner.close()
