@@ -230,7 +230,9 @@ def run_cli(
     codes: list[int] = []
     failures: list[BaseException] = []
 
-    def open_backend(location: str, create: bool = False, remote: object = None) -> Backend:
+    def open_backend(
+        location: str, create: bool = False, remote: object = None, upload_limit: object = None
+    ) -> Backend:
         assert fs is not None
         path = Path(location)
         return LocalBackend.create(path, fs) if create else LocalBackend(path, fs)
