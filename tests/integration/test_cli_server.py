@@ -236,12 +236,23 @@ def test_operators_see_metrics_status_and_request_logs(
     assert any('"route": "/v1/t/{tenant}/{kind}/{name}"' in line for line in lines)
 
 
+@pytest.fixture(scope="module")
+def releasing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server started with --backup-releases-locks."""
+    data = tmp_path_factory.mktemp("releasing")
+    with running_server(data, True, "--backup-releases-locks") as running:
+        yield running
+
+
 def test_a_backup_removes_its_lock_so_gc_sweeps_at_once(
-    server: RunningServer, tmp_path: Path
+    releasing: RunningServer, tmp_path: Path
 ) -> None:
-    """A backup token removes the lock it saved when its backup ends (design 14.3), so the next
-    `cairn server gc` sweeps what the previous one condemned instead of waiting out the lease."""
+    """With --backup-releases-locks a backup token removes the lock it saved when its backup
+    ends (design 14.3), so the next `cairn server gc` sweeps what the previous one condemned
+    instead of waiting out the lease."""
     import httpx
+
+    server = releasing
 
     owner = str(admin(server, "tenant", "add", "swept")["admin_token"])
     machine = Client(server, "swept", tmp_path / "m", owner)

@@ -92,8 +92,8 @@ class Site:
             self.services.tenants.recount(self.services.tenants.get(tenant))
 
 
-def make_site(data: Path, address: str = "testclient") -> Site:
-    services = open_services(Settings(data=data))
+def make_site(data: Path, address: str = "testclient", releases_locks: bool = False) -> Site:
+    services = open_services(Settings(data=data, backup_releases_locks=releases_locks))
     services.throttle = Throttle(limit=1_000_000)  # the matrix sends many refused tokens
     tokens: dict[tuple[str | None, Role], str] = {}
     for tenant in ("acme", "beta"):

@@ -313,9 +313,23 @@ def _fresh_lock() -> tuple[str, bytes]:
     return hex_name(lock), lock
 
 
-def test_a_backup_token_removes_only_the_locks_it_saved(tmp_path: Path) -> None:
-    """Design 14.3: its own session's lock, at a renewal and at the end; nothing else."""
+def test_a_backup_token_removes_nothing_by_default(tmp_path: Path) -> None:
+    """Design 14.3: not even the lock it saved itself, unless the server is told to allow it."""
     site = make_site(tmp_path)
+    mine = {"authorization": f"Bearer {site.token('acme', Role.BACKUP)}"}
+    with site.client as client:
+        own_name, own = _fresh_lock()
+        assert client.put(f"/v1/t/acme/locks/{own_name}", content=own, headers=mine).status_code
+        refused = client.delete(f"/v1/t/acme/locks/{own_name}", headers=mine)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "CAIRN-E062"
+        assert client.head(f"/v1/t/acme/locks/{own_name}", headers=mine).status_code == 200
+
+
+def test_a_backup_token_removes_only_the_locks_it_saved(tmp_path: Path) -> None:
+    """With --backup-releases-locks (design 14.3): its own session's lock, at a renewal and at
+    the end; nothing else."""
+    site = make_site(tmp_path, releases_locks=True)
     mine = {"authorization": f"Bearer {site.token('acme', Role.BACKUP)}"}
     other = {"authorization": f"Bearer {site.services.tokens.issue(Role.BACKUP, 'acme')}"}
     reader = {"authorization": f"Bearer {site.token('acme', Role.RESTORE)}"}

@@ -91,7 +91,9 @@ def change(source: Path, step: int) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with running_server(tmp_path_factory.mktemp("ransom-server")) as running:
+    # the laxer setting: a backup token may remove the locks it saved (by default, nothing)
+    ransom = tmp_path_factory.mktemp("ransom-server")
+    with running_server(ransom, True, "--backup-releases-locks") as running:
         yield running
 
 
@@ -205,7 +207,8 @@ def _plant_locks(attacker: Attacker) -> None:
 
 
 def _remove_locks(attacker: Attacker, server: RunningServer, owner_token: str) -> None:
-    """A backup token may remove a lock it saved (design 14.3): that only ends its own session,
+    """With --backup-releases-locks a backup token may remove a lock it saved (design 14.3):
+    that only ends its own session,
     as a crash would, and committed snapshots never depend on a lock. Another token's lock (here
     the owner's, of a session still running) stays."""
     now = int(time.time() * 1000)

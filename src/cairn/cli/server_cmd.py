@@ -62,6 +62,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="run retention and garbage collection for every tenant this often (default: never)",
     )
     serve.add_argument(
+        "--backup-releases-locks",
+        action="store_true",
+        help="let a backup token remove the locks it saved itself, so the server's GC need not "
+        "wait out their lease (default: a backup token removes nothing)",
+    )
+    serve.add_argument(
         "--notify",
         metavar="FILE",
         help="alert on the job results agents report: a TOML file of [[notify]] channels and "
@@ -191,6 +197,7 @@ def _settings(ctx: Context) -> Settings:
         scrub_every_s=getattr(ctx.args, "scrub_every", 24.0) * 3600,
         gc_grace_ms=int(getattr(ctx.args, "gc_grace", 0.0) * 3600 * 1000),
         notify=Path(notify).expanduser().resolve() if notify else None,
+        backup_releases_locks=bool(getattr(ctx.args, "backup_releases_locks", False)),
     )
 
 

@@ -34,6 +34,9 @@ class Settings:
     """Run retention and garbage collection for every tenant this often (None: only on demand)."""
     scrub_every_s: float = 24 * 3600.0
     gc_grace_ms: int = 0
+    backup_releases_locks: bool = False
+    """Let a backup token remove the locks it saved itself (`--backup-releases-locks`); by
+    default a backup token removes nothing at all (design 14.3)."""
     notify: Path | None = None
     """A file of `[[notify]]` channels and `[alerts]`: alert on the job results agents report."""
 

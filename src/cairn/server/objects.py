@@ -146,10 +146,13 @@ def check_writable(call: Call, handle: Handle) -> None:
 
 
 def check_removable(call: Call, handle: Handle) -> None:
-    """A backup token removes only a lock it saved itself: its own session's, at a renewal and
-    at the end (design 14.3). Another token's lock, even of the same tenant, stays."""
+    """A backup token removes nothing, unless the server lets it remove the locks it saved
+    itself (`--backup-releases-locks`: its own session's, at a renewal and at the end; design
+    14.3). Another token's lock, even of the same tenant, always stays."""
     if call.who.role is not Role.BACKUP:
         return
+    if not call.services.settings.backup_releases_locks:
+        raise Forbidden(f"a backup token may not remove {handle.kind.value}")
     if handle.kind is not ObjectKind.LOCK:
         raise Forbidden(f"a backup token may not remove {handle.kind.value}")
     if call.services.lock_owners.owner(call.tenant.name, handle.name) != call.who.token_id:
