@@ -198,6 +198,17 @@ class ChunkTable:
             self._building.add(tenant)
             return True
 
+    def _wait_for_other(self, tenant: str) -> bool:
+        """Wait up to `wait_s` for the thread building `tenant`'s table (the warm-up at start);
+        True when it finished with the table compared."""
+        deadline = time.monotonic() + self._wait_s
+        while time.monotonic() < deadline:
+            with self._guard:
+                if tenant not in self._building:
+                    return tenant in self._checked
+            time.sleep(0.02)
+        return False
+
     def _release(self, tenant: str) -> None:
         with self._guard:
             self._building.discard(tenant)
@@ -213,7 +224,7 @@ class ChunkTable:
             if checked is not None and time.monotonic() - checked < self._max_age_s:
                 return
         if not self._claim(tenant):
-            if checked is None:
+            if checked is None and not self._wait_for_other(tenant):
                 raise TableBuilding(f"the chunk table of tenant {tenant} is being built")
             return
         done = threading.Event()
