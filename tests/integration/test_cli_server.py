@@ -7,6 +7,7 @@ and meet every refusal a role, a quota, a wrong token or a changed certificate b
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -307,3 +308,23 @@ def test_an_expired_token_is_refused_with_its_own_code(
         check=False,
     )
     assert bad.code == 2 and "CAIRN-E002" in bad.err and "--expires" in bad.err
+
+
+def test_a_restore_reads_pack_spans_without_asking_their_size_first(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A ranged read is one GET (the answer's Content-Range gives the size): no HEAD per span."""
+    owner = str(admin(server, "tenant", "add", "spans")["admin_token"])
+    machine = Client(server, "spans", tmp_path / "m", owner)
+    machine.run("init")
+    src = tree(tmp_path / "src", 11, size=2_000_000)
+    machine.run("backup", str(src))
+    before = len(server.log().splitlines())
+    machine.run("restore", "latest", "--target", str(tmp_path / "r"), "--no-cache")
+    assert manifest(tmp_path / "r" / src.relative_to("/")) == manifest(src)
+    requests = [
+        json.loads(line) for line in server.log().splitlines()[before:] if '"request"' in line
+    ]
+    pack_reads = [r for r in requests if r["path"].startswith("/v1/t/spans/packs/")]
+    assert any(r["method"] == "GET" and r["status"] == 206 for r in pack_reads), pack_reads
+    assert not [r for r in pack_reads if r["method"] == "HEAD"], pack_reads

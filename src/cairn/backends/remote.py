@@ -265,17 +265,26 @@ class RemoteBackend:
             if response.status_code != 200:
                 self._fail(response, handle)
             return response.content
-        size = self.stat(handle).size
-        count = read_span(size, offset, length, handle)
+        if offset < 0 or (length is not None and length < 1):
+            return self._load_checked(handle, offset, length)
+        # One request, no HEAD first: the answer's Content-Range says the object's size
+        last = "" if length is None else str(offset + length - 1)
+        response = self._request(
+            "GET", self._url(handle), headers={"range": f"bytes={offset}-{last}"}
+        )
+        if response.status_code not in (206, 416):
+            self._fail(response, handle)
+        count = read_span(_range_total(response, handle), offset, length, handle)
         if count == 0:
             return b""
-        headers = {"range": f"bytes={offset}-{offset + count - 1}"}
-        response = self._request("GET", self._url(handle), headers=headers)
-        if response.status_code != 206:
-            self._fail(response, handle)
-        if len(response.content) != count:
+        if response.status_code != 206 or len(response.content) != count:
             raise BackendError(f"short read of {handle}: got {len(response.content)} of {count}")
         return response.content
+
+    def _load_checked(self, handle: Handle, offset: int, length: int | None) -> bytes:
+        """A span the server cannot be asked for (negative, empty): judged against the size."""
+        read_span(self.stat(handle).size, offset, length, handle)
+        return b""
 
     def stat(self, handle: Handle) -> ObjectInfo:
         check_handle(handle)
@@ -436,3 +445,12 @@ def _detail(response: httpx.Response, key: str) -> object:
         return response.json()["error"].get(key)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _range_total(response: httpx.Response, handle: Handle) -> int:
+    """The object's size from a Content-Range of `bytes FIRST-LAST/SIZE` or `bytes */SIZE`."""
+    header = response.headers.get("content-range", "")
+    _, _, total = header.rpartition("/")
+    if not total.isdigit():
+        raise BackendError(f"the server's answer for {handle} has no usable Content-Range")
+    return int(total)
