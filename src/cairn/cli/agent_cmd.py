@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from cairn.agent.config import DEFAULT_CONFIG, find_job, load_config
 from cairn.agent.history import History
@@ -23,7 +24,9 @@ from cairn.agent.spec import AgentSpec
 from cairn.agent.status import JobStatus, agent_status
 from cairn.cli.context import Context
 from cairn.cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, exit_for
-from cairn.notify.message import Outcome, RunSummary
+from cairn.core.tomltable import ConfigError
+from cairn.notify.errors import NotifyError
+from cairn.notify.message import ChannelSpec, EmailSpec, Event, EventKind, Outcome, RunSummary
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -50,6 +53,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         q.set_defaults(run=_switch, suspend=name == "suspend")
     check = actions.add_parser("check-config", parents=parents, help="check the configuration")
     check.set_defaults(run=_check_config)
+    test = actions.add_parser(
+        "test-notify", parents=parents, help="send a test message through every [[notify]] channel"
+    )
+    test.set_defaults(run=_test_notify)
 
 
 def _spec(ctx: Context) -> AgentSpec:
@@ -216,3 +223,50 @@ def _check_config(ctx: Context) -> int:
     for job in spec.jobs:
         ctx.output.text(f"  {job.name}: {describe(job.schedule)}, {job.repository}")
     return 0
+
+
+def _test_notify(ctx: Context) -> int:
+    """Send one test message through every channel, whatever its `on`; report each. Fails with
+    the first channel's error code (CAIRN-E100 to E104) if any could not send."""
+    from cairn.agent.daemon import host_name
+    from cairn.notify.alerts import channel_for
+
+    spec = _spec(ctx)
+    if not spec.channels:
+        raise ConfigError(f"{ctx.args.config}: no [[notify]] channel to test")
+    host = host_name(spec)
+    event = Event(
+        EventKind.REPORT,
+        host,
+        "",
+        subject=f"[cairn] test message from the agent on {host}",
+        text=f"This is a test of the notifications of the Cairn agent on {host}, sent by "
+        "`cairn agent test-notify`. If it reached you, alerts will too.",
+        details={"test": True},
+    )
+    results: list[dict[str, Any]] = []
+    failed: NotifyError | None = None
+    for channel in spec.channels:
+        where = _channel_name(channel)
+        try:
+            channel_for(channel).send(event)
+        except NotifyError as exc:
+            results.append({"channel": where, "sent": False, "code": exc.code, "error": str(exc)})
+            ctx.output.text(f"{where}: NOT sent: {exc.code}: {exc}")
+            failed = failed or exc
+            continue
+        results.append({"channel": where, "sent": True})
+        ctx.output.text(f"{where}: sent")
+    ctx.output.json({"channels": results})
+    if failed is not None:
+        raise failed
+    return 0
+
+
+def _channel_name(channel: ChannelSpec) -> str:
+    """Where a channel sends, for people (a webhook's path often holds a token: left out)."""
+    if isinstance(channel, EmailSpec):
+        return (
+            f"e-mail via {channel.smtp_host}:{channel.smtp_port} to {', '.join(channel.recipients)}"
+        )
+    return f"webhook to {urlsplit(channel.url).hostname}"

@@ -29,7 +29,13 @@ from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
 from cairn.core.patterns import PatternError
 from cairn.core.tomltable import ConfigError
-from cairn.notify.errors import NotifyError
+from cairn.notify.errors import (
+    NotifyAuthFailed,
+    NotifyError,
+    NotifyRejected,
+    NotifyTlsError,
+    NotifyUnreachable,
+)
 from cairn.repository.errors import (
     KeyManagementError,
     NotARepository,
@@ -115,6 +121,16 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         ConfigError,
         ErrorCode("CAIRN-E080", 80, "fix the configuration file it names; see docs/agent.md"),
     ),
+    (
+        NotifyUnreachable,
+        ErrorCode("CAIRN-E101", 101, "is the mail server or webhook up, and reachable from here?"),
+    ),
+    (
+        NotifyTlsError,
+        ErrorCode("CAIRN-E102", 102, "check `security`, the port and `ca_file`; see docs/agent.md"),
+    ),
+    (NotifyAuthFailed, ErrorCode("CAIRN-E103", 103, "check `user` and `password_file`")),
+    (NotifyRejected, ErrorCode("CAIRN-E104", 104, "check `from` / `to`, or the receiver's log")),
     (
         NotifyError,
         ErrorCode("CAIRN-E100", 100, "fix the [[notify]] entry it names; see docs/agent.md"),
