@@ -21,12 +21,12 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cairn.backends.base import Backend, Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.errors import BackendError, NotFound
+from cairn.backends.wrappers.forwarding import ForwardingBackend
 from cairn.core.clock import SystemClock
 from cairn.core.errors import CairnError
 from cairn.core.ids import ObjectName
@@ -44,23 +44,16 @@ log = logging.getLogger("cairn.server.janitor")
 _NO_REPACK = 1.0  # never repack: only wholly unused packs are condemned
 
 
-class AccountedBackend:
+class AccountedBackend(ForwardingBackend):
     """A tenant's backend whose saves and removals update its usage and its chunk table."""
 
     def __init__(
         self, inner: Backend, tenants: TenantStore, tenant: Tenant, chunks: ChunkTable
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._tenants = tenants
         self._tenant = tenant
         self._chunks = chunks
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._inner.capabilities
-
-    def location(self) -> str:
-        return self._inner.location()
 
     def save(self, handle: Handle, data: bytes | memoryview) -> None:
         existed = self._inner.exists(handle)
@@ -69,26 +62,11 @@ class AccountedBackend:
         if not existed:
             self._tenants.charged(self._tenant, len(data))
 
-    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
-        return self._inner.load(handle, offset, length)
-
-    def stat(self, handle: Handle) -> ObjectInfo:
-        return self._inner.stat(handle)
-
-    def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
-        return self._inner.list(kind)
-
     def remove(self, handle: Handle) -> None:
         size = self._inner.stat(handle).size
         with self._chunks.removing(self._tenant.name, handle):
             self._inner.remove(handle)
         self._tenants.refunded(self._tenant, size)
-
-    def exists(self, handle: Handle) -> bool:
-        return self._inner.exists(handle)
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 @dataclass(slots=True)

@@ -15,19 +15,17 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cairn.backends.base import (
     Backend,
-    Capabilities,
-    ChunkAnswer,
     Handle,
     ObjectInfo,
     ObjectKind,
-    forward_chunk_query,
 )
 from cairn.backends.contract import check_handle, read_span
+from cairn.backends.wrappers.forwarding import ForwardingBackend
 
 CACHED_KINDS = frozenset(
     {
@@ -94,7 +92,7 @@ class CacheFolder:
             return []
 
 
-class CachingBackend:
+class CachingBackend(ForwardingBackend):
     """Wraps `inner`; whole loads of CACHED_KINDS come from `folder` when the copy there verifies.
 
     ``load`` of a cached kind: the verified copy if there is one, else the object from `inner`,
@@ -105,18 +103,11 @@ class CachingBackend:
     """
 
     def __init__(self, inner: Backend, folder: CacheFolder, verify: Verify) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._folder = folder
         self._verify = verify
         self.hits = 0
         self.misses = 0
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._inner.capabilities
-
-    def location(self) -> str:
-        return self._inner.location()
 
     def save(self, handle: Handle, data: bytes | memoryview) -> None:
         self._inner.save(handle, data)
@@ -147,9 +138,6 @@ class CachingBackend:
             return None
         return data
 
-    def stat(self, handle: Handle) -> ObjectInfo:
-        return self._inner.stat(handle)
-
     def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
         if kind not in CACHED_KINDS:
             yield from self._inner.list(kind)
@@ -168,13 +156,3 @@ class CachingBackend:
             check_handle(handle)
             self._folder.drop(handle)  # first: a copy of a removed object must not outlive it
         self._inner.remove(handle)
-
-    def exists(self, handle: Handle) -> bool:
-        return self._inner.exists(handle)
-
-    def query_chunks(self, ids: Sequence[bytes]) -> dict[bytes, ChunkAnswer]:
-        """The wrapped backend's chunk query (capabilities.chunk_query says whether it has one)."""
-        return forward_chunk_query(self._inner, ids)
-
-    def close(self) -> None:
-        self._inner.close()

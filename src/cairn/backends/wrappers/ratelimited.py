@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 
 from cairn.backends.base import (
     Backend,
-    Capabilities,
-    ChunkAnswer,
     Handle,
-    ObjectInfo,
-    ObjectKind,
-    forward_chunk_query,
 )
+from cairn.backends.wrappers.forwarding import ForwardingBackend
 
 
 class TokenBucket:
@@ -61,42 +57,13 @@ class TokenBucket:
         return wait
 
 
-class RateLimitedBackend:
+class RateLimitedBackend(ForwardingBackend):
     """Calls `inner`, paying `bucket` for every byte saved before the save starts."""
 
     def __init__(self, inner: Backend, bucket: TokenBucket) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._bucket = bucket
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._inner.capabilities
-
-    def location(self) -> str:
-        return self._inner.location()
 
     def save(self, handle: Handle, data: bytes | memoryview) -> None:
         self._bucket.take(len(data))
         self._inner.save(handle, data)
-
-    def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
-        return self._inner.load(handle, offset, length)
-
-    def stat(self, handle: Handle) -> ObjectInfo:
-        return self._inner.stat(handle)
-
-    def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
-        return self._inner.list(kind)
-
-    def remove(self, handle: Handle) -> None:
-        self._inner.remove(handle)
-
-    def exists(self, handle: Handle) -> bool:
-        return self._inner.exists(handle)
-
-    def query_chunks(self, ids: Sequence[bytes]) -> dict[bytes, ChunkAnswer]:
-        """The wrapped backend's chunk query (capabilities.chunk_query says whether it has one)."""
-        return forward_chunk_query(self._inner, ids)
-
-    def close(self) -> None:
-        self._inner.close()
