@@ -133,6 +133,13 @@ class History:
         run = self.last(job)
         return LastRun(run.started, run.outcome) if run else None
 
+    def jobs(self) -> list[str]:
+        """Every job with a run in the history, by name (what is known without the
+        configuration)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT DISTINCT job FROM runs ORDER BY job").fetchall()
+        return [str(job) for (job,) in rows]
+
     def last_success(self, jobs: Sequence[str]) -> dict[str, float | None]:
         """Per job, when its last successful (or warning) run ended; None: never."""
         found: dict[str, float | None] = dict.fromkeys(jobs)

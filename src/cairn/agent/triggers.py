@@ -276,7 +276,7 @@ def _nearest_existing(path: Path) -> tuple[Path, bool]:
 
 
 def _watches_needed(path: Path) -> str:
-    """", it needs N watches (one per folder)": what the limit must leave free for `path`
+    """ ", it needs N watches (one per folder)": what the limit must leave free for `path`
     (watched while waiting for it: its nearest existing parent, one watch)."""
     if not path.is_dir():
         return ""
