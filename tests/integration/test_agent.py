@@ -295,19 +295,20 @@ def test_suspend_and_resume_a_job_at_run_time(agent: Agent) -> None:
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ('[agent]\nstate = "/tmp/x"\njitter = "soon"\n', "agent.jitter"),
+        ('[agent]\nstate = "STATE"\njitter = "soon"\n', "agent.jitter"),
         ("[[job]]\nname = 'a'\nrepository = '/r'\npaths = ['/x']\nschedule = { every = '1h' }\n"
          "colour = 'blue'\n", "job[a].colour"),
     ],
 )  # fmt: skip
 def test_a_bad_config_is_refused_with_its_code(agent: Agent, text: str, key: str) -> None:
-    agent.config.write_text(text)
+    agent.config.write_text(text.replace("STATE", str(agent.state)))
     for action in ("check-config", "run", "status"):
         done = agent.cli(action)
         assert done.returncode == 80, done.stderr
         assert f"CAIRN-E080: {agent.config}: {key}" in done.stderr
     unknown = agent.cli("run-once", "nope")
     assert unknown.returncode == 80  # the file is checked before the job name
+    assert not agent.state.exists()  # status found no history there, and made none
 
 
 def test_an_unknown_job_name_is_its_own_error(agent: Agent) -> None:

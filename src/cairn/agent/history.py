@@ -75,6 +75,12 @@ class History:
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open the job history {path}: {exc}") from exc
 
+    @classmethod
+    def if_exists(cls, path: Path) -> History | None:
+        """The database at `path` if there is one: for a reader that must create nothing
+        (`agent status` with a broken configuration may be looking at the wrong folder)."""
+        return cls(path) if path.is_file() else None
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock, immediate(self._conn) as conn:

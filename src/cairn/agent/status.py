@@ -103,13 +103,16 @@ def _retrying(agent: dict[str, Any] | None, job: str) -> Retrying | None:
     return retrying if retrying is not None and retrying.job == job else None
 
 
-def known_status(state: Path, history: History) -> AgentStatus:
-    """What the state folder tells without a configuration: each job of the history (and of
-    the running agent's plan) with its last run, the agent's next start, its retry."""
+def known_status(state: Path, history: History | None) -> AgentStatus:
+    """What the state folder tells without a configuration: each job of the history (None:
+    there is none) and of the running agent's plan, with its last run, the agent's next
+    start, its retry."""
     agent = read_agent_file(state)
     planned: dict[str, Any] = (agent or {}).get("next", {})
     running = (agent or {}).get("running")
-    names = sorted({*history.jobs(), *planned, *([running] if running else [])})
+    recorded = history.jobs() if history is not None else []
+    switches = history.suspended() if history is not None else {}
+    names = sorted({*recorded, *planned, *([running] if running else [])})
     jobs = []
     for name in names:
         is_running = running == name
@@ -118,9 +121,9 @@ def known_status(state: Path, history: History) -> AgentStatus:
             JobStatus(
                 name,
                 "?",
-                suspended=history.suspended().get(name, False),
+                suspended=switches.get(name, False),
                 running=is_running,
-                last=history.last(name),
+                last=history.last(name) if history is not None else None,
                 next_run=None if next_run is None else float(next_run),
                 next_note="" if agent is not None else "agent not running",
                 retrying=_retrying(agent, name) if is_running else None,

@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -26,7 +25,7 @@ from cairn.agent.config import (
     load_config,
     state_folder,
 )
-from cairn.agent.history import History
+from cairn.agent.history import History, StateError
 from cairn.agent.runner import Retrying
 from cairn.agent.schedule import describe
 from cairn.agent.spec import AgentSpec
@@ -176,20 +175,28 @@ def _status(ctx: Context) -> int:
     try:
         spec = _spec(ctx)
     except ConfigError as exc:
-        state = state_folder(ctx.args.config)
-        _show_status(ctx, _read_status(state, lambda h: known_status(state, h)), broken=exc)
+        _show_status(ctx, _known_status(state_folder(ctx.args.config)), broken=exc)
         raise
-    now = time.time()
-    _show_status(ctx, _read_status(spec.state, lambda h: agent_status(spec, h, now)))
+    history = History(spec.state / "history.db")
+    try:
+        status = agent_status(spec, history, time.time())
+    finally:
+        history.close()
+    _show_status(ctx, status)
     return 0
 
 
-def _read_status(state: Path, read: Callable[[History], AgentStatus]) -> AgentStatus:
-    history = History(state / "history.db")
+def _known_status(state: Path) -> AgentStatus:
+    """What the state folder the broken file seems to name holds, creating nothing there."""
     try:
-        return read(history)
+        history = History.if_exists(state / "history.db")
+    except StateError:
+        history = None  # the configuration's error is the one to report
+    try:
+        return known_status(state, history)
     finally:
-        history.close()
+        if history is not None:
+            history.close()
 
 
 def _show_status(ctx: Context, status: AgentStatus, broken: ConfigError | None = None) -> None:
