@@ -1,5 +1,11 @@
-"""Real database servers for the agent's dump tests: a PostgreSQL cluster and a MariaDB server,
-each made fresh in a folder under /tmp and listening on a free loopback port, with real password
+"""What the agent's integration tests share: a running agent, and real database servers.
+
+`AgentProcess` is one agent (`cairn agent run`) with its configuration file and state folder:
+it starts and stops the process, reads its JSON log lines and its history database, and runs
+the other `cairn agent` commands against the same file.
+
+The database servers, for the dump tests: a PostgreSQL cluster and a MariaDB server, each made
+fresh in a folder under /tmp and listening on a free loopback port, with real password
 authentication over TCP. The session fixtures are `postgres` and `mariadb`: import
 `postgres_fixture` / `mariadb_fixture` into a test module to use them.
 
@@ -12,16 +18,21 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +40,141 @@ PG_PASSWORD = "pg sécret:with\\colon"
 """The superuser's password: a colon and a backslash test the PGPASSFILE escaping."""
 MARIADB_PASSWORD = 'my "sécret" #1 \\ ok'
 """The backup user's password: quotes, a hash and a backslash test the option-file escaping."""
+
+
+AGENT_DEADLINE_S = 240.0
+"""How long a test waits for an agent to do something: only a hung test ever reaches it."""
+
+
+def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = AGENT_DEADLINE_S) -> Any:
+    """Poll until `condition` returns something true, and return it (never a timing
+    assertion: the deadline only stops a test that hangs)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.1)
+
+
+class AgentProcess:
+    """One agent: `root/agent.toml`, the state folder `root/state`, and `cairn agent run` with
+    its JSON log in `root/agent.stderr`. `env` is the environment of every `cairn` it starts
+    (without a repository or passphrase of its own: the jobs name theirs)."""
+
+    def __init__(self, root: Path, env: Mapping[str, str]) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.config = root / "agent.toml"
+        self.state = root / "state"
+        self.stderr = root / "agent.stderr"
+        self.base_env = {
+            k: v
+            for k, v in env.items()
+            if k not in ("CAIRN_PASSWORD", "CAIRN_REPOSITORY", "CAIRN_TOKEN")
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**self.base_env, **extra}
+
+    def write_config(self, body: str, *, jitter: str = "0s", host: str | None = None) -> None:
+        """The file: an `[agent]` table with this state folder, then `body` (jobs, channels)."""
+        head = f'[agent]\nstate = "{self.state}"\njitter = "{jitter}"\n'
+        if host is not None:
+            head += f'host = "{host}"\n'
+        self.config.write_text(head + "\n" + body)
+
+    def start(self, **env: str) -> subprocess.Popen[bytes]:
+        """`cairn agent run`, in the background; `env` adds to its environment."""
+        argv = [
+            sys.executable,
+            "-m",
+            "cairn.cli.main",
+            "agent",
+            "run",
+            "--config",
+            str(self.config),
+        ]
+        with self.stderr.open("ab") as err:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                env=self.env(**env),
+            )  # fmt: skip
+        return self.process
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd stops it; its exit status. Its log never holds a traceback."""
+        code = 0
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+            code = self.process.wait(timeout=AGENT_DEADLINE_S)
+        if self.stderr.exists():
+            assert "Traceback" not in self.stderr.read_text()
+        return code
+
+    def kill(self) -> None:
+        """For a fixture's teardown: a test that failed may leave it running."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The agent's JSON log lines (all, or those of one event), in order."""
+        if not self.stderr.exists():
+            return []
+        found = []
+        for line in self.stderr.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and (name is None or event.get("event") == name):
+                found.append(event)
+        return found
+
+    def ended(self, job: str, outcome: str | None = None) -> list[dict[str, Any]]:
+        """The job's `run_ended` log lines (of one outcome)."""
+        return [
+            e
+            for e in self.events("run_ended")
+            if e.get("job") == job and (outcome is None or e.get("outcome") == outcome)
+        ]
+
+    def rows(self, job: str | None = None) -> list[dict[str, Any]]:
+        """The history database's runs (of one job), oldest first."""
+        db = self.state / "history.db"
+        if not db.exists():
+            return []
+        query = "SELECT * FROM runs WHERE job = ? OR ? IS NULL ORDER BY id"
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.row_factory = sqlite3.Row
+            try:
+                return [dict(r) for r in conn.execute(query, (job, job))]
+            except sqlite3.OperationalError:
+                return []  # the agent is creating it
+
+    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """`cairn agent ARGS --config FILE`; never a traceback; `check`: exit 0."""
+        done = subprocess.run(
+            [sys.executable, "-m", "cairn.cli.main", "agent", *args, "--config", str(self.config)],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=300,
+            check=False,
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        if check:
+            assert done.returncode == 0, done.stderr
+        return done
+
+    def status(self) -> dict[str, Any]:
+        """`cairn agent status --json`, which must succeed."""
+        parsed: dict[str, Any] = json.loads(self.cli("status", "--json", check=True).stdout)
+        return parsed
 
 
 def in_ci() -> bool:

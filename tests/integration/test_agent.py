@@ -13,7 +13,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -23,33 +22,19 @@ from typing import Any
 import pytest
 from clitools import Cairn, manifest
 
-DEADLINE_S = 180.0
+from agentfixtures import AgentProcess, wait_for
 
 
-def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
-    """Poll until `condition` returns something true; the deadline only stops a hung test."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < end, f"gave up waiting for {what}"
-        time.sleep(0.1)
-
-
-class Agent:
-    """One agent's files (config, state, repository, passphrase) and its processes."""
+class Agent(AgentProcess):
+    """An agent (agentfixtures.AgentProcess) with a local repository, its passphrase and
+    folders to back up."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.state = root / "state"
-        self.config = root / "agent.toml"
         self.repo = root / "repo"
         self.password = root / "pass"
-        self.password.write_text("correct horse\n")
         self.tool = Cairn(self.repo, cache=root / "cache")
-        self.process: subprocess.Popen[bytes] | None = None
-        self.stderr = root / "agent.stderr"
+        super().__init__(root, self.tool.env())
+        self.password.write_text("correct horse\n")
 
     def init_repo(self, *extra: str) -> None:
         self.tool.run("init", *extra)
@@ -73,81 +58,8 @@ class Agent:
         lines += [f"{key} = {json.dumps(value)}" for key, value in kw.items()]
         return "\n".join(lines) + "\n"
 
-    def write_config(self, *jobs: str, jitter: str = "0s") -> None:
-        head = f'[agent]\nstate = "{self.state}"\njitter = "{jitter}"\n\n'
-        self.config.write_text(head + "\n".join(jobs))
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = self.tool.env(**extra)
-        for name in ("CAIRN_PASSWORD", "CAIRN_REPOSITORY"):
-            env.pop(name, None)
-        return env
-
-    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "cairn.cli.main", "agent", *args, "--config", str(self.config)],
-            capture_output=True,
-            text=True,
-            env=self.env(),
-            timeout=300,
-            check=False,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        if check:
-            assert done.returncode == 0, done.stderr
-        return done
-
-    def start(self, **env: str) -> subprocess.Popen[bytes]:
-        with self.stderr.open("ab") as err:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cairn.cli.main",
-                    "agent",
-                    "run",
-                    "--config",
-                    str(self.config),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env=self.env(**env),
-            )
-        return self.process
-
-    def stop(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=DEADLINE_S)
-        assert "Traceback" not in self.stderr.read_text()
-        return code
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        if not self.stderr.exists():
-            return []
-        found = []
-        for line in self.stderr.read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if name is None or event.get("event") == name:
-                found.append(event)
-        return found
-
-    def rows(self, job: str | None = None) -> list[dict[str, Any]]:
-        db = self.state / "history.db"
-        if not db.exists():
-            return []
-        query = "SELECT * FROM runs WHERE job = ? OR ? IS NULL ORDER BY id"
-        with contextlib.closing(sqlite3.connect(db)) as conn:
-            conn.row_factory = sqlite3.Row
-            try:
-                return [dict(r) for r in conn.execute(query, (job, job))]
-            except sqlite3.OperationalError:
-                return []  # the agent is creating it
+    def write_jobs(self, *jobs: str, jitter: str = "0s") -> None:
+        self.write_config("\n".join(jobs), jitter=jitter)
 
     def snapshots(self) -> list[dict[str, Any]]:
         env = self.tool.env()
@@ -159,9 +71,7 @@ class Agent:
 def agent(tmp_path: Path) -> Iterator[Agent]:
     a = Agent(tmp_path)
     yield a
-    if a.process is not None and a.process.poll() is None:
-        a.process.kill()
-        a.process.wait()
+    a.kill()
 
 
 def successes(agent: Agent, job: str, after: int = 0) -> Callable[[], bool]:
@@ -171,7 +81,7 @@ def successes(agent: Agent, job: str, after: int = 0) -> Callable[[], bool]:
 def test_the_agent_runs_jobs_on_schedule_and_status_tells_the_truth(agent: Agent) -> None:
     agent.init_repo()
     src = agent.source()
-    agent.write_config(agent.job("docs", src, '{ every = "2s" }'))
+    agent.write_jobs(agent.job("docs", src, '{ every = "2s" }'))
     agent.start()
     wait_for(successes(agent, "docs", 2), "two successful runs")
     running = agent.cli("status", "--json", check=True)
@@ -201,7 +111,7 @@ def test_an_injected_failure_shows_in_history_and_status_with_its_code(agent: Ag
     agent.init_repo()
     wrong = agent.root / "wrong.pass"
     wrong.write_text("not the passphrase\n")
-    agent.write_config(agent.job("docs", agent.source(), password_file=str(wrong), retries=3))
+    agent.write_jobs(agent.job("docs", agent.source(), password_file=str(wrong), retries=3))
     once = agent.cli("run-once", "docs")
     assert once.returncode == 12, once.stderr
     assert "failure CAIRN-E012" in once.stdout
@@ -220,7 +130,7 @@ def test_an_injected_failure_shows_in_history_and_status_with_its_code(agent: Ag
 
 def test_retries_with_backoff_until_the_repository_appears(agent: Agent) -> None:
     src = agent.source()
-    agent.write_config(agent.job("docs", src, '{ every = "1h" }', retries=12, retry_backoff="1s"))
+    agent.write_jobs(agent.job("docs", src, '{ every = "1h" }', retries=12, retry_backoff="1s"))
     agent.start()
     wait_for(
         lambda: [e for e in agent.events("attempt") if e["error_code"] == "CAIRN-E010"],
@@ -252,7 +162,7 @@ def test_sigterm_during_a_run_interrupts_it_safely_and_the_next_start_resumes(
     for i in range(150):
         (src / f"part{i:03}.bin").write_bytes(rng.randbytes(200 * 1024))
     total = 150 * 200 * 1024
-    agent.write_config(agent.job("big", src, '{ every = "1h" }'))
+    agent.write_jobs(agent.job("big", src, '{ every = "1h" }'))
     # The backup child stops itself (SIGSTOP) at its 50th stored object: mid-run, before the
     # first periodic index flush (every 64 packs); then the agent is told to stop.
     agent.start(CAIRN_CRASH_PAUSE="local.save.publish:50")
@@ -282,7 +192,7 @@ def test_sigterm_during_a_run_interrupts_it_safely_and_the_next_start_resumes(
 
 def test_after_downtime_one_catch_up_runs_at_once_without_jitter(agent: Agent) -> None:
     agent.init_repo()
-    agent.write_config(agent.job("docs", agent.source(), '{ every = "1h" }'), jitter="1h")
+    agent.write_jobs(agent.job("docs", agent.source(), '{ every = "1h" }'), jitter="1h")
     # The history says the job last ran three hours ago: three hourly slots were missed while
     # the agent was down. (A one-hour jitter would make this test wait an hour if it applied.)
     assert agent.cli("run-once", "docs").returncode == 0
@@ -313,7 +223,7 @@ def _state(pid: int) -> str:
 
 def test_two_runs_of_a_job_never_overlap_across_processes(agent: Agent) -> None:
     agent.init_repo()
-    agent.write_config(agent.job("docs", agent.source(), '{ every = "1h" }', priority="low"))
+    agent.write_jobs(agent.job("docs", agent.source(), '{ every = "1h" }', priority="low"))
     agent.start(CAIRN_CRASH_PAUSE="local.save.publish:1")  # the agent's run holds the lock
     pid = wait_for(lambda: agent.events("backup_started"), "the backup child")[0]["pid"]
     wait_for(lambda: _state(pid) == "T", "the child to pause")
@@ -344,10 +254,10 @@ def test_two_runs_of_a_job_never_overlap_across_processes(agent: Agent) -> None:
 def test_sighup_reloads_a_new_job_and_refuses_a_broken_config(agent: Agent) -> None:
     agent.init_repo()
     a, b = agent.source("a"), agent.source("b")
-    agent.write_config(agent.job("a", a, '{ every = "2s" }'))
+    agent.write_jobs(agent.job("a", a, '{ every = "2s" }'))
     process = agent.start()
     wait_for(successes(agent, "a", 1), "job a")
-    agent.write_config(agent.job("a", a, '{ every = "2s" }'), agent.job("b", b, '{ every = "2s" }'))
+    agent.write_jobs(agent.job("a", a, '{ every = "2s" }'), agent.job("b", b, '{ every = "2s" }'))
     process.send_signal(signal.SIGHUP)
     wait_for(successes(agent, "b", 1), "the new job b after SIGHUP")
 
@@ -365,7 +275,7 @@ def test_sighup_reloads_a_new_job_and_refuses_a_broken_config(agent: Agent) -> N
 def test_suspend_and_resume_a_job_at_run_time(agent: Agent) -> None:
     agent.init_repo()
     a, b = agent.source("a"), agent.source("b")
-    agent.write_config(agent.job("a", a), agent.job("b", b))
+    agent.write_jobs(agent.job("a", a), agent.job("b", b))
     agent.start()
     wait_for(successes(agent, "b", 1), "job b")
     assert agent.cli("suspend", "b").returncode == 0
@@ -385,23 +295,133 @@ def test_suspend_and_resume_a_job_at_run_time(agent: Agent) -> None:
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ('[agent]\nstate = "/tmp/x"\njitter = "soon"\n', "agent.jitter"),
+        ('[agent]\nstate = "STATE"\njitter = "soon"\n', "agent.jitter"),
         ("[[job]]\nname = 'a'\nrepository = '/r'\npaths = ['/x']\nschedule = { every = '1h' }\n"
          "colour = 'blue'\n", "job[a].colour"),
     ],
 )  # fmt: skip
 def test_a_bad_config_is_refused_with_its_code(agent: Agent, text: str, key: str) -> None:
-    agent.config.write_text(text)
+    agent.config.write_text(text.replace("STATE", str(agent.state)))
     for action in ("check-config", "run", "status"):
         done = agent.cli(action)
         assert done.returncode == 80, done.stderr
         assert f"CAIRN-E080: {agent.config}: {key}" in done.stderr
     unknown = agent.cli("run-once", "nope")
     assert unknown.returncode == 80  # the file is checked before the job name
+    assert not agent.state.exists()  # status found no history there, and made none
 
 
 def test_an_unknown_job_name_is_its_own_error(agent: Agent) -> None:
-    agent.write_config(agent.job("docs", agent.source()))
+    agent.write_jobs(agent.job("docs", agent.source()))
     done = agent.cli("suspend", "doc")
     assert done.returncode == 82 and "CAIRN-E082" in done.stderr and "jobs: docs" in done.stderr
     assert agent.cli("check-config", check=True).stdout.startswith(f"{agent.config}: ok, 1 job")
+
+
+def test_status_during_an_outage_shows_the_failed_attempt_and_the_next_retry(
+    agent: Agent,
+) -> None:
+    """The repository is away (a disk not mounted): the first attempt fails, the next waits an
+    hour. Status says both, and a job that never ran shows no outcome of a run before."""
+    agent.write_jobs(
+        agent.job("docs", agent.source(), '{ every = "1h" }', retries=3, retry_backoff="1h")
+    )
+    agent.start()
+    job = wait_for(
+        lambda: [j for j in agent.status()["jobs"] if j["retrying"]], "the retry in the status"
+    )[0]
+    assert job["running"] and job["last_run"] is None
+    retrying = job["retrying"]
+    assert (retrying["failed_attempt"], retrying["attempts"], retrying["error_code"]) == (
+        1, 4, "CAIRN-E010",
+    )  # fmt: skip
+    assert retrying["retry_at"] >= retrying["started"] + 3600
+    retry_at = f"{datetime.fromtimestamp(retrying['retry_at']):%Y-%m-%d %H:%M:%S}"
+    human = agent.cli("status", check=True).stdout
+    row = next(line for line in human.splitlines() if line.startswith("docs "))
+    assert row.split()[3:5] == ["never", "none"], row
+    assert row.endswith(f"attempt 2 of 4 at {retry_at}"), row
+    assert f"docs: attempt 1 of 4 failed (CAIRN-E010: {retrying['message']}); attempt 2 at" in human
+    assert "before:" not in human
+    assert agent.stop() == 0
+    assert [r["outcome"] for r in agent.rows("docs")] == ["interrupted"]
+
+
+def test_status_with_a_broken_config_shows_the_history_and_the_error(agent: Agent) -> None:
+    agent.init_repo()
+    agent.write_jobs(agent.job("docs", agent.source(), '{ every = "1h" }'))
+    process = agent.start()
+    wait_for(successes(agent, "docs", 1), "the first run")
+    wait_for(lambda: agent.status()["jobs"][0]["next_run"], "the agent's plan")
+    agent.config.write_text(agent.config.read_text() + "bogus = 1\n")
+    process.send_signal(signal.SIGHUP)  # refused: the agent keeps its configuration
+    wait_for(lambda: agent.events("reload_refused"), "the refusal")
+
+    human = agent.cli("status")
+    assert human.returncode == 80
+    assert f"CAIRN-E080: {agent.config}: job[docs].bogus" in human.stderr
+    assert "configuration: unusable (CAIRN-E080" in human.stdout
+    assert f"agent: running (pid {process.pid})" in human.stdout
+    row = next(line for line in human.stdout.splitlines() if line.startswith("docs "))
+    assert "success" in row, human.stdout
+    as_json = agent.cli("status", "--json")
+    assert as_json.returncode == 80
+    document = json.loads(as_json.stdout)
+    assert document["error"]["code"] == "CAIRN-E080"
+    docs = document["result"]["jobs"][0]
+    assert (docs["job"], docs["last_run"]["outcome"]) == ("docs", "success")
+    assert docs["next_run"] is not None and "bogus" in document["result"]["config_error"]
+    assert agent.stop() == 0
+
+
+def test_run_once_prints_its_summary_and_no_log_lines(agent: Agent) -> None:
+    agent.init_repo()
+    agent.write_jobs(agent.job("docs", agent.source(), '{ every = "1h" }'))
+    once = agent.cli("run-once", "docs", check=True)
+    assert once.stdout.startswith("job docs: success in ")
+    assert once.stderr == ""
+    logged = agent.cli("run-once", "docs", "--log-json", check=True)
+    events = [json.loads(line)["event"] for line in logged.stderr.splitlines()]
+    assert events[0] == "run_started" and events[-1] == "run_ended"
+
+
+def test_run_once_says_when_it_retries(agent: Agent) -> None:
+    agent.write_jobs(agent.job("docs", agent.source(), retries=1, retry_backoff="1s"))
+    once = agent.cli("run-once", "docs")
+    assert once.returncode == 10, once.stderr
+    assert "docs: attempt 1 of 2 failed (CAIRN-E010: " in once.stderr
+    assert "); attempt 2 at " in once.stderr
+    assert "{" not in once.stderr  # no JSON log lines
+    assert "failure CAIRN-E010" in once.stdout and "attempt 2" in once.stdout
+
+
+@pytest.mark.parametrize("key", ["password_file", "token_file"])
+def test_check_config_refuses_a_file_that_cannot_be_read(agent: Agent, key: str) -> None:
+    missing = agent.root / "nowhere" / f"{key}.txt"
+    agent.write_jobs(agent.job("docs", agent.source(), **{key: str(missing)}))
+    done = agent.cli("check-config")
+    assert done.returncode == 80, done.stdout
+    assert (
+        f"CAIRN-E080: {agent.config}: job[docs].{key}: {missing} cannot be read "
+        "(No such file or directory)"
+    ) in done.stderr
+    assert "ok" not in done.stdout
+
+
+def test_check_config_refuses_a_channels_file_that_cannot_be_read(agent: Agent) -> None:
+    folder = agent.root / "secret-is-a-folder"
+    folder.mkdir()
+    channel = (
+        f'[[notify]]\nkind = "webhook"\nurl = "http://127.0.0.1:9/x"\nsecret_file = "{folder}"\n'
+    )
+    agent.write_jobs(agent.job("docs", agent.source()), channel)
+    done = agent.cli("check-config")
+    assert done.returncode == 80
+    assert f"{agent.config}: notify[0].secret_file: {folder} cannot be read" in done.stderr
+
+
+def test_test_notify_without_a_channel_is_a_configuration_error(agent: Agent) -> None:
+    agent.write_jobs(agent.job("docs", agent.source()))
+    done = agent.cli("test-notify")
+    assert done.returncode == 80
+    assert f"CAIRN-E080: {agent.config}: notify: no [[notify]] channel to test" in done.stderr

@@ -16,37 +16,24 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from clitools import Cairn
 
-from agentfixtures import PostgresServer
+from agentfixtures import AgentProcess, PostgresServer, wait_for
 from agentfixtures import postgres_fixture as postgres_fixture
 from cairn.server.auth import Role
 from notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
 from serverfixture import RunningServer, free_port, running_server
 
-DEADLINE_S = 240.0
 PASSPHRASE = "correct horse"
-
-
-def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
-    end = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < end, f"gave up waiting for {what}"
-        time.sleep(0.2)
 
 
 class Relay:
@@ -112,95 +99,19 @@ class Relay:
             b.close()
 
 
-class AgentProcess:
-    """One machine: its agent's config, state, pinned certificates and process."""
+class Machine(AgentProcess):
+    """One machine: its agent (agentfixtures.AgentProcess), host name, passphrase file and
+    pinned certificates."""
 
     def __init__(self, root: Path, host: str) -> None:
-        root.mkdir(parents=True)
-        self.root = root
+        env = Cairn(root / "unused", cache=root / "cache").env(XDG_CONFIG_HOME=str(root / "home"))
+        super().__init__(root, env)
         self.host = host
-        self.config = root / "agent.toml"
-        self.state = root / "state"
-        self.stderr = root / "agent.stderr"
         self.password = root / "pass"
         self.password.write_text(PASSPHRASE + "\n")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def env(self) -> dict[str, str]:
-        env = Cairn(self.root / "unused").env(XDG_CONFIG_HOME=str(self.root / "home"))
-        for name in ("CAIRN_PASSWORD", "CAIRN_REPOSITORY", "CAIRN_TOKEN"):
-            env.pop(name, None)
-        env["CAIRN_CACHE_DIR"] = str(self.root / "cache")
-        return env
 
     def write(self, text: str) -> None:
-        head = f'[agent]\nstate = "{self.state}"\njitter = "0s"\nhost = "{self.host}"\n\n'
-        self.config.write_text(head + text)
-
-    def start(self) -> None:
-        with self.stderr.open("ab") as err:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cairn.cli.main",
-                    "agent",
-                    "run",
-                    "--config",
-                    str(self.config),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env=self.env(),
-            )
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=120)
-        assert "Traceback" not in self.stderr.read_text()
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        found = []
-        if self.stderr.exists():
-            for line in self.stderr.read_text().splitlines():
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if name is None or event.get("event") == name:
-                    found.append(event)
-        return found
-
-    def ended(self, job: str, outcome: str | None = None) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events("run_ended")
-            if e.get("job") == job and (outcome is None or e.get("outcome") == outcome)
-        ]
-
-    def status(self) -> dict[str, Any]:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cairn.cli.main",
-                "agent",
-                "status",
-                "--json",
-                "--config",
-                str(self.config),
-            ],
-            capture_output=True,
-            text=True,
-            env=self.env(),
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        parsed: dict[str, Any] = json.loads(done.stdout)
-        return parsed
+        self.write_config(text, host=self.host)
 
 
 def job(name: str, location: str, password: Path, token: Path, paths: list[Path], **kw: str) -> str:
@@ -247,8 +158,8 @@ def test_two_agents_back_up_catch_up_alert_dump_and_tell_the_truth(
     relay = Relay(server.port)
     relay.restore()
     office, laptop = (
-        AgentProcess(tmp_path / "office", "office"),
-        AgentProcess(tmp_path / "laptop", "laptop"),
+        Machine(tmp_path / "office", "office"),
+        Machine(tmp_path / "laptop", "laptop"),
     )
     try:
         with smtp_server(certs, "starttls") as mail:

@@ -32,7 +32,7 @@ from cairn.core.errors import CairnError
 from cairn.core.tomltable import DURATION, ConfigError, Table, positive
 from cairn.core.units import parse_duration, parse_rate
 from cairn.notify.config import CLOCK_TIME, DAYS, alerts_of, channels_of, read_toml
-from cairn.notify.message import AlertPolicy, ChannelSpec
+from cairn.notify.message import AlertPolicy, ChannelSpec, EmailSpec
 
 DEFAULT_CONFIG = Path("/etc/cairn/agent.toml")
 DEFAULT_STATE = Path("/var/lib/cairn-agent")
@@ -59,6 +59,57 @@ def find_job(spec: AgentSpec, name: str) -> JobSpec:
 def load_config(path: Path) -> AgentSpec:
     """Read and check the file at `path`; raises ConfigError."""
     return parse_config(read_toml(path), path)
+
+
+def state_folder(path: Path) -> Path:
+    """The state folder the file at `path` names, read leniently, for when the file is broken
+    elsewhere (`cairn agent status` still shows the history): `[agent] state` if it is an
+    absolute path, else the default."""
+    try:
+        agent = read_toml(path).get("agent")
+    except ConfigError:
+        return DEFAULT_STATE
+    state = agent.get("state") if isinstance(agent, dict) else None
+    if isinstance(state, str) and state.startswith("/"):
+        return Path(state)
+    return DEFAULT_STATE
+
+
+def named_files(spec: AgentSpec) -> list[tuple[str, str]]:
+    """Every file the configuration names for a secret or a certificate, with its key as
+    CAIRN-E080 names it: (`job[home].password_file`, `/etc/cairn/home.pass`)."""
+    found: list[tuple[str, str]] = []
+    for job in spec.jobs:
+        where = f"job[{job.name}]"
+        found += _files(where, password_file=job.password_file, token_file=job.token_file)
+        for i, dump in enumerate(job.dumps):
+            found += _files(f"{where}.dump[{i}]", password_file=dump.password_file)
+    for i, channel in enumerate(spec.channels):
+        where = f"notify[{i}]"
+        if isinstance(channel, EmailSpec):
+            found += _files(where, password_file=channel.password_file, ca_file=channel.ca_file)
+        else:
+            found += _files(where, secret_file=channel.secret_file, ca_file=channel.ca_file)
+    return found
+
+
+def _files(where: str, **keys: str | None) -> list[tuple[str, str]]:
+    return [(f"{where}.{key}", value) for key, value in keys.items() if value is not None]
+
+
+def check_files(spec: AgentSpec, file: Path) -> None:
+    """Raise ConfigError for the first named file that cannot be read now (`cairn agent
+    check-config`: a run would fail on it; the agent itself reads them only when it needs
+    them, so a secret that is mounted later does not stop it from starting)."""
+    for key, name in named_files(spec):
+        try:
+            with open(name, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
+            raise ConfigError(
+                f"{file}: {key}: {name} cannot be read ({problem}); name a readable file"
+            ) from exc
 
 
 RATE = "a rate such as 20 MiB/s"

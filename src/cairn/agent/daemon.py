@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 from cairn.agent.history import History
 from cairn.agent.report import report_run
-from cairn.agent.runner import Runner
+from cairn.agent.runner import Retrying, Runner
 from cairn.agent.schedule import Due, Jitter, next_due
 from cairn.agent.spec import AgentSpec, Continuous, JobSpec, WhenReachable
 from cairn.agent.triggers import ChangeTrigger, ReachableTrigger, Trigger, probe_repository
@@ -102,7 +102,13 @@ class Daemon:
         self.started = now()
         self.history = History(spec.state / "history.db")
         self.host = host_name(spec)
-        self.runner = runner or Runner(spec, self.host, self.stop, now=now, log=self.log)
+        # The agent's own runner tells it about retries (for `agent status`); a runner given
+        # (`run-once`) keeps its own: it must not write the running agent's file.
+        self.runner = runner or Runner(
+            spec, self.host, self.stop, now=now, log=self.log, on_retry=self._on_retry
+        )
+        self._retrying: Retrying | None = None
+        self._waiting: list[Planned] = []
         self.jitter = Jitter(spec.jitter_s, seed)
         self.pending: set[str] = set()
         self._pending_lock = threading.Lock()
@@ -171,7 +177,10 @@ class Daemon:
         with self._pending_lock:
             self.pending.discard(job.name)
         self.log("run_started", job=job.name, catch_up=catch_up)
-        summary = self.runner.run(job)
+        try:
+            summary = self.runner.run(job)
+        finally:
+            self._retrying = None
         self.history.record(summary)
         self.log(
             "run_ended",
@@ -231,7 +240,9 @@ class Daemon:
         self._stop_triggers()
         self.spec = spec
         self.host = host_name(spec)
-        self.runner = Runner(spec, self.host, self.stop, now=self.now, log=self.log)
+        self.runner = Runner(
+            spec, self.host, self.stop, now=self.now, log=self.log, on_retry=self._on_retry
+        )
         self.jitter = Jitter(spec.jitter_s)
         try:
             self.alerter = self._alerter(spec)
@@ -305,13 +316,23 @@ class Daemon:
 
     # ---- what `agent status` reads ------------------------------------------------------
 
+    def _on_retry(self, retrying: Retrying) -> None:
+        """An attempt of the running job failed and the next waits: `agent status` shows both
+        (during an outage a run can wait an hour between attempts)."""
+        self._retrying = retrying
+        self._write_agent_file(self._waiting, running=retrying.job)
+
     def _write_agent_file(self, planned: list[Planned], running: str | None) -> None:
-        """The running agent's plan (pid, start, next start of each job, the running job),
-        replaced atomically, so `cairn agent status` shows what this agent will really do."""
+        """The running agent's plan (pid, start, next start of each job, the running job and
+        its failed attempt, if any), replaced atomically, so `cairn agent status` shows what
+        this agent will really do."""
+        self._waiting = planned
+        retrying = self._retrying if running is not None else None
         document = {
             "pid": os.getpid(),
             "started": self.started,
             "running": running,
+            "retrying": None if retrying is None else retrying.as_json(),
             "next": {p.job.name: p.start for p in planned},
         }
         if document == self._last_plan:

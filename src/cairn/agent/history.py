@@ -75,6 +75,12 @@ class History:
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open the job history {path}: {exc}") from exc
 
+    @classmethod
+    def if_exists(cls, path: Path) -> History | None:
+        """The database at `path` if there is one: for a reader that must create nothing
+        (`agent status` with a broken configuration may be looking at the wrong folder)."""
+        return cls(path) if path.is_file() else None
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock, immediate(self._conn) as conn:
@@ -132,6 +138,13 @@ class History:
     def last_run(self, job: str) -> LastRun | None:
         run = self.last(job)
         return LastRun(run.started, run.outcome) if run else None
+
+    def jobs(self) -> list[str]:
+        """Every job with a run in the history, by name (what is known without the
+        configuration)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT DISTINCT job FROM runs ORDER BY job").fetchall()
+        return [str(job) for (job,) in rows]
 
     def last_success(self, jobs: Sequence[str]) -> dict[str, float | None]:
         """Per job, when its last successful (or warning) run ended; None: never."""

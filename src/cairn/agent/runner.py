@@ -89,6 +89,49 @@ class Attempt:
         return self.error_code in RETRIABLE
 
 
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """A run between two attempts of its backup (design 15.4): which attempt failed and how,
+    and when the next of at most `attempts` starts. `cairn agent status` shows it."""
+
+    job: str
+    started: float
+    """When the run started."""
+    failed: int
+    """The number of the attempt that failed (1 for the first)."""
+    attempts: int
+    error_code: str | None
+    message: str
+    retry_at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "started": self.started,
+            "failed_attempt": self.failed,
+            "attempts": self.attempts,
+            "error_code": self.error_code,
+            "message": self.message,
+            "retry_at": self.retry_at,
+        }
+
+    @classmethod
+    def from_json(cls, document: Any) -> Retrying | None:
+        """Read back `as_json` (from the agent's file); None for anything else."""
+        try:
+            return cls(
+                str(document["job"]),
+                float(document["started"]),
+                int(document["failed_attempt"]),
+                int(document["attempts"]),
+                None if document["error_code"] is None else str(document["error_code"]),
+                str(document["message"]),
+                float(document["retry_at"]),
+            )
+        except (TypeError, KeyError, ValueError):
+            return None
+
+
 # ---- the lock -------------------------------------------------------------------------------
 
 
@@ -241,8 +284,10 @@ class Runner:
         environ: Mapping[str, str] | None = None,
         now: Callable[[], float] = time.time,
         log: Callable[..., None] = lambda event, **fields: None,
+        on_retry: Callable[[Retrying], None] = lambda retrying: None,
     ) -> None:
         self.agent = agent
+        self.on_retry = on_retry
         self.host = host
         self.stop = stop
         self.program = tuple(program)
@@ -330,6 +375,17 @@ class Runner:
                 break
             delay = min(job.retry_backoff_s * 2 ** (attempt_no - 1), BACKOFF_CAP_S)
             _note(log, f"attempt {attempt_no} failed ({attempt.error_code}); retry in {delay:g}s")
+            self.on_retry(
+                Retrying(
+                    job.name,
+                    base.started,
+                    attempt_no,
+                    job.retries + 1,
+                    attempt.error_code,
+                    attempt.message,
+                    self.now() + delay,
+                )
+            )
             if self.stop.wait(delay):
                 attempt = replace(attempt, outcome=Outcome.INTERRUPTED, message="stopped")
                 break

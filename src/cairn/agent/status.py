@@ -3,16 +3,23 @@ duration, error), the next run, and whether it is suspended — from the configu
 history, and the running agent's own plan when one runs.
 
 The next run is the agent's plan when it runs (jitter included); otherwise it is computed from
-the schedule, as if the agent started now (a missed slot shows as "at agent start").
+the schedule, as if the agent started now (a missed slot shows as "at agent start"). A running
+job whose attempt failed shows that attempt and when the next starts.
+
+With a configuration file that cannot be read, `known_status` shows what the state folder
+still tells: every job in the history, and the running agent's plan (it runs on the last good
+configuration).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cairn.agent.daemon import read_agent_file, suspended_jobs
 from cairn.agent.history import History
+from cairn.agent.runner import Retrying
 from cairn.agent.schedule import describe, next_due
 from cairn.agent.spec import AgentSpec, JobSpec
 from cairn.notify.message import RunSummary
@@ -29,6 +36,8 @@ class JobStatus:
     """Seconds since the epoch; None: none planned (suspended, or waiting for an event)."""
     next_note: str
     """Why the next run is when it is: "", "catch-up", "at agent start", "on change", …"""
+    retrying: Retrying | None = None
+    """While running: the attempt that failed and when the next starts; None otherwise."""
 
     def as_json(self) -> dict[str, Any]:
         last = self.last
@@ -39,6 +48,7 @@ class JobStatus:
             "running": self.running,
             "next_run": self.next_run,
             "next_note": self.next_note,
+            "retrying": None if self.retrying is None else self.retrying.as_json(),
             "last_run": None
             if last is None
             else {
@@ -82,7 +92,46 @@ def _job_status(
     next_run, note = _next(job, history, agent, now)
     if suspended:
         next_run, note = None, "suspended"
-    return JobStatus(job.name, describe(job.schedule), suspended, running, last, next_run, note)
+    retrying = _retrying(agent, job.name) if running else None
+    return JobStatus(
+        job.name, describe(job.schedule), suspended, running, last, next_run, note, retrying
+    )
+
+
+def _retrying(agent: dict[str, Any] | None, job: str) -> Retrying | None:
+    retrying = Retrying.from_json((agent or {}).get("retrying"))
+    return retrying if retrying is not None and retrying.job == job else None
+
+
+def known_status(state: Path, history: History | None) -> AgentStatus:
+    """What the state folder tells without a configuration: each job of the history (None:
+    there is none) and of the running agent's plan, with its last run, the agent's next
+    start, its retry."""
+    agent = read_agent_file(state)
+    planned: dict[str, Any] = (agent or {}).get("next", {})
+    running = (agent or {}).get("running")
+    recorded = history.jobs() if history is not None else []
+    switches = history.suspended() if history is not None else {}
+    names = sorted({*recorded, *planned, *([running] if running else [])})
+    jobs = []
+    for name in names:
+        is_running = running == name
+        next_run = planned.get(name)
+        jobs.append(
+            JobStatus(
+                name,
+                "?",
+                suspended=switches.get(name, False),
+                running=is_running,
+                last=history.last(name) if history is not None else None,
+                next_run=None if next_run is None else float(next_run),
+                next_note="" if agent is not None else "agent not running",
+                retrying=_retrying(agent, name) if is_running else None,
+            )
+        )
+    if agent is None:
+        return AgentStatus(None, None, jobs)
+    return AgentStatus(int(agent["pid"]), float(agent["started"]), jobs)
 
 
 def _next(

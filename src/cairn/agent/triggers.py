@@ -8,9 +8,12 @@ started), its lock and its suspension.
 `ChangeTrigger` watches the job's paths with watchdog (inotify on Linux), recursively, and wakes
 once `debounce_s` passed without a new event. What it cannot see it counts as a change, so a
 lost event costs at most one run too many, never a missed one: a kernel event-queue overflow
-(or any other warning watchdog's observers log), and a watch the kernel refuses (the
+(or any other warning watchdog's observers log, such as a new subfolder it could not watch:
+every watch is then set anew), and a watch the kernel refuses (the
 `fs.inotify.max_user_watches` / `max_user_instances` limits), which is retried every
 `retry_s` and wakes each time, so a job without a watch runs about every minimum interval.
+Watchdog (7.x) refuses a recursive watch as a whole when the limit is reached at any folder
+under it: it removes the watches it had set and raises ENOSPC (or EMFILE) from `schedule`.
 A path that does not exist yet is waited for: its nearest existing parent is watched, and
 the moment it appears it is watched itself and counts as a change.
 
@@ -74,6 +77,11 @@ WATCH_LIMITS = (errno.ENOSPC, errno.EMFILE)
 """What inotify answers when the user's watch or instance limit is reached."""
 
 
+ObserverFactory = Callable[[], BaseObserver]
+"""Makes the observer a ChangeTrigger watches with: watchdog's `Observer` (inotify on Linux);
+tests give one whose `schedule` fails as the kernel's limits make it fail."""
+
+
 class Trigger(Protocol):
     def start(self, wake: Callable[[str], None]) -> None:
         """Begin watching; call `wake(reason)` (from any thread) when a run is wanted."""
@@ -98,7 +106,14 @@ class ChangeTrigger:
     The minimum interval between runs is the daemon's to apply, not this trigger's.
     """
 
-    def __init__(self, paths: Sequence[str], debounce_s: float, retry_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        debounce_s: float,
+        retry_s: float = 60.0,
+        observer: ObserverFactory = Observer,
+    ) -> None:
+        self._make_observer = observer
         self._paths = [Path(p).absolute() for p in paths]
         self._debounce_s = debounce_s
         self._retry_s = retry_s
@@ -107,12 +122,13 @@ class ChangeTrigger:
         self._stopping = False
         self._watched: dict[Path, _Watched] = {}
         self._refusing: set[Path] = set()
+        self._rebuild = False
         self._observer: BaseObserver | None = None
         self._thread: threading.Thread | None = None
         self._handler = _Handler(self)
 
     def start(self, wake: Callable[[str], None]) -> None:
-        self._observer = Observer()
+        self._observer = self._make_observer()
         self._observer.start()
         _lost_events.add(self)
         self._arm(initial=True)
@@ -137,6 +153,13 @@ class ChangeTrigger:
         with self._changed:
             self._last_event = time.monotonic()
             self._changed.notify_all()
+
+    def lost(self) -> None:
+        """Events were lost, or a folder could not be watched: a change, and every watch is
+        set anew at the next round (a refused one is then retried every `retry_s`)."""
+        with self._changed:
+            self._rebuild = True
+        self.changed()
 
     def _run(self, wake: Callable[[str], None]) -> None:
         while True:
@@ -171,21 +194,23 @@ class ChangeTrigger:
         observer = self._observer
         if observer is None:
             return
+        with self._changed:
+            rebuild, self._rebuild = self._rebuild, False
         for path in self._paths:
             try:
-                self._arm_one(observer, path, initial)
+                self._arm_one(observer, path, initial, rebuild)
             except OSError as exc:
                 self._refused(path, exc)
             else:
                 self._refusing.discard(path)
 
-    def _arm_one(self, observer: BaseObserver, path: Path, initial: bool) -> None:
+    def _arm_one(self, observer: BaseObserver, path: Path, initial: bool, rebuild: bool) -> None:
         target, waiting = _nearest_existing(path)
         st = target.stat()
         identity = (st.st_dev, st.st_ino)
         current = self._watched.get(path)
         same = current is not None and (current.target, current.identity) == (target, identity)
-        if same and path not in self._refusing:
+        if same and not rebuild and path not in self._refusing:
             return
         if current is not None:
             observer.unschedule(current.watch)
@@ -196,10 +221,6 @@ class ChangeTrigger:
         self._watched[path] = _Watched(watch, target, identity, waiting)
         if not same and (current is not None or not (initial or waiting)):
             self.changed()  # appeared, vanished or replaced: what a backup holds differs
-        missing = 0 if waiting else _unwatched_folders(target)
-        if missing:
-            # watchdog leaves out, without a word, subfolders the kernel refuses to watch
-            raise OSError(errno.ENOSPC, f"{missing} folders under it could not be watched")
 
     def _refused(self, path: Path, exc: OSError) -> None:
         self.changed()
@@ -208,10 +229,11 @@ class ChangeTrigger:
         self._refusing.add(path)
         if exc.errno in WATCH_LIMITS:
             log.error(
-                "CAIRN-E093 cannot watch %s: %s; the job runs at its minimum interval until "
+                "CAIRN-E093 cannot watch %s: %s%s; the job runs at its minimum interval until "
                 "a watch can be set (raise fs.inotify.max_user_watches or max_user_instances)",
                 path,
                 exc.strerror or exc,
+                _watches_needed(path) if exc.errno == errno.ENOSPC else "",
             )
         else:
             log.error("CAIRN-E093 cannot watch %s: %s; retrying", path, exc.strerror or exc)
@@ -253,46 +275,19 @@ def _nearest_existing(path: Path) -> tuple[Path, bool]:
     raise FileNotFoundError(errno.ENOENT, "no parent folder exists", str(path))
 
 
-def _unwatched_folders(root: Path) -> int:
-    """How many folders under `root` no inotify instance of this process watches (Linux's
-    /proc tells which inodes are watched; elsewhere 0: unknown)."""
-    watched = _watched_inodes()
-    if watched is None or not root.is_dir():
-        return 0
-    missing = 0 if root.stat().st_ino in watched else 1
-    for folder, folders, _ in os.walk(root):
-        for name in folders:
-            try:
-                if os.lstat(os.path.join(folder, name)).st_ino not in watched:
-                    missing += 1
-            except OSError:
-                continue  # gone meanwhile
-    return missing
-
-
-def _watched_inodes() -> set[int] | None:
-    inodes: set[int] = set()
-    try:
-        descriptors = os.listdir("/proc/self/fd")
-    except OSError:
-        return None
-    for fd in descriptors:
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
-                continue
-            with open(f"/proc/self/fdinfo/{fd}") as info:
-                for line in info:
-                    if line.startswith("inotify "):
-                        fields = dict(part.split(":", 1) for part in line.split()[1:])
-                        inodes.add(int(fields["ino"], 16))
-        except (OSError, KeyError, ValueError):
-            continue
-    return inodes
+def _watches_needed(path: Path) -> str:
+    """ ", it needs N watches (one per folder)": what the limit must leave free for `path`
+    (watched while waiting for it: its nearest existing parent, one watch)."""
+    if not path.is_dir():
+        return ""
+    folders = sum(1 for _ in os.walk(path))  # symlinks not followed, as watchdog does not
+    return f", it needs {folders} watches (one per folder)"
 
 
 class _LostEvents(logging.Handler):
     """Any warning that watchdog's observers log means events were lost (a queue overflow, a
-    watch it could not rebuild): every running ChangeTrigger counts it as a change."""
+    new subfolder it could not watch, a watch it could not rebuild): every running
+    ChangeTrigger counts it as a change and sets its watches anew."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -327,7 +322,7 @@ class _LostEvents(logging.Handler):
                 record.getMessage(),
             )
         for trigger in triggers:
-            trigger.changed()
+            trigger.lost()
 
 
 _lost_events = _LostEvents()

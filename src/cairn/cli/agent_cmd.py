@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 import time
 from datetime import datetime
@@ -17,11 +18,18 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from cairn.agent.config import DEFAULT_CONFIG, find_job, load_config
-from cairn.agent.history import History
+from cairn.agent.config import (
+    DEFAULT_CONFIG,
+    check_files,
+    find_job,
+    load_config,
+    state_folder,
+)
+from cairn.agent.history import History, StateError
+from cairn.agent.runner import Retrying
 from cairn.agent.schedule import describe
 from cairn.agent.spec import AgentSpec
-from cairn.agent.status import JobStatus, agent_status
+from cairn.agent.status import AgentStatus, JobStatus, agent_status, known_status
 from cairn.cli.context import Context
 from cairn.cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, exit_for
 from cairn.core.tomltable import ConfigError
@@ -44,6 +52,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     run.set_defaults(run=_run)
     once = actions.add_parser("run-once", parents=parents, help="run one job now and wait")
     once.add_argument("job", metavar="JOB")
+    once.add_argument(
+        "--log-json",
+        action="store_true",
+        help="also write the agent's JSON log lines on stderr (as `agent run` does)",
+    )
     once.set_defaults(run=_run_once)
     status = actions.add_parser("status", parents=parents, help="each job's last and next run")
     status.set_defaults(run=_status)
@@ -85,8 +98,15 @@ def _run_once(ctx: Context) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log = JsonLog()
-    runner = Runner(spec, host_name(spec), stop, program=BACKUP_PROGRAM, log=log)
+    log = JsonLog() if ctx.args.log_json else _no_log
+    runner = Runner(
+        spec,
+        host_name(spec),
+        stop,
+        program=BACKUP_PROGRAM,
+        log=log,
+        on_retry=lambda retrying: _say_retry(ctx, retrying),
+    )
     daemon = Daemon(spec, lambda: spec, runner=runner, log=log)
     try:
         summary = daemon.run_job(job)
@@ -94,6 +114,17 @@ def _run_once(ctx: Context) -> int:
         daemon.history.close()
     _show_run(ctx, summary)
     return _exit_status(summary)
+
+
+def _no_log(event: str, **fields: Any) -> None:
+    """`run-once` without --log-json: the run's log file has the details, stdout the summary."""
+
+
+def _say_retry(ctx: Context, retrying: Retrying) -> None:
+    """A run in the foreground can wait an hour between attempts: say so, on stderr (stdout
+    holds the result)."""
+    if not ctx.args.quiet:
+        print(_retry_line(retrying), file=sys.stderr, flush=True)
 
 
 def _exit_status(summary: RunSummary) -> int:
@@ -138,20 +169,48 @@ def _run_json(run: RunSummary) -> dict[str, Any]:
 
 
 def _status(ctx: Context) -> int:
-    spec = _spec(ctx)
+    """Every job's last and next run. With a broken configuration file, what the state folder
+    still knows is shown first, then the file's error (exit 80): an outage and a typo in the
+    file often come together, and the history is what tells what happened."""
+    try:
+        spec = _spec(ctx)
+    except ConfigError as exc:
+        _show_status(ctx, _known_status(state_folder(ctx.args.config)), broken=exc)
+        raise
     history = History(spec.state / "history.db")
     try:
         status = agent_status(spec, history, time.time())
     finally:
         history.close()
+    _show_status(ctx, status)
+    return 0
+
+
+def _known_status(state: Path) -> AgentStatus:
+    """What the state folder the broken file seems to name holds, creating nothing there."""
+    try:
+        history = History.if_exists(state / "history.db")
+    except StateError:
+        history = None  # the configuration's error is the one to report
+    try:
+        return known_status(state, history)
+    finally:
+        if history is not None:
+            history.close()
+
+
+def _show_status(ctx: Context, status: AgentStatus, broken: ConfigError | None = None) -> None:
     out = ctx.output
     out.json(
         {
             "agent": {"running": status.pid is not None, "pid": status.pid},
             "started": status.started,
+            "config_error": None if broken is None else str(broken),
             "jobs": [j.as_json() for j in status.jobs],
         }
     )
+    if broken is not None:
+        out.text("configuration: unusable (CAIRN-E080, below); what the history knows:")
     if status.pid is None:
         out.text("agent: not running")
     else:
@@ -161,19 +220,23 @@ def _status(ctx: Context) -> int:
         ["JOB", "SCHEDULE", "LAST RUN", "OUTCOME", "DURATION", "NEXT RUN"],
         [_row(j) for j in status.jobs],
     )
-    return 0
+    for j in status.jobs:
+        if j.retrying is not None:
+            out.text(_retry_line(j.retrying))
 
 
 def _row(j: JobStatus) -> list[str]:
+    """The last run is the last that ended (a running one is in NEXT RUN): "never" and "none"
+    for a job that has not run yet."""
     last = j.last
-    outcome = "-" if last is None else last.outcome.value
+    outcome = "none" if last is None else last.outcome.value
     if last is not None and last.error_code:
         outcome += f" ({last.error_code})"
-    if j.running:
-        outcome = f"running; before: {outcome}"
     next_run = _when(j.next_run) if j.next_run is not None else "-"
     if j.next_note:
         next_run = j.next_note if j.next_run is None else f"{next_run} ({j.next_note})"
+    if j.running:
+        next_run = _running(j.retrying)
     return [
         j.job,
         j.schedule,
@@ -182,6 +245,23 @@ def _row(j: JobStatus) -> list[str]:
         _duration(last.ended - last.started) if last else "-",
         next_run,
     ]
+
+
+def _running(retrying: Retrying | None) -> str:
+    if retrying is None:
+        return "running now"
+    attempt = f"attempt {retrying.failed + 1} of {retrying.attempts}"
+    if retrying.retry_at <= time.time():
+        return f"running now ({attempt})"
+    return f"{attempt} at {_when(retrying.retry_at)}"
+
+
+def _retry_line(r: Retrying) -> str:
+    code = f"{r.error_code}: " if r.error_code else ""
+    return (
+        f"{r.job}: attempt {r.failed} of {r.attempts} failed ({code}{r.message or 'no message'}); "
+        f"attempt {r.failed + 1} at {_when(r.retry_at)}"
+    )
 
 
 def _when(t: float | None) -> str:
@@ -211,7 +291,9 @@ def _switch(ctx: Context) -> int:
 
 
 def _check_config(ctx: Context) -> int:
+    """The file, and every password, token, secret and CA file it names (readable now)."""
     spec = _spec(ctx)
+    check_files(spec, ctx.args.config)
     ctx.output.json(
         {
             "config": str(ctx.args.config),
@@ -227,13 +309,17 @@ def _check_config(ctx: Context) -> int:
 
 def _test_notify(ctx: Context) -> int:
     """Send one test message through every channel, whatever its `on`; report each. Fails with
-    the first channel's error code (CAIRN-E100 to E104) if any could not send."""
+    the first channel's error code (CAIRN-E100 to E104) if any could not send; a file without
+    a channel is a configuration error (CAIRN-E080): there is nothing to test."""
     from cairn.agent.daemon import host_name
     from cairn.notify.alerts import channel_for
 
     spec = _spec(ctx)
     if not spec.channels:
-        raise ConfigError(f"{ctx.args.config}: no [[notify]] channel to test")
+        raise ConfigError(
+            f"{ctx.args.config}: notify: no [[notify]] channel to test; add one (docs/agent.md, "
+            '"Notifications")'
+        )
     host = host_name(spec)
     event = Event(
         EventKind.REPORT,

@@ -19,6 +19,7 @@ import pytest
 from cairn.agent.runner import (
     E_BUSY,
     E_TIMEOUT,
+    Retrying,
     Runner,
     backup_command,
     child_environment,
@@ -186,6 +187,21 @@ def test_failures_that_can_pass_are_retried_with_growing_backoff(tmp_path: Path)
     log = Path(run.log_path or "").read_text()
     assert "attempt 1 failed (CAIRN-E033); retry in 0.05s" in log
     assert "attempt 2 failed (CAIRN-E060); retry in 0.1s" in log
+
+
+def test_each_retry_is_told_with_the_failed_attempt_and_the_next_start(tmp_path: Path) -> None:
+    """What `agent status` shows during an outage comes from here."""
+    runner = make_runner(tmp_path, "CAIRN-E033,CAIRN-E060,ok")
+    told: list[Retrying] = []
+    runner.on_retry = told.append
+    run = runner.run(job(retries=3))
+    assert [(r.job, r.failed, r.attempts, r.error_code, r.message) for r in told] == [
+        ("home", 1, 4, "CAIRN-E033", "no luck"),
+        ("home", 2, 4, "CAIRN-E060", "no luck"),
+    ]
+    assert all(r.started == run.started < r.retry_at for r in told)
+    assert Retrying.from_json(told[0].as_json()) == told[0]
+    assert Retrying.from_json({"job": "home"}) is None
 
 
 def test_retries_end_after_the_configured_number(tmp_path: Path) -> None:
