@@ -52,6 +52,20 @@ class Capabilities:
     """Range reads are cheap (no network round trip)."""
     chunk_query: bool = False
     """The storage says where chunks live (`ChunkQuerier`): a backup need not load the index."""
+    ranged_reads: bool = True
+    """`load` with an offset and length reads only those bytes (not the whole object)."""
+    atomic_create: bool = True
+    """`save` never shows a half-written object, by the protocol's own atomic put or by a
+    temporary name and a rename."""
+    resumable_writes: bool = False
+    """A broken upload of a large object can go on from where it stopped (S3 multipart, SFTP or
+    FTP append at an offset) instead of starting again."""
+    conditional_create: bool = False
+    """The storage can create an object only if absent, or swap it only if unchanged (S3
+    If-None-Match / If-Match), so a writer can fence another without a lock."""
+    server_checksums: bool = False
+    """The storage checks a checksum of each upload itself (S3 Content-MD5, a WebDAV server's
+    checksum header), on top of Cairn's own hash check."""
 
 
 class Backend(Protocol):

@@ -12,6 +12,11 @@ BackendError
 ├── AuthenticationFailed      a Cairn server: the token is unknown, wrong or revoked
 │   └── TokenExpired          a Cairn server: the token is past its expiry
 ├── CertificateMismatch       a Cairn server: not the certificate pinned for it
+├── StorageLoginRefused       SFTP, S3, WebDAV, FTP: the credentials were refused
+├── HostKeyUnknown            SFTP: the host key is not in known_hosts, or differs from it
+├── ContainerMissing          S3: the bucket does not exist (a missing folder is NotFound)
+├── StorageTlsFailed          S3, WebDAV, FTPS: the TLS handshake or certificate check failed
+├── GarbledAnswer             the storage server answered something that is not its protocol
 └── TransientBackendError     worth retrying (timeouts, resets, throttling, 5xx)
     ├── ServerUnreachable     a Cairn server: no answer
     └── Busy                  the storage is overloaded and said when to come back
@@ -97,3 +102,27 @@ class CertificateMismatch(BackendError):
 
 class MalformedAnswer(BackendError):
     """The server's answer to a chunk query is not whole records (a server bug)."""
+
+
+# ---- storage servers other than Cairn's (sftp, s3, webdav, ftp) ----------------------------
+
+
+class StorageLoginRefused(BackendError):
+    """The storage server refused the credentials (a key, a password, an access key)."""
+
+
+class HostKeyUnknown(BackendError):
+    """An SSH host key is not in known_hosts, or differs from the one there. The message carries
+    the key's fingerprint so the user can check it and add it; it is never trusted silently."""
+
+
+class ContainerMissing(BackendError):
+    """The bucket a location names does not exist (a missing folder inside it is NotFound)."""
+
+
+class StorageTlsFailed(BackendError):
+    """The TLS handshake with the storage server failed, or its certificate did not verify."""
+
+
+class GarbledAnswer(BackendError):
+    """The storage server answered, but not in its protocol (a proxy page, a truncated reply)."""

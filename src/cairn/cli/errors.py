@@ -12,6 +12,9 @@ from cairn.backends.errors import (
     AuthenticationFailed,
     BackendError,
     CertificateMismatch,
+    ContainerMissing,
+    GarbledAnswer,
+    HostKeyUnknown,
     ListingIncomplete,
     MalformedAnswer,
     NotFound,
@@ -20,6 +23,8 @@ from cairn.backends.errors import (
     RoleForbidden,
     ServerUnreachable,
     StorageFull,
+    StorageLoginRefused,
+    StorageTlsFailed,
     Throttled,
     TokenExpired,
     TransientBackendError,
@@ -111,6 +116,30 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         QuotaExceeded,
         ErrorCode("CAIRN-E065", 65, "forget and prune old snapshots, or ask for a larger quota"),
+    ),
+    (
+        StorageLoginRefused,
+        ErrorCode("CAIRN-E037", 37, "check the user, key, password or access key for the storage"),
+    ),
+    (
+        HostKeyUnknown,
+        ErrorCode(
+            "CAIRN-E038",
+            38,
+            "check the fingerprint with the server's owner, then add it to known_hosts",
+        ),
+    ),
+    (
+        ContainerMissing,
+        ErrorCode("CAIRN-E039", 39, "create the bucket, or fix its name in the location"),
+    ),
+    (
+        StorageTlsFailed,
+        ErrorCode("CAIRN-E105", 105, "check the address and the server's certificate (or its CA)"),
+    ),
+    (
+        GarbledAnswer,
+        ErrorCode("CAIRN-E106", 106, "check the address points at the storage server, not a proxy"),
     ),
     (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
     (AuditBroken, ErrorCode("CAIRN-E070", 70, "the audit log was tampered with; investigate")),
