@@ -1,7 +1,7 @@
 """The server's own maintenance of each tenant: retention, garbage collection and scrubbing.
 
 - Retention forgets the snapshot objects the tenant's policy lets go (server/retention.py), on
-  the server's clock.
+  the server's clock, per uploading token and snapshot group.
 - Garbage collection is the keyless two-phase prune of design 13.3-13.4, run as a session of
   purpose ``prune`` beside the tenant's running backups: nothing waits, and what is condemned now
   is deleted by a later run once every session that could use it has ended. It never repacks
@@ -37,7 +37,7 @@ from cairn.server.arrivals import Arrivals
 from cairn.server.chunktable import ChunkTable
 from cairn.server.db import Database
 from cairn.server.lockowners import LockOwners
-from cairn.server.retention import ServerPolicy, to_forget
+from cairn.server.retention import ServerPolicy, read_groups, to_forget
 from cairn.server.tenants import Tenant, TenantStore
 
 log = logging.getLogger("cairn.server.janitor")
@@ -144,7 +144,8 @@ class Janitor:
         self._lock_owners.drop(tenant.name, owned - stored)
 
     def _forget(self, tenant: Tenant, backend: Backend, policy: ServerPolicy) -> int:
-        stored = {info.handle.name for info in backend.list(ObjectKind.SNAPSHOT)}
+        listed = [info.handle.name for info in backend.list(ObjectKind.SNAPSHOT)]
+        stored = read_groups(backend, listed)
         now = int(self._clock.now().timestamp() * 1000)
         names = to_forget(policy, stored, self._arrivals.of(tenant.name), now)
         for name in names:
