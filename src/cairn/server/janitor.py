@@ -113,7 +113,12 @@ class Janitor:
         )
         policy = self._tenants.retention(tenant.name)
         if policy is not None:
-            report.forgotten = self._forget(tenant, backend, policy)
+            try:
+                report.forgotten = self._forget(tenant, backend, policy)
+            except BackendError as exc:  # not on a partial view: nothing forgotten, no GC
+                report.skipped = f"retention refused: cannot read the snapshots: {exc}"
+                log.warning("tenant %s: %s", tenant.name, report.skipped)
+                return report
         session = Session(backend, self._clock, "prune")
         try:
             session.acquire()
