@@ -232,14 +232,14 @@ def test_retention_keeps_the_only_snapshot_of_each_job_of_a_machine(
     env = machine.tool.env(XDG_CONFIG_HOME=str(machine.home))
     for name in ("CAIRN_PASSWORD", "CAIRN_REPOSITORY", "CAIRN_TOKEN"):
         env.pop(name, None)
+    run_once = [sys.executable, "-m", "cairn.cli.main", "agent", "run-once", "home"]
     once = subprocess.run(
-        [sys.executable, "-m", "cairn.cli.main", "agent", "run-once", "home", "--config", str(config)],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
-    )  # fmt: skip
+        [*run_once, "--config", str(config)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert once.returncode == 0, once.stderr
 
-    admin(server, "retention", "jobs", "--keep-daily", "14", "--keep-weekly", "8",
-          "--keep-monthly", "24")  # fmt: skip
+    policy = ("--keep-daily", "14", "--keep-weekly", "8", "--keep-monthly", "24")
+    admin(server, "retention", "jobs", *policy)
     reports = [admin(server, "gc", "jobs") for _ in range(2)]  # condemn, then sweep
     assert [r[0]["forgotten"] for r in reports] == [0, 0]  # type: ignore[index]
 
