@@ -184,8 +184,11 @@ def test_server_retention_and_gc_run_beside_backups(server: RunningServer, tmp_p
     reports = [admin(server, "gc", "kept") for _ in range(3)]
     _out, err = running.communicate(timeout=300)
     assert running.returncode == 0, err
+    reports.append(admin(server, "gc", "kept"))
+    # one group (one machine, one path): the first of the day and the newest stay, whenever the
+    # running backup arrived; the two between them go
     forgotten = sum(int(r[0]["forgotten"]) for r in reports)  # type: ignore[index]
-    assert forgotten >= 2
+    assert forgotten == 2
 
     machine.token = owner
     machine.run("check", "--read-data")
@@ -195,6 +198,59 @@ def test_server_retention_and_gc_run_beside_backups(server: RunningServer, tmp_p
     assert manifest(tmp_path / "first" / source.relative_to("/")) == first_tree
     admin(server, "gc", "kept")
     admin(server, "gc", "kept")
+    machine.run("check", "--read-data")
+
+
+def agent_job(tmp: Path, server: RunningServer, tenant: str, token: str, paths: Path) -> Path:
+    """An agent config with one job, `home`, as examples/agent.toml writes it."""
+    (tmp / "home.token").write_text(token + "\n")
+    (tmp / "home.pass").write_text("correct horse\n")
+    config = tmp / "agent.toml"
+    config.write_text(
+        f'[agent]\nstate = "{tmp / "agent-state"}"\njitter = "0s"\n\n[[job]]\nname = "home"\n'
+        f'repository = "{server.location(tenant)}"\npassword_file = "{tmp / "home.pass"}"\n'
+        f'token_file = "{tmp / "home.token"}"\npaths = ["{paths}"]\nschedule = {{ every = "1h" }}\n'
+    )
+    return config
+
+
+def test_retention_keeps_the_only_snapshot_of_each_job_of_a_machine(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """Issue 11, item 2. One backup token sends a snapshot of one folder, then the agent's job
+    `home` on the same machine, with the same token, sends one of another folder; retention
+    `--keep-daily 14 --keep-weekly 8 --keep-monthly 24` and GC forgot the job's only snapshot
+    (the second to arrive that day in the token's one group). Each set of paths of a machine is
+    a group of its own, as `forget` groups, and a group's newest snapshot always stays."""
+    owner = str(admin(server, "tenant", "add", "jobs")["admin_token"])
+    machine = Client(server, "jobs", tmp_path / "m", owner)
+    machine.run("init")
+    machine.token = str(admin(server, "token", "add", "jobs", "--role", "backup")["token"])
+    docs, data = tree(tmp_path / "usr-share-doc", 11), tree(tmp_path / "data", 12)
+    machine.run("backup", str(docs))
+    config = agent_job(tmp_path, server, "jobs", machine.token, data)
+    env = machine.tool.env(XDG_CONFIG_HOME=str(machine.home))
+    for name in ("CAIRN_PASSWORD", "CAIRN_REPOSITORY", "CAIRN_TOKEN"):
+        env.pop(name, None)
+    run_once = [sys.executable, "-m", "cairn.cli.main", "agent", "run-once", "home"]
+    once = subprocess.run(
+        [*run_once, "--config", str(config)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert once.returncode == 0, once.stderr
+
+    policy = ("--keep-daily", "14", "--keep-weekly", "8", "--keep-monthly", "24")
+    admin(server, "retention", "jobs", *policy)
+    reports = [admin(server, "gc", "jobs") for _ in range(2)]  # condemn, then sweep
+    assert [r[0]["forgotten"] for r in reports] == [0, 0]  # type: ignore[index]
+
+    machine.token = owner
+    snapshots = machine.run("snapshots", "--json").json()
+    assert sorted(s["paths"][0] for s in snapshots) == sorted([str(data), str(docs)])
+    for source in (docs, data):
+        (job,) = [s for s in snapshots if s["paths"] == [str(source)]]
+        target = tmp_path / f"restored-{source.name}"
+        machine.run("restore", job["id"], "--target", str(target))
+        assert manifest(target / source.relative_to("/")) == manifest(source)
     machine.run("check", "--read-data")
 
 

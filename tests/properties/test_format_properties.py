@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from cairn.core.errors import FormatError
 from cairn.core.ids import ChunkId, ObjectName
+from cairn.format.codec import packb, unpackb
 from cairn.format.config import (
     ConfigRecord,
     KeyRecord,
@@ -117,10 +118,24 @@ def test_reflist_round_trip(refs: set[ChunkId], salt: bytes) -> None:
     st.binary(min_size=16, max_size=16),
     st.lists(st.binary(min_size=32, max_size=32).map(ObjectName), max_size=3),
     st.binary(max_size=100),
+    st.none() | st.binary(min_size=16, max_size=16),
 )
-def test_snapshot_round_trip(repo_id: bytes, reflists: list[ObjectName], sealed: bytes) -> None:
-    record = SnapshotRecord(repo_id, reflists, sealed)
+def test_snapshot_round_trip(
+    repo_id: bytes, reflists: list[ObjectName], sealed: bytes, group: bytes | None
+) -> None:
+    record = SnapshotRecord(repo_id, reflists, sealed, group)
     assert decode_snapshot(encode_snapshot(record)) == record
+
+
+def test_a_snapshot_without_a_group_keeps_the_bytes_of_format_1() -> None:
+    """Old snapshots (and their names) stay what they were: the group is absent, not nil, and
+    a record written before the group existed reads as having none (R11)."""
+    record = SnapshotRecord(b"r" * 16, [ObjectName(b"n" * 32)], b"sealed")
+    old = packb({"v": 1, "repo_id": b"r" * 16, "reflists": [b"n" * 32], "sealed": b"sealed"})
+    assert encode_snapshot(record) == old
+    assert decode_snapshot(old).group is None
+    with pytest.raises(FormatError):
+        decode_snapshot(packb({**unpackb(old), "group": b"short"}))
 
 
 @given(
@@ -129,13 +144,20 @@ def test_snapshot_round_trip(repo_id: bytes, reflists: list[ObjectName], sealed:
     st.lists(text, max_size=3),
     ids,
     st.none() | st.binary(min_size=32, max_size=32).map(ObjectName),
+    st.none() | st.binary(min_size=16, max_size=16),
 )
 def test_snapshot_body_round_trip(
-    host: str, user: str, tags: list[str], tree: ChunkId, parent: ObjectName | None
+    host: str,
+    user: str,
+    tags: list[str],
+    tree: ChunkId,
+    parent: ObjectName | None,
+    group: bytes | None,
 ) -> None:
     body = SnapshotBody(
         "2026-11-24T12:00:00+00:00", host, user, ["/x"], tags, tree, parent, {"files": 3}, False
     )
+    body.group = group
     assert decode_body(encode_body(body)) == body
 
 

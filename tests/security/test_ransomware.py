@@ -7,7 +7,9 @@ config and key, flood hash-valid garbage, snapshot records whose sealed body is 
 junk snapshots, plant locks that would stop prune for good, remove a lock another token saved
 (and its own: allowed, and harmless), hide partial uploads past the quota, exhaust the quota,
 and roll back in what the owner's forget and prune removed. Afterwards the owner, with the
-tenant-admin token, restores every earlier snapshot bit-exact.
+tenant-admin token, restores every earlier snapshot bit-exact. And with the server's retention on:
+a flood of snapshots labelled with the machine's jobs' group IDs (and random ones, and none) makes
+retention forget none of the jobs' earlier snapshots (design 14.5).
 
 What the owner sees, and does:
 - `cairn snapshots` lists every snapshot it can open and names those it cannot (exit 21);
@@ -24,6 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +324,56 @@ def test_forget_removes_a_snapshot_it_cannot_open(server: RunningServer, tmp_pat
     owner, *_, fake = _broken_seal_snapshot(server, tmp_path, "forgetting")
     owner.run("forget", fake[:8])
     assert owner.run("snapshots").code == 0
+
+
+def test_a_flood_in_many_groups_makes_retention_forget_no_earlier_snapshot(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """Issue 11, item 2, under attack. One machine, one backup token, two jobs (two sets of
+    paths, as examples/agent.toml runs them), each with its only snapshot of the day. Ransomware
+    with that token then floods snapshots labelled with both jobs' group IDs (copied from their
+    records, which a backup token may read), random group IDs and none, and backs up junk of its
+    own. The server's retention (`--keep-daily 14 --keep-weekly 8 --keep-monthly 24`) and GC run:
+    both jobs' snapshots still restore bit-exact."""
+    owner = Machine(server, tmp_path / "owner", server.tenant("jobs"))
+    owner.tool = Cairn(server.location("jobs"), cache=tmp_path / "owner" / "cache")
+    victim = Machine(server, tmp_path / "victim", server.token("jobs", Role.BACKUP))
+    victim.tool = Cairn(server.location("jobs"), cache=tmp_path / "victim" / "cache")
+    owner.run("init")
+    sources = {name: tmp_path / name for name in ("usr-share-doc", "data")}
+    for n, source in enumerate(sources.values()):
+        source.mkdir()
+        (source / "file.bin").write_bytes(os.urandom(100_000 + n))
+        victim.run("backup", str(source))
+    jobs = victim.run("snapshots", "--json").json()
+    assert len(jobs) == 2
+
+    with httpx.Client(
+        base_url=f"{server.url}/v1/t/jobs",
+        headers={"authorization": f"Bearer {victim.token}"},
+        verify=False,
+    ) as attacker:
+        records = [decode_snapshot(attacker.get(f"/snapshots/{job['id']}").content) for job in jobs]
+        labels = [*(r.group for r in records), None, *(os.urandom(16) for _ in range(8))]
+        assert all(r.group is not None for r in records)
+        for k in range(60):  # sealed bodies the server cannot judge; plaintext it accepts
+            base = records[k % 2]
+            sealed = base.sealed[:-1] + bytes([k])
+            fake = encode_snapshot(replace(base, sealed=sealed, group=labels[k % len(labels)]))
+            assert attacker.put(f"/snapshots/{hex_name(fake)}", content=fake).status_code == 201
+    junk = tmp_path / "ransom"
+    junk.mkdir()
+    (junk / "note.txt").write_text("pay up\n")
+    victim.run("backup", str(junk))
+
+    admin = Cairn(server.data)
+    policy = ("--keep-daily", "14", "--keep-weekly", "8", "--keep-monthly", "24")
+    admin.run("server", "retention", "jobs", *policy, "--data", str(server.data))
+    for _ in range(2):  # condemn, then sweep
+        admin.run("server", "gc", "jobs", "--data", str(server.data))
+
+    for job in jobs:
+        target = tmp_path / f"restore-{job['id'][:8]}"
+        owner.run("restore", job["id"], "--target", str(target))
+        source = Path(job["paths"][0])
+        assert manifest(target / source.relative_to("/")) == manifest(source), job["paths"]

@@ -9,6 +9,8 @@ from cairn.core.errors import FormatError
 
 ID_SIZE = 32
 REPO_ID_SIZE = 16
+GROUP_ID_SIZE = 16
+"""A snapshot's retention group ID (design 3.6): opaque, keyed, short."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

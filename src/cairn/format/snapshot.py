@@ -1,4 +1,4 @@
-"""Snapshot objects: plaintext reflist names, and a sealed body (design.md 3.6)."""
+"""Snapshot objects: plaintext reflist names and group ID, and a sealed body (design.md 3.6)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cairn.core.errors import FormatError
-from cairn.core.ids import REPO_ID_SIZE, ChunkId, ObjectName
+from cairn.core.ids import GROUP_ID_SIZE, REPO_ID_SIZE, ChunkId, ObjectName
 from cairn.format.codec import packb, unpackb
 from cairn.format.fields import (
     as_id,
@@ -27,6 +27,9 @@ class SnapshotRecord:
     repo_id: bytes
     reflists: list[ObjectName]
     sealed: bytes
+    group: bytes | None = None
+    """The retention group (GROUP_ID_SIZE opaque bytes), or None in snapshots written before it
+    existed: what the server groups its retention by, besides the uploading token."""
 
 
 @dataclass(slots=True)
@@ -42,17 +45,26 @@ class SnapshotBody:
     parent: ObjectName | None = None
     summary: dict[str, int] = field(default_factory=dict)
     partial: bool = False
+    group: bytes | None = None
+    """The sealed copy of the record's group: a reader compares the two (design 3.6)."""
+
+
+def group_material(host: str, paths: list[str]) -> bytes:
+    """What a snapshot's group ID is the keyed hash of: its host and its paths, sorted and
+    unique, so the group is the one `forget` makes by host and paths (design 13.2)."""
+    return packb(["cairn snapshot group", host, sorted(set(paths))])
 
 
 def encode_snapshot(record: SnapshotRecord) -> bytes:
-    return packb(
-        {
-            "v": SNAPSHOT_VERSION,
-            "repo_id": record.repo_id,
-            "reflists": [r.raw for r in record.reflists],
-            "sealed": record.sealed,
-        }
-    )
+    obj: dict[str, Any] = {
+        "v": SNAPSHOT_VERSION,
+        "repo_id": record.repo_id,
+        "reflists": [r.raw for r in record.reflists],
+        "sealed": record.sealed,
+    }
+    if record.group is not None:  # absent, not nil: a record without one keeps its old bytes
+        obj["group"] = record.group
+    return packb(obj)
 
 
 def decode_snapshot(data: bytes) -> SnapshotRecord:
@@ -62,24 +74,30 @@ def decode_snapshot(data: bytes) -> SnapshotRecord:
         repo_id=get_bytes(obj, "repo_id", REPO_ID_SIZE),
         reflists=[ObjectName(as_id(r, "reflist name")) for r in get_list(obj, "reflists")],
         sealed=get_bytes(obj, "sealed"),
+        group=_group(obj),
     )
+
+
+def _group(obj: dict[str, Any]) -> bytes | None:
+    return get_bytes(obj, "group", GROUP_ID_SIZE) if "group" in obj else None
 
 
 def encode_body(body: SnapshotBody) -> bytes:
-    return packb(
-        {
-            "v": SNAPSHOT_VERSION,
-            "time": body.time,
-            "host": body.host,
-            "user": body.user,
-            "paths": body.paths,
-            "tags": body.tags,
-            "tree": body.tree,
-            "parent": body.parent.raw if body.parent else None,
-            "summary": body.summary,
-            "partial": body.partial,
-        }
-    )
+    obj: dict[str, Any] = {
+        "v": SNAPSHOT_VERSION,
+        "time": body.time,
+        "host": body.host,
+        "user": body.user,
+        "paths": body.paths,
+        "tags": body.tags,
+        "tree": body.tree,
+        "parent": body.parent.raw if body.parent else None,
+        "summary": body.summary,
+        "partial": body.partial,
+    }
+    if body.group is not None:
+        obj["group"] = body.group
+    return packb(obj)
 
 
 def decode_body(data: bytes) -> SnapshotBody:
@@ -102,6 +120,7 @@ def decode_body(data: bytes) -> SnapshotBody:
         parent=ObjectName(as_id(parent, "parent")) if parent is not None else None,
         summary=summary,
         partial=partial,
+        group=_group(obj),
     )
 
 

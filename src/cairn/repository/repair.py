@@ -18,7 +18,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.errors import BackendError, NotFound
@@ -29,7 +29,7 @@ from cairn.crypto.hashing import object_name, verify_object
 from cairn.format.index import IndexRecord, encode_index
 from cairn.format.pack import BlobKind, PackEntry, build_pack, parse_pack
 from cairn.format.reflist import SALT_SIZE, encode_reflist
-from cairn.format.snapshot import SnapshotRecord, encode_snapshot
+from cairn.format.snapshot import encode_snapshot
 from cairn.format.tree import decode_tree
 from cairn.repository.locks import exclusive_holder, now_ms, running_sessions
 from cairn.repository.masterindex import MasterIndex
@@ -352,7 +352,7 @@ class Repairer:
             return
         crashpoint("repair.reflist.save")
         reflist = self._save(ObjectKind.REFLIST, encode_reflist(used, os.urandom(SALT_SIZE)))
-        record = SnapshotRecord(stored.record.repo_id, [reflist], stored.record.sealed)
+        record = replace(stored.record, reflists=[reflist])  # its group too
         crashpoint("repair.snapshot.save")
         new_name = self._save(ObjectKind.SNAPSHOT, encode_snapshot(record))
         crashpoint("repair.snapshot.remove")

@@ -6,7 +6,7 @@ import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import zstandard
 
@@ -39,6 +39,7 @@ from cairn.format.snapshot import (
     decode_snapshot,
     encode_body,
     encode_snapshot,
+    group_material,
 )
 from cairn.repository.chunkindex import ChunkIndex
 from cairn.repository.errors import (
@@ -476,8 +477,9 @@ class Repository:
         reflist = encode_reflist(refs, os.urandom(SALT_SIZE))
         reflist_name = object_name(reflist)
         self.backend.save(Handle(ObjectKind.REFLIST, reflist_name.hex), reflist)
-        sealed = self.seal_object(b"snapshot", encode_body(body))
-        data = encode_snapshot(SnapshotRecord(self.repo_id, [reflist_name], sealed))
+        group = self.snapshot_group(body.host, body.paths)
+        sealed = self.seal_object(b"snapshot", encode_body(replace(body, group=group)))
+        data = encode_snapshot(SnapshotRecord(self.repo_id, [reflist_name], sealed, group))
         name = object_name(data)
         handle = Handle(ObjectKind.SNAPSHOT, name.hex)
         if self.session is not None:
@@ -492,6 +494,11 @@ class Repository:
                 raise
         return name
 
+    def snapshot_group(self, host: str, paths: list[str]) -> bytes:
+        """The group ID of a snapshot of `host` and `paths` (design 3.6): equal for the snapshots
+        `forget` groups together, opaque to the server that groups its retention by it."""
+        return self.keys.snapshot_group(group_material(host, paths))
+
     def snapshot_names(self) -> list[ObjectName]:
         return [ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.SNAPSHOT)]
 
@@ -500,6 +507,8 @@ class Repository:
         if record.repo_id != self.repo_id:
             raise IntegrityError(f"snapshot {name.short()} belongs to another repository")
         body = decode_body(self.open_object(b"snapshot", record.sealed))
+        if body.group != record.group:  # the plaintext group is not authenticated; its copy is
+            raise IntegrityError(f"snapshot {name.short()} was relabelled: its group ID differs")
         return StoredSnapshot(name, record, body)
 
     def read_reflist(self, name: ObjectName) -> list[ChunkId]:

@@ -1,7 +1,7 @@
 """The server's own maintenance of each tenant: retention, garbage collection and scrubbing.
 
 - Retention forgets the snapshot objects the tenant's policy lets go (server/retention.py), on
-  the server's clock.
+  the server's clock, per uploading token and snapshot group.
 - Garbage collection is the keyless two-phase prune of design 13.3-13.4, run as a session of
   purpose ``prune`` beside the tenant's running backups: nothing waits, and what is condemned now
   is deleted by a later run once every session that could use it has ended. It never repacks
@@ -37,7 +37,7 @@ from cairn.server.arrivals import Arrivals
 from cairn.server.chunktable import ChunkTable
 from cairn.server.db import Database
 from cairn.server.lockowners import LockOwners
-from cairn.server.retention import ServerPolicy, to_forget
+from cairn.server.retention import ServerPolicy, read_groups, to_forget
 from cairn.server.tenants import Tenant, TenantStore
 
 log = logging.getLogger("cairn.server.janitor")
@@ -113,7 +113,12 @@ class Janitor:
         )
         policy = self._tenants.retention(tenant.name)
         if policy is not None:
-            report.forgotten = self._forget(tenant, backend, policy)
+            try:
+                report.forgotten = self._forget(tenant, backend, policy)
+            except BackendError as exc:  # not on a partial view: nothing forgotten, no GC
+                report.skipped = f"retention refused: cannot read the snapshots: {exc}"
+                log.warning("tenant %s: %s", tenant.name, report.skipped)
+                return report
         session = Session(backend, self._clock, "prune")
         try:
             session.acquire()
@@ -144,7 +149,8 @@ class Janitor:
         self._lock_owners.drop(tenant.name, owned - stored)
 
     def _forget(self, tenant: Tenant, backend: Backend, policy: ServerPolicy) -> int:
-        stored = {info.handle.name for info in backend.list(ObjectKind.SNAPSHOT)}
+        listed = [info.handle.name for info in backend.list(ObjectKind.SNAPSHOT)]
+        stored = read_groups(backend, listed)
         now = int(self._clock.now().timestamp() * 1000)
         names = to_forget(policy, stored, self._arrivals.of(tenant.name), now)
         for name in names:

@@ -1,12 +1,16 @@
 """Server-side retention: which snapshot objects the server forgets, on its own clock.
 
 The server cannot read a snapshot's time (it is sealed) and would not trust it anyway: it goes by
-the arrival time it recorded, and groups snapshots by the token that uploaded them (one token per
-machine is the intended use), since host and paths are sealed too.
+the arrival time it recorded. It groups snapshots by the token that uploaded them *and* by the
+snapshot's group ID (design 3.6): a keyed hash of host and paths that the client writes in the
+plaintext part of the snapshot object, so one machine's jobs (one token, several sets of paths)
+are separate groups, as `forget` makes them, while the server learns no host or path. A snapshot
+without a group ID (an older client) is in its token's group of those without one.
 
 The rules are chosen so that nothing a backup-only credential sends can make the server forget a
-snapshot that arrived before the attack:
+snapshot that a periodic rule kept before the attack (design 14.5 says what a flood can cost):
 
+- A group's newest arrival is always kept, whatever the policy: retention never empties a group.
 - `keep-last` is not offered: a flood of new snapshots would push the real ones out of it.
 - A periodic rule (`hourly` … `yearly`) keeps the *first* snapshot to arrive in each of the N most
   recent periods that hold one, not the last, so later arrivals can never displace it; and since
@@ -19,10 +23,14 @@ snapshot that arrived before the attack:
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from cairn.backends.base import Backend, Handle, ObjectKind
+from cairn.backends.errors import NotFound
+from cairn.core.errors import CairnError
+from cairn.format.snapshot import decode_snapshot
 from cairn.server.errors import BadRequest
 from cairn.snapshot.retention import BUCKETS, PolicyError, parse_duration
 
@@ -86,25 +94,29 @@ class Arrival:
 
 
 def to_forget(
-    policy: ServerPolicy, stored: set[str], arrivals: dict[str, Arrival], now_ms: int
+    policy: ServerPolicy,
+    stored: Mapping[str, str | None],
+    arrivals: dict[str, Arrival],
+    now_ms: int,
 ) -> list[str]:
-    """The snapshot names the policy forgets, among `stored` (the names on storage)."""
-    groups: dict[str, list[Arrival]] = {}
-    for name in stored:
+    """The snapshot names the policy forgets. `stored` maps each snapshot name on storage to its
+    group ID (hex), or None for a snapshot without one (read_groups)."""
+    groups: dict[tuple[str, str | None], list[Arrival]] = {}
+    for name, group in stored.items():
         arrival = arrivals.get(name)
         if arrival is None or arrival.received_ms > now_ms:
             continue  # unknown or from the future: always kept
-        groups.setdefault(arrival.token, []).append(arrival)
+        groups.setdefault((arrival.token, group), []).append(arrival)
     forgotten: list[str] = []
-    for group in groups.values():
-        kept = _kept(policy, group)
-        forgotten.extend(a.name for a in group if a.name not in kept)
+    for members in groups.values():
+        kept = _kept(policy, members)
+        forgotten.extend(a.name for a in members if a.name not in kept)
     return sorted(forgotten)
 
 
 def _kept(policy: ServerPolicy, group: list[Arrival]) -> set[str]:
     ordered = sorted(group, key=lambda a: (a.received_ms, a.name))
-    kept: set[str] = set()
+    kept = {ordered[-1].name}  # the newest: a job whose backups stopped keeps its last one
     if policy.within_hours is not None:
         newest = ordered[-1].received_ms
         horizon = newest - policy.within_hours * 3600 * 1000
@@ -127,3 +139,29 @@ def _first_of_recent_periods(ordered: list[Arrival], period: str, count: int) ->
 
 def _utc(ms: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+
+def read_groups(backend: Backend, names: Iterable[str]) -> dict[str, str | None]:
+    """Each named snapshot's group ID (hex), read from the plaintext part of its object: the
+    object is the truth, so the server keeps no copy that could disagree with it.
+
+    A snapshot removed since it was listed is left out (there is nothing to forget). A storage
+    error is raised: retention must not run on a partial view, where a snapshot read as having
+    no group would be judged in the wrong group. A record that does not decode (only a
+    tenant-admin token can store one) has no group."""
+    groups: dict[str, str | None] = {}
+    for name in names:
+        try:
+            data = backend.load(Handle(ObjectKind.SNAPSHOT, name))
+        except NotFound:
+            continue
+        groups[name] = _group_of(data)
+    return groups
+
+
+def _group_of(data: bytes) -> str | None:
+    try:
+        group = decode_snapshot(data).group
+    except CairnError:
+        return None
+    return group.hex() if group is not None else None

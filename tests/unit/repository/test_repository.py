@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -10,14 +11,21 @@ from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.memory import MemoryBackend
 from cairn.core.clock import SystemClock
 from cairn.core.errors import IntegrityError
-from cairn.core.ids import ChunkId, ObjectName
+from cairn.core.ids import GROUP_ID_SIZE, ChunkId, ObjectName
 from cairn.crypto.hashing import object_name
 from cairn.crypto.kdf import TEST_KDF
 from cairn.format.config import RepoParams
 from cairn.format.deletion import DeletionRecord, encode_deletion
 from cairn.format.index import IndexRecord, decode_index, encode_index
 from cairn.format.pack import BlobKind
-from cairn.format.snapshot import SnapshotBody
+from cairn.format.reflist import encode_reflist
+from cairn.format.snapshot import (
+    SnapshotBody,
+    SnapshotRecord,
+    decode_snapshot,
+    encode_body,
+    encode_snapshot,
+)
 from cairn.format.tree import Node, encode_tree
 from cairn.repository.check import Checker
 from cairn.repository.errors import (
@@ -222,3 +230,52 @@ def test_indexes_replaced_while_they_are_loaded_are_read_from_their_successor(
     again.load_index()
     assert backend.trigger is None, "the swap happened while the index was loaded"
     assert all(c in again.index for c in [*ids, tree_id])
+
+
+def _snapshot(repo: Repository) -> tuple[Handle, SnapshotRecord]:
+    info = next(iter(repo.backend.list(ObjectKind.SNAPSHOT)))
+    return info.handle, decode_snapshot(repo.backend.load(info.handle))
+
+
+def test_a_snapshot_carries_its_group_id_in_plaintext_and_sealed() -> None:
+    """The group (design 3.6) is what the server groups its retention by: equal for one host
+    and set of paths, in any order, different for other paths, hosts or repositories."""
+    repo = new_repo()
+    commit(repo, [b"x"])
+    handle, record = _snapshot(repo)
+    assert record.group == repo.snapshot_group("host", ["/f"])
+    assert repo.read_snapshot(ObjectName.from_hex(handle.name)).body.group == record.group
+    group = repo.snapshot_group("web1", ["/home", "/etc"])
+    assert group == repo.snapshot_group("web1", ["/etc", "/home", "/etc"])
+    assert len(group) == GROUP_ID_SIZE
+    assert group != repo.snapshot_group("web1", ["/home"])
+    assert group != repo.snapshot_group("web2", ["/etc", "/home"])
+    assert group != new_repo().snapshot_group("web1", ["/etc", "/home"])
+
+
+def test_a_relabelled_snapshot_is_refused() -> None:
+    """The plaintext group is not authenticated; its sealed copy is, and a reader compares."""
+    repo = new_repo()
+    commit(repo, [b"x"])
+    _, record = _snapshot(repo)
+    for group in (bytes(GROUP_ID_SIZE), None):
+        data = encode_snapshot(replace(record, group=group))
+        repo.backend.save(Handle(ObjectKind.SNAPSHOT, object_name(data).hex), data)
+        with pytest.raises(IntegrityError, match="relabelled"):
+            repo.read_snapshot(object_name(data))
+
+
+def test_a_snapshot_written_before_group_ids_reads() -> None:
+    """R11: a format-1 snapshot with no group, plaintext or sealed, reads as before."""
+    repo = new_repo()
+    repo.start_writing()
+    tree_id, _ = repo.store_blob(BlobKind.TREE, encode_tree([]))
+    body = SnapshotBody("2026-11-24T12:00:00+00:00", "host", "user", ["/f"], [], tree_id)
+    sealed = repo.seal_object(b"snapshot", encode_body(body))
+    reflist = encode_reflist({tree_id}, b"s" * 16)
+    repo.backend.save(Handle(ObjectKind.REFLIST, object_name(reflist).hex), reflist)
+    data = encode_snapshot(SnapshotRecord(repo.repo_id, [object_name(reflist)], sealed))
+    repo.flush()
+    repo.backend.save(Handle(ObjectKind.SNAPSHOT, object_name(data).hex), data)
+    read = reopen(repo).read_snapshot(object_name(data))
+    assert read.record.group is None and read.body.group is None and read.body.tree == tree_id
