@@ -11,7 +11,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from cairn import __version__
 from cairn.cli import (
     agent_cmd,
     backup_cmd,
@@ -28,6 +27,8 @@ from cairn.cli import (
     server_cmd,
     snapshots_cmd,
     stats_cmd,
+    unlock_cmd,
+    version_cmd,
 )
 from cairn.cli.context import Context
 from cairn.cli.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, code_for
@@ -49,6 +50,8 @@ COMMANDS: list[ModuleType] = [
     key_cmd,
     server_cmd,
     agent_cmd,
+    unlock_cmd,
+    version_cmd,
 ]
 
 
@@ -94,7 +97,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cairn", description="Deduplicated, encrypted backups.")
-    parser.add_argument("--version", action="version", version=f"cairn {__version__}")
+    parser.add_argument("--version", action="version", version=version_cmd.summary())
     _global_options(parser, suppress=False)
     common = _Parser(add_help=False)
     _global_options(common, suppress=True)

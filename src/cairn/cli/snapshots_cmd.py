@@ -8,22 +8,58 @@ from typing import Any
 
 from cairn.cli.context import Context
 from cairn.cli.filters import add_filter_options, filter_from
+from cairn.cli.snapshotpaths import shown_snapshot_paths
 from cairn.repository.repository import StoredSnapshot
+from cairn.snapshot.forget import group_key
 from cairn.snapshot.select import read_snapshots
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("snapshots", parents=[common], help="list snapshots")
+    p.add_argument(
+        "--latest",
+        type=_positive,
+        metavar="N",
+        help="only the N newest snapshots of each host and set of paths (as restic)",
+    )
     add_filter_options(p)
     p.set_defaults(run=run)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def latest_per_group(snaps: list[StoredSnapshot], n: int) -> list[StoredSnapshot]:
+    """The `n` newest of each group (host and paths, restic's default grouping), in the order
+    `snaps` had (oldest first)."""
+    groups: dict[tuple[str, ...], list[StoredSnapshot]] = {}
+    for snap in snaps:
+        groups.setdefault(group_key(snap, ("host", "paths")), []).append(snap)
+    kept = {s.name for members in groups.values() for s in members[-n:]}
+    return [s for s in snaps if s.name in kept]
+
+
 def run(ctx: Context) -> int:
     snaps, unreadable = read_snapshots(ctx.open_repository(load_index=False), filter_from(ctx.args))
+    if ctx.args.latest:
+        snaps = latest_per_group(snaps, ctx.args.latest)
     ctx.output.table(
         ["ID", "Time", "Host", "Tags", "Paths"],
         [
-            [s.name.short(), _time(s), s.body.host, ",".join(s.body.tags), ", ".join(s.body.paths)]
+            [
+                s.name.short(),
+                _time(s),
+                s.body.host,
+                ",".join(s.body.tags),
+                ", ".join(shown_snapshot_paths(s.body.paths)),
+            ]
             for s in snaps
         ],
     )
@@ -46,7 +82,7 @@ def snapshot_json(s: StoredSnapshot) -> dict[str, Any]:
         "time": b.time,
         "host": b.host,
         "username": b.user,
-        "paths": b.paths,
+        "paths": shown_snapshot_paths(b.paths),
         "tags": b.tags,
         "tree": b.tree.hex(),
         "parent": b.parent.hex if b.parent else None,
