@@ -76,7 +76,7 @@ class Context:
             except OSError as exc:
                 raise UsageError(f"cannot read the password file {file}: {exc.strerror}") from exc
         if command:
-            return _run_password_command(command)
+            return run_password_command(command)
         env = os.environ.get("CAIRN_PASSWORD")
         return env.encode() if env is not None else None
 
@@ -164,7 +164,7 @@ class Context:
             self._repo.close()
 
 
-def _run_password_command(command: str) -> bytes:
+def run_password_command(command: str) -> bytes:
     try:
         done = subprocess.run(shlex.split(command), capture_output=True, check=False, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:

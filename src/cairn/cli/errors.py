@@ -81,6 +81,10 @@ class CheckFailed(CairnError):
     """check found damage."""
 
 
+class CopyRefused(CairnError):
+    """`copy` cannot go ahead: the source is the destination."""
+
+
 class UnlockRefused(CairnError):
     """`unlock --remove-all` without --yes while live locks exist."""
 
@@ -192,6 +196,7 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         ),
     ),
     (PruneRunning, ErrorCode("CAIRN-E052", 52, "wait for the other prune to finish")),
+    (CopyRefused, ErrorCode("CAIRN-E028", 28, "give another repository as --from-repo")),
     (
         UnlockRefused,
         ErrorCode("CAIRN-E029", 29, "wait for the running sessions; their locks end by themselves"),

@@ -42,6 +42,9 @@ class SnapshotBody:
     parent: ObjectName | None = None
     summary: dict[str, int] = field(default_factory=dict)
     partial: bool = False
+    original: ObjectName | None = None
+    """The snapshot this one was made from by `tag` or `copy` (restic's `original`); None for
+    one a backup made."""
 
 
 def encode_snapshot(record: SnapshotRecord) -> bytes:
@@ -66,26 +69,28 @@ def decode_snapshot(data: bytes) -> SnapshotRecord:
 
 
 def encode_body(body: SnapshotBody) -> bytes:
-    return packb(
-        {
-            "v": SNAPSHOT_VERSION,
-            "time": body.time,
-            "host": body.host,
-            "user": body.user,
-            "paths": body.paths,
-            "tags": body.tags,
-            "tree": body.tree,
-            "parent": body.parent.raw if body.parent else None,
-            "summary": body.summary,
-            "partial": body.partial,
-        }
-    )
+    obj: dict[str, Any] = {
+        "v": SNAPSHOT_VERSION,
+        "time": body.time,
+        "host": body.host,
+        "user": body.user,
+        "paths": body.paths,
+        "tags": body.tags,
+        "tree": body.tree,
+        "parent": body.parent.raw if body.parent else None,
+        "summary": body.summary,
+        "partial": body.partial,
+    }
+    if body.original is not None:  # absent, not nil, so a backup's body is as before
+        obj["original"] = body.original.raw
+    return packb(obj)
 
 
 def decode_body(data: bytes) -> SnapshotBody:
     obj = require_map(unpackb(data), "snapshot body")
     require_version(obj, "snapshot body", SNAPSHOT_VERSION)
     parent = obj.get("parent")
+    original = obj.get("original")
     summary = require_map(obj.get("summary", {}), "snapshot summary")
     if not all(isinstance(k, str) and isinstance(v, int) for k, v in summary.items()):
         raise FormatError("snapshot summary holds non-integer values")
@@ -102,6 +107,7 @@ def decode_body(data: bytes) -> SnapshotBody:
         parent=ObjectName(as_id(parent, "parent")) if parent is not None else None,
         summary=summary,
         partial=partial,
+        original=ObjectName(as_id(original, "original")) if original is not None else None,
     )
 
 
