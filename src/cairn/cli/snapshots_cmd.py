@@ -86,5 +86,6 @@ def snapshot_json(s: StoredSnapshot) -> dict[str, Any]:
         "tags": b.tags,
         "tree": b.tree.hex(),
         "parent": b.parent.hex if b.parent else None,
+        "original": b.original.hex if b.original else None,
         "summary": b.summary,
     }

@@ -6,8 +6,9 @@ through `unescape_path`, so what `ls` prints can be pasted into `dump`, `restore
 `ID:/sub` (docs/design.md 11.1):
 
 - bytes that are valid UTF-8 and printable stay as they are;
-- a byte that is not part of valid UTF-8, and a control character (below 0x20, 0x7f), is
-  written ``\\xNN`` (two lowercase hex digits), as Python's ``backslashreplace`` writes it;
+- a byte that is not part of valid UTF-8 is written ``\\xNN`` (two lowercase hex digits), as
+  Python's ``backslashreplace`` writes it; so is each UTF-8 byte of a control character (C0,
+  DEL, C1), which would otherwise steer the terminal;
 - a backslash is written ``\\\\``, so a name that holds the characters ``\\xe9`` stays apart
   from one holding the byte 0xe9.
 
@@ -30,8 +31,8 @@ def escape_path(path: bytes) -> str:
         code = ord(char)
         if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
             out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
+        elif code < 0x20 or 0x7F <= code <= 0x9F:  # C0, DEL, C1: they steer terminals
+            out.extend(f"\\x{byte:02x}" for byte in char.encode())
         elif char == "\\":
             out.append("\\\\")
         else:
