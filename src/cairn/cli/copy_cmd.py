@@ -73,7 +73,16 @@ def _copy(ctx: Context, source: Repository) -> int:
         ctx.output.text(f"snapshot {snap.name.short()} of {snap.body.time} copied as {new.short()}")
         copied.append({"source": snap.name.hex, "copy": new.hex})
     _report(ctx, copier, len(done))
-    ctx.output.json({"copied": copied, "skipped": sorted(n.hex for n in done)})
+    stats = copier.stats
+    ctx.output.json(
+        {
+            "copied": copied,
+            "skipped": sorted(n.hex for n in done),
+            "blobs_read": stats.blobs_read,
+            "bytes_read": stats.bytes_read,
+            "bytes_added": stats.bytes_added,
+        }
+    )
     return 0
 
 
