@@ -245,3 +245,63 @@ def test_copy_from_itself_is_refused(cairn: Cairn) -> None:
         env=cairn.env(CAIRN_FROM_PASSWORD=PASSWORD),
     )
     assert refused.code == 28 and "CAIRN-E028" in refused.err
+
+
+# ---- -v/--verbose ---------------------------------------------------------------------------
+
+
+def test_verbose_backup_lists_files_it_stored_and_restore_each_file(
+    cairn: Cairn, tmp_path: Path
+) -> None:
+    src = small_tree(tmp_path)
+    cairn.run("backup", str(src))
+    (src / "sub" / "new.txt").write_text("new")
+
+    out = cairn.run("backup", "-v", str(src)).out.splitlines()
+
+    assert f"stored   {src}/sub/new.txt" in out
+    assert not any(line.endswith("a.txt") for line in out), "unchanged files are not listed"
+    assert not any(
+        line.startswith("stored") for line in cairn.run("backup", str(src)).out.splitlines()
+    )
+    restored = cairn.run("-v", "restore", "latest", "--target", str(tmp_path / "out")).out
+    assert f"restored {src}/sub/a.txt" in restored.splitlines()
+    assert f"restored {src}/caf\\xe9" in restored.splitlines()
+    again = cairn.run("restore", "latest", "--target", str(tmp_path / "out"), "--verbose").out
+    assert f"verified {src}/sub/a.txt" in again.splitlines()
+    plain = cairn.run("restore", "latest", "-t", str(tmp_path / "o2")).out.splitlines()
+    assert not any(line.startswith("restored /") for line in plain)
+
+
+def test_verbose_adds_detail_to_version_snapshots_and_copy(cairn: Cairn, tmp_path: Path) -> None:
+    assert "blake3 " in cairn.run("version", "-v").out
+    assert "blake3" not in cairn.run("version").out
+    src = small_tree(tmp_path)
+    cairn.run("backup", str(src))
+    cairn.run("tag", "--add", "x", "latest")
+    table = cairn.run("snapshots", "-v").out
+    assert "Original" in table and "Files" in table
+    assert "Original" not in cairn.run("snapshots").out
+
+
+# ---- prune's words ----------------------------------------------------------------------
+
+
+def test_prune_says_what_it_freed_what_the_next_run_frees_and_why_two_runs(
+    cairn: Cairn, tmp_path: Path
+) -> None:
+    src = small_tree(tmp_path)
+    cairn.run("backup", str(src))
+    (src / "big.bin").write_bytes(random.Random(3).randbytes(1024 * 1024))
+    cairn.run("backup", str(src))
+    cairn.run("forget", "--keep-last", "1")
+
+    first = cairn.run("prune").out
+    second = cairn.run("prune").out
+
+    assert "freed now: 0 B" in first
+    assert "set aside for the next prune: 2.0 MiB" in first
+    assert "why two runs: a backup running now may still use" in first
+    assert "freed now: 2.0 MiB" in second
+    for word in ("condemn", "swept", "reflist", "sweep"):
+        assert word not in first + second

@@ -263,6 +263,7 @@ class Archiver:
         node.content, node.sizes = content, sizes
         node.size = size
         self._note_file(node, content, unmodified=False)
+        self._progress.file_action(path, "stored")
         return node
 
     def _store_contents(self, fd: int, size: int) -> tuple[list[ChunkId], list[int]]:

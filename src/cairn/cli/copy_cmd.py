@@ -13,6 +13,7 @@ import argparse
 import getpass
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from cairn.cli.errors import CopyRefused, NoPassphrase, UsageError
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.core.units import format_size
 from cairn.repository.repository import Repository, StoredSnapshot
-from cairn.snapshot.copy import SnapshotCopier, already_copied
+from cairn.snapshot.copy import CopyStats, SnapshotCopier, already_copied
 from cairn.snapshot.select import find_snapshot, read_snapshots
 
 
@@ -69,8 +70,11 @@ def _copy(ctx: Context, source: Repository) -> int:
     copier = SnapshotCopier(source, dest)
     copied = []
     for snap in todo:
+        before = replace(copier.stats)
         new = copier.copy(snap)
         ctx.output.text(f"snapshot {snap.name.short()} of {snap.body.time} copied as {new.short()}")
+        if ctx.verbosity:
+            _detail(ctx, before, copier.stats)
         copied.append({"source": snap.name.hex, "copy": new.hex})
     _report(ctx, copier, len(done))
     stats = copier.stats
@@ -95,6 +99,15 @@ def _chosen(ctx: Context, source: Repository) -> list[StoredSnapshot]:
     if unreadable:
         ctx.output.text(f"warning: {len(unreadable)} source snapshot(s) cannot be read: not copied")
     return snaps
+
+
+def _detail(ctx: Context, before: CopyStats, after: CopyStats) -> None:
+    """-v: what one snapshot's copy read and added."""
+    ctx.output.text(
+        f"  {after.trees - before.trees} trees, {after.blobs_read - before.blobs_read} blobs "
+        f"read ({format_size(after.bytes_read - before.bytes_read)}), "
+        f"{format_size(after.bytes_added - before.bytes_added)} added"
+    )
 
 
 def _report(ctx: Context, copier: SnapshotCopier, skipped: int) -> None:

@@ -82,6 +82,13 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         default=default if suppress else False,
         help="print less",
     )
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default if suppress else 0,
+        help="say more (repeatable): backup and restore list each file, others more detail",
+    )
     g.add_argument("--cache-dir", default=default, help="local cache folder (or CAIRN_CACHE_DIR)")
     g.add_argument(
         "--token-file", default=default, help="a server token, for cairns:// (or CAIRN_TOKEN)"

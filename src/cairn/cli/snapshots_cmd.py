@@ -9,6 +9,7 @@ from typing import Any
 from cairn.cli.context import Context
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.cli.snapshotpaths import shown_snapshot_paths
+from cairn.core.units import format_size
 from cairn.repository.repository import StoredSnapshot
 from cairn.snapshot.forget import group_key
 from cairn.snapshot.select import read_snapshots
@@ -50,24 +51,41 @@ def run(ctx: Context) -> int:
     snaps, unreadable = read_snapshots(ctx.open_repository(load_index=False), filter_from(ctx.args))
     if ctx.args.latest:
         snaps = latest_per_group(snaps, ctx.args.latest)
+    verbose = ctx.verbosity > 0
     ctx.output.table(
-        ["ID", "Time", "Host", "Tags", "Paths"],
-        [
-            [
-                s.name.short(),
-                _time(s),
-                s.body.host,
-                ",".join(s.body.tags),
-                ", ".join(shown_snapshot_paths(s.body.paths)),
-            ]
-            for s in snaps
-        ],
+        ["ID", "Time", "Host", "Tags", "Paths"] + (_VERBOSE_HEADERS if verbose else []),
+        [_row(s) + (_verbose_row(s) if verbose else []) for s in snaps],
     )
     ctx.output.text(f"{len(snaps)} snapshot(s)")
     ctx.output.json([snapshot_json(s) for s in snaps])
     if unreadable:  # listed the others first: the damage is confined to these
         unreadable[0].raise_error()
     return 0
+
+
+_VERBOSE_HEADERS = ["Files", "Size", "Added", "Original"]
+"""What `snapshots -v` adds: the backup's summary, and the snapshot a tag or copy came from."""
+
+
+def _row(s: StoredSnapshot) -> list[str]:
+    b = s.body
+    return [
+        s.name.short(),
+        _time(s),
+        b.host,
+        ",".join(b.tags),
+        ", ".join(shown_snapshot_paths(b.paths)),
+    ]
+
+
+def _verbose_row(s: StoredSnapshot) -> list[str]:
+    summary = s.body.summary
+    return [
+        str(summary.get("files", "")),
+        format_size(summary["bytes"]) if "bytes" in summary else "",
+        format_size(summary["bytes_added"]) if "bytes_added" in summary else "",
+        s.body.original.short() if s.body.original else "",
+    ]
 
 
 def _time(s: StoredSnapshot) -> str:

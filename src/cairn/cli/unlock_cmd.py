@@ -112,7 +112,7 @@ def _ends(view: LockView, now: int) -> str:
 def _show(ctx: Context, views: list[LockView], now: int) -> None:
     rows = [
         [
-            v.lock.record.session.hex()[:8],
+            v.lock.record.session.hex() if ctx.verbosity else v.lock.record.session.hex()[:8],
             v.lock.record.purpose,
             v.owner,
             _age(now - v.lock.record.created_ms),
@@ -122,6 +122,10 @@ def _show(ctx: Context, views: list[LockView], now: int) -> None:
     ]
     if rows:
         ctx.output.table(["Session", "Purpose", "Held by", "Saved", "Lease ends"], rows)
+    for v in views if ctx.verbosity else []:
+        ctx.output.text(
+            f"lock object locks/{v.lock.name.hex}: session {v.lock.record.session.hex()}"
+        )
 
 
 def _summary(ctx: Context, views: list[LockView], removed: list[LockView]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+from importlib import metadata
 from typing import Any
 
 from cairn import __version__
@@ -15,6 +16,8 @@ FORMATS_READ = (CONFIG_VERSION,)
 """Repository format versions this Cairn opens (docs/design.md: "Format version")."""
 FORMAT_WRITTEN = CONFIG_VERSION
 """The format version `init` gives a new repository."""
+LIBRARIES = ("pyfastcdc", "blake3", "zstandard", "cryptography", "argon2-cffi", "msgpack", "httpx")
+"""The libraries whose versions `-v` adds: the native code on the hot path, and the client."""
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -43,7 +46,24 @@ def summary() -> str:
     )
 
 
+def libraries() -> dict[str, str]:
+    """The installed version of each library in LIBRARIES ("missing" if it is not there)."""
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
 def run(ctx: Context) -> int:
     ctx.output.text(summary())
-    ctx.output.json(facts())
+    doc = facts()
+    if ctx.verbosity or ctx.args.json:
+        doc["libraries"] = libraries()
+    if ctx.verbosity:
+        for name, version in doc["libraries"].items():
+            ctx.output.text(f"  {name} {version}")
+    ctx.output.json(doc)
     return 0
