@@ -117,6 +117,28 @@ def test_a_name_that_is_not_utf8_prints_escaped_and_is_accepted_back(
     assert [n["path"] for n in doc["nodes"]] == [printed]
 
 
+def test_a_backup_path_that_is_not_utf8_is_recorded_in_the_escaped_form(
+    cairn: Cairn, tmp_path: Path
+) -> None:
+    folder = os.path.join(os.fsencode(tmp_path), b"d\xe9")
+    os.mkdir(folder)
+    with open(os.path.join(folder, b"caf\xe9"), "wb") as f:
+        f.write(b"x")
+    shown = f"{tmp_path}/d\\xe9"
+
+    cairn.run("backup", os.fsdecode(folder))
+
+    (snap,) = cairn.run("snapshots", "--json").json()
+    assert snap["paths"] == [shown]
+    assert len(cairn.run("snapshots", "--path", shown, "--json").json()) == 1
+    assert f"{shown}/caf\\xe9" in cairn.run("ls", "latest", shown).out.splitlines()
+    assert f"{shown}/caf\\xe9" in cairn.run("find", "caf\\xe9").out
+    cairn.run("restore", "latest", "--target", str(tmp_path / "out"))
+    restored = os.path.join(os.fsencode(tmp_path / "out"), folder.lstrip(b"/"), b"caf\xe9")
+    with open(restored, "rb") as f:
+        assert f.read() == b"x"
+
+
 def test_diff_prints_the_same_escaped_form(cairn: Cairn, tmp_path: Path) -> None:
     src = small_tree(tmp_path)
     first = cairn.run("backup", str(src), "--json").json()["snapshot_id"]

@@ -8,7 +8,7 @@ from typing import Any
 from cairn.cli.context import Context
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.cli.nodes import node_json, node_line
-from cairn.cli.snapshotpaths import SnapshotPathError, shown_snapshot_paths, snapshot_path
+from cairn.cli.snapshotpaths import SnapshotPathError, snapshot_path
 from cairn.repository.repository import Repository, StoredSnapshot
 from cairn.snapshot.select import find_snapshot
 from cairn.snapshot.walk import find_node, walk
@@ -29,8 +29,7 @@ def run(ctx: Context) -> int:
     prefixes = [snapshot_path(d).rstrip(b"/") for d in ctx.args.dirs]
     _require_present(repo, snap, prefixes, ctx.args.dirs)
     ctx.output.text(
-        f"snapshot {snap.name.short()} of {', '.join(shown_snapshot_paths(snap.body.paths))} "
-        f"at {snap.body.time}:"
+        f"snapshot {snap.name.short()} of {', '.join(snap.body.paths)} at {snap.body.time}:"
     )
     entries = []
     for path, node in walk(repo, snap.body.tree, descend=lambda p, _n: _wanted(p, prefixes, True)):
@@ -50,7 +49,7 @@ def _require_present(
         if prefix and find_node(repo, snap.body.tree, prefix) is None:
             raise SnapshotPathError(
                 f"{text} is not in snapshot {snap.name.short()} "
-                f"(its paths: {', '.join(shown_snapshot_paths(snap.body.paths))})"
+                f"(its paths: {', '.join(snap.body.paths)})"
             )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from cairn.core.errors import CairnError
-from cairn.core.pathnames import escape_path, unescape_path
+from cairn.core.pathnames import unescape_path
 
 
 class SnapshotPathError(CairnError):
@@ -32,9 +32,3 @@ def snapshot_patterns(texts: list[str]) -> list[str]:
     """Include/exclude patterns given in the escaped form, as text PatternSet.compile takes
     (its bytes recovered by os.fsencode)."""
     return [os.fsdecode(unescape_path(t)) for t in texts]
-
-
-def shown_snapshot_paths(paths: list[str]) -> list[str]:
-    """A snapshot's paths (text with surrogate escapes, as backup records them) in the escaped
-    form every command accepts back."""
-    return [escape_path(os.fsencode(p)) for p in paths]

@@ -8,7 +8,6 @@ from typing import Any
 
 from cairn.cli.context import Context
 from cairn.cli.filters import add_filter_options, filter_from
-from cairn.cli.snapshotpaths import shown_snapshot_paths
 from cairn.core.units import format_size
 from cairn.repository.repository import StoredSnapshot
 from cairn.snapshot.forget import group_key
@@ -74,7 +73,7 @@ def _row(s: StoredSnapshot) -> list[str]:
         _time(s),
         b.host,
         ",".join(b.tags),
-        ", ".join(shown_snapshot_paths(b.paths)),
+        ", ".join(b.paths),
     ]
 
 
@@ -100,7 +99,7 @@ def snapshot_json(s: StoredSnapshot) -> dict[str, Any]:
         "time": b.time,
         "host": b.host,
         "username": b.user,
-        "paths": shown_snapshot_paths(b.paths),
+        "paths": b.paths,
         "tags": b.tags,
         "tree": b.tree.hex(),
         "parent": b.parent.hex if b.parent else None,
