@@ -108,7 +108,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cairn", description="Deduplicated, encrypted backups.")
-    parser.add_argument("--version", action="version", version=version_cmd.summary())
+    parser.add_argument("--version", action=version_cmd.PrintVersion)
     _global_options(parser, suppress=False)
     common = _Parser(add_help=False)
     _global_options(common, suppress=True)

@@ -57,6 +57,17 @@ def libraries() -> dict[str, str]:
     return found
 
 
+class PrintVersion(argparse.Action):
+    """`cairn --version`: the summary line as it is (argparse's own action would wrap it)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(summary())
+        parser.exit()
+
+
 def run(ctx: Context) -> int:
     ctx.output.text(summary())
     doc = facts()
