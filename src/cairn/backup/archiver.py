@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from cairn.backup.filescache import FilesCache
 from cairn.backup.groups import GROUP_IDS, FileGroups, Files, NodeFuture
 from cairn.core.ids import ChunkId, ObjectName
+from cairn.core.pathnames import escape_path
 from cairn.core.progress import Progress
 from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
@@ -263,6 +264,7 @@ class Archiver:
         node.content, node.sizes = content, sizes
         node.size = size
         self._note_file(node, content, unmodified=False)
+        self._progress.file_action(path, "stored")
         return node
 
     def _store_contents(self, fd: int, size: int) -> tuple[list[ChunkId], list[int]]:
@@ -391,7 +393,7 @@ class Archiver:
             time=self._repo.clock.now().isoformat(),
             host=options.host,
             user=getpass.getuser(),
-            paths=[os.fsdecode(r) for r in roots],
+            paths=[escape_path(r) for r in roots],  # msgpack text: one form (design 11.1)
             tags=sorted(set(options.tags)),
             tree=tree_id,
             parent=options.parent,

@@ -27,6 +27,7 @@ from cairn.backup.filescache import default_cache_dir
 from cairn.cli.errors import NoPassphrase, UsageError
 from cairn.cli.output import Output
 from cairn.cli.progress import TerminalProgress
+from cairn.cli.verbose import VerboseProgress
 from cairn.core.clock import Clock, SystemClock
 from cairn.core.progress import Progress, SilentProgress
 from cairn.core.units import parse_rate
@@ -76,7 +77,7 @@ class Context:
             except OSError as exc:
                 raise UsageError(f"cannot read the password file {file}: {exc.strerror}") from exc
         if command:
-            return _run_password_command(command)
+            return run_password_command(command)
         env = os.environ.get("CAIRN_PASSWORD")
         return env.encode() if env is not None else None
 
@@ -135,10 +136,20 @@ class Context:
     def _warn(self, message: str) -> None:
         self.output.text(f"warning: {message}")
 
+    @property
+    def verbosity(self) -> int:
+        """How many -v were given (0: the usual output; never with --json or --quiet)."""
+        if self.args.json or self.args.quiet:
+            return 0
+        return int(getattr(self.args, "verbose", 0) or 0)
+
     def progress(self, verb: str) -> Progress:
-        if self.args.json or self.args.quiet or not sys.stderr.isatty():
-            return SilentProgress()
-        return TerminalProgress(verb)
+        inner: Progress = (
+            SilentProgress()
+            if self.args.json or self.args.quiet or not sys.stderr.isatty()
+            else TerminalProgress(verb)
+        )
+        return VerboseProgress(inner, self.output) if self.verbosity else inner
 
     def cache_dir(self) -> Path | None:
         if self.args.no_cache:
@@ -164,7 +175,7 @@ class Context:
             self._repo.close()
 
 
-def _run_password_command(command: str) -> bytes:
+def run_password_command(command: str) -> bytes:
     try:
         done = subprocess.run(shlex.split(command), capture_output=True, check=False, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:

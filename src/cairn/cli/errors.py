@@ -31,6 +31,7 @@ from cairn.backends.errors import (
 )
 from cairn.backends.location import MissingToken
 from cairn.chunking.fastcdc import ChunkerUnavailable
+from cairn.cli.snapshotpaths import SnapshotPathError
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
 from cairn.core.patterns import PatternError
 from cairn.core.tomltable import ConfigError
@@ -83,6 +84,14 @@ class NoPassphrase(CairnError):
 
 class CheckFailed(CairnError):
     """check found damage."""
+
+
+class CopyRefused(CairnError):
+    """`copy` cannot go ahead: the source is the destination."""
+
+
+class UnlockRefused(CairnError):
+    """`unlock --remove-all` without --yes while live locks exist."""
 
 
 # Most specific first: the first class that matches wins.
@@ -197,6 +206,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     ),
     (SnapshotNotFound, ErrorCode("CAIRN-E016", 16, "list snapshots with `cairn snapshots`")),
     (
+        SnapshotPathError,
+        ErrorCode("CAIRN-E019", 19, "give an absolute path as `cairn ls SNAPSHOT` prints it"),
+    ),
+    (
         RestoreConflict,
         ErrorCode("CAIRN-E017", 17, "restore into an empty folder, or pass --overwrite"),
     ),
@@ -212,6 +225,11 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         ),
     ),
     (PruneRunning, ErrorCode("CAIRN-E052", 52, "wait for the other prune to finish")),
+    (CopyRefused, ErrorCode("CAIRN-E028", 28, "give another repository as --from-repo")),
+    (
+        UnlockRefused,
+        ErrorCode("CAIRN-E029", 29, "wait for the running sessions; their locks end by themselves"),
+    ),
     (
         RepairRefused,
         ErrorCode("CAIRN-E054", 54, "see the message; retry once the storage reads reliably"),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import os
 from typing import Any
 
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.cli.nodes import node_json, node_line
+from cairn.core.pathnames import unescape_path
 from cairn.snapshot.select import find_snapshot, load_snapshots
 from cairn.snapshot.walk import walk
 
@@ -33,7 +33,7 @@ def run(ctx: Context) -> int:
     filt = filter_from(ctx.args)
     if any("\0" in p or not p for p in ctx.args.patterns):
         raise UsageError("a find pattern must be non-empty and contain no NUL")
-    patterns = [os.fsencode(p) for p in ctx.args.patterns]
+    patterns = [unescape_path(p) for p in ctx.args.patterns]  # as ls prints names
     snaps = [find_snapshot(repo, s, filt) for s in ctx.args.snapshot] or load_snapshots(repo, filt)
     results = []
     for snap in snaps:

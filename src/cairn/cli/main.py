@@ -11,11 +11,11 @@ import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from cairn import __version__
 from cairn.cli import (
     agent_cmd,
     backup_cmd,
     check_cmd,
+    copy_cmd,
     diff_cmd,
     dump_cmd,
     find_cmd,
@@ -28,6 +28,9 @@ from cairn.cli import (
     server_cmd,
     snapshots_cmd,
     stats_cmd,
+    tag_cmd,
+    unlock_cmd,
+    version_cmd,
 )
 from cairn.cli.context import Context
 from cairn.cli.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, code_for
@@ -46,9 +49,13 @@ COMMANDS: list[ModuleType] = [
     check_cmd,
     forget_cmd,
     prune_cmd,
+    tag_cmd,
+    copy_cmd,
     key_cmd,
     server_cmd,
     agent_cmd,
+    unlock_cmd,
+    version_cmd,
 ]
 
 
@@ -75,6 +82,13 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         default=default if suppress else False,
         help="print less",
     )
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default if suppress else 0,
+        help="say more (repeatable): backup and restore list each file, others more detail",
+    )
     g.add_argument("--cache-dir", default=default, help="local cache folder (or CAIRN_CACHE_DIR)")
     g.add_argument(
         "--token-file", default=default, help="a server token, for cairns:// (or CAIRN_TOKEN)"
@@ -94,7 +108,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cairn", description="Deduplicated, encrypted backups.")
-    parser.add_argument("--version", action="version", version=f"cairn {__version__}")
+    parser.add_argument("--version", action=version_cmd.PrintVersion)
     _global_options(parser, suppress=False)
     common = _Parser(add_help=False)
     _global_options(common, suppress=True)

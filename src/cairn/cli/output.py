@@ -10,14 +10,16 @@ stdout always holds exactly one JSON document.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any, TextIO
 
+from cairn.core.pathnames import escape_path
+
 
 def show_path(path: bytes) -> str:
-    """A path for humans and JSON: bytes that are not UTF-8 are shown as backslash escapes."""
-    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    """A path for humans and JSON, in the one escaped form every command accepts back
+    (cairn.core.pathnames: bytes that are not UTF-8 as ``\\xNN``)."""
+    return escape_path(path)
 
 
 _NOTHING = object()

@@ -8,7 +8,7 @@ from typing import Any
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.core.units import format_size, parse_size
-from cairn.repository.prune import PruneOptions, Pruner
+from cairn.repository.prune import PruneOptions, Pruner, PruneResult
 from cairn.repository.repository import Repository
 
 
@@ -82,23 +82,8 @@ def prune_result(
     r = pruner.run(options)
     for warning in r.warnings:
         out.text(f"warning: {warning}")
-    verb = "would " if options.dry_run else ""
-    out.text(
-        f"swept: {r.swept_packs} packs ({format_size(r.swept_bytes)}), "
-        f"{r.swept_reflists} reflists; kept {r.kept_packs} condemned packs still needed"
-    )
-    if r.records_waiting:
-        out.text(
-            f"{r.records_waiting} earlier deletion record(s) wait for sessions that were running"
-        )
-    out.text(
-        f"{verb}condemn {r.condemned_packs} packs ({format_size(r.condemned_bytes)} unused, "
-        f"{r.repacked_packs} repacked: {format_size(r.repacked_bytes)}), "
-        f"{r.condemned_reflists} reflists; {format_size(r.unused_bytes)} of "
-        f"{format_size(r.stored_bytes)} were unused"
-    )
-    if not options.dry_run and r.condemned_packs + r.condemned_reflists:
-        out.text("condemned data is deleted by the next prune, once running sessions have ended")
+    for line in _explain(r, options.dry_run):
+        out.text(line)
     return {
         "dry_run": options.dry_run,
         "swept_packs": r.swept_packs,
@@ -116,3 +101,56 @@ def prune_result(
         "unused_bytes": r.unused_bytes,
         "warnings": r.warnings,
     }
+
+
+def _explain(r: PruneResult, dry_run: bool) -> list[str]:
+    """What prune did in the user's words: what was freed now, what the next run frees, and
+    why deleting takes two runs (design 13.3-13.4: a backup running now may still use what this
+    run set aside, so it is deleted by a later run, once every such backup has ended)."""
+    would = "would be " if dry_run else ""
+    lines = [
+        f"{'would free' if dry_run else 'freed'} now: {format_size(r.swept_bytes)} "
+        f"({r.swept_packs} packs an earlier prune set aside"
+        + (
+            f", and the reference lists of {r.swept_reflists} forgotten snapshots"
+            if r.swept_reflists
+            else ""
+        )
+        + ")"
+    ]
+    if r.kept_packs:
+        lines.append(
+            f"kept {r.kept_packs} packs set aside earlier: a snapshot made since uses them"
+        )
+    if r.records_waiting:
+        lines.append(
+            f"{r.records_waiting} earlier prune(s) set aside data that a backup running then may "
+            "still use; a later prune frees it once that backup has ended"
+        )
+    repacked = (
+        f", {r.repacked_packs} of them partly used: what is still used in them was copied "
+        "to new packs first"
+        if r.repacked_packs
+        else ""
+    )
+    lines.append(
+        f"{would}set aside for the next prune: "
+        f"{format_size(r.condemned_bytes + r.repacked_bytes)} in "
+        f"{r.condemned_packs} packs{repacked}"
+        + (
+            f"; the reference lists of {r.condemned_reflists} forgotten snapshots"
+            if r.condemned_reflists
+            else ""
+        )
+    )
+    lines.append(
+        f"repository: {format_size(r.stored_bytes)} stored, {format_size(r.unused_bytes)} of it "
+        "needed by no snapshot"
+    )
+    if not dry_run and r.condemned_packs + r.condemned_reflists:
+        lines.append(
+            "why two runs: a backup running now may still use what was set aside, so it is "
+            "deleted by the next `cairn prune` once every backup running now has ended "
+            "(backups never wait for prune)"
+        )
+    return lines

@@ -19,6 +19,11 @@ class Progress(Protocol):
 
     def warn(self, path: bytes, message: str) -> None: ...
 
+    def file_action(self, path: bytes, action: str) -> None:
+        """What was done with one file (backup: "stored" for a file read because it is new or
+        changed; restore: "restored" or "verified"), for a verbose listing (`-v`)."""
+        ...
+
     def finish(self) -> None: ...
 
 
@@ -39,6 +44,9 @@ class SilentProgress:
 
     def warn(self, path: bytes, message: str) -> None:
         self.warnings.append((path, message))
+
+    def file_action(self, path: bytes, action: str) -> None:
+        pass
 
     def finish(self) -> None:
         pass

@@ -47,6 +47,9 @@ class SnapshotBody:
     partial: bool = False
     group: bytes | None = None
     """The sealed copy of the record's group: a reader compares the two (design 3.6)."""
+    original: ObjectName | None = None
+    """The snapshot this one was made from by `tag` or `copy` (restic's `original`); None for
+    one a backup made."""
 
 
 def group_material(host: str, paths: list[str]) -> bytes:
@@ -97,6 +100,8 @@ def encode_body(body: SnapshotBody) -> bytes:
     }
     if body.group is not None:
         obj["group"] = body.group
+    if body.original is not None:  # absent, not nil, so a backup's body is as before
+        obj["original"] = body.original.raw
     return packb(obj)
 
 
@@ -104,6 +109,7 @@ def decode_body(data: bytes) -> SnapshotBody:
     obj = require_map(unpackb(data), "snapshot body")
     require_version(obj, "snapshot body", SNAPSHOT_VERSION)
     parent = obj.get("parent")
+    original = obj.get("original")
     summary = require_map(obj.get("summary", {}), "snapshot summary")
     if not all(isinstance(k, str) and isinstance(v, int) for k, v in summary.items()):
         raise FormatError("snapshot summary holds non-integer values")
@@ -121,6 +127,7 @@ def decode_body(data: bytes) -> SnapshotBody:
         summary=summary,
         partial=partial,
         group=_group(obj),
+        original=ObjectName(as_id(original, "original")) if original is not None else None,
     )
 
 

@@ -32,6 +32,9 @@ from cairn.repository.masterindex import MasterIndex
 from cairn.repository.packs import read_trailer
 from cairn.repository.repository import Repository, add_condemned, read_deletion
 
+UNINDEXED_SHOWN = 3
+"""Past this many packs in no index, check says so in one line (a running backup leaves dozens)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Subset:
@@ -236,11 +239,7 @@ class Checker:
             )
             self._report.damaged_packs.add(pack)
         condemned = self._repo.index.condemned_packs()
-        for pack in sorted(sizes.keys() - expected.keys() - condemned):
-            self._report.warnings.append(
-                f"pack {pack.short()} is in no index (left by an interrupted run, "
-                "or its index is lost)"
-            )
+        self._warn_unindexed(sorted(sizes.keys() - expected.keys() - condemned))
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(
                 pool.map(
@@ -249,6 +248,22 @@ class Checker:
                 )
             )
         return sizes
+
+    def _warn_unindexed(self, packs: list[ObjectName]) -> None:
+        """Packs in no index: a backup running now indexes its packs every 64 packs or 30 s,
+        so beside a running backup these are expected; many are said in one line."""
+        why = (
+            "a backup running now has not indexed it yet, or an interrupted run left it, "
+            "or its index is lost; `cairn prune` deletes such packs once no backup runs"
+        )
+        if len(packs) > UNINDEXED_SHOWN:
+            shown = ", ".join(p.short() for p in packs[:UNINDEXED_SHOWN])
+            self._report.warnings.append(
+                f"{len(packs)} packs are in no index ({shown}, ...): {why}"
+            )
+            return
+        for pack in packs:
+            self._report.warnings.append(f"pack {pack.short()} is in no index: {why}")
 
     def _check_trailer(self, pack: ObjectName, size: int, expected: list[PackEntry]) -> None:
         try:

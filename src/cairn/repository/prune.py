@@ -272,7 +272,10 @@ class Pruner:
             else:
                 doomed.append(pack)
         if resurrect.packs:
-            self._log(f"{len(resurrect.packs)} condemned packs are needed again: indexed again")
+            self._log(
+                f"{len(resurrect.packs)} packs set aside earlier are used by a snapshot made "
+                "since: kept, and indexed again"
+            )
             crashpoint("prune.sweep.resurrect")
             self._save(ObjectKind.INDEX, encode_index(resurrect))
             view.indexed.update(resurrect.packs)

@@ -226,6 +226,8 @@ class Restorer:
             )
         target.apply_metadata(comps, node)
         self._progress.file_done(node.size)
+        action = "verified" if written is None else "restored"
+        self._progress.file_action(b"/" + b"/".join(comps), action)
         self._result.files += 1
 
     def _restore_other(self, target: SafeTarget, comps: Components, node: Node) -> None:

@@ -90,3 +90,18 @@ def _diff_node(
 
 def _meta(n: Node) -> tuple[object, ...]:
     return (n.mode, n.uid, n.gid, n.mtime, n.size, tuple(n.xattrs))
+
+
+def find_node(loader: BlobLoader, tree_id: ChunkId, path: bytes) -> Node | None:
+    """The node at absolute `path` inside the snapshot whose root tree is `tree_id`, or None
+    when the snapshot does not hold it (b"/" is the root itself, which has no node: None)."""
+    node: Node | None = None
+    tree: ChunkId | None = tree_id
+    for part in (p for p in path.split(b"/") if p):
+        if tree is None:
+            return None
+        node = next((n for n in load_tree(loader, tree) if n.name == part), None)
+        if node is None:
+            return None
+        tree = node.subtree
+    return node

@@ -9,6 +9,7 @@ from cairn.backends.base import Handle, ObjectInfo, ObjectKind
 from cairn.backends.errors import NotFound
 from cairn.backends.memory import MemoryBackend
 from cairn.core.clock import FrozenClock
+from cairn.crypto.hashing import object_name
 from cairn.crypto.kdf import TEST_KDF
 from cairn.format.config import RepoParams
 from cairn.format.pack import BlobKind
@@ -94,3 +95,20 @@ def test_a_listed_snapshot_that_cannot_be_loaded_is_still_an_error() -> None:
     report = Checker(Repository.open(backend, b"pw", CLOCK)).run()
 
     assert len(report.errors) == 1 and "missing from storage" in report.errors[0]
+
+
+def test_many_packs_in_no_index_are_one_warning_that_names_a_running_backup() -> None:
+    backend = MemoryBackend()
+    Repository.init(backend, b"pw", CLOCK, kdf=TEST_KDF, params=SMALL)
+    backup(backend, b"committed " * 200)
+    for i in range(12):  # what a running backup has uploaded and not yet indexed
+        data = b"pack %d" % i
+        backend.save(Handle(ObjectKind.PACK, object_name(data).hex), data)
+
+    report = Checker(Repository.open(backend, b"pw", CLOCK)).run()
+
+    unindexed = [w for w in report.warnings if "in no index" in w]
+    assert len(unindexed) == 1
+    assert unindexed[0].startswith("12 packs are in no index")
+    assert "a backup running now" in unindexed[0]
+    assert not report.errors
