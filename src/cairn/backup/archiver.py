@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import queue
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from cairn.backup.filescache import FilesCache
 from cairn.backup.groups import GROUP_IDS, FileGroups, Files, NodeFuture
+from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.core.progress import Progress
 from cairn.format.pack import BlobKind
@@ -38,23 +40,40 @@ class BackupOptions:
     host: str = field(default_factory=socket.gethostname)
     tags: list[str] = field(default_factory=list)
     parent: ObjectName | None = None
+    dry_run: bool = False
+    """Walk and read everything, count what would be added, store nothing, commit no snapshot."""
     workers: int = 3  # files read at once; 2, 3 and 4 measured alike here, each costs ~2 max chunks
+
+
+class NoSourcePath(CairnError):
+    """None of the paths to back up can be read (missing, not reachable, permission denied):
+    nothing would be backed up, so no snapshot is written."""
 
 
 @dataclass(slots=True)
 class BackupResult:
-    """What `backup` reports."""
+    """What `backup` reports. `files` are regular files only (`files_new` + `files_unmodified`);
+    symlinks and special entries (devices, fifos, sockets) are counted apart; `dirs` counts the
+    folders a restore of the snapshot creates (not the root)."""
 
-    snapshot: ObjectName
+    snapshot: ObjectName | None
+    """None after a dry run."""
     files: int = 0
     dirs: int = 0
+    symlinks: int = 0
+    special: int = 0
     files_new: int = 0
     files_unmodified: int = 0
     bytes_total: int = 0
     bytes_read: int = 0
     bytes_added: int = 0
-    errors: int = 0
-    warnings: list[tuple[bytes, str]] = field(default_factory=list)
+    errors: list[tuple[bytes, str]] = field(default_factory=list)
+    """Entries left out of the snapshot (unreadable, or a named path that does not exist)."""
+    changed: list[bytes] = field(default_factory=list)
+    """Files that changed while they were read: the snapshot holds what was read."""
+
+
+CHANGED_WHILE_READ = "changed while read: the snapshot holds what was read"
 
 
 @dataclass(slots=True)
@@ -62,12 +81,15 @@ class _Stats:
     lock: threading.Lock = field(default_factory=threading.Lock)
     files: int = 0
     dirs: int = 0
+    symlinks: int = 0
+    special: int = 0
     files_new: int = 0
     files_unmodified: int = 0
     bytes_total: int = 0
     bytes_read: int = 0
     bytes_added: int = 0
-    errors: int = 0
+    errors: list[tuple[bytes, str]] = field(default_factory=list)
+    changed: list[bytes] = field(default_factory=list)
 
 
 BATCH_BYTES = 4 << 20
@@ -107,27 +129,55 @@ class Archiver:
         self._trees: list[tuple[ChunkId, bytes]] = []
         self._trees_bytes = 0
         self._trees_lock = threading.Lock()
+        self._dry_run = False
+        self._would_add: set[ChunkId] = set()
 
     # ---- the run ------------------------------------------------------------------------
 
     def run(self, options: BackupOptions) -> BackupResult:
-        roots = _top_level(options.paths)
-        self._repo.start_writing()
+        named, frames = self._readable_paths(options.paths)
+        roots = _top_level(named)
+        self._walker = dataclasses.replace(self._walker, named=frozenset(named))
+        self._dry_run = options.dry_run
+        if not self._dry_run:
+            self._repo.start_writing()
         workers = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="file")
         finalizer = _Finalizer(self)
         try:
             root_nodes = self._walk_roots(roots, workers, finalizer, options.workers)
             finalizer.close()
-            tree_id = self._store_skeleton(roots, root_nodes)
+            tree_id = self._store_skeleton(roots, root_nodes, frames)
             self._flush_trees()
         except BaseException:
             finalizer.abort()
             workers.shutdown(wait=True, cancel_futures=True)
             raise
         workers.shutdown(wait=True)
+        if self._dry_run:
+            return self._result(None)
         if self._cache is not None:
             self._cache.commit()
-        return self._commit(options, roots, tree_id)
+        return self._commit(options, named, tree_id)
+
+    def _readable_paths(
+        self, paths: list[bytes]
+    ) -> tuple[list[bytes], dict[bytes, list[tuple[bytes, Node]]]]:
+        """The named paths that can be read, normalised, each with the folders above it; the
+        others are warned about. None readable: NoSourcePath, before anything is written."""
+        frames: dict[bytes, list[tuple[bytes, Node]]] = {}
+        missing: list[tuple[bytes, str]] = []
+        for path in sorted({os.path.normpath(os.path.abspath(p)) for p in paths}):
+            try:
+                os.lstat(path)
+                frames[path] = ancestor_nodes(path)
+            except OSError as exc:
+                missing.append((path, _missing_reason(exc)))
+        if not frames:
+            shown = "; ".join(f"{os.fsdecode(p)}: {why}" for p, why in missing)
+            raise NoSourcePath(f"no path to back up can be read, no snapshot written: {shown}")
+        for path, why in missing:
+            self._warn(path, f"{why} (left out of the snapshot)")
+        return list(frames), frames
 
     def _walk_roots(
         self, roots: list[bytes], workers: ThreadPoolExecutor, finalizer: _Finalizer, n: int
@@ -162,10 +212,15 @@ class Archiver:
             future.add_done_callback(lambda _f: slots.release())
             return future
         if isinstance(event, EntryEvent):
-            self._count(files=1)
+            if event.node.type == "symlink":
+                self._count(symlinks=1)
+            else:
+                self._count(special=1)
             return _done(event.node)
         if isinstance(event, DirDoneEvent):
             kids = children.pop(event.path, [])
+            if event.path != b"/":  # the root is no folder a restore creates
+                self._count(dirs=1)
             return finalizer.submit(event.node, kids)
         if isinstance(event, ErrorEvent):
             self._warn(event.path, event.message)
@@ -256,9 +311,9 @@ class Archiver:
             node.ctime,
             node.size,
         ):
-            self._warn(path, "file changed while it was read; the snapshot holds what was read")
+            self._note_changed(path)
             node.mtime, node.ctime = after.st_mtime_ns, after.st_ctime_ns
-        elif self._cache is not None:
+        elif self._cache is not None and not self._dry_run:
             self._cache.record(path, meta, content, sizes)
         node.content, node.sizes = content, sizes
         node.size = size
@@ -300,7 +355,7 @@ class Archiver:
         content: list[ChunkId],
         sizes: list[int],
     ) -> None:
-        chunk_id, added = self._repo.store_blob(BlobKind.DATA, chunk, chunk_id)
+        chunk_id, added = self._put(BlobKind.DATA, chunk, chunk_id)
         content.append(chunk_id)
         sizes.append(len(chunk))
         self._progress.bytes_done(len(chunk))
@@ -330,13 +385,28 @@ class Archiver:
             files_new=int(not unmodified),
         )
 
+    def _put(
+        self, kind: BlobKind, data: bytes | memoryview, chunk_id: ChunkId | None = None
+    ) -> tuple[ChunkId, int]:
+        """Store a blob; in a dry run only count it (plaintext bytes) if the repository lacks it."""
+        if not self._dry_run:
+            return self._repo.store_blob(kind, data, chunk_id)
+        chunk_id = chunk_id or self._repo.blob_id(kind, data)
+        index = self._repo.chunk_index
+        index.prefetch([chunk_id])
+        with self._refs_lock:
+            if chunk_id in self._would_add or chunk_id in index:
+                return chunk_id, 0
+            self._would_add.add(chunk_id)
+        return chunk_id, len(data)
+
     # ---- trees --------------------------------------------------------------------------
 
     def store_tree(self, nodes: list[Node]) -> ChunkId:
         if not self._batched:
-            tree_id, added = self._repo.store_blob(BlobKind.TREE, encode_tree(nodes))
+            tree_id, added = self._put(BlobKind.TREE, encode_tree(nodes))
             self._add_refs([tree_id])
-            self._count(dirs=1, bytes_added=added)
+            self._count(bytes_added=added)
             return tree_id
         # Held back and asked about in batches; stored in the order they were made (bottom-up).
         data = encode_tree(nodes)
@@ -348,7 +418,6 @@ class Archiver:
         if due:
             self._flush_trees()
         self._add_refs([tree_id])
-        self._count(dirs=1)
         return tree_id
 
     def _flush_trees(self) -> None:
@@ -358,10 +427,15 @@ class Archiver:
                 return
             self._repo.chunk_index.prefetch([tree_id for tree_id, _ in trees])
             for tree_id, data in trees:
-                _, added = self._repo.store_blob(BlobKind.TREE, data, tree_id)
+                _, added = self._put(BlobKind.TREE, data, tree_id)
                 self._count(bytes_added=added)
 
-    def _store_skeleton(self, roots: list[bytes], root_nodes: dict[bytes, NodeFuture]) -> ChunkId:
+    def _store_skeleton(
+        self,
+        roots: list[bytes],
+        root_nodes: dict[bytes, NodeFuture],
+        frames: dict[bytes, list[tuple[bytes, Node]]],
+    ) -> ChunkId:
         """Build the trees from / down to each backed-up path (design.md 3.7)."""
         if roots == [b"/"]:
             node = root_nodes[b"/"].result() if b"/" in root_nodes else None
@@ -375,8 +449,9 @@ class Archiver:
             if node is not None:
                 node.name = os.path.basename(root)
                 entries.setdefault(os.path.dirname(root), []).append(node)
-            for path, anc in ancestor_nodes(root):
+            for path, anc in frames[root]:
                 dirs.setdefault(path, anc)
+        self._count(dirs=len(dirs))
         for path in sorted(dirs, key=lambda p: p.count(b"/"), reverse=True):
             node = dirs[path]
             node.subtree = self.store_tree(entries.pop(path, []))
@@ -385,40 +460,47 @@ class Archiver:
 
     # ---- the commit ---------------------------------------------------------------------
 
-    def _commit(self, options: BackupOptions, roots: list[bytes], tree_id: ChunkId) -> BackupResult:
+    def _commit(self, options: BackupOptions, named: list[bytes], tree_id: ChunkId) -> BackupResult:
         s = self._stats
         body = SnapshotBody(
             time=self._repo.clock.now().isoformat(),
             host=options.host,
             user=getpass.getuser(),
-            paths=[os.fsdecode(r) for r in roots],
+            paths=[os.fsdecode(p) for p in named],
             tags=sorted(set(options.tags)),
             tree=tree_id,
             parent=options.parent,
             summary={
                 "files": s.files,
                 "dirs": s.dirs,
+                "symlinks": s.symlinks,
+                "special": s.special,
                 "files_new": s.files_new,
                 "files_unmodified": s.files_unmodified,
                 "bytes": s.bytes_total,
                 "bytes_read": s.bytes_read,
                 "bytes_added": s.bytes_added,
-                "errors": s.errors,
+                "errors": len(s.errors),
+                "changed": len(s.changed),
             },
         )
-        name = self._repo.commit_snapshot(body, self._refs)
-        warnings = list(getattr(self._progress, "warnings", []))
+        return self._result(self._repo.commit_snapshot(body, self._refs))
+
+    def _result(self, name: ObjectName | None) -> BackupResult:
+        s = self._stats
         return BackupResult(
             snapshot=name,
             files=s.files,
             dirs=s.dirs,
+            symlinks=s.symlinks,
+            special=s.special,
             files_new=s.files_new,
             files_unmodified=s.files_unmodified,
             bytes_total=s.bytes_total,
             bytes_read=s.bytes_read,
             bytes_added=s.bytes_added,
-            errors=s.errors,
-            warnings=warnings,
+            errors=list(s.errors),
+            changed=list(s.changed),
         )
 
     # ---- bookkeeping --------------------------------------------------------------------
@@ -433,8 +515,16 @@ class Archiver:
                 setattr(self._stats, key, getattr(self._stats, key) + value)
 
     def _warn(self, path: bytes, message: str) -> None:
-        self._count(errors=1)
+        """An entry left out of the snapshot."""
+        with self._stats.lock:
+            self._stats.errors.append((path, message))
         self._progress.warn(path, message)
+
+    def _note_changed(self, path: bytes) -> None:
+        """A file that is in the snapshot, but changed while it was read."""
+        with self._stats.lock:
+            self._stats.changed.append(path)
+        self._progress.warn(path, CHANGED_WHILE_READ)
 
 
 class _Finalizer:
@@ -483,6 +573,15 @@ def _top_level(paths: list[bytes]) -> list[bytes]:
         if not any(p == k or p.startswith(k.rstrip(b"/") + b"/") for k in kept):
             kept.append(p)
     return kept
+
+
+def _missing_reason(exc: OSError) -> str:
+    """Why a named path is left out, in words ("does not exist", "permission denied")."""
+    if isinstance(exc, FileNotFoundError):
+        return "does not exist"
+    if isinstance(exc, NotADirectoryError):
+        return "a part of the path is not a folder"
+    return f"cannot read: {(exc.strerror or str(exc)).lower()}"
 
 
 def _read_small(fd: int, size: int) -> bytes:
