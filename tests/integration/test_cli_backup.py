@@ -285,3 +285,32 @@ def test_exclude_file_and_exclude_if_present_keep_the_marker(
         "skip/.nobackup",
     ]
     assert manifest(back)[b"keep"] == manifest(src)[b"keep"]
+
+
+# ---- sparse files -------------------------------------------------------------------------------
+
+
+def test_a_sparse_file_is_backed_up_without_reading_its_holes(
+    cairn: Cairn, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    size = 64 << 20
+    with open(src / "disk.img", "wb") as f:
+        for at in (0, 20 << 20, 50 << 20):
+            f.seek(at)
+            f.write(os.urandom(1 << 20))
+        f.truncate(size)
+    if os.stat(src / "disk.img").st_blocks * 512 >= size // 2:
+        pytest.skip("this file system stores no holes")
+    document = cairn.run("backup", str(src), "--json").json()
+    assert document["bytes_total"] == size
+    assert document["bytes_read"] < 16 << 20, "the holes were read"
+    back = restored(cairn, tmp_path, src)
+    assert manifest(back) == manifest(src)  # bit-exact, and sparse again
+    dense = tmp_path / "dense"
+    dense.mkdir()
+    (dense / "disk.img").write_bytes((src / "disk.img").read_bytes())
+    again = cairn.run("backup", str(dense), "--json").json()
+    assert again["bytes_read"] == size
+    assert again["bytes_added"] < 64 << 10, "a full read must give the same chunks"

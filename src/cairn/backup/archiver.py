@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from cairn.backup.filescache import FilesCache
 from cairn.backup.groups import GROUP_IDS, FileGroups, Files, NodeFuture
+from cairn.chunking.holes import split_with_holes
 from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.core.progress import Progress
@@ -21,7 +22,7 @@ from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
 from cairn.repository.repository import Repository
-from cairn.source.reader import open_for_backup
+from cairn.source.reader import find_holes, open_for_backup
 from cairn.source.walker import (
     DirDoneEvent,
     EntryEvent,
@@ -131,6 +132,7 @@ class Archiver:
         self._trees_lock = threading.Lock()
         self._dry_run = False
         self._would_add: set[ChunkId] = set()
+        self._zero_id: ChunkId | None = None
 
     # ---- the run ------------------------------------------------------------------------
 
@@ -321,30 +323,43 @@ class Archiver:
         return node
 
     def _store_contents(self, fd: int, size: int) -> tuple[list[ChunkId], list[int]]:
-        """Store the file's chunks; return their IDs and sizes."""
+        """Store the file's chunks; return their IDs and sizes. Holes are not read (holes.py)."""
         content: list[ChunkId] = []
         sizes: list[int] = []
-        if not self._batched:
-            for chunk in self._chunks(fd, size):
-                self._store_chunk(chunk, None, content, sizes)
-        else:  # ask about a batch of chunks at once: they must outlive the chunker's buffer
-            batch: list[bytes] = []
-            held = 0
-            for chunk in self._chunks(fd, size):
-                batch.append(bytes(chunk))
-                held += len(chunk)
-                if held >= BATCH_BYTES:
-                    self._store_batch(batch, content, sizes)
-                    held = 0
-            self._store_batch(batch, content, sizes)
+        batch: list[tuple[bytes | memoryview, ChunkId | None]] = []
+        held = skipped = 0
+        for chunk, zero in self._chunks(fd, size):
+            chunk_id = self._zero_chunk_id(chunk) if zero else None
+            skipped += len(chunk) if zero else 0
+            if not self._batched:
+                self._store_chunk(chunk, chunk_id, content, sizes)
+                continue
+            # Asked about in batches, so they must outlive the chunker's buffer (the zero chunk
+            # does, and takes no memory of its own).
+            batch.append((chunk, chunk_id) if zero else (bytes(chunk), None))
+            held += 0 if zero else len(chunk)
+            if held >= BATCH_BYTES or len(batch) >= GROUP_IDS:
+                self._store_batch(batch, content, sizes)
+                held = 0
+        self._store_batch(batch, content, sizes)
         with self._stats.lock:
-            self._stats.bytes_read += sum(sizes)
+            self._stats.bytes_read += sum(sizes) - skipped
         return content, sizes
 
-    def _store_batch(self, batch: list[bytes], content: list[ChunkId], sizes: list[int]) -> None:
-        ids = [self._repo.blob_id(BlobKind.DATA, chunk) for chunk in batch]
+    def _zero_chunk_id(self, zero: memoryview) -> ChunkId:
+        if self._zero_id is None:
+            self._zero_id = self._repo.blob_id(BlobKind.DATA, zero)
+        return self._zero_id
+
+    def _store_batch(
+        self,
+        batch: list[tuple[bytes | memoryview, ChunkId | None]],
+        content: list[ChunkId],
+        sizes: list[int],
+    ) -> None:
+        ids = [known or self._repo.blob_id(BlobKind.DATA, chunk) for chunk, known in batch]
         self._repo.chunk_index.prefetch(ids)
-        for chunk, chunk_id in zip(batch, ids, strict=True):
+        for (chunk, _), chunk_id in zip(batch, ids, strict=True):
             self._store_chunk(chunk, chunk_id, content, sizes)
         batch.clear()
 
@@ -363,15 +378,21 @@ class Archiver:
             with self._stats.lock:
                 self._stats.bytes_added += added
 
-    def _chunks(self, fd: int, size: int) -> Iterator[memoryview]:
+    def _chunks(self, fd: int, size: int) -> Iterator[tuple[memoryview, bool]]:
+        """(chunk, is the zero chunk of a hole) in file order."""
         if size < self._small:
             # Most files are small: one read, no stream wrapper, no chunker buffer.
             data = _read_small(fd, size)
             if data:
-                yield memoryview(data)
+                yield memoryview(data), False
+            return
+        holes = find_holes(fd, size) if os.fstat(fd).st_blocks * 512 < size else []
+        if holes:
+            yield from split_with_holes(self._chunker, fd, size, holes)
             return
         with open(fd, "rb", buffering=0, closefd=False) as stream:
-            yield from self._chunker.split(stream)
+            for chunk in self._chunker.split(stream):
+                yield chunk, False
 
     def _note_file(self, node: Node, content: list[ChunkId], *, unmodified: bool) -> None:
         self._add_refs(content)
