@@ -15,6 +15,7 @@ from cairn.backup.filescache import FilesCache
 from cairn.cli.context import Context
 from cairn.cli.errors import EXIT_PARTIAL, UnreadableListFile, UsageError
 from cairn.cli.output import show_path
+from cairn.cli.progress import TerminalProgress
 from cairn.core.patterns import PatternSet
 from cairn.core.units import format_duration, format_size
 from cairn.repository.remoteindex import remote_index
@@ -117,6 +118,7 @@ def run(ctx: Context) -> int:
     cache = _files_cache(ctx, repo.repo_id.hex())
     started = time.monotonic()
     progress = ctx.progress("backing up")
+    options.count_ahead = isinstance(progress, TerminalProgress)  # a total for the line
     try:
         result = Archiver(repo, walker, progress, cache).run(options)
     finally:

@@ -66,6 +66,8 @@ class Walker:
     exclude_if_present: list[bytes] = field(default_factory=list)
     exclude_caches: bool = False
     one_file_system: bool = False
+    metadata: bool = True
+    """False: nodes without extended attributes and link targets (for counting only)."""
     named: frozenset[bytes] = frozenset()
     """Every path the user named (absolute, normalised). A named path is always backed up whole:
     `one_file_system` stops descent only into *other* file systems below it, and the walk passes
@@ -96,6 +98,8 @@ class Walker:
             yield EntryEvent(path, node)
 
     def _node(self, path: bytes, name: bytes, st: os.stat_result) -> Node:
+        if not self.metadata:
+            return node_from_stat(name, st)
         target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else b""
         return node_from_stat(name, st, target=target, xattrs=read_xattrs(path))
 
