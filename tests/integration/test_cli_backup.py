@@ -314,3 +314,20 @@ def test_a_sparse_file_is_backed_up_without_reading_its_holes(
     again = cairn.run("backup", str(dense), "--json").json()
     assert again["bytes_read"] == size
     assert again["bytes_added"] < 64 << 10, "a full read must give the same chunks"
+
+
+# ---- the files cache -----------------------------------------------------------------------------
+
+
+def test_an_unusable_cache_folder_is_a_warning_and_the_backup_goes_on(
+    cairn: Cairn, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("f")
+    (tmp_path / "a-file").write_text("not a folder")
+    bad = tmp_path / "a-file" / "cache"
+    result = cairn.run("backup", str(src), "--cache-dir", str(bad))
+    assert f"warning: cannot use the files cache in {bad}" in result.out
+    assert "backing up without it" in result.out
+    assert snapshot_count(cairn) == 1

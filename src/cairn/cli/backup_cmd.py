@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cairn.backup.archiver import CHANGED_WHILE_READ, Archiver, BackupOptions, BackupResult
-from cairn.backup.filescache import FilesCache
+from cairn.backup.filescache import FilesCache, FilesCacheUnusable
 from cairn.cli.context import Context
 from cairn.cli.errors import EXIT_PARTIAL, UnreadableListFile, UsageError
 from cairn.cli.output import show_path
@@ -125,6 +125,11 @@ def run(ctx: Context) -> int:
         progress.finish()
         if cache is not None:
             cache.close()
+    if cache is not None and cache.problem is not None:
+        ctx.output.text(
+            f"warning: the files cache could not be written ({cache.problem}); "
+            "the next backup reads every file again"
+        )
     _report(ctx, result, time.monotonic() - started)
     return EXIT_PARTIAL if result.errors else 0
 
@@ -172,8 +177,19 @@ def _parent(ctx: Context, host: str, paths: list[bytes]) -> Any:
 
 
 def _files_cache(ctx: Context, repo_id: str) -> FilesCache | None:
+    """The files cache; a cache folder that cannot be used is a warning, not a failure: the
+    cache only saves reading unchanged files again."""
     base = ctx.cache_dir()
-    return FilesCache(base / repo_id / "files.sqlite") if base is not None else None
+    if base is None:
+        return None
+    try:
+        return FilesCache(base / repo_id / "files.sqlite")
+    except FilesCacheUnusable as exc:
+        ctx.output.text(
+            f"warning: cannot use the files cache in {exc}; backing up without it "
+            "(every file is read)"
+        )
+        return None
 
 
 def _report(ctx: Context, r: BackupResult, seconds: float) -> None:
