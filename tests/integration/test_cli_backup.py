@@ -14,7 +14,6 @@ import pytest
 from clitools import Cairn, manifest
 
 
-
 @pytest.fixture
 def cairn(tmp_path: Path) -> Cairn:
     tool = Cairn(tmp_path / "repo", cache=tmp_path / "cache")
@@ -124,9 +123,7 @@ def test_one_file_system_still_stops_at_an_unnamed_mount_point(
     assert back.joinpath("m").is_dir() and list(back.joinpath("m").iterdir()) == []
 
 
-def test_a_path_named_below_an_unnamed_mount_point_is_reached(
-    cairn: Cairn, tmp_path: Path
-) -> None:
+def test_a_path_named_below_an_unnamed_mount_point_is_reached(cairn: Cairn, tmp_path: Path) -> None:
     outer = tmp_path / "oxs"
     mount = outer / "m"
     mount.mkdir(parents=True)
@@ -218,7 +215,9 @@ def test_dry_run_stores_nothing_and_says_what_would_be_added(cairn: Cairn, tmp_p
     (src / "data.bin").write_bytes(os.urandom(200_000))
     before = sorted(p.name for p in (tmp_path / "repo").rglob("*") if p.is_file())
     dry = cairn.run("backup", "--dry-run", str(src))
-    assert "would add" in dry.out and "dry run: nothing was stored, no snapshot was saved" in dry.out
+    assert (
+        "would add" in dry.out and "dry run: nothing was stored, no snapshot was saved" in dry.out
+    )
     assert sorted(p.name for p in (tmp_path / "repo").rglob("*") if p.is_file()) == before
     document = cairn.run("backup", "-n", str(src), "--json").json()
     assert document["dry_run"] is True and document["snapshot_id"] is None
@@ -264,9 +263,7 @@ def test_an_unreadable_list_file_is_a_clear_error(cairn: Cairn, tmp_path: Path) 
     assert "CAIRN-E002" in cairn.run("backup", check=False).err
 
 
-def test_exclude_file_and_exclude_if_present_keep_the_marker(
-    cairn: Cairn, tmp_path: Path
-) -> None:
+def test_exclude_file_and_exclude_if_present_keep_the_marker(cairn: Cairn, tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "skip").mkdir(parents=True)
     (src / "skip" / ".nobackup").write_text("")
@@ -290,9 +287,7 @@ def test_exclude_file_and_exclude_if_present_keep_the_marker(
 # ---- sparse files -------------------------------------------------------------------------------
 
 
-def test_a_sparse_file_is_backed_up_without_reading_its_holes(
-    cairn: Cairn, tmp_path: Path
-) -> None:
+def test_a_sparse_file_is_backed_up_without_reading_its_holes(cairn: Cairn, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     size = 64 << 20

@@ -23,6 +23,7 @@ from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
 from cairn.repository.repository import Repository
+from cairn.source.paths import Frames, frame_paths
 from cairn.source.reader import find_holes, open_for_backup
 from cairn.source.walker import (
     DirDoneEvent,
@@ -30,7 +31,6 @@ from cairn.source.walker import (
     ErrorEvent,
     FileEvent,
     Walker,
-    ancestor_nodes,
 )
 
 
@@ -43,9 +43,9 @@ class BackupOptions:
     tags: list[str] = field(default_factory=list)
     parent: ObjectName | None = None
     dry_run: bool = False
+    """Walk and read everything, count what would be added, store nothing, commit no snapshot."""
     count_ahead: bool = False
     """Count the files and bytes on a scanner thread, so progress can show a total (scanner.py)."""
-    """Walk and read everything, count what would be added, store nothing, commit no snapshot."""
     workers: int = 3  # files read at once; 2, 3 and 4 measured alike here, each costs ~2 max chunks
 
 
@@ -170,19 +170,10 @@ class Archiver:
             self._cache.commit()
         return self._commit(options, named, tree_id)
 
-    def _readable_paths(
-        self, paths: list[bytes]
-    ) -> tuple[list[bytes], dict[bytes, list[tuple[bytes, Node]]]]:
-        """The named paths that can be read, normalised, each with the folders above it; the
-        others are warned about. None readable: NoSourcePath, before anything is written."""
-        frames: dict[bytes, list[tuple[bytes, Node]]] = {}
-        missing: list[tuple[bytes, str]] = []
-        for path in sorted({os.path.normpath(os.path.abspath(p)) for p in paths}):
-            try:
-                os.lstat(path)
-                frames[path] = ancestor_nodes(path)
-            except OSError as exc:
-                missing.append((path, _missing_reason(exc)))
+    def _readable_paths(self, paths: list[bytes]) -> tuple[list[bytes], Frames]:
+        """The named paths that can be read, each with the folders above it; the others are
+        warned about. None readable: NoSourcePath, before anything is written."""
+        frames, missing = frame_paths(paths)
         if not frames:
             shown = "; ".join(f"{os.fsdecode(p)}: {why}" for p, why in missing)
             raise NoSourcePath(f"no path to back up can be read, no snapshot written: {shown}")
@@ -464,7 +455,7 @@ class Archiver:
         self,
         roots: list[bytes],
         root_nodes: dict[bytes, NodeFuture],
-        frames: dict[bytes, list[tuple[bytes, Node]]],
+        frames: Frames,
     ) -> ChunkId:
         """Build the trees from / down to each backed-up path (design.md 3.7)."""
         if roots == [b"/"]:
@@ -603,15 +594,6 @@ def _top_level(paths: list[bytes]) -> list[bytes]:
         if not any(p == k or p.startswith(k.rstrip(b"/") + b"/") for k in kept):
             kept.append(p)
     return kept
-
-
-def _missing_reason(exc: OSError) -> str:
-    """Why a named path is left out, in words ("does not exist", "permission denied")."""
-    if isinstance(exc, FileNotFoundError):
-        return "does not exist"
-    if isinstance(exc, NotADirectoryError):
-        return "a part of the path is not a folder"
-    return f"cannot read: {(exc.strerror or str(exc)).lower()}"
 
 
 def _read_small(fd: int, size: int) -> bytes:

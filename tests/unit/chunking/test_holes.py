@@ -54,7 +54,9 @@ def test_the_chunks_are_those_of_a_full_read(tmp_path: Path, seed: int) -> None:
             f.write(data)
     fd = os.open(path, os.O_RDONLY)
     try:
-        cut = [bytes(c) for c, _ in split_with_holes(chunker, fd, size, declared_holes(size, pieces))]
+        cut = [
+            bytes(c) for c, _ in split_with_holes(chunker, fd, size, declared_holes(size, pieces))
+        ]
     finally:
         os.close(fd)
     assert cut == full_read(chunker, path)
