@@ -237,7 +237,7 @@ def test_files_from_lists_paths_with_comments_verbatim_and_nul_forms(
     for name in ("a", "b", "c", "# not a comment", "d"):
         (src / name).write_text(name)
     listing = tmp_path / "list"
-    listing.write_text(f"# a comment\n\n{src / 'a'}\n  {src / 'b'}  \n")
+    listing.write_text(f"# a comment\n\n{src / 'a'}\n  {src / 'b'}  \n{src / 'd*'}\n")
     verbatim = tmp_path / "verbatim"
     verbatim.write_text(f"{src / '# not a comment'}\n")
     raw = tmp_path / "raw"
@@ -252,7 +252,7 @@ def test_files_from_lists_paths_with_comments_verbatim_and_nul_forms(
         str(raw),
     )
     back = restored(cairn, tmp_path, src)
-    assert sorted(p.name for p in back.iterdir()) == ["# not a comment", "a", "b", "c"]
+    assert sorted(p.name for p in back.iterdir()) == ["# not a comment", "a", "b", "c", "d"]
 
 
 def test_an_unreadable_list_file_is_a_clear_error(cairn: Cairn, tmp_path: Path) -> None:

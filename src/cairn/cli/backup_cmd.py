@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import socket
 import sys
@@ -31,7 +32,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="read paths to back up from FILE, one per line (# comments and blank lines skipped)",
+        help="read paths to back up from FILE, one per line; # comments and blank lines are "
+        "skipped, wildcards expanded",
     )
     p.add_argument(
         "--files-from-verbatim",
@@ -139,7 +141,7 @@ def _source_paths(args: argparse.Namespace) -> list[bytes]:
     named = [os.fsencode(p) for p in args.paths]
     for file in args.files_from:
         lines = [ln.strip() for ln in _read_list(file).splitlines()]
-        named += [ln for ln in lines if ln and not ln.startswith(b"#")]
+        named += [p for ln in lines if ln and not ln.startswith(b"#") for p in _expand(ln)]
     for file in args.files_from_verbatim:
         named += [ln for ln in _read_list(file).splitlines() if ln]
     for file in args.files_from_raw:
@@ -147,6 +149,14 @@ def _source_paths(args: argparse.Namespace) -> list[bytes]:
     if not named:
         raise UsageError("nothing to back up: give a PATH, or --files-from FILE")
     return [os.path.abspath(p) for p in named]
+
+
+def _expand(line: bytes) -> list[bytes]:
+    """A --files-from line's glob matches (as restic expands them); the line itself when it
+    has no wildcard or matches nothing (then it is reported as missing)."""
+    if not any(c in line for c in b"*?["):
+        return [line]
+    return sorted(glob.glob(line)) or [line]
 
 
 def _read_list(file: str) -> bytes:
