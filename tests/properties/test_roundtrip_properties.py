@@ -164,7 +164,7 @@ def test_restore_of_backup_equals_the_tree(
         )
         repo.load_index()
         result = Archiver(repo, Walker(), SilentProgress()).run(BackupOptions(paths=[src]))
-        assert result.errors == 0
+        assert result.errors == [] and result.changed == []
         snap = repo.read_snapshot(result.snapshot)
         target = Path(work) / "out"
         Restorer(repo, SilentProgress()).run(snap.body.tree, RestoreOptions(target=target))

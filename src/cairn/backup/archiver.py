@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import queue
@@ -13,6 +14,9 @@ from dataclasses import dataclass, field
 
 from cairn.backup.filescache import FilesCache
 from cairn.backup.groups import GROUP_IDS, FileGroups, Files, NodeFuture
+from cairn.backup.scanner import Scanner
+from cairn.chunking.holes import split_with_holes
+from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.core.pathnames import escape_path
 from cairn.core.progress import Progress
@@ -20,14 +24,14 @@ from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
 from cairn.repository.repository import Repository
-from cairn.source.reader import open_for_backup
+from cairn.source.paths import Frames, frame_paths
+from cairn.source.reader import find_holes, open_for_backup
 from cairn.source.walker import (
     DirDoneEvent,
     EntryEvent,
     ErrorEvent,
     FileEvent,
     Walker,
-    ancestor_nodes,
 )
 
 
@@ -39,23 +43,42 @@ class BackupOptions:
     host: str = field(default_factory=socket.gethostname)
     tags: list[str] = field(default_factory=list)
     parent: ObjectName | None = None
+    dry_run: bool = False
+    """Walk and read everything, count what would be added, store nothing, commit no snapshot."""
+    count_ahead: bool = False
+    """Count the files and bytes on a scanner thread, so progress can show a total (scanner.py)."""
     workers: int = 3  # files read at once; 2, 3 and 4 measured alike here, each costs ~2 max chunks
+
+
+class NoSourcePath(CairnError):
+    """None of the paths to back up can be read (missing, not reachable, permission denied):
+    nothing would be backed up, so no snapshot is written."""
 
 
 @dataclass(slots=True)
 class BackupResult:
-    """What `backup` reports."""
+    """What `backup` reports. `files` are regular files only (`files_new` + `files_unmodified`);
+    symlinks and special entries (devices, fifos, sockets) are counted apart; `dirs` counts the
+    folders a restore of the snapshot creates (not the root)."""
 
-    snapshot: ObjectName
+    snapshot: ObjectName | None
+    """None after a dry run."""
     files: int = 0
     dirs: int = 0
+    symlinks: int = 0
+    special: int = 0
     files_new: int = 0
     files_unmodified: int = 0
     bytes_total: int = 0
     bytes_read: int = 0
     bytes_added: int = 0
-    errors: int = 0
-    warnings: list[tuple[bytes, str]] = field(default_factory=list)
+    errors: list[tuple[bytes, str]] = field(default_factory=list)
+    """Entries left out of the snapshot (unreadable, or a named path that does not exist)."""
+    changed: list[bytes] = field(default_factory=list)
+    """Files that changed while they were read: the snapshot holds what was read."""
+
+
+CHANGED_WHILE_READ = "changed while read: the snapshot holds what was read"
 
 
 @dataclass(slots=True)
@@ -63,12 +86,15 @@ class _Stats:
     lock: threading.Lock = field(default_factory=threading.Lock)
     files: int = 0
     dirs: int = 0
+    symlinks: int = 0
+    special: int = 0
     files_new: int = 0
     files_unmodified: int = 0
     bytes_total: int = 0
     bytes_read: int = 0
     bytes_added: int = 0
-    errors: int = 0
+    errors: list[tuple[bytes, str]] = field(default_factory=list)
+    changed: list[bytes] = field(default_factory=list)
 
 
 BATCH_BYTES = 4 << 20
@@ -108,27 +134,53 @@ class Archiver:
         self._trees: list[tuple[ChunkId, bytes]] = []
         self._trees_bytes = 0
         self._trees_lock = threading.Lock()
+        self._dry_run = False
+        self._would_add: set[ChunkId] = set()
+        self._zero_id: ChunkId | None = None
 
     # ---- the run ------------------------------------------------------------------------
 
     def run(self, options: BackupOptions) -> BackupResult:
-        roots = _top_level(options.paths)
-        self._repo.start_writing()
+        named, frames = self._readable_paths(options.paths)
+        roots = _top_level(named)
+        self._walker = dataclasses.replace(self._walker, named=frozenset(named))
+        self._dry_run = options.dry_run
+        if not self._dry_run:
+            self._repo.start_writing()
+        scanner = Scanner(self._walker, roots, self._progress) if options.count_ahead else None
+        if scanner is not None:
+            scanner.start()
         workers = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="file")
         finalizer = _Finalizer(self)
         try:
             root_nodes = self._walk_roots(roots, workers, finalizer, options.workers)
             finalizer.close()
-            tree_id = self._store_skeleton(roots, root_nodes)
+            tree_id = self._store_skeleton(roots, root_nodes, frames)
             self._flush_trees()
         except BaseException:
             finalizer.abort()
             workers.shutdown(wait=True, cancel_futures=True)
             raise
+        finally:
+            if scanner is not None:
+                scanner.stop()
         workers.shutdown(wait=True)
+        if self._dry_run:
+            return self._result(None)
         if self._cache is not None:
             self._cache.commit()
-        return self._commit(options, roots, tree_id)
+        return self._commit(options, named, tree_id)
+
+    def _readable_paths(self, paths: list[bytes]) -> tuple[list[bytes], Frames]:
+        """The named paths that can be read, each with the folders above it; the others are
+        warned about. None readable: NoSourcePath, before anything is written."""
+        frames, missing = frame_paths(paths)
+        if not frames:
+            shown = "; ".join(f"{os.fsdecode(p)}: {why}" for p, why in missing)
+            raise NoSourcePath(f"no path to back up can be read, no snapshot written: {shown}")
+        for path, why in missing:
+            self._warn(path, f"{why} (left out of the snapshot)")
+        return list(frames), frames
 
     def _walk_roots(
         self, roots: list[bytes], workers: ThreadPoolExecutor, finalizer: _Finalizer, n: int
@@ -163,10 +215,15 @@ class Archiver:
             future.add_done_callback(lambda _f: slots.release())
             return future
         if isinstance(event, EntryEvent):
-            self._count(files=1)
+            if event.node.type == "symlink":
+                self._count(symlinks=1)
+            else:
+                self._count(special=1)
             return _done(event.node)
         if isinstance(event, DirDoneEvent):
             kids = children.pop(event.path, [])
+            if event.path != b"/":  # the root is no folder a restore creates
+                self._count(dirs=1)
             return finalizer.submit(event.node, kids)
         if isinstance(event, ErrorEvent):
             self._warn(event.path, event.message)
@@ -257,9 +314,9 @@ class Archiver:
             node.ctime,
             node.size,
         ):
-            self._warn(path, "file changed while it was read; the snapshot holds what was read")
+            self._note_changed(path)
             node.mtime, node.ctime = after.st_mtime_ns, after.st_ctime_ns
-        elif self._cache is not None:
+        elif self._cache is not None and not self._dry_run:
             self._cache.record(path, meta, content, sizes)
         node.content, node.sizes = content, sizes
         node.size = size
@@ -268,30 +325,43 @@ class Archiver:
         return node
 
     def _store_contents(self, fd: int, size: int) -> tuple[list[ChunkId], list[int]]:
-        """Store the file's chunks; return their IDs and sizes."""
+        """Store the file's chunks; return their IDs and sizes. Holes are not read (holes.py)."""
         content: list[ChunkId] = []
         sizes: list[int] = []
-        if not self._batched:
-            for chunk in self._chunks(fd, size):
-                self._store_chunk(chunk, None, content, sizes)
-        else:  # ask about a batch of chunks at once: they must outlive the chunker's buffer
-            batch: list[bytes] = []
-            held = 0
-            for chunk in self._chunks(fd, size):
-                batch.append(bytes(chunk))
-                held += len(chunk)
-                if held >= BATCH_BYTES:
-                    self._store_batch(batch, content, sizes)
-                    held = 0
-            self._store_batch(batch, content, sizes)
+        batch: list[tuple[bytes | memoryview, ChunkId | None]] = []
+        held = skipped = 0
+        for chunk, zero in self._chunks(fd, size):
+            chunk_id = self._zero_chunk_id(chunk) if zero else None
+            skipped += len(chunk) if zero else 0
+            if not self._batched:
+                self._store_chunk(chunk, chunk_id, content, sizes)
+                continue
+            # Asked about in batches, so they must outlive the chunker's buffer (the zero chunk
+            # does, and takes no memory of its own).
+            batch.append((chunk, chunk_id) if zero else (bytes(chunk), None))
+            held += 0 if zero else len(chunk)
+            if held >= BATCH_BYTES or len(batch) >= GROUP_IDS:
+                self._store_batch(batch, content, sizes)
+                held = 0
+        self._store_batch(batch, content, sizes)
         with self._stats.lock:
-            self._stats.bytes_read += sum(sizes)
+            self._stats.bytes_read += sum(sizes) - skipped
         return content, sizes
 
-    def _store_batch(self, batch: list[bytes], content: list[ChunkId], sizes: list[int]) -> None:
-        ids = [self._repo.blob_id(BlobKind.DATA, chunk) for chunk in batch]
+    def _zero_chunk_id(self, zero: memoryview) -> ChunkId:
+        if self._zero_id is None:
+            self._zero_id = self._repo.blob_id(BlobKind.DATA, zero)
+        return self._zero_id
+
+    def _store_batch(
+        self,
+        batch: list[tuple[bytes | memoryview, ChunkId | None]],
+        content: list[ChunkId],
+        sizes: list[int],
+    ) -> None:
+        ids = [known or self._repo.blob_id(BlobKind.DATA, chunk) for chunk, known in batch]
         self._repo.chunk_index.prefetch(ids)
-        for chunk, chunk_id in zip(batch, ids, strict=True):
+        for (chunk, _), chunk_id in zip(batch, ids, strict=True):
             self._store_chunk(chunk, chunk_id, content, sizes)
         batch.clear()
 
@@ -302,7 +372,7 @@ class Archiver:
         content: list[ChunkId],
         sizes: list[int],
     ) -> None:
-        chunk_id, added = self._repo.store_blob(BlobKind.DATA, chunk, chunk_id)
+        chunk_id, added = self._put(BlobKind.DATA, chunk, chunk_id)
         content.append(chunk_id)
         sizes.append(len(chunk))
         self._progress.bytes_done(len(chunk))
@@ -310,15 +380,21 @@ class Archiver:
             with self._stats.lock:
                 self._stats.bytes_added += added
 
-    def _chunks(self, fd: int, size: int) -> Iterator[memoryview]:
+    def _chunks(self, fd: int, size: int) -> Iterator[tuple[memoryview, bool]]:
+        """(chunk, is the zero chunk of a hole) in file order."""
         if size < self._small:
             # Most files are small: one read, no stream wrapper, no chunker buffer.
             data = _read_small(fd, size)
             if data:
-                yield memoryview(data)
+                yield memoryview(data), False
+            return
+        holes = find_holes(fd, size) if os.fstat(fd).st_blocks * 512 < size else []
+        if holes:
+            yield from split_with_holes(self._chunker, fd, size, holes)
             return
         with open(fd, "rb", buffering=0, closefd=False) as stream:
-            yield from self._chunker.split(stream)
+            for chunk in self._chunker.split(stream):
+                yield chunk, False
 
     def _note_file(self, node: Node, content: list[ChunkId], *, unmodified: bool) -> None:
         self._add_refs(content)
@@ -332,13 +408,28 @@ class Archiver:
             files_new=int(not unmodified),
         )
 
+    def _put(
+        self, kind: BlobKind, data: bytes | memoryview, chunk_id: ChunkId | None = None
+    ) -> tuple[ChunkId, int]:
+        """Store a blob; in a dry run only count it (plaintext bytes) if the repository lacks it."""
+        if not self._dry_run:
+            return self._repo.store_blob(kind, data, chunk_id)
+        chunk_id = chunk_id or self._repo.blob_id(kind, data)
+        index = self._repo.chunk_index
+        index.prefetch([chunk_id])
+        with self._refs_lock:
+            if chunk_id in self._would_add or chunk_id in index:
+                return chunk_id, 0
+            self._would_add.add(chunk_id)
+        return chunk_id, len(data)
+
     # ---- trees --------------------------------------------------------------------------
 
     def store_tree(self, nodes: list[Node]) -> ChunkId:
         if not self._batched:
-            tree_id, added = self._repo.store_blob(BlobKind.TREE, encode_tree(nodes))
+            tree_id, added = self._put(BlobKind.TREE, encode_tree(nodes))
             self._add_refs([tree_id])
-            self._count(dirs=1, bytes_added=added)
+            self._count(bytes_added=added)
             return tree_id
         # Held back and asked about in batches; stored in the order they were made (bottom-up).
         data = encode_tree(nodes)
@@ -350,7 +441,6 @@ class Archiver:
         if due:
             self._flush_trees()
         self._add_refs([tree_id])
-        self._count(dirs=1)
         return tree_id
 
     def _flush_trees(self) -> None:
@@ -360,10 +450,15 @@ class Archiver:
                 return
             self._repo.chunk_index.prefetch([tree_id for tree_id, _ in trees])
             for tree_id, data in trees:
-                _, added = self._repo.store_blob(BlobKind.TREE, data, tree_id)
+                _, added = self._put(BlobKind.TREE, data, tree_id)
                 self._count(bytes_added=added)
 
-    def _store_skeleton(self, roots: list[bytes], root_nodes: dict[bytes, NodeFuture]) -> ChunkId:
+    def _store_skeleton(
+        self,
+        roots: list[bytes],
+        root_nodes: dict[bytes, NodeFuture],
+        frames: Frames,
+    ) -> ChunkId:
         """Build the trees from / down to each backed-up path (design.md 3.7)."""
         if roots == [b"/"]:
             node = root_nodes[b"/"].result() if b"/" in root_nodes else None
@@ -377,8 +472,9 @@ class Archiver:
             if node is not None:
                 node.name = os.path.basename(root)
                 entries.setdefault(os.path.dirname(root), []).append(node)
-            for path, anc in ancestor_nodes(root):
+            for path, anc in frames[root]:
                 dirs.setdefault(path, anc)
+        self._count(dirs=len(dirs))
         for path in sorted(dirs, key=lambda p: p.count(b"/"), reverse=True):
             node = dirs[path]
             node.subtree = self.store_tree(entries.pop(path, []))
@@ -387,40 +483,47 @@ class Archiver:
 
     # ---- the commit ---------------------------------------------------------------------
 
-    def _commit(self, options: BackupOptions, roots: list[bytes], tree_id: ChunkId) -> BackupResult:
+    def _commit(self, options: BackupOptions, named: list[bytes], tree_id: ChunkId) -> BackupResult:
         s = self._stats
         body = SnapshotBody(
             time=self._repo.clock.now().isoformat(),
             host=options.host,
             user=getpass.getuser(),
-            paths=[escape_path(r) for r in roots],  # msgpack text: one form (design 11.1)
+            paths=[escape_path(p) for p in named],  # msgpack text: one form (design 11.1)
             tags=sorted(set(options.tags)),
             tree=tree_id,
             parent=options.parent,
             summary={
                 "files": s.files,
                 "dirs": s.dirs,
+                "symlinks": s.symlinks,
+                "special": s.special,
                 "files_new": s.files_new,
                 "files_unmodified": s.files_unmodified,
                 "bytes": s.bytes_total,
                 "bytes_read": s.bytes_read,
                 "bytes_added": s.bytes_added,
-                "errors": s.errors,
+                "errors": len(s.errors),
+                "changed": len(s.changed),
             },
         )
-        name = self._repo.commit_snapshot(body, self._refs)
-        warnings = list(getattr(self._progress, "warnings", []))
+        return self._result(self._repo.commit_snapshot(body, self._refs))
+
+    def _result(self, name: ObjectName | None) -> BackupResult:
+        s = self._stats
         return BackupResult(
             snapshot=name,
             files=s.files,
             dirs=s.dirs,
+            symlinks=s.symlinks,
+            special=s.special,
             files_new=s.files_new,
             files_unmodified=s.files_unmodified,
             bytes_total=s.bytes_total,
             bytes_read=s.bytes_read,
             bytes_added=s.bytes_added,
-            errors=s.errors,
-            warnings=warnings,
+            errors=list(s.errors),
+            changed=list(s.changed),
         )
 
     # ---- bookkeeping --------------------------------------------------------------------
@@ -435,8 +538,16 @@ class Archiver:
                 setattr(self._stats, key, getattr(self._stats, key) + value)
 
     def _warn(self, path: bytes, message: str) -> None:
-        self._count(errors=1)
+        """An entry left out of the snapshot."""
+        with self._stats.lock:
+            self._stats.errors.append((path, message))
         self._progress.warn(path, message)
+
+    def _note_changed(self, path: bytes) -> None:
+        """A file that is in the snapshot, but changed while it was read."""
+        with self._stats.lock:
+            self._stats.changed.append(path)
+        self._progress.warn(path, CHANGED_WHILE_READ)
 
 
 class _Finalizer:

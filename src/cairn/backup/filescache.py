@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from cairn.core.errors import CairnError
 from cairn.core.ids import ID_SIZE, ChunkId
 
 FileMeta = tuple[int, int, int, int, int]
@@ -34,18 +35,32 @@ CREATE TABLE IF NOT EXISTS files_v2 (
 """
 
 
+class FilesCacheUnusable(CairnError):
+    """The files cache cannot be opened (its folder cannot be made or written); a backup goes
+    on without it and reads every file."""
+
+
 class FilesCache:
-    """Loaded into memory when opened; new entries are written in batches. Thread-safe."""
+    """Loaded into memory when opened; new entries are written in batches. Thread-safe.
+
+    The cache only saves reading, so a failure to write it never stops a backup: the first one
+    is kept in `problem`, and the cache stops recording."""
 
     def __init__(self, path: Path, batch_seconds: float = 10.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            rows = self._db.execute("SELECT * FROM files_v2").fetchall()
+        except (OSError, sqlite3.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise FilesCacheUnusable(f"{path.parent}: {reason.lower()}") from exc
+        self.problem: str | None = None
         self._lock = threading.Lock()
         self._entries: dict[bytes, tuple[int, int, int, int, int, bytes]] = {
-            row[0]: tuple(row[1:]) for row in self._db.execute("SELECT * FROM files_v2")
+            row[0]: tuple(row[1:]) for row in rows
         }
         self._pending: list[tuple[bytes, int, int, int, int, int, bytes]] = []
         self._batch_seconds = batch_seconds
@@ -65,6 +80,8 @@ class FilesCache:
     def record(self, path: bytes, meta: FileMeta, content: list[ChunkId], sizes: list[int]) -> None:
         blob = b"".join(_RECORD.pack(c, n) for c, n in zip(content, sizes, strict=True))
         with self._lock:
+            if self.problem is not None:
+                return
             self._pending.append((path, *meta, blob))
             due = time.monotonic() - self._last_write >= self._batch_seconds
         if due:
@@ -75,13 +92,18 @@ class FilesCache:
         with self._lock:
             pending, self._pending = self._pending, []
             self._last_write = time.monotonic()
-            if not pending:
+            if not pending or self.problem is not None:
                 return
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO files_v2 VALUES (?, ?, ?, ?, ?, ?, ?)", pending
-            )
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO files_v2 VALUES (?, ?, ?, ?, ?, ?, ?)", pending
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.problem = str(exc)
+                if self._db.in_transaction:
+                    self._db.rollback()
 
     def close(self) -> None:
         self.commit()

@@ -56,6 +56,16 @@ class FastCDCChunker:
             normalized_chunking=1,
             seed=seed,
         )
+        self._zero_chunk: memoryview | None = None
+
+    @property
+    def zero_chunk(self) -> memoryview:
+        """The first chunk cut from a long run of zeros (every chunk that starts and ends in a
+        hole is this one; see holes.py). Computed once."""
+        if self._zero_chunk is None:
+            first = next(iter(self._cdc.cut_buf(bytes(2 * self._cdc.max_size))))
+            self._zero_chunk = memoryview(bytes(len(first.data)))
+        return self._zero_chunk
 
     def split(self, stream: BinaryIO) -> Iterator[memoryview]:
         for chunk in self._cdc.cut_stream(stream):

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import socket
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from cairn.backup.archiver import Archiver, BackupOptions, BackupResult
-from cairn.backup.filescache import FilesCache
+from cairn.backup.archiver import CHANGED_WHILE_READ, Archiver, BackupOptions, BackupResult
+from cairn.backup.filescache import FilesCache, FilesCacheUnusable
 from cairn.cli.context import Context
-from cairn.cli.errors import EXIT_PARTIAL, UsageError
+from cairn.cli.errors import EXIT_PARTIAL, UnreadableListFile, UsageError
 from cairn.cli.output import show_path
+from cairn.cli.progress import TerminalProgress
+from cairn.core.pathnames import escape_path
 from cairn.core.patterns import PatternSet
-from cairn.core.units import format_size
+from cairn.core.units import format_duration, format_size
 from cairn.repository.remoteindex import remote_index
 from cairn.snapshot.select import SnapshotFilter, read_snapshots
 from cairn.source.walker import Walker
@@ -22,7 +27,35 @@ from cairn.source.walker import Walker
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("backup", parents=[common], help="back up files and folders")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files and folders to back up")
+    p.add_argument(
+        "--files-from",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read paths to back up from FILE, one per line; # comments and blank lines are "
+        "skipped, wildcards expanded",
+    )
+    p.add_argument(
+        "--files-from-verbatim",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read paths from FILE, one per line, taken exactly as written",
+    )
+    p.add_argument(
+        "--files-from-raw",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read paths from FILE, separated by NUL bytes (find -print0)",
+    )
+    p.add_argument(
+        "-n",
+        "--dry-run",
+        action="store_true",
+        help="read everything and report what would be stored; store nothing, save no snapshot",
+    )
     p.add_argument(
         "-e",
         "--exclude",
@@ -36,14 +69,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="read exclude patterns from FILE, one per line",
+        help="read exclude patterns from FILE, one per line (# comments and blank lines skipped)",
     )
     p.add_argument(
         "--exclude-if-present",
         action="append",
         default=[],
         metavar="NAME",
-        help="exclude folders that contain a file called NAME",
+        help="exclude the contents of folders that hold a file called NAME (the file is kept)",
     )
     p.add_argument(
         "--exclude-caches", action="store_true", help="exclude folders with a CACHEDIR.TAG"
@@ -64,47 +97,90 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     args = ctx.args
-    paths = [os.fsencode(os.path.abspath(p)) for p in args.paths]
+    paths = _source_paths(args)
     walker = Walker(
         excludes=PatternSet.compile(_exclude_patterns(args)),
         exclude_if_present=[os.fsencode(n) for n in args.exclude_if_present],
         exclude_caches=args.exclude_caches,
         one_file_system=args.one_file_system,
     )
-    repo = ctx.open_repository(load_index=False, session="backup")
+    repo = ctx.open_repository(load_index=False, session=None if args.dry_run else "backup")
     index = remote_index(repo.backend)
     if index is not None:  # a server answers chunk queries: memory stays bounded (design 14.11)
         repo.use_chunk_index(index)
     else:
         ctx.load_index(repo)
     host = args.host or socket.gethostname()
-    options = BackupOptions(paths=paths, host=host, tags=args.tag, parent=_parent(ctx, host, paths))
+    options = BackupOptions(
+        paths=paths,
+        host=host,
+        tags=args.tag,
+        parent=None if args.dry_run else _parent(ctx, host, paths),
+        dry_run=args.dry_run,
+    )
     cache = _files_cache(ctx, repo.repo_id.hex())
+    started = time.monotonic()
     progress = ctx.progress("backing up")
+    options.count_ahead = isinstance(progress, TerminalProgress)  # a total for the line
     try:
         result = Archiver(repo, walker, progress, cache).run(options)
     finally:
         progress.finish()
         if cache is not None:
             cache.close()
-    _report(ctx, result)
+    if cache is not None and cache.problem is not None:
+        ctx.output.text(
+            f"warning: the files cache could not be written ({cache.problem}); "
+            "the next backup reads every file again"
+        )
+    _report(ctx, result, time.monotonic() - started)
     return EXIT_PARTIAL if result.errors else 0
+
+
+def _source_paths(args: argparse.Namespace) -> list[bytes]:
+    """The PATHs and the paths the --files-from* files list, absolute; at least one."""
+    named = [os.fsencode(p) for p in args.paths]
+    for file in args.files_from:
+        lines = [ln.strip() for ln in _read_list(file).splitlines()]
+        named += [p for ln in lines if ln and not ln.startswith(b"#") for p in _expand(ln)]
+    for file in args.files_from_verbatim:
+        named += [ln for ln in _read_list(file).splitlines() if ln]
+    for file in args.files_from_raw:
+        named += [p for p in _read_list(file).split(b"\0") if p]
+    if not named:
+        raise UsageError("nothing to back up: give a PATH, or --files-from FILE")
+    return [os.path.abspath(p) for p in named]
+
+
+def _expand(line: bytes) -> list[bytes]:
+    """A --files-from line's glob matches (as restic expands them); the line itself when it
+    has no wildcard or matches nothing (then it is reported as missing)."""
+    if not any(c in line for c in b"*?["):
+        return [line]
+    return sorted(glob.glob(line)) or [line]
+
+
+def _read_list(file: str) -> bytes:
+    """The bytes of a file the command line names (`-` is standard input)."""
+    try:
+        return sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise UnreadableListFile(
+            f"cannot read {file}: {(exc.strerror or str(exc)).lower()}"
+        ) from exc
 
 
 def _exclude_patterns(args: argparse.Namespace) -> list[str]:
     patterns = list(args.exclude)
     for file in args.exclude_file:
-        try:
-            lines = Path(file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise UsageError(f"cannot read the exclude file {file}: {exc.strerror}") from exc
+        lines = _read_list(file).decode("utf-8", "surrogateescape").splitlines()
         patterns += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     return patterns
 
 
 def _parent(ctx: Context, host: str, paths: list[bytes]) -> Any:
     repo = ctx.open_repository()
-    wanted = sorted(os.path.normpath(os.fsdecode(p)) for p in paths)
+    wanted = sorted(escape_path(os.path.normpath(p)) for p in paths)  # as recorded (11.1)
     # The parent is only recorded: a damaged older snapshot must not stop a new backup.
     snaps, _unreadable = read_snapshots(repo, SnapshotFilter(hosts=[host]))
     same = [s for s in snaps if sorted(s.body.paths) == wanted]
@@ -112,39 +188,76 @@ def _parent(ctx: Context, host: str, paths: list[bytes]) -> Any:
 
 
 def _files_cache(ctx: Context, repo_id: str) -> FilesCache | None:
+    """The files cache; a cache folder that cannot be used is a warning, not a failure: the
+    cache only saves reading unchanged files again."""
     base = ctx.cache_dir()
-    return FilesCache(base / repo_id / "files.sqlite") if base is not None else None
+    if base is None:
+        return None
+    try:
+        return FilesCache(base / repo_id / "files.sqlite")
+    except FilesCacheUnusable as exc:
+        ctx.output.text(
+            f"warning: cannot use the files cache in {exc}; backing up without it "
+            "(every file is read)"
+        )
+        return None
 
 
-def _report(ctx: Context, r: BackupResult) -> None:
+def _report(ctx: Context, r: BackupResult, seconds: float) -> None:
     out = ctx.output
-    for path, message in r.warnings:
+    for path, message in r.errors:
         out.text(f"warning: {show_path(path)}: {message}")
-    out.text(
-        f"files: {r.files} ({r.files_new} new or changed, {r.files_unmodified} unchanged), "
-        f"folders: {r.dirs}"
-    )
+    for path in r.changed:
+        out.text(f"warning: {show_path(path)}: {CHANGED_WHILE_READ}")
+    out.text(_counts(r))
+    verb = "would add" if r.snapshot is None else "added"
     out.text(
         f"processed {format_size(r.bytes_total)}, read {format_size(r.bytes_read)}, "
-        f"added {format_size(r.bytes_added)} to the repository"
+        f"{verb} {format_size(r.bytes_added)} to the repository in {format_duration(seconds)}"
     )
+    if r.changed:
+        out.text(
+            f"{len(r.changed)} file(s) changed while they were read: the snapshot holds what "
+            "was read (back them up again for a consistent copy)"
+        )
     if r.errors:
-        out.text(f"{r.errors} file(s) could not be read and are missing from the snapshot")
+        out.text(f"{len(r.errors)} path(s) could not be read and are missing from the snapshot")
     limit = ctx.upload_limit()
-    if limit:
+    if limit and r.snapshot is not None:
         out.text(f"uploads were limited to {format_size(limit)}/s")
-    out.text(f"snapshot {r.snapshot.short()} saved")
-    out.json(
-        {
-            "snapshot_id": r.snapshot.hex,
-            "files": r.files,
-            "dirs": r.dirs,
-            "files_new": r.files_new,
-            "files_unmodified": r.files_unmodified,
-            "bytes_total": r.bytes_total,
-            "bytes_read": r.bytes_read,
-            "bytes_added": r.bytes_added,
-            "upload_limit": limit,
-            "errors": [{"path": show_path(p), "message": m} for p, m in r.warnings],
-        }
+    if r.snapshot is None:
+        out.text("dry run: nothing was stored, no snapshot was saved")
+    else:
+        out.text(f"snapshot {r.snapshot.short()} saved")
+    out.json(_document(r, limit, seconds))
+
+
+def _counts(r: BackupResult) -> str:
+    """Each kind of entry by name; the files' parts add up to the files."""
+    line = (
+        f"files: {r.files} ({r.files_new} new or changed, {r.files_unmodified} unchanged), "
+        f"folders: {r.dirs}, symlinks: {r.symlinks}"
     )
+    if r.special:
+        line += f", other entries (devices, fifos, sockets): {r.special}"
+    return line
+
+
+def _document(r: BackupResult, limit: int | None, seconds: float) -> dict[str, Any]:
+    return {
+        "snapshot_id": r.snapshot.hex if r.snapshot is not None else None,
+        "dry_run": r.snapshot is None,
+        "files": r.files,
+        "dirs": r.dirs,
+        "symlinks": r.symlinks,
+        "special": r.special,
+        "files_new": r.files_new,
+        "files_unmodified": r.files_unmodified,
+        "bytes_total": r.bytes_total,
+        "bytes_read": r.bytes_read,
+        "bytes_added": r.bytes_added,
+        "upload_limit": limit,
+        "seconds": round(seconds, 3),
+        "errors": [{"path": show_path(p), "message": m} for p, m in r.errors],
+        "changed": [{"path": show_path(p), "message": CHANGED_WHILE_READ} for p in r.changed],
+    }

@@ -30,6 +30,7 @@ from cairn.backends.errors import (
     TransientBackendError,
 )
 from cairn.backends.location import MissingToken
+from cairn.backup.archiver import NoSourcePath
 from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.cli.snapshotpaths import SnapshotPathError
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
@@ -92,6 +93,10 @@ class CopyRefused(CairnError):
 
 class UnlockRefused(CairnError):
     """`unlock --remove-all` without --yes while live locks exist."""
+
+
+class UnreadableListFile(CairnError):
+    """A file the command line names as a list (--files-from, --exclude-file) cannot be read."""
 
 
 # Most specific first: the first class that matches wins.
@@ -177,6 +182,14 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (UnknownJob, ErrorCode("CAIRN-E082", 82, "use a job name from the configuration")),
     (StateError, ErrorCode("CAIRN-E083", 83, "fix the agent's state folder (permissions, disk)")),
     (UsageError, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn COMMAND --help`")),
+    (
+        UnreadableListFile,
+        ErrorCode("CAIRN-E047", EXIT_USAGE, "check the file's name and permissions"),
+    ),
+    (
+        NoSourcePath,
+        ErrorCode("CAIRN-E046", 46, "check the paths: each must exist and be readable"),
+    ),
     (
         PatternError,
         ErrorCode("CAIRN-E003", EXIT_USAGE, "fix the pattern; see docs/errors.md for the syntax"),

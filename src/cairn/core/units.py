@@ -44,3 +44,17 @@ def parse_rate(text: str) -> int:
     """Parse a rate such as ``20 MiB/s`` (or a plain size, meaning per second); bytes a second."""
     match = _RATE.match(text)
     return parse_size(match.group(1) if match else text)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people read it: ``0.4s``, ``12s``, ``3m05s``, ``2h04m``."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

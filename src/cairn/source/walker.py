@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 from cairn.core.patterns import PatternSet
@@ -54,6 +54,8 @@ class ErrorEvent:
 
 
 Event = FileEvent | EntryEvent | DirDoneEvent | ErrorEvent
+_Child = tuple[bytes, "os.DirEntry[bytes] | None"]
+"""A child's name, and its directory entry when the folder was listed (None: stat it by path)."""
 
 
 @dataclass
@@ -64,6 +66,12 @@ class Walker:
     exclude_if_present: list[bytes] = field(default_factory=list)
     exclude_caches: bool = False
     one_file_system: bool = False
+    metadata: bool = True
+    """False: nodes without extended attributes and link targets (for counting only)."""
+    named: frozenset[bytes] = frozenset()
+    """Every path the user named (absolute, normalised). A named path is always backed up whole:
+    `one_file_system` stops descent only into *other* file systems below it, and the walk passes
+    through an unnamed mount point to reach a named path below it."""
 
     def walk(self, root: bytes) -> Iterator[Event]:
         """Events for `root` (absolute) and everything below it, in post-order."""
@@ -90,42 +98,61 @@ class Walker:
             yield EntryEvent(path, node)
 
     def _node(self, path: bytes, name: bytes, st: os.stat_result) -> Node:
+        if not self.metadata:
+            return node_from_stat(name, st)
         target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else b""
         return node_from_stat(name, st, target=target, xattrs=read_xattrs(path))
 
     def _dir(self, path: bytes, node: Node, st: os.stat_result, root_dev: int) -> Iterator[Event]:
+        if path in self.named:
+            root_dev = st.st_dev  # a named path is backed up whatever file system it is on
+        if self.one_file_system and st.st_dev != root_dev:
+            entries = self._toward_named(path)
+        else:
+            entries = yield from self._listing(path)
         names: list[bytes] = []
-        if not (self.one_file_system and st.st_dev != root_dev):
+        for child_name, entry in entries:
+            child = _join(path, child_name)
+            if self.excludes is not None and self.excludes.matches(child):
+                continue
             try:
-                with os.scandir(path) as it:
-                    entries = sorted((e.name, e) for e in it)
+                child_st = entry.stat(follow_symlinks=False) if entry else os.lstat(child)
             except OSError as exc:
-                yield ErrorEvent(path, _reason(exc))
-                entries = []
-            keep_only = self._marker_exclusion(path, [n for n, _ in entries])
-            for child_name, entry in entries:
-                if keep_only is not None and child_name not in keep_only:
-                    continue
-                child = _join(path, child_name)
-                if self.excludes is not None and self.excludes.matches(child):
-                    continue
-                try:
-                    child_st = entry.stat(follow_symlinks=False)
-                except OSError as exc:
-                    yield ErrorEvent(child, _reason(exc))
-                    continue
-                names.append(child_name)
-                yield from self._entry(child, child_name, child_st, root_dev)
+                yield ErrorEvent(child, _reason(exc))
+                continue
+            names.append(child_name)
+            yield from self._entry(child, child_name, child_st, root_dev)
         yield DirDoneEvent(path, node, names)
+
+    def _listing(self, path: bytes) -> Generator[Event, None, list[_Child]]:
+        """The folder's children, sorted, less those a marker file excludes."""
+        try:
+            with os.scandir(path) as it:
+                entries: list[_Child] = sorted((e.name, e) for e in it)
+        except OSError as exc:
+            yield ErrorEvent(path, _reason(exc))
+            entries = []
+        keep_only = self._marker_exclusion(path, [n for n, _ in entries])
+        if keep_only is None:
+            return entries
+        return [(n, e) for n, e in entries if n in keep_only]
+
+    def _toward_named(self, path: bytes) -> list[_Child]:
+        """Below a mount point `-x` does not enter: only the children that lead to named paths."""
+        prefix = path.rstrip(b"/") + b"/"
+        below = {n[len(prefix) :].split(b"/", 1)[0] for n in self.named if n.startswith(prefix)}
+        return [(name, None) for name in sorted(below)]
 
     def _marker_exclusion(self, path: bytes, names: list[bytes]) -> set[bytes] | None:
         """None, or the only children kept because a marker excludes the folder's contents.
 
-        The folder itself is kept (empty), so a restore shows where the excluded data was; a
-        cache folder keeps its CACHEDIR.TAG, so the tag survives a restore.
+        The folder itself is kept with its marker files (as restic does), so a restore shows where
+        the excluded data was and the next backup of the restored folder excludes it again; a
+        cache folder keeps its CACHEDIR.TAG for the same reason.
         """
-        if any(marker in names for marker in self.exclude_if_present):
-            return set()
+        markers = {marker for marker in self.exclude_if_present if marker in names}
+        if markers:
+            return markers
         if (
             self.exclude_caches
             and CACHEDIR_TAG in names

@@ -66,6 +66,7 @@ def test_excludes_and_markers(tmp_path: Path) -> None:
     seen = {e.path[len(root) :] for e in walker.walk(root)}
     assert b"/a/g.log" not in seen
     assert b"/skipme" in seen and b"/skipme/data" not in seen
+    assert b"/skipme/.nobackup" in seen  # the marker is kept, as restic keeps it
     assert b"/cache" in seen and b"/cache/CACHEDIR.TAG" in seen and b"/cache/junk" not in seen
 
 
