@@ -33,6 +33,7 @@ from cairn.core.units import parse_rate
 from cairn.crypto.kdf import DEFAULT_KDF, KdfParams
 from cairn.repository.localcache import open_cached
 from cairn.repository.repository import Repository
+from cairn.snapshot.select import Unreadable
 
 
 @dataclass
@@ -134,6 +135,18 @@ class Context:
 
     def _warn(self, message: str) -> None:
         self.output.text(f"warning: {message}")
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr: shown with --json too, and never mixed into a listing."""
+        print(f"warning: {message}", file=sys.stderr)
+
+    def skip_damaged(self, snapshot: Unreadable, outcome: str = "left out") -> None:
+        """Say that a snapshot that cannot be read was left out (select.Skip): one damaged
+        snapshot must not block the others, nor pass unnoticed."""
+        self.warn(
+            f"snapshot {snapshot.name.short()} cannot be read ({snapshot.error}); {outcome}. "
+            "Run `cairn check`"
+        )
 
     def progress(self, verb: str) -> Progress:
         if self.args.json or self.args.quiet or not sys.stderr.isatty():

@@ -24,7 +24,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     repo = ctx.open_repository()
-    snap = find_snapshot(repo, ctx.args.snapshot, filter_from(ctx.args))
+    snap = find_snapshot(repo, ctx.args.snapshot, filter_from(ctx.args), ctx.skip_damaged)
     prefixes = [os.fsencode(os.path.normpath(d)).rstrip(b"/") for d in ctx.args.dirs]
     ctx.output.text(
         f"snapshot {snap.name.short()} of {', '.join(snap.body.paths)} at {snap.body.time}:"
