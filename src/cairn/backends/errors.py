@@ -9,6 +9,7 @@ BackendError
 ├── StorageFull               no space or quota left: stop, free space, retry later
 │   └── QuotaExceeded         a Cairn server: the tenant's quota
 ├── ListingIncomplete         a listing could not be completed: never act on it as if whole
+├── ForeignLocation           the location holds something else (other files, a file): no repository
 ├── AuthenticationFailed      a Cairn server: the token is unknown, wrong or revoked
 │   └── TokenExpired          a Cairn server: the token is past its expiry
 ├── CertificateMismatch       a Cairn server: not the certificate pinned for it
@@ -47,6 +48,11 @@ class StorageFull(BackendError):
 
 class ListingIncomplete(BackendError):
     """A listing could not be completed; acting on it as if whole could delete live data."""
+
+
+class ForeignLocation(BackendError):
+    """The location holds something other than a repository: files of another kind, or a file
+    where the repository's folder belongs. Init refuses it; opening it is no repository."""
 
 
 class TransientBackendError(BackendError):

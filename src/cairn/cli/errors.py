@@ -12,6 +12,7 @@ from cairn.backends.errors import (
     AuthenticationFailed,
     BackendError,
     CertificateMismatch,
+    ForeignLocation,
     ListingIncomplete,
     MalformedAnswer,
     NotFound,
@@ -164,7 +165,21 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (UnsupportedFormat, ErrorCode("CAIRN-E014", 14, "this repository needs a newer Cairn")),
     (
         NotARepository,
-        ErrorCode("CAIRN-E015", 15, "the location holds something else, or its config is damaged"),
+        ErrorCode(
+            "CAIRN-E015",
+            15,
+            "check -r / CAIRN_REPOSITORY: it names other files, or a repository whose config "
+            "is damaged (restore the config from a copy; docs/troubleshooting.md)",
+        ),
+    ),
+    (
+        ForeignLocation,
+        ErrorCode(
+            "CAIRN-E015",
+            15,
+            "init needs a new or empty folder (one holding only lost+found is fine); "
+            "choose another location",
+        ),
     ),
     (SnapshotNotFound, ErrorCode("CAIRN-E016", 16, "list snapshots with `cairn snapshots`")),
     (
