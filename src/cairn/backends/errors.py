@@ -13,6 +13,7 @@ BackendError
 ├── AuthenticationFailed      a Cairn server: the token is unknown, wrong or revoked
 │   └── TokenExpired          a Cairn server: the token is past its expiry
 ├── CertificateMismatch       a Cairn server: not the certificate pinned for it
+├── KnownServersUnusable      the file of pinned certificates cannot be read or written
 └── TransientBackendError     worth retrying (timeouts, resets, throttling, 5xx)
     ├── ServerUnreachable     a Cairn server: no answer
     └── Busy                  the storage is overloaded and said when to come back
@@ -99,6 +100,10 @@ class ServerUnreachable(TransientBackendError):
 
 class CertificateMismatch(BackendError):
     """The server shows a certificate other than the one pinned for it."""
+
+
+class KnownServersUnusable(BackendError):
+    """The known-servers file (pinned certificates) cannot be read or written."""
 
 
 class MalformedAnswer(BackendError):
