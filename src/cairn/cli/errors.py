@@ -98,7 +98,10 @@ UNREADABLE_HINT = "check the path and its permissions: it must be a file Cairn c
 
 # Most specific first: the first class that matches wins.
 CODES: list[tuple[type[BaseException], ErrorCode]] = [
-    (MissingToken, ErrorCode("CAIRN-E067", 67, "set CAIRN_TOKEN or CAIRN_TOKEN_FILE")),
+    (
+        MissingToken,
+        ErrorCode("CAIRN-E067", 67, "set CAIRN_TOKEN or CAIRN_TOKEN_FILE, or pass --token-file"),
+    ),
     (BadFingerprint, ErrorCode("CAIRN-E002", EXIT_USAGE, "fix CAIRN_SERVER_FINGERPRINT")),
     (TokenFileUnreadable, ErrorCode("CAIRN-E041", 41, UNREADABLE_HINT)),
     (InputFileUnreadable, ErrorCode("CAIRN-E041", 41, UNREADABLE_HINT)),
@@ -134,7 +137,12 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     ),
     (
         AuthenticationFailed,
-        ErrorCode("CAIRN-E061", 61, "check the token; ask the server's admin for a new one"),
+        ErrorCode(
+            "CAIRN-E061",
+            61,
+            "check which token is used (CAIRN_TOKEN, the token file); a revoked or mistyped one "
+            "is refused: ask the server's admin for a new one",
+        ),
     ),
     (
         RoleForbidden,
@@ -170,7 +178,12 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         ErrorCode("CAIRN-E020", 20, "the tenant's owner runs `cairn check --repair --read-data`"),
     ),
     (BadRequest, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn server ACTION --help`")),
-    (NoSuchObject, ErrorCode("CAIRN-E072", 72, "`cairn server tenant list`, `token list`")),
+    (
+        NoSuchObject,
+        ErrorCode(
+            "CAIRN-E072", 72, "`cairn server tenant list` and `cairn server token list` show them"
+        ),
+    ),
     (
         ConfigError,
         ErrorCode("CAIRN-E080", 80, "fix the configuration file it names; see docs/agent.md"),
@@ -283,7 +296,15 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
             "give at least one --keep-* rule; durations look like 7d, 2w, 1y2m",
         ),
     ),
-    (CheckFailed, ErrorCode("CAIRN-E020", 20, "the repository is damaged; see docs/errors.md")),
+    (
+        CheckFailed,
+        ErrorCode(
+            "CAIRN-E020",
+            20,
+            "`cairn check --repair` mends what it can (with --read-data for damaged packs); "
+            'docs/errors.md, "When check finds damage"',
+        ),
+    ),
     (
         IntegrityError,
         ErrorCode("CAIRN-E021", 21, "stored data is damaged or missing; run `cairn check`"),
