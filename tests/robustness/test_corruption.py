@@ -874,15 +874,19 @@ def test_init_refuses_a_location_whose_config_is_missing(fixture: Fixture) -> No
     shutil.rmtree(base)
 
 
-def test_latest_is_refused_while_a_snapshot_cannot_be_read(fixture: Fixture) -> None:
+def test_latest_skips_a_snapshot_that_cannot_be_read(fixture: Fixture) -> None:
+    """Issue 11, item 13: one damaged snapshot blocks no other; it is named in a warning."""
     base = fixture.root / "latest"
     copy_tree(fixture.repo, base)
     damaged = _path(base, ("snapshots", fixture.roles["snapshot"][1]))
     damaged.write_bytes(b"")
-    result = run_cli(["-r", str(base), "restore", "latest", "--target", str(base / "out")])
-    assert result.code == 21 and damaged.name[:8] in result.err
-    listing = run_cli(["-r", str(base), "snapshots"])
-    assert listing.code == 21
     (other,) = set(fixture.snapshots()) - {damaged.name}
+    result = run_cli(["-r", str(base), "restore", "latest", "--target", str(base / "out")])
+    assert result.code == 0 and f"snapshot {damaged.name[:8]} cannot be read" in result.err
+    assert other[:8] in result.out, "latest is the readable snapshot"
+    by_id = run_cli(["-r", str(base), "restore", damaged.name[:8], "--target", str(base / "o2")])
+    assert by_id.code == 21 and damaged.name[:8] in by_id.err
+    listing = run_cli(["-r", str(base), "snapshots"])
+    assert listing.code == 0 and damaged.name[:8] in listing.err
     assert other[:8] in listing.out, "the readable snapshot is still listed"
     shutil.rmtree(base)

@@ -9,6 +9,7 @@ BackendError
 ├── StorageFull               no space or quota left: stop, free space, retry later
 │   └── QuotaExceeded         a Cairn server: the tenant's quota
 ├── ListingIncomplete         a listing could not be completed: never act on it as if whole
+├── ForeignLocation           the location holds something else (other files, a file): no repository
 ├── AuthenticationFailed      a Cairn server: the token is unknown, wrong or revoked
 │   └── TokenExpired          a Cairn server: the token is past its expiry
 ├── CertificateMismatch       a Cairn server: not the certificate pinned for it
@@ -17,6 +18,7 @@ BackendError
 ├── ContainerMissing          S3: the bucket does not exist (a missing folder is NotFound)
 ├── StorageTlsFailed          S3, WebDAV, FTPS: the TLS handshake or certificate check failed
 ├── GarbledAnswer             the storage server answered something that is not its protocol
+├── KnownServersUnusable      the file of pinned certificates cannot be read or written
 └── TransientBackendError     worth retrying (timeouts, resets, throttling, 5xx)
     ├── ServerUnreachable     a Cairn server: no answer
     └── Busy                  the storage is overloaded and said when to come back
@@ -52,6 +54,11 @@ class StorageFull(BackendError):
 
 class ListingIncomplete(BackendError):
     """A listing could not be completed; acting on it as if whole could delete live data."""
+
+
+class ForeignLocation(BackendError):
+    """The location holds something other than a repository: files of another kind, or a file
+    where the repository's folder belongs. Init refuses it; opening it is no repository."""
 
 
 class TransientBackendError(BackendError):
@@ -98,6 +105,10 @@ class ServerUnreachable(TransientBackendError):
 
 class CertificateMismatch(BackendError):
     """The server shows a certificate other than the one pinned for it."""
+
+
+class KnownServersUnusable(BackendError):
+    """The known-servers file (pinned certificates) cannot be read or written."""
 
 
 class MalformedAnswer(BackendError):

@@ -23,6 +23,7 @@ from cairn.backends.contract import CONFIG_NAME, check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
     BackendError,
+    ForeignLocation,
     ListingIncomplete,
     NotFound,
     PermissionDenied,
@@ -38,6 +39,8 @@ FILE_MODE = 0o600
 _BLOCK = 1 << 20
 _FOLDER_KINDS = tuple(kind for kind in ObjectKind if kind is not ObjectKind.CONFIG)
 _LAYOUT_NAMES = frozenset([CONFIG_NAME, *(kind.value for kind in _FOLDER_KINDS)])
+_FRESH_DISK_NAMES = frozenset(["lost+found"])
+"""What a freshly formatted file system holds: a folder of only these counts as empty."""
 _SHARDS = tuple(f"{i:02x}" for i in range(256))
 _SHARD_SET = frozenset(_SHARDS)
 
@@ -48,6 +51,7 @@ _ERRNO_CLASSES: dict[int, type[BackendError]] = {
     errno.EACCES: PermissionDenied,
     errno.EPERM: PermissionDenied,
     errno.EROFS: PermissionDenied,
+    errno.ENOTDIR: NotFound,  # a file stands in the object's path: the object is not there
 }
 # File systems without hard links (FAT, some FUSE mounts) answer link() with one of these.
 _LINK_UNSUPPORTED = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
@@ -93,6 +97,16 @@ class LocalBackend:
         _sync_folder(fs, path.parent, "local.save.dirsync")
 
     def load(self, handle: Handle, offset: int = 0, length: int | None = None) -> bytes:
+        """Deviation: a missing config in a location that holds other files, or that is a file,
+        is ForeignLocation rather than NotFound (no repository, but not an empty place either)."""
+        try:
+            return self._load(handle, offset, length)
+        except NotFound:
+            if handle.kind is ObjectKind.CONFIG:
+                self._refuse_foreign()
+            raise
+
+    def _load(self, handle: Handle, offset: int, length: int | None) -> bytes:
         path = self._path(handle)
         with _translated("read", path):
             fd = self._fs.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -165,20 +179,32 @@ class LocalBackend:
             yield ObjectInfo(Handle(kind, name), size)
 
     def _check_creatable(self) -> None:
+        """An existing empty folder (or one holding only lost+found) or Cairn layout is fine."""
+        try:
+            self._refuse_foreign()
+        except ForeignLocation as exc:
+            raise ForeignLocation(f"refusing to create a repository: {exc}") from exc
+
+    def _refuse_foreign(self) -> None:
+        """Raise ForeignLocation if the root is a file (or lies below one) or holds entries that
+        are no part of a repository; return if it is missing, empty, or a Cairn layout."""
         try:
             entries = self._fs.listdir(self._root)
         except FileNotFoundError:
             return
         except NotADirectoryError as exc:
-            raise BackendError(f"cannot create a repository at {self._root}: not a folder") from exc
+            blocking = _blocking_file(self._fs, self._root)
+            what = "is a file" if blocking == self._root else f"lies below the file {blocking}"
+            raise ForeignLocation(f"{self._root} {what}") from exc
         except OSError as exc:
             raise _backend_error(exc, "read", self._root) from exc
-        foreign = [e for e in entries if e not in _LAYOUT_NAMES and not e.startswith(TEMP_PREFIX)]
+        foreign = sorted(
+            e
+            for e in entries
+            if e not in _LAYOUT_NAMES | _FRESH_DISK_NAMES and not e.startswith(TEMP_PREFIX)
+        )
         if foreign:
-            raise BackendError(
-                f"refusing to create a repository in {self._root}: the folder is not empty and "
-                f"does not hold a Cairn repository (found {sorted(foreign)[0]!r})"
-            )
+            raise ForeignLocation(f"{self._root} holds other files (found {foreign[0]!r})")
 
     def _make_layout(self) -> None:
         fs = self._fs
@@ -320,6 +346,13 @@ def _scan(fs: FileSystem, folder: Path, folders: bool) -> list[str]:
 
 def _is_shard(name: str) -> bool:
     return name in _SHARD_SET
+
+
+def _blocking_file(fs: FileSystem, path: Path) -> Path:
+    """The nearest of `path` and the folders above it that exists (and is, here, a file)."""
+    while not fs.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _missing_parents(fs: FileSystem, path: Path) -> list[Path]:

@@ -44,6 +44,27 @@ class TokenFileUnreadable(BackendError):
     """The token file named cannot be read."""
 
 
+class BadFingerprint(BackendError):
+    """CAIRN_SERVER_FINGERPRINT is no SHA-256 fingerprint (64 hex digits, colons allowed)."""
+
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+
+
+def required_fingerprint(text: str | None) -> str | None:
+    """CAIRN_SERVER_FINGERPRINT, normalised to 64 lowercase hex digits; BadFingerprint if it is
+    anything else (a typo must not read as a certificate mismatch)."""
+    if not text:
+        return None
+    normal = text.strip().lower().replace(":", "")
+    if not _FINGERPRINT.match(normal):
+        raise BadFingerprint(
+            f"CAIRN_SERVER_FINGERPRINT={text!r} is not a certificate fingerprint: give the "
+            "SHA-256 fingerprint, 64 hex digits (colons allowed), as `cairn init` printed it"
+        )
+    return normal
+
+
 def known_servers_path(environ: Mapping[str, str]) -> Path:
     """Where a client keeps pinned server certificates: $XDG_CONFIG_HOME/cairn/known_servers."""
     config = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
@@ -61,11 +82,13 @@ def remote_credentials(token_file: str | None, environ: Mapping[str, str]) -> Re
         try:
             token = Path(token_file).read_text().strip()
         except OSError as exc:
-            raise TokenFileUnreadable(f"cannot read the token file {token_file}: {exc}") from exc
+            raise TokenFileUnreadable(
+                f"cannot read the token file {token_file}: {exc.strerror or exc}"
+            ) from exc
     return RemoteCredentials(
         token=token,
         known_servers=known_servers_path(environ),
-        fingerprint=environ.get("CAIRN_SERVER_FINGERPRINT"),
+        fingerprint=required_fingerprint(environ.get("CAIRN_SERVER_FINGERPRINT")),
     )
 
 

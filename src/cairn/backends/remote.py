@@ -31,6 +31,7 @@ from cairn.backends.errors import (
     BackendError,
     Busy,
     CertificateMismatch,
+    KnownServersUnusable,
     ListingIncomplete,
     MalformedAnswer,
     NotFound,
@@ -109,7 +110,9 @@ class KnownServers:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise BackendError(f"cannot read {self._path}: {exc.strerror}") from exc
+            raise KnownServersUnusable(
+                f"cannot read the known-servers file {self._path}: {exc.strerror or exc}"
+            ) from exc
         for line in lines:
             host, _, fingerprint = line.partition(" ")
             if host == key:
@@ -123,7 +126,10 @@ class KnownServers:
                 with self._path.open("a") as out:
                     out.write(f"{address.host}:{address.port} {fingerprint}\n")
             except OSError as exc:
-                raise BackendError(f"cannot write {self._path}: {exc.strerror}") from exc
+                raise KnownServersUnusable(
+                    f"cannot pin {address.host}:{address.port}'s certificate in the "
+                    f"known-servers file {self._path}: {exc.strerror or exc}"
+                ) from exc
 
     @property
     def path(self) -> Path:
@@ -156,12 +162,16 @@ def pinned_context(
     shown = pem_fingerprint(pem)
     wanted = expected or pinned
     if wanted is not None and shown != wanted.lower().replace(":", ""):
-        where = f" (pinned in {known.path})" if pinned and known is not None else ""
+        if expected:
+            where = "required by CAIRN_SERVER_FINGERPRINT"
+            fix = "set CAIRN_SERVER_FINGERPRINT to the new fingerprint"
+        else:
+            where = f"pinned in {known.path if known is not None else 'known_servers'}"
+            fix = "remove its line from that file and connect again"
         raise CertificateMismatch(
-            f"{address.host}:{address.port} shows certificate {shown}, "
-            f"not {wanted}{where}: the server changed its certificate, or someone is in "
-            "between. If the server's certificate was replaced on purpose, remove its line "
-            "from the known-servers file and connect again"
+            f"{address.host}:{address.port} shows certificate {shown}, not {wanted} "
+            f"({where}): the server changed its certificate, or someone is in between. "
+            f"If the server's certificate was replaced on purpose, {fix}"
         )
     if pinned is None and known is not None and record:
         known.add(address, shown)

@@ -9,6 +9,7 @@ below the CLI never reads the environment.
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import os
 import shlex
@@ -19,12 +20,17 @@ from pathlib import Path
 
 from cairn.backends.location import (
     RemoteCredentials,
-    TokenFileUnreadable,
     open_backend,
     remote_credentials,
 )
 from cairn.backup.filescache import default_cache_dir
-from cairn.cli.errors import NoPassphrase, UsageError
+from cairn.cli.errors import (
+    CacheUnusable,
+    InputFileUnreadable,
+    NoPassphrase,
+    PasswordCommandFailed,
+    UsageError,
+)
 from cairn.cli.output import Output
 from cairn.cli.progress import TerminalProgress
 from cairn.cli.verbose import VerboseProgress
@@ -32,8 +38,9 @@ from cairn.core.clock import Clock, SystemClock
 from cairn.core.progress import Progress, SilentProgress
 from cairn.core.units import parse_rate
 from cairn.crypto.kdf import DEFAULT_KDF, KdfParams
-from cairn.repository.localcache import open_cached
+from cairn.repository.localcache import open_cached, private_folder
 from cairn.repository.repository import Repository
+from cairn.snapshot.select import Unreadable
 
 
 @dataclass
@@ -44,6 +51,7 @@ class Context:
     output: Output
     clock: Clock = field(default_factory=SystemClock)
     _repo: Repository | None = None
+    _cache: Path | bool | None = None
 
     @property
     def location(self) -> str:
@@ -55,31 +63,32 @@ class Context:
     def passphrase(
         self, prompt: str = "passphrase for the repository: ", confirm: bool = False
     ) -> bytes:
-        secret = self._passphrase_from_sources()
-        if secret is not None:
-            return secret
-        if not sys.stdin.isatty():
-            raise NoPassphrase(
-                "no passphrase given: set CAIRN_PASSWORD, "
-                "or use --password-file or --password-command"
-            )
-        first = getpass.getpass(prompt)
-        if confirm and getpass.getpass("again: ") != first:
-            raise UsageError("the passphrases do not match")
-        return first.encode()
+        """The repository's passphrase. An empty one only with --insecure-no-password (as
+        restic): anyone who can read the storage could then read the backups."""
+        secret, source = self._passphrase_from_sources()
+        if getattr(self.args, "insecure_no_password", False):
+            if secret:
+                raise UsageError(
+                    f"--insecure-no-password was given, and a passphrase too ({source}): "
+                    "use one or the other"
+                )
+            return b""
+        if secret is None:
+            secret = ask_passphrase(prompt, confirm)
+        if not secret:
+            raise UsageError(f"{source} gives an empty passphrase. {EMPTY_HELP}")
+        return secret
 
-    def _passphrase_from_sources(self) -> bytes | None:
+    def _passphrase_from_sources(self) -> tuple[bytes | None, str]:
+        """The passphrase an option or the environment gives (None: none), and its source."""
         file = self.args.password_file or os.environ.get("CAIRN_PASSWORD_FILE")
         command = self.args.password_command or os.environ.get("CAIRN_PASSWORD_COMMAND")
         if file:
-            try:
-                return Path(file).read_bytes().splitlines()[0] if Path(file).stat().st_size else b""
-            except OSError as exc:
-                raise UsageError(f"cannot read the password file {file}: {exc.strerror}") from exc
+            return read_secret_file(file, "password file"), f"the password file {file}"
         if command:
-            return run_password_command(command)
+            return run_password_command(command), "the password command"
         env = os.environ.get("CAIRN_PASSWORD")
-        return env.encode() if env is not None else None
+        return (env.encode() if env is not None else None), "CAIRN_PASSWORD"
 
     def open_repository(
         self, load_index: bool = True, session: str | None = None, cache: bool = True
@@ -106,10 +115,7 @@ class Context:
     def remote_credentials(self) -> RemoteCredentials:
         """Token and certificate pin for a server location (CAIRN_TOKEN, CAIRN_TOKEN_FILE,
         --token-file; CAIRN_SERVER_FINGERPRINT to require a certificate before first use)."""
-        try:
-            return remote_credentials(self.args.token_file, os.environ)
-        except TokenFileUnreadable as exc:
-            raise UsageError(str(exc)) from exc
+        return remote_credentials(self.args.token_file, os.environ)
 
     def upload_limit(self) -> int | None:
         """Bytes a second for every upload of this process (`--limit-upload` of `backup`, or
@@ -143,6 +149,18 @@ class Context:
             return 0
         return int(getattr(self.args, "verbose", 0) or 0)
 
+    def warn(self, message: str) -> None:
+        """A warning on stderr: shown with --json too, and never mixed into a listing."""
+        print(f"warning: {message}", file=sys.stderr)
+
+    def skip_damaged(self, snapshot: Unreadable, outcome: str = "left out") -> None:
+        """Say that a snapshot that cannot be read was left out (select.Skip): one damaged
+        snapshot must not block the others, nor pass unnoticed."""
+        self.warn(
+            f"snapshot {snapshot.name.short()} cannot be read ({snapshot.error}); {outcome}. "
+            "Run `cairn check`"
+        )
+
     def progress(self, verb: str) -> Progress:
         inner: Progress = (
             SilentProgress()
@@ -152,10 +170,33 @@ class Context:
         return VerboseProgress(inner, self.output) if self.verbosity else inner
 
     def cache_dir(self) -> Path | None:
+        """The local cache folder, made (0700) when missing; None with --no-cache. One named by
+        --cache-dir or CAIRN_CACHE_DIR that cannot be used is an error that names it; the
+        default one is left out with a warning (commands work without it, only slower)."""
         if self.args.no_cache:
             return None
-        explicit = self.args.cache_dir or os.environ.get("CAIRN_CACHE_DIR")
-        return Path(explicit) if explicit else default_cache_dir()
+        if self._cache is None:
+            self._cache = self._usable_cache_dir()
+        return self._cache if isinstance(self._cache, Path) else None
+
+    def _usable_cache_dir(self) -> Path | bool:
+        if self.args.cache_dir:
+            path, source = Path(self.args.cache_dir), "--cache-dir"
+        elif os.environ.get("CAIRN_CACHE_DIR"):
+            path, source = Path(os.environ["CAIRN_CACHE_DIR"]), "CAIRN_CACHE_DIR"
+        else:
+            path, source = default_cache_dir(), ""
+        try:
+            private_folder(path)
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "not writable")
+        except OSError as exc:
+            why = f"cannot use the cache folder {path}: {exc.strerror or exc}"
+            if source:
+                raise CacheUnusable(f"{why} (from {source})") from exc
+            self.warn(f"{why}; going on without a cache (--cache-dir names another)")
+            return False
+        return path
 
     def kdf(self) -> KdfParams:
         """argon2id cost for new keys: CAIRN_KDF="t=3,m=65536,p=4" overrides the default."""
@@ -175,12 +216,56 @@ class Context:
             self._repo.close()
 
 
+EMPTY_HELP = (
+    "Cairn refuses an empty passphrase: give one, or pass --insecure-no-password to every "
+    "command (anyone who can read the repository's storage can then read its data)"
+)
+
+
+def ask_passphrase(prompt: str, confirm: bool) -> bytes:
+    """Ask on the terminal (twice with `confirm`); NoPassphrase when there is none."""
+    if not sys.stdin.isatty():
+        raise NoPassphrase(
+            "no passphrase given: set CAIRN_PASSWORD, or use --password-file or --password-command"
+        )
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != first:
+        raise UsageError("the passphrases do not match")
+    return first.encode()
+
+
+def read_secret_file(file: str, what: str) -> bytes:
+    """The first line of a file that holds a secret (b"" for an empty file); a file that cannot
+    be read is InputFileUnreadable, naming it and why."""
+    try:
+        lines = Path(file).read_bytes().splitlines()
+    except OSError as exc:
+        raise InputFileUnreadable(f"cannot read the {what} {file}: {exc.strerror or exc}") from exc
+    return lines[0] if lines else b""
+
+
 def run_password_command(command: str) -> bytes:
     try:
-        done = subprocess.run(shlex.split(command), capture_output=True, check=False, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UsageError(f"the password command failed to run: {exc}") from exc
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise PasswordCommandFailed(
+            f"the password command {command!r} is malformed: {exc}"
+        ) from exc
+    try:
+        done = subprocess.run(argv, capture_output=True, check=False, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        raise PasswordCommandFailed(
+            f"the password command {command!r} gave no answer within 60 s"
+        ) from exc
+    except OSError as exc:
+        raise PasswordCommandFailed(
+            f"the password command {command!r} cannot be run: {exc.strerror or exc}"
+        ) from exc
     if done.returncode != 0:
-        raise UsageError(f"the password command exited with status {done.returncode}")
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        why = f": {said[-1]}" if said else ""
+        raise PasswordCommandFailed(
+            f"the password command {command!r} exited with status {done.returncode}{why}"
+        )
     lines = done.stdout.splitlines()
     return lines[0] if lines else b""

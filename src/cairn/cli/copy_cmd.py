@@ -14,11 +14,10 @@ import getpass
 import os
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from cairn.backends.location import TokenFileUnreadable, open_backend, remote_credentials
-from cairn.cli.context import Context, run_password_command
+from cairn.cli.context import Context, read_secret_file, run_password_command
 from cairn.cli.errors import CopyRefused, NoPassphrase, UsageError
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.core.units import format_size
@@ -144,11 +143,7 @@ def _source_passphrase(ctx: Context) -> bytes:
     file = ctx.args.from_password_file or os.environ.get("CAIRN_FROM_PASSWORD_FILE")
     command = ctx.args.from_password_command or os.environ.get("CAIRN_FROM_PASSWORD_COMMAND")
     if file:
-        try:
-            lines = Path(file).read_bytes().splitlines()
-        except OSError as exc:
-            raise UsageError(f"cannot read the password file {file}: {exc.strerror}") from exc
-        return lines[0] if lines else b""
+        return read_secret_file(file, "source repository's password file")
     if command:
         return run_password_command(command)
     env = os.environ.get("CAIRN_FROM_PASSWORD")

@@ -20,8 +20,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     repo = ctx.open_repository()
-    a = find_snapshot(repo, ctx.args.first)
-    b = find_snapshot(repo, ctx.args.second)
+    a = find_snapshot(repo, ctx.args.first, skip=ctx.skip_damaged)
+    b = find_snapshot(repo, ctx.args.second, skip=ctx.skip_damaged)
     ctx.output.text(f"comparing snapshot {a.name.short()} to {b.name.short()}:")
     changes = []
     counts = {"+": 0, "-": 0, "M": 0}

@@ -27,7 +27,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     repo = ctx.open_repository()
-    snap = find_snapshot(repo, ctx.args.snapshot, filter_from(ctx.args))
+    snap = find_snapshot(repo, ctx.args.snapshot, filter_from(ctx.args), ctx.skip_damaged)
     node = lookup(repo, snap.body.tree, os.fsencode(ctx.args.path))
     if node.type != "file":
         raise UsageError(f"{ctx.args.path} is a {node.type}, not a file")

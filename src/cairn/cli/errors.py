@@ -13,8 +13,10 @@ from cairn.backends.errors import (
     BackendError,
     CertificateMismatch,
     ContainerMissing,
+    ForeignLocation,
     GarbledAnswer,
     HostKeyUnknown,
+    KnownServersUnusable,
     ListingIncomplete,
     MalformedAnswer,
     NotFound,
@@ -29,7 +31,7 @@ from cairn.backends.errors import (
     TokenExpired,
     TransientBackendError,
 )
-from cairn.backends.location import MissingToken
+from cairn.backends.location import BadFingerprint, MissingToken, TokenFileUnreadable
 from cairn.backup.archiver import NoSourcePath
 from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.cli.snapshotpaths import SnapshotPathError
@@ -99,9 +101,51 @@ class UnreadableListFile(CairnError):
     """A file the command line names as a list (--files-from, --exclude-file) cannot be read."""
 
 
+class InputFileUnreadable(CairnError):
+    """A file the user named for Cairn to read (a password file) cannot be read."""
+
+
+class PasswordCommandFailed(CairnError):
+    """--password-command / CAIRN_PASSWORD_COMMAND did not run, or did not succeed."""
+
+
+class CacheUnusable(CairnError):
+    """The cache folder named by --cache-dir or CAIRN_CACHE_DIR cannot be made or written."""
+
+
+UNREADABLE_HINT = "check the path and its permissions: it must be a file Cairn can read"
+
 # Most specific first: the first class that matches wins.
 CODES: list[tuple[type[BaseException], ErrorCode]] = [
-    (MissingToken, ErrorCode("CAIRN-E067", 67, "set CAIRN_TOKEN or CAIRN_TOKEN_FILE")),
+    (
+        MissingToken,
+        ErrorCode("CAIRN-E067", 67, "set CAIRN_TOKEN or CAIRN_TOKEN_FILE, or pass --token-file"),
+    ),
+    (BadFingerprint, ErrorCode("CAIRN-E002", EXIT_USAGE, "fix CAIRN_SERVER_FINGERPRINT")),
+    (TokenFileUnreadable, ErrorCode("CAIRN-E041", 41, UNREADABLE_HINT)),
+    (InputFileUnreadable, ErrorCode("CAIRN-E041", 41, UNREADABLE_HINT)),
+    (
+        PasswordCommandFailed,
+        ErrorCode(
+            "CAIRN-E042",
+            42,
+            "run the command by hand: it must print the passphrase on its first line and exit 0",
+        ),
+    ),
+    (
+        CacheUnusable,
+        ErrorCode(
+            "CAIRN-E043", 43, "give a writable folder (--cache-dir, CAIRN_CACHE_DIR), or --no-cache"
+        ),
+    ),
+    (
+        KnownServersUnusable,
+        ErrorCode(
+            "CAIRN-E044",
+            44,
+            "fix the file's permissions, or set XDG_CONFIG_HOME to a writable folder",
+        ),
+    ),
     (
         ServerUnreachable,
         ErrorCode("CAIRN-E060", 60, "is the server running, and the address right? retry"),
@@ -112,15 +156,30 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     ),
     (
         AuthenticationFailed,
-        ErrorCode("CAIRN-E061", 61, "check the token; ask the server's admin for a new one"),
+        ErrorCode(
+            "CAIRN-E061",
+            61,
+            "check which token is used (CAIRN_TOKEN, the token file); a revoked or mistyped one "
+            "is refused: ask the server's admin for a new one",
+        ),
     ),
     (
         RoleForbidden,
-        ErrorCode("CAIRN-E062", 62, "this token's role does not allow it; use one that does"),
+        ErrorCode(
+            "CAIRN-E062",
+            62,
+            "use a token whose role allows it: backup (or tenant-admin) to back up, "
+            "tenant-admin to forget, prune or change keys",
+        ),
     ),
     (
         CertificateMismatch,
-        ErrorCode("CAIRN-E063", 63, "see docs/troubleshooting.md before trusting a new one"),
+        ErrorCode(
+            "CAIRN-E063",
+            63,
+            "ask the server's admin for its fingerprint before trusting a new one; "
+            'docs/troubleshooting.md, "certificate mismatch"',
+        ),
     ),
     (
         MalformedAnswer,
@@ -157,9 +216,17 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     ),
     (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
     (AuditBroken, ErrorCode("CAIRN-E070", 70, "the audit log was tampered with; investigate")),
-    (DamageFound, ErrorCode("CAIRN-E020", 20, "the tenant's owner runs check --repair")),
+    (
+        DamageFound,
+        ErrorCode("CAIRN-E020", 20, "the tenant's owner runs `cairn check --repair --read-data`"),
+    ),
     (BadRequest, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn server ACTION --help`")),
-    (NoSuchObject, ErrorCode("CAIRN-E072", 72, "`cairn server tenant list`, `token list`")),
+    (
+        NoSuchObject,
+        ErrorCode(
+            "CAIRN-E072", 72, "`cairn server tenant list` and `cairn server token list` show them"
+        ),
+    ),
     (
         ConfigError,
         ErrorCode("CAIRN-E080", 80, "fix the configuration file it names; see docs/agent.md"),
@@ -206,16 +273,38 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     ),
     (
         WrongPassword,
-        ErrorCode("CAIRN-E012", 12, "check the passphrase; `cairn key list` shows the keys"),
+        ErrorCode(
+            "CAIRN-E012",
+            12,
+            "check the passphrase and where it comes from (CAIRN_PASSWORD, --password-file, "
+            "--password-command); the passphrase of any of the repository's keys opens it",
+        ),
     ),
     (
         RepositoryExists,
         ErrorCode("CAIRN-E013", 13, "choose an empty location, or use the existing repository"),
     ),
-    (UnsupportedFormat, ErrorCode("CAIRN-E014", 14, "this repository needs a newer Cairn")),
+    (
+        UnsupportedFormat,
+        ErrorCode("CAIRN-E014", 14, "upgrade Cairn: this repository's format is newer"),
+    ),
     (
         NotARepository,
-        ErrorCode("CAIRN-E015", 15, "the location holds something else, or its config is damaged"),
+        ErrorCode(
+            "CAIRN-E015",
+            15,
+            "check -r / CAIRN_REPOSITORY: it names other files, or a repository whose config "
+            "is damaged (restore the config from a copy; docs/troubleshooting.md)",
+        ),
+    ),
+    (
+        ForeignLocation,
+        ErrorCode(
+            "CAIRN-E015",
+            15,
+            "init needs a new or empty folder (one holding only lost+found is fine); "
+            "choose another location",
+        ),
     ),
     (SnapshotNotFound, ErrorCode("CAIRN-E016", 16, "list snapshots with `cairn snapshots`")),
     (
@@ -226,7 +315,14 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         RestoreConflict,
         ErrorCode("CAIRN-E017", 17, "restore into an empty folder, or pass --overwrite"),
     ),
-    (KeyManagementError, ErrorCode("CAIRN-E018", 18, "see `cairn key list`")),
+    (
+        KeyManagementError,
+        ErrorCode(
+            "CAIRN-E018",
+            18,
+            "`cairn key list` shows the keys' IDs; to replace the key in use, `cairn key passwd`",
+        ),
+    ),
     (
         LeaseExpired,
         ErrorCode("CAIRN-E050", 50, "run the command again; what it stored is reused"),
@@ -245,10 +341,30 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     ),
     (
         RepairRefused,
-        ErrorCode("CAIRN-E054", 54, "see the message; retry once the storage reads reliably"),
+        ErrorCode(
+            "CAIRN-E054",
+            54,
+            "nothing was changed: retry once the storage reads reliably and no prune or other "
+            "repair runs; replace a failing disk first",
+        ),
     ),
-    (PolicyError, ErrorCode("CAIRN-E053", EXIT_USAGE, "give at least one --keep-* option")),
-    (CheckFailed, ErrorCode("CAIRN-E020", 20, "the repository is damaged; see docs/errors.md")),
+    (
+        PolicyError,
+        ErrorCode(
+            "CAIRN-E053",
+            EXIT_USAGE,
+            "give at least one --keep-* rule; durations look like 7d, 2w, 1y2m",
+        ),
+    ),
+    (
+        CheckFailed,
+        ErrorCode(
+            "CAIRN-E020",
+            20,
+            "`cairn check --repair` mends what it can (with --read-data for damaged packs); "
+            'docs/errors.md, "When check finds damage"',
+        ),
+    ),
     (
         IntegrityError,
         ErrorCode("CAIRN-E021", 21, "stored data is damaged or missing; run `cairn check`"),
@@ -263,7 +379,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         PermissionDenied,
         ErrorCode(
-            "CAIRN-E031", 31, "the storage refuses writes: check permissions or a read-only mount"
+            "CAIRN-E031",
+            31,
+            "the storage refused access: check the permissions of the path in the message, "
+            "or whether it is mounted read-only",
         ),
     ),
     (
@@ -275,7 +394,15 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         ErrorCode("CAIRN-E033", 33, "the storage is unreachable or failing; retry later"),
     ),
     (NotFound, ErrorCode("CAIRN-E034", 21, "an object is missing from storage; run `cairn check`")),
-    (BackendError, ErrorCode("CAIRN-E035", 34, "the storage failed; the message says how")),
+    (
+        BackendError,
+        ErrorCode(
+            "CAIRN-E035",
+            34,
+            "fix what the message names (a disk, a mount, a path), then run the command again; "
+            "`cairn check` tells whether stored data was harmed",
+        ),
+    ),
     (
         ChunkerUnavailable,
         ErrorCode("CAIRN-E040", 40, "reinstall Cairn so its compiled dependencies load"),
@@ -284,7 +411,14 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         DumpFailed,
         ErrorCode("CAIRN-E095", 95, "fix the [[job.dump]] the message names; see the run's log"),
     ),
-    (CairnError, ErrorCode("CAIRN-E001", EXIT_FAILURE, "see the message")),
+    (
+        CairnError,
+        ErrorCode(
+            "CAIRN-E001",
+            EXIT_FAILURE,
+            "if the message does not say what to do, report it with the CAIRN_DEBUG=1 output",
+        ),
+    ),
 ]
 
 

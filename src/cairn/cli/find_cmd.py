@@ -34,7 +34,9 @@ def run(ctx: Context) -> int:
     if any("\0" in p or not p for p in ctx.args.patterns):
         raise UsageError("a find pattern must be non-empty and contain no NUL")
     patterns = [unescape_path(p) for p in ctx.args.patterns]  # as ls prints names
-    snaps = [find_snapshot(repo, s, filt) for s in ctx.args.snapshot] or load_snapshots(repo, filt)
+    snaps = [
+        find_snapshot(repo, s, filt, ctx.skip_damaged) for s in ctx.args.snapshot
+    ] or load_snapshots(repo, filt, ctx.skip_damaged)
     results = []
     for snap in snaps:
         hits = [

@@ -11,7 +11,7 @@ from cairn.cli.errors import UsageError
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.snapshot.forget import GROUP_FIELDS, plan_forget, remove_snapshots
 from cairn.snapshot.retention import Policy, parse_duration
-from cairn.snapshot.select import find_snapshot_names, load_snapshots
+from cairn.snapshot.select import Skip, Unreadable, find_snapshot_names, load_snapshots
 
 PERIODS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 _KEEP_HELP = {"last": "keep the N newest snapshots"}
@@ -78,6 +78,17 @@ def _group_by(text: str) -> tuple[str, ...]:
     return fields
 
 
+def _keep_damaged(ctx: Context) -> Skip:
+    """A policy never removes a snapshot it cannot read (its time is unknown); say so."""
+
+    def skip(snapshot: Unreadable) -> None:
+        ctx.skip_damaged(
+            snapshot, f"kept (forget it by ID: `cairn forget {snapshot.name.short()}`)"
+        )
+
+    return skip
+
+
 def run(ctx: Context) -> int:
     args = ctx.args
     repo = ctx.open_repository(load_index=False, session=None if args.dry_run else "forget")
@@ -86,9 +97,8 @@ def run(ctx: Context) -> int:
         names = [name.hex for name in find_snapshot_names(repo, args.snapshots)]
         groups_json: list[dict[str, Any]] = []
     else:
-        groups = plan_forget(
-            load_snapshots(repo, filter_from(args)), _policy(args), _group_by(args.group_by)
-        )
+        snaps = load_snapshots(repo, filter_from(args), _keep_damaged(ctx))
+        groups = plan_forget(snaps, _policy(args), _group_by(args.group_by))
         names = []
         groups_json = []
         for group in groups:

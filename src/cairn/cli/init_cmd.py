@@ -37,7 +37,12 @@ def run(ctx: Context) -> int:
     backend = open_backend(ctx.location, create=True, remote=ctx.remote_credentials())
     repo = Repository.init(backend, passphrase, ctx.clock, kdf=ctx.kdf(), params=params)
     ctx.output.text(f"created repository {repo.repo_id.hex()} at {backend.location()}")
-    ctx.output.text("keep the passphrase safe: without it the data cannot be read")
+    if passphrase:
+        ctx.output.text("keep the passphrase safe: without it the data cannot be read")
+    else:
+        ctx.output.text(
+            "the passphrase is empty: anyone who can read the storage can read the data"
+        )
     ctx.output.json({"repository_id": repo.repo_id.hex(), "location": backend.location()})
     repo.close()
     return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from typing import Any
 
-from cairn.cli.context import Context
+from cairn.cli.context import Context, ask_passphrase, read_secret_file
 from cairn.cli.errors import UsageError
 from cairn.core.ids import ObjectName
 from cairn.repository.errors import KeyManagementError
@@ -19,14 +18,24 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     keys = p.add_subparsers(dest="key_command", metavar="ACTION", required=True)
     keys.add_parser("list", parents=[common], help="list keys").set_defaults(run=run_list)
     add = keys.add_parser("add", parents=[common], help="add a passphrase")
-    add.add_argument("--new-password-file", help="read the new passphrase from this file")
+    _new_passphrase_options(add)
     add.set_defaults(run=run_add)
     rm = keys.add_parser("remove", parents=[common], help="remove a key")
     rm.add_argument("key_id", help="ID (or unique prefix) of the key to remove")
     rm.set_defaults(run=run_remove)
     pw = keys.add_parser("passwd", parents=[common], help="change the passphrase of the key in use")
-    pw.add_argument("--new-password-file", help="read the new passphrase from this file")
+    _new_passphrase_options(pw)
     pw.set_defaults(run=run_passwd)
+
+
+def _new_passphrase_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--new-password-file", help="read the new passphrase from this file")
+    p.add_argument(
+        "--new-insecure-no-password",
+        action="store_true",
+        help="the new key's passphrase is empty (insecure; opening then needs "
+        "--insecure-no-password)",
+    )
 
 
 def run_list(ctx: Context) -> int:
@@ -55,20 +64,27 @@ def run_list(ctx: Context) -> int:
 
 
 def _new_passphrase(ctx: Context) -> bytes:
-    """From --new-password-file, or asked twice on the terminal."""
+    """From --new-password-file, or asked twice on the terminal; empty only with
+    --new-insecure-no-password."""
     file = ctx.args.new_password_file
+    if ctx.args.new_insecure_no_password:
+        if file:
+            raise UsageError("give --new-password-file or --new-insecure-no-password, not both")
+        return b""
     if file:
-        try:
-            with open(file, "rb") as f:
-                return f.read().splitlines()[0]
-        except (OSError, IndexError) as exc:
-            raise UsageError(f"cannot read a passphrase from {file}") from exc
-    if not sys.stdin.isatty():
+        secret = read_secret_file(file, "new password file")
+        source = f"the new password file {file}"
+    elif not sys.stdin.isatty():
         raise UsageError("give the new passphrase with --new-password-file")
-    first = getpass.getpass("new passphrase: ")
-    if getpass.getpass("again: ") != first:
-        raise UsageError("the passphrases do not match")
-    return first.encode()
+    else:
+        secret, source = ask_passphrase("new passphrase: ", confirm=True), "the terminal"
+    if not secret:
+        raise UsageError(
+            f"{source} gives an empty new passphrase. Cairn refuses an empty passphrase: give "
+            "one, or pass --new-insecure-no-password (anyone who can read the repository's "
+            "storage can then read its data)"
+        )
+    return secret
 
 
 def run_add(ctx: Context) -> int:
@@ -108,6 +124,11 @@ def run_passwd(ctx: Context) -> int:
 
 def _resolve(backend: Any, prefix: str) -> ObjectName:
     found = [k.name for k in list_keys(backend) if k.name.hex.startswith(prefix.lower())]
-    if len(found) != 1:
-        raise KeyManagementError(f"{len(found)} keys match {prefix!r}; give a longer unique prefix")
+    if not found:
+        raise KeyManagementError(f"no key of this repository has an ID starting with {prefix!r}")
+    if len(found) > 1:
+        shown = ", ".join(n.short() for n in found)
+        raise KeyManagementError(
+            f"{len(found)} keys have IDs starting with {prefix!r} ({shown}): give more of the ID"
+        )
     return found[0]

@@ -25,7 +25,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     repo = ctx.open_repository()
-    snap = find_snapshot(repo, ctx.args.snapshot, filter_from(ctx.args))
+    snap = find_snapshot(repo, ctx.args.snapshot, filter_from(ctx.args), ctx.skip_damaged)
     prefixes = [snapshot_path(d).rstrip(b"/") for d in ctx.args.dirs]
     _require_present(repo, snap, prefixes, ctx.args.dirs)
     ctx.output.text(

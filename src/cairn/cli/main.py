@@ -73,6 +73,12 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         "--password-command", default=default, help="run this command and use its first output line"
     )
     g.add_argument(
+        "--insecure-no-password",
+        action="store_true",
+        default=default if suppress else False,
+        help="the repository's passphrase is empty (init: make it so); insecure",
+    )
+    g.add_argument(
         "--json", action="store_true", default=default if suppress else False, help="print JSON"
     )
     g.add_argument(

@@ -52,7 +52,7 @@ def run(ctx: Context) -> int:
     includes = PatternSet.compile(args.include) if args.include else None
     excludes = PatternSet.compile(args.exclude) if args.exclude else None
     repo = ctx.open_repository()
-    snap = find_snapshot(repo, args.snapshot, filter_from(args))
+    snap = find_snapshot(repo, args.snapshot, filter_from(args), ctx.skip_damaged)
     options = RestoreOptions(Path(args.target), includes, excludes, overwrite=args.overwrite)
     progress = ctx.progress("restoring")
     try:

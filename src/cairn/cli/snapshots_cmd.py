@@ -57,8 +57,8 @@ def run(ctx: Context) -> int:
     )
     ctx.output.text(f"{len(snaps)} snapshot(s)")
     ctx.output.json([snapshot_json(s) for s in snaps])
-    if unreadable:  # listed the others first: the damage is confined to these
-        unreadable[0].raise_error()
+    for damaged in unreadable:  # the damage is confined to these: the others are listed
+        ctx.skip_damaged(damaged, "not listed")
     return 0
 
 

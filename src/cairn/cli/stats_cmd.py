@@ -24,7 +24,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     repo = ctx.open_repository()
     filt = filter_from(ctx.args)
-    snaps = [find_snapshot(repo, s, filt) for s in ctx.args.snapshots] or load_snapshots(repo, filt)
+    snaps = [
+        find_snapshot(repo, s, filt, ctx.skip_damaged) for s in ctx.args.snapshots
+    ] or load_snapshots(repo, filt, ctx.skip_damaged)
     logical = files = 0
     chunks: set[ChunkId] = set()
     for snap in snaps:

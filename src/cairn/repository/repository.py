@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import zstandard
 
 from cairn.backends.base import Backend, Handle, ObjectKind
-from cairn.backends.errors import BackendError, NotFound
+from cairn.backends.errors import BackendError, ForeignLocation, NotFound
 from cairn.chunking.fastcdc import ChunkerParams, FastCDCChunker
 from cairn.core.clock import Clock
 from cairn.core.errors import CairnError, FormatError, IntegrityError
@@ -530,8 +530,12 @@ def add_condemned(index: MasterIndex, records: list[DeletionRecord], backend: Ba
 
 
 def read_config(backend: Backend) -> ConfigRecord:
+    """The config record; RepositoryNotFound where nothing is (a missing or empty folder),
+    NotARepository where something else is (other files, a file, a damaged config)."""
     try:
         data = backend.load(CONFIG_HANDLE)
+    except ForeignLocation as exc:
+        raise NotARepository(f"no Cairn repository: {exc}") from exc
     except NotFound as exc:
         if _holds_data(backend):
             raise NotARepository(

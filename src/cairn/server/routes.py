@@ -178,13 +178,33 @@ def _authorised_call(spec: RouteSpec, request: Request, services: Services, addr
     if principal.role not in spec.rule.roles:
         if spec.rule.scope is Scope.TENANT and principal.tenant != request.path_params["tenant"]:
             raise NoSuchObject("no such object")  # another tenant's path: as if it did not exist
-        raise Forbidden(f"a {principal.role.value} token may not {spec.summary}")
+        raise Forbidden(_role_refusal(principal.role, spec))
     if spec.rule.scope is Scope.SERVER:
         return Call(request, services, principal, None, address)
     name = request.path_params["tenant"]
     if principal.tenant != name:
         raise NoSuchObject("no such object")
     return Call(request, services, principal, services.tenants.get(name), address)
+
+
+def _role_refusal(role: Role, spec: RouteSpec) -> str:
+    """What a 403 for a role says: the role, the request, and the roles that may make it (not
+    the route's summary, which describes what the route does with a request it accepts)."""
+    allowed = " or ".join(sorted(r.value for r in spec.rule.roles))
+    verb = _VERBS.get(spec.method, "this request")
+    return (
+        f"the token's role ({role.value}) does not allow {verb} ({spec.method} {spec.path}): "
+        f"that needs a {allowed} token"
+    )
+
+
+_VERBS = {
+    "GET": "reading",
+    "HEAD": "reading",
+    "PUT": "writing",
+    "POST": "writing",
+    "DELETE": "removing",
+}
 
 
 def _authenticate(request: Request, services: Services, address: str) -> Principal:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +55,19 @@ class Unreadable:
         raise type(self.error)(f"snapshot {self.name.short()}: {self.error}") from self.error
 
 
+Skip = Callable[[Unreadable], None]
+"""Told of each unreadable snapshot a choice leaves out (the CLI warns, naming it)."""
+
+
+def _skip_or_raise(unreadable: list[Unreadable], skip: Skip | None) -> None:
+    """Hand every unreadable snapshot to `skip`; without one, raise the first one's error."""
+    if unreadable and skip is None:
+        unreadable[0].raise_error()
+    for u in unreadable:
+        if skip is not None:
+            skip(u)
+
+
 def read_snapshots(
     repo: Repository, filt: SnapshotFilter | None = None
 ) -> tuple[list[StoredSnapshot], list[Unreadable]]:
@@ -84,27 +97,38 @@ def read_snapshots(
     return sorted(snaps, key=lambda s: (snapshot_time(s), s.name.hex)), unreadable
 
 
-def load_snapshots(repo: Repository, filt: SnapshotFilter | None = None) -> list[StoredSnapshot]:
-    """Every snapshot (matching `filt`), oldest first; raises if any cannot be read."""
+def load_snapshots(
+    repo: Repository, filt: SnapshotFilter | None = None, skip: Skip | None = None
+) -> list[StoredSnapshot]:
+    """Every readable snapshot (matching `filt`), oldest first. Each unreadable one is left out
+    and handed to `skip`; without `skip`, the first raises (for callers that must see all).
+
+    Leaving a damaged snapshot out of a retention policy only ever keeps more: it is not
+    removed (its time is unknown), and the others are judged as if it did not exist.
+    """
     snaps, unreadable = read_snapshots(repo, filt)
-    if unreadable:
-        unreadable[0].raise_error()
+    _skip_or_raise(unreadable, skip)
     return snaps
 
 
-def find_snapshot(repo: Repository, ref: str, filt: SnapshotFilter | None = None) -> StoredSnapshot:
+def find_snapshot(
+    repo: Repository, ref: str, filt: SnapshotFilter | None = None, skip: Skip | None = None
+) -> StoredSnapshot:
     """Resolve `latest` or a unique ID prefix (at least 4 hex digits).
 
-    A damaged snapshot other than the one asked for does not matter; `latest` is refused while
-    any snapshot is unreadable, as the unreadable one may be the latest.
+    A damaged snapshot other than the one asked for does not matter. `latest` is the newest
+    readable snapshot; the unreadable ones (one may be newer) go to `skip`, and without `skip`
+    `latest` is refused while any snapshot is unreadable. A snapshot asked for by ID that
+    cannot be read always raises.
     """
     snaps, unreadable = read_snapshots(repo, filt)
     if ref == LATEST:
-        if unreadable:
-            unreadable[0].raise_error()
+        _skip_or_raise(unreadable, skip)
         if not snaps:
+            damaged = f"; {len(unreadable)} cannot be read" if unreadable else ""
             raise SnapshotNotFound(
-                "no snapshot matches (the repository has none, or the filters exclude all)"
+                "no snapshot matches (the repository has none, or the filters exclude all"
+                f"{damaged})"
             )
         return snaps[-1]
     ref = _id_prefix(ref)

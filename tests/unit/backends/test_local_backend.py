@@ -16,6 +16,7 @@ from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.errors import (
     AlreadyExists,
     BackendError,
+    ForeignLocation,
     ListingIncomplete,
     NotFound,
     PermissionDenied,
@@ -81,15 +82,31 @@ def test_create_accepts_an_empty_folder_and_an_existing_layout(tmp_path: Path) -
 def test_create_refuses_a_folder_holding_other_data(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"jpeg")
-    with pytest.raises(BackendError, match="not empty"):
+    with pytest.raises(ForeignLocation, match="holds other files"):
         LocalBackend.create(tmp_path / "photos")
     assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["holiday.jpg"]
 
 
 def test_create_refuses_a_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"x")
-    with pytest.raises(BackendError, match="not a folder"):
+    with pytest.raises(ForeignLocation, match="is a file"):
         LocalBackend.create(tmp_path / "file")
+
+
+def test_create_accepts_a_fresh_disk_holding_only_lost_and_found(tmp_path: Path) -> None:
+    (tmp_path / "disk" / "lost+found").mkdir(parents=True)
+    LocalBackend.create(tmp_path / "disk")
+    assert (tmp_path / "disk" / "snapshots").is_dir()
+
+
+def test_a_missing_config_among_other_files_is_a_foreign_location(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"jpeg")
+    with pytest.raises(ForeignLocation, match=r"holiday\.jpg"):
+        LocalBackend(tmp_path / "photos").load(Handle(ObjectKind.CONFIG, "config"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NotFound):
+        LocalBackend(tmp_path / "empty").load(Handle(ObjectKind.CONFIG, "config"))
 
 
 def test_a_missing_folder_fails_the_save_clearly(backend: LocalBackend, tmp_path: Path) -> None:

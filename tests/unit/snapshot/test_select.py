@@ -13,7 +13,7 @@ from cairn.crypto.kdf import TEST_KDF
 from cairn.format.snapshot import SnapshotBody, SnapshotRecord, decode_snapshot, encode_snapshot
 from cairn.repository.errors import SnapshotNotFound
 from cairn.repository.repository import Repository
-from cairn.snapshot.select import find_snapshot, find_snapshot_names, load_snapshots
+from cairn.snapshot.select import Unreadable, find_snapshot, find_snapshot_names, load_snapshots
 
 
 class _ForgetOnFirstRead(MemoryBackend):
@@ -68,3 +68,27 @@ def test_snapshots_are_named_by_id_without_opening_them() -> None:
             find_snapshot_names(repo, [missing])
     with pytest.raises(SnapshotNotFound, match="neither"):
         find_snapshot_names(repo, ["ab"])
+
+
+def test_latest_skips_an_unreadable_snapshot_and_says_so() -> None:
+    """Issue 11, item 13: a damaged snapshot blocks no other; `skip` hears of it."""
+    backend = MemoryBackend()
+    repo = Repository.init(backend, b"pw", SystemClock(), kdf=TEST_KDF)
+    repo.start_writing()
+    names = []
+    for hour in range(2):
+        time = f"2026-11-24T1{hour}:00:00+00:00"
+        body = SnapshotBody(time, "h", "u", ["/d"], [], ChunkId(bytes(32)))
+        names.append(repo.commit_snapshot(body, set()))
+    older, newer = names
+    handle = Handle(ObjectKind.SNAPSHOT, newer.hex)
+    backend.remove(handle)
+    backend.save(handle, b"not a snapshot")
+    with pytest.raises(Exception, match=newer.short()):
+        find_snapshot(repo, "latest")  # without `skip`: refused, as before
+    skipped: list[Unreadable] = []
+    assert find_snapshot(repo, "latest", skip=skipped.append).name == older
+    assert [u.name for u in skipped] == [newer]
+    assert [s.name for s in load_snapshots(repo, skip=skipped.append)] == [older]
+    with pytest.raises(Exception, match=newer.short()):
+        find_snapshot(repo, newer.hex[:8], skip=skipped.append)  # by ID: always an error
