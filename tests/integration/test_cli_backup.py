@@ -314,15 +314,44 @@ def test_a_sparse_file_is_backed_up_without_reading_its_holes(cairn: Cairn, tmp_
 # ---- the files cache -----------------------------------------------------------------------------
 
 
-def test_an_unusable_cache_folder_is_a_warning_and_the_backup_goes_on(
+def test_an_unusable_default_cache_folder_is_a_warning_and_the_backup_goes_on(
     cairn: Cairn, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "f").write_text("f")
     (tmp_path / "a-file").write_text("not a folder")
-    bad = tmp_path / "a-file" / "cache"
-    result = cairn.run("backup", str(src), "--cache-dir", str(bad))
-    assert f"warning: cannot use the files cache in {bad}" in result.out
-    assert "backing up without it" in result.out
+    env = cairn.env(XDG_CACHE_HOME=str(tmp_path / "a-file"))
+    env.pop("CAIRN_CACHE_DIR", None)
+    result = cairn.run("backup", str(src), env=env)
+    assert f"cannot use the cache folder {tmp_path / 'a-file' / 'cairn'}" in result.err
+    assert "going on without a cache" in result.err
     assert snapshot_count(cairn) == 1
+
+
+def test_an_unusable_files_cache_is_a_warning_and_the_backup_goes_on(
+    cairn: Cairn, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("f")
+    cache = tmp_path / "cache"
+    cairn.run("backup", str(src), "--cache-dir", str(cache))
+    for db in cache.glob("*/files.sqlite"):  # a folder where the database should be
+        db.unlink()
+        db.mkdir()
+    result = cairn.run("backup", str(src), "--cache-dir", str(cache))
+    assert "warning: cannot use the files cache in" in result.out
+    assert "backing up without it" in result.out
+    assert snapshot_count(cairn) == 2
+
+
+def test_a_named_cache_folder_that_cannot_be_used_is_an_error_naming_it(
+    cairn: Cairn, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (tmp_path / "a-file").write_text("not a folder")
+    bad = tmp_path / "a-file" / "cache"
+    result = cairn.run("backup", str(src), "--cache-dir", str(bad), check=False)
+    assert result.code == 43 and "CAIRN-E043" in result.err and str(bad) in result.err
