@@ -219,6 +219,8 @@ class RemoteBackend:
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
         self._prefix = f"/v1/t/{address.tenant}"
+        self._refusal: AuthenticationFailed | None = None
+        """The server's first refusal of the token: every later call raises it again, unsent."""
 
     @property
     def capabilities(self) -> Capabilities:
@@ -296,6 +298,7 @@ class RemoteBackend:
     def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
         infos: list[ObjectInfo] = []
         complete = False
+        self._raise_if_refused()
         try:
             with self._client.stream("GET", f"{self._prefix}/{kind.value}/") as response:
                 if response.status_code != 200:
@@ -376,6 +379,7 @@ class RemoteBackend:
         return f"{self._prefix}/{handle.kind.value}/{handle.name}"
 
     def _request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        self._raise_if_refused()
         try:
             return self._client.request(method, url, **kwargs)  # type: ignore[arg-type]
         except httpx.TimeoutException as exc:
@@ -387,6 +391,18 @@ class RemoteBackend:
                 ) from exc
             raise ServerUnreachable(f"cannot reach {self._address}: {exc}") from exc
 
+    def _raise_if_refused(self) -> None:
+        """Send nothing once the server refused the token: it stays refused (revoked, expired),
+        and every request more from the upload threads would count against this address at the
+        server's throttle, blocking the other machines behind it (design 14.3)."""
+        refusal = self._refusal
+        if refusal is not None:
+            raise type(refusal)(str(refusal))  # a new exception: threads raise it at once
+
+    def _refuse(self, refusal: AuthenticationFailed) -> NoReturn:
+        self._refusal = self._refusal or refusal
+        raise refusal
+
     def _fail(self, response: httpx.Response, handle: Handle | None) -> NoReturn:
         status = response.status_code
         message = _message(response) or f"HTTP {status}"
@@ -397,8 +413,8 @@ class RemoteBackend:
             raise AlreadyExists(f"{what}{message}")
         if status == 401:
             if _code(response) == "CAIRN-E075":
-                raise TokenExpired(f"{self._address}: {message}")
-            raise AuthenticationFailed(f"{self._address}: {message}")
+                self._refuse(TokenExpired(f"{self._address}: {message}"))
+            self._refuse(AuthenticationFailed(f"{self._address}: {message}"))
         if status == 403:
             raise RoleForbidden(f"{what}{message}")
         if status == 429:
