@@ -39,7 +39,9 @@ def requests_since(server: RunningServer, line: int) -> list[dict[str, object]]:
     return [json.loads(x) for x in lines if x.startswith("{") and '"request"' in x]
 
 
-def wait_for_pack_upload(server: RunningServer, tenant: str, process: subprocess.Popen[str]) -> None:
+def wait_for_pack_upload(
+    server: RunningServer, tenant: str, process: subprocess.Popen[str]
+) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if any(
@@ -80,7 +82,9 @@ def test_a_token_revoked_mid_backup_stops_the_client_and_throttles_no_one(
     after = requests_since(server, revoked_at)
     print(f"{len(after)} requests after the revocation: {after}")
     assert len(after) <= 4, after  # those under way when the first refusal came back
-    assert tool.run("snapshots", "--json", env=machine_env(tool, tmp_path / "b", owner)).json() == []
+    assert (
+        tool.run("snapshots", "--json", env=machine_env(tool, tmp_path / "b", owner)).json() == []
+    )
 
 
 def test_known_tokens_in_the_wrong_state_are_no_guesses_for_the_throttle(
