@@ -1,5 +1,7 @@
 """A client and a real server when something goes wrong between them: a token revoked in the
-middle of a backup stops the client at once and throttles nobody else at its address."""
+middle of a backup stops the client at once and throttles nobody else at its address; a server
+killed mid-backup is waited for (CAIRN_RETRY_FOR), and what reached it is not sent again, whether
+it came back in time or only for the next run."""
 
 from __future__ import annotations
 
@@ -107,3 +109,97 @@ def test_known_tokens_in_the_wrong_state_are_no_guesses_for_the_throttle(
             assert answer.status_code == 401 and answer.json()["error"]["code"] == code
     listed = tool.run("snapshots", "--json", env=machine_env(tool, tmp_path / "b", owner))
     assert listed.json() == []  # not throttled (429, CAIRN-E064) after 30 refusals
+
+
+def start_backup(tool: Cairn, env: dict[str, str], src: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cairn.cli.main", "backup", str(src), "--limit-upload", "256KiB/s"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stored_packs(requests: list[dict[str, object]], tenant: str) -> set[str]:
+    """The packs the server answered 201 (stored) for, by name."""
+    prefix = f"/v1/t/{tenant}/packs/"
+    return {
+        str(r["path"]).removeprefix(prefix)
+        for r in requests
+        if str(r["path"]).startswith(prefix) and r["method"] == "PUT" and r["status"] == 201
+    }
+
+
+def wait_for_packs(server: RunningServer, tenant: str, count: int) -> set[str]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        stored = stored_packs(requests_since(server, 0), tenant)
+        if len(stored) >= count:
+            return stored
+        time.sleep(0.05)
+    raise AssertionError(f"the backup stored fewer than {count} packs")
+
+
+def kill(server: RunningServer) -> None:
+    server.process.kill()  # SIGKILL: no clean shutdown
+    server.process.wait()
+
+
+def source_tree(root: Path) -> Path:
+    root.mkdir()
+    for n in range(8):
+        (root / f"f{n}.bin").write_bytes(os.urandom(512 * 1024))
+    return root
+
+
+def test_a_server_killed_and_back_within_the_budget_costs_the_backup_nothing(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "server"
+    with running_server(data, False) as first:
+        owner = first.tenant("office")
+        tool = Cairn(first.location("office"), cache=tmp_path / "cache")
+        env = machine_env(tool, tmp_path / "a", owner)
+        tool.run("init", "--pack-size", "64KiB", env=env)
+        src = source_tree(tmp_path / "src")
+        backup = start_backup(tool, {**env, "CAIRN_RETRY_FOR": "5m"}, src)
+        wait_for_packs(first, "office", 4)
+        kill(first)
+        before = stored_packs(requests_since(first, 0), "office")
+        with running_server(data, False, port=first.port) as second:
+            _out, err = backup.communicate(timeout=300)
+            assert backup.returncode == 0, err
+            again = stored_packs(requests_since(second, 0), "office")
+            assert again and not again & before, "what reached the server is not sent again"
+            restored = tmp_path / "restored"
+            tool.run("restore", "latest", "--target", str(restored), env=env)
+            for file in src.iterdir():
+                assert (restored / file.relative_to("/")).read_bytes() == file.read_bytes()
+
+
+def test_a_rerun_indexes_the_packs_that_reached_a_server_that_went_away(tmp_path: Path) -> None:
+    data = tmp_path / "server"
+    with running_server(data, False) as first:
+        owner = first.tenant("office")
+        tool = Cairn(first.location("office"), cache=tmp_path / "cache")
+        env = machine_env(tool, tmp_path / "a", owner)
+        tool.run("init", "--pack-size", "64KiB", env=env)
+        src = source_tree(tmp_path / "src")
+        backup = start_backup(tool, {**env, "CAIRN_RETRY_FOR": "1s"}, src)
+        wait_for_packs(first, "office", 4)
+        kill(first)
+        before = stored_packs(requests_since(first, 0), "office")
+        _out, err = backup.communicate(timeout=300)
+    assert backup.returncode == 60, err
+    assert "CAIRN-E060" in err and "retried for 1 s" in err and "Traceback" not in err
+    with running_server(data, False, port=first.port) as second:
+        rerun = tool.run("backup", str(src), env=env)
+        assert "indexed" in rerun.out and "interrupted run had stored" in rerun.out
+        again = stored_packs(requests_since(second, 0), "office")
+        assert again and not again & before, "what reached the server is not sent again"
+        restored = tmp_path / "restored"
+        tool.run("restore", "latest", "--target", str(restored), env=env)
+        for file in src.iterdir():
+            assert (restored / file.relative_to("/")).read_bytes() == file.read_bytes()
+        assert tool.run("check", env=env).code == 0
