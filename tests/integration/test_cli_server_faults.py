@@ -203,3 +203,15 @@ def test_a_rerun_indexes_the_packs_that_reached_a_server_that_went_away(tmp_path
         for file in src.iterdir():
             assert (restored / file.relative_to("/")).read_bytes() == file.read_bytes()
         assert tool.run("check", env=env).code == 0
+
+
+def test_how_long_a_missing_server_is_retried_is_the_users_to_set(tmp_path: Path) -> None:
+    with running_server(tmp_path / "gone", False) as gone:
+        location = gone.location("any")
+    tool = Cairn(location, cache=tmp_path / "cache")
+    env = machine_env(tool, tmp_path, "cairn_000000000000_" + "0" * 64)
+    given_up = tool.run("snapshots", "--retry-for", "2s", check=False, env=env)
+    assert given_up.code == 60 and "CAIRN-E060" in given_up.err
+    assert "retried for 2 s" in given_up.err and "CAIRN_RETRY_FOR" in given_up.err
+    bad = tool.run("snapshots", check=False, env={**env, "CAIRN_RETRY_FOR": "soon"})
+    assert bad.code == 2 and "CAIRN-E002" in bad.err and "not a duration" in bad.err
