@@ -59,14 +59,15 @@ def test_a_large_upload_resumes_where_it_broke(server: RunningServer, tmp_path: 
     backend = RemoteBackend(
         parse_address(server.location("resumed")), token, KnownServers(tmp_path / "k")
     )
-    original = backend._client.request
+    client = backend._client()  # made at the first request; made here to count its requests
+    original = client.request
 
     def counting(method: str, url: str, **kwargs: object) -> httpx.Response:
         if method == "PATCH":
             sent.append(len(kwargs["content"]))  # type: ignore[arg-type]
         return original(method, url, **kwargs)  # type: ignore[arg-type]
 
-    backend._client.request = counting  # type: ignore[method-assign]
+    client.request = counting  # type: ignore[method-assign]
     backend.save(handle, data)
     assert sum(sent) == len(data) - UPLOAD_PART, "only what the server lacked was sent again"
     assert backend.load(handle) == data

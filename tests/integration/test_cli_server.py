@@ -149,7 +149,11 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     with running_server(tmp_path / "gone") as gone:
         location = gone.location("any")
     machine = Cairn(location, cache=tmp_path / "cache")
-    env = machine.env(CAIRN_TOKEN="cairn_000000000000_" + "0" * 64, XDG_CONFIG_HOME=str(tmp_path))
+    env = machine.env(
+        CAIRN_TOKEN="cairn_000000000000_" + "0" * 64,
+        XDG_CONFIG_HOME=str(tmp_path),
+        CAIRN_RETRY_FOR="1s",
+    )
     result = machine.run("snapshots", check=False, env=env)
     assert result.code == 60 and "CAIRN-E060" in result.err
 

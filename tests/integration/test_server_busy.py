@@ -39,7 +39,7 @@ def test_clients_wait_out_a_busy_server_and_every_upload_lands(tmp_path: Path) -
         def client(number: int) -> list[Handle]:
             known = KnownServers(tmp_path / f"known-{number}")
             remote = RemoteBackend(parse_address(server.location("busy")), token, known)
-            backend = RetryingBackend(remote, attempts=2)
+            backend = RetryingBackend(remote, retry_for=2.0)
             saved = []
             for _ in range(UPLOADS):
                 body = os.urandom(2 << 20)

@@ -2,8 +2,9 @@
 
 Supported: a plain path or ``local:/path`` (a LocalBackend); ``cairns://host:port/tenant`` (a
 RemoteBackend on a Cairn server, TLS, certificate pinned on first use) and ``cairn://`` on
-loopback only (no TLS), both wrapped to retry transient failures; and ``memory:`` (a new, empty
-MemoryBackend on every call, so it suits tests only: nothing outlives the process). With an
+loopback only (no TLS), both wrapped to retry transient failures for a fixed time; and
+``memory:`` (a new, empty MemoryBackend on every call, so it suits tests only: nothing outlives
+the process). With an
 upload limit, saves pass through one token bucket (inside the retries, so a retried upload pays
 again for the bytes it sends again).
 """
@@ -20,7 +21,7 @@ from cairn.backends.errors import BackendError
 from cairn.backends.local import LocalBackend
 from cairn.backends.memory import MemoryBackend
 from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
-from cairn.backends.wrappers.retrying import RetryingBackend
+from cairn.backends.wrappers.retrying import DEFAULT_RETRY_FOR, RetryingBackend
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
 _SUPPORTED = "local paths, cairns://HOST:PORT/TENANT, memory:"
@@ -97,15 +98,17 @@ def open_backend(
     create: bool = False,
     remote: RemoteCredentials | None = None,
     upload_limit: int | None = None,
+    retry_for: float = DEFAULT_RETRY_FOR,
 ) -> Backend:
     """The backend `location` names; with `create`, a local folder layout is made first (a
     server's tenant already exists: its administrator made it). `upload_limit` is in bytes a
-    second (None: no limit)."""
+    second (None: no limit); `retry_for` is how long a server that does not answer is retried
+    (seconds, design 14.9)."""
     bucket = TokenBucket(upload_limit) if upload_limit else None
     if location == "memory:":
         return _limited(MemoryBackend(), bucket)
     if location.startswith(("cairn://", "cairns://")):
-        return RetryingBackend(_limited(_open_remote(location, remote), bucket))
+        return RetryingBackend(_limited(_open_remote(location, remote), bucket), retry_for)
     path = _local_path(location)
     if create:
         return _limited(LocalBackend.create(path), bucket)

@@ -49,6 +49,8 @@ _KINDS = {kind.value: kind for kind in ObjectKind}
 RESUMABLE_ABOVE = 16 * 1024 * 1024
 """Objects larger than this go up in parts that survive a broken connection."""
 UPLOAD_PART = 8 * 1024 * 1024
+CONNECT_TIMEOUT = 10.0
+"""Seconds one attempt waits for a connection (TCP and the certificate fetch alike)."""
 DEFAULT_RETRY_AFTER = 2.0
 """Seconds to wait after a 503 or 429 that names no Retry-After (a proxy's, say)."""
 MAX_RETRY_AFTER = 300.0
@@ -217,22 +219,43 @@ class RemoteBackend:
         timeout: float = 60.0,
     ) -> None:
         self._address = address
+        self._token = token
+        self._known = known
+        self._expected = expected_fingerprint
         self._connections = connections
-        verify: ssl.SSLContext | bool = False
-        if address.scheme == "cairns":
-            verify = pinned_context(address, known, expected_fingerprint)
-        self._client = httpx.Client(
-            base_url=address.base_url,
-            headers={"authorization": f"Bearer {token}", "user-agent": "cairn"},
-            verify=verify,
-            timeout=httpx.Timeout(timeout, connect=15.0),
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        )
+        self._timeout = timeout
+        self._http: httpx.Client | None = None
+        self._connecting = threading.Lock()
         self._prefix = f"/v1/t/{address.tenant}"
+        self._refusal: AuthenticationFailed | None = None
+        """The server's first refusal of the token: every later call raises it again, unsent."""
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(connections=self._connections, local=False, chunk_query=True)
+
+    def _client(self) -> httpx.Client:
+        """The HTTP client, made at the first request: the certificate is fetched (and pinned)
+        then, so a server that is not up yet fails that request with ServerUnreachable, which a
+        retrying wrapper retries like any other (design 14.9), instead of failing at once."""
+        with self._connecting:
+            if self._http is None:
+                verify: ssl.SSLContext | bool = False
+                if self._address.scheme == "cairns":
+                    verify = pinned_context(
+                        self._address, self._known, self._expected, timeout=CONNECT_TIMEOUT
+                    )
+                self._http = httpx.Client(
+                    base_url=self._address.base_url,
+                    headers={"authorization": f"Bearer {self._token}", "user-agent": "cairn"},
+                    verify=verify,
+                    timeout=httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT),
+                    limits=httpx.Limits(
+                        max_connections=self._connections,
+                        max_keepalive_connections=self._connections,
+                    ),
+                )
+            return self._http
 
     def location(self) -> str:
         return str(self._address)
@@ -306,8 +329,9 @@ class RemoteBackend:
     def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
         infos: list[ObjectInfo] = []
         complete = False
+        self._raise_if_refused()
         try:
-            with self._client.stream("GET", f"{self._prefix}/{kind.value}/") as response:
+            with self._client().stream("GET", f"{self._prefix}/{kind.value}/") as response:
                 if response.status_code != 200:
                     response.read()
                     self._fail(response, None)
@@ -319,6 +343,8 @@ class RemoteBackend:
                         complete = item["complete"] is True
                         break
                     infos.append(ObjectInfo(Handle(kind, str(item["name"])), int(item["size"])))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listed yet: retry
+            raise ServerUnreachable(f"cannot reach {self._address}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise ListingIncomplete(
                 f"listing {kind.value} on {self._address} broke: {exc}"
@@ -380,14 +406,17 @@ class RemoteBackend:
             raise BackendError(f"{self._address} answered {path} with malformed JSON") from exc
 
     def close(self) -> None:
-        self._client.close()
+        with self._connecting:
+            if self._http is not None:
+                self._http.close()
 
     def _url(self, handle: Handle) -> str:
         return f"{self._prefix}/{handle.kind.value}/{handle.name}"
 
     def _request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        self._raise_if_refused()
         try:
-            return self._client.request(method, url, **kwargs)  # type: ignore[arg-type]
+            return self._client().request(method, url, **kwargs)  # type: ignore[arg-type]
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(f"{self._address} did not answer in time ({exc})") from exc
         except httpx.TransportError as exc:
@@ -396,6 +425,18 @@ class RemoteBackend:
                     f"{self._address}: the server's certificate does not match the pinned one"
                 ) from exc
             raise ServerUnreachable(f"cannot reach {self._address}: {exc}") from exc
+
+    def _raise_if_refused(self) -> None:
+        """Send nothing once the server refused the token: it stays refused (revoked, expired),
+        and every request more from the upload threads would count against this address at the
+        server's throttle, blocking the other machines behind it (design 14.3)."""
+        refusal = self._refusal
+        if refusal is not None:
+            raise type(refusal)(str(refusal))  # a new exception: threads raise it at once
+
+    def _refuse(self, refusal: AuthenticationFailed) -> NoReturn:
+        self._refusal = self._refusal or refusal
+        raise refusal
 
     def _fail(self, response: httpx.Response, handle: Handle | None) -> NoReturn:
         status = response.status_code
@@ -407,8 +448,8 @@ class RemoteBackend:
             raise AlreadyExists(f"{what}{message}")
         if status == 401:
             if _code(response) == "CAIRN-E075":
-                raise TokenExpired(f"{self._address}: {message}")
-            raise AuthenticationFailed(f"{self._address}: {message}")
+                self._refuse(TokenExpired(f"{self._address}: {message}"))
+            self._refuse(AuthenticationFailed(f"{self._address}: {message}"))
         if status == 403:
             raise RoleForbidden(f"{what}{message}")
         if status == 429:

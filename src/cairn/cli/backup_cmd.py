@@ -21,6 +21,8 @@ from cairn.core.pathnames import escape_path
 from cairn.core.patterns import PatternSet
 from cairn.core.units import format_duration, format_size
 from cairn.repository.remoteindex import remote_index
+from cairn.repository.repository import Repository
+from cairn.repository.unindexed import UnindexedPacks
 from cairn.snapshot.select import SnapshotFilter, read_snapshots
 from cairn.source.walker import Walker
 
@@ -105,6 +107,8 @@ def run(ctx: Context) -> int:
         one_file_system=args.one_file_system,
     )
     repo = ctx.open_repository(load_index=False, session=None if args.dry_run else "backup")
+    if not args.dry_run:
+        _reuse_unindexed_packs(ctx, repo)
     index = remote_index(repo.backend)
     if index is not None:  # a server answers chunk queries: memory stays bounded (design 14.11)
         repo.use_chunk_index(index)
@@ -168,6 +172,20 @@ def _read_list(file: str) -> bytes:
         raise UnreadableListFile(
             f"cannot read {file}: {(exc.strerror or str(exc)).lower()}"
         ) from exc
+
+
+def _reuse_unindexed_packs(ctx: Context, repo: Repository) -> None:
+    """Index what an earlier run stored on the server but could not index, and have this run
+    keep its own such packs for the next (design 14.13). Needs the cache folder; a local
+    repository indexes its packs when the run stops, so it needs none of this."""
+    base = ctx.cache_dir()
+    if base is None or repo.backend.capabilities.local:
+        return
+    store = UnindexedPacks(base / repo.repo_id.hex() / "unindexed")
+    adopted = store.adopt(repo)
+    if adopted:
+        ctx.output.text(f"indexed {adopted} pack(s) that an interrupted run had stored")
+    repo.keep_unindexed_with(store.keep)
 
 
 def _exclude_patterns(args: argparse.Namespace) -> list[str]:

@@ -23,6 +23,7 @@ from cairn.backends.location import (
     open_backend,
     remote_credentials,
 )
+from cairn.backends.wrappers.retrying import DEFAULT_RETRY_FOR
 from cairn.backup.filescache import default_cache_dir
 from cairn.cli.errors import (
     CacheUnusable,
@@ -36,7 +37,7 @@ from cairn.cli.progress import TerminalProgress
 from cairn.cli.verbose import VerboseProgress
 from cairn.core.clock import Clock, SystemClock
 from cairn.core.progress import Progress, SilentProgress
-from cairn.core.units import parse_rate
+from cairn.core.units import parse_duration, parse_rate
 from cairn.crypto.kdf import DEFAULT_KDF, KdfParams
 from cairn.repository.localcache import open_cached, private_folder
 from cairn.repository.repository import Repository
@@ -99,7 +100,10 @@ class Context:
         (check: it judges storage) or --no-cache is given."""
         if self._repo is None:
             backend = open_backend(
-                self.location, remote=self.remote_credentials(), upload_limit=self.upload_limit()
+                self.location,
+                remote=self.remote_credentials(),
+                upload_limit=self.upload_limit(),
+                retry_for=self.retry_for(),
             )
             base = self.cache_dir() if cache and not backend.capabilities.local else None
             if base is None:
@@ -127,6 +131,17 @@ class Context:
             return parse_rate(text) or None
         except ValueError as exc:
             raise UsageError(f"upload limit: {exc}; examples: 5MiB/s, 512KiB/s") from exc
+
+    def retry_for(self) -> float:
+        """Seconds a server that does not answer is retried (`--retry-for`, else
+        CAIRN_RETRY_FOR, else 60 s; design 14.9)."""
+        text = getattr(self.args, "retry_for", None) or os.environ.get("CAIRN_RETRY_FOR")
+        if not text:
+            return DEFAULT_RETRY_FOR
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise UsageError(f"--retry-for/CAIRN_RETRY_FOR: {exc}") from exc
 
     def load_index(self, repo: Repository) -> None:
         """Load the index, leaving out what storage lost; say what was left out."""

@@ -34,7 +34,9 @@ def run(ctx: Context) -> int:
         compression=max(0, min(22, args.compression)),
     )
     passphrase = ctx.passphrase("passphrase for the new repository: ", confirm=True)
-    backend = open_backend(ctx.location, create=True, remote=ctx.remote_credentials())
+    backend = open_backend(
+        ctx.location, create=True, remote=ctx.remote_credentials(), retry_for=ctx.retry_for()
+    )
     repo = Repository.init(backend, passphrase, ctx.clock, kdf=ctx.kdf(), params=params)
     ctx.output.text(f"created repository {repo.repo_id.hex()} at {backend.location()}")
     if passphrase:

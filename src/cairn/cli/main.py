@@ -100,6 +100,12 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         "--token-file", default=default, help="a server token, for cairns:// (or CAIRN_TOKEN)"
     )
     g.add_argument(
+        "--retry-for",
+        default=default,
+        metavar="DURATION",
+        help="retry a server that does not answer this long, e.g. 5m (or CAIRN_RETRY_FOR; 60s)",
+    )
+    g.add_argument(
         "--no-cache",
         action="store_true",
         default=default if suppress else False,

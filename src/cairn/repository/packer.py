@@ -127,20 +127,19 @@ class PackUploader:
             self._last_index_write = self._clock.monotonic()
             if not record.packs:
                 return
-            data = encode_index(record)
-            name = object_name(data)
-            handle = Handle(ObjectKind.INDEX, name.hex)
-            if self._guard is not None:
-                self._guard()
-            self._backend.save(handle, data)
-            if self._guard is not None:
-                try:
-                    self._guard()
-                except CairnError:
-                    with contextlib.suppress(BackendError):
-                        self._backend.remove(handle)
-                    raise
+            try:
+                name = save_index(self._backend, record, self._guard)
+            except BaseException:
+                with self._lock:  # not indexed after all: the next write (or close) tries again
+                    record.packs.update(self._unindexed.packs)
+                    self._unindexed.packs = record.packs
+                raise
             self.indexes_written.append(name)
+
+    def unindexed(self) -> IndexRecord:
+        """The packs stored but not yet in an index (a copy)."""
+        with self._lock:
+            return IndexRecord(packs=dict(self._unindexed.packs), session=self._session)
 
     def raise_if_failed(self) -> None:
         if self._error is not None:
@@ -160,3 +159,25 @@ class PackUploader:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def save_index(
+    backend: Backend, record: IndexRecord, guard: Callable[[], None] | None = None
+) -> ObjectName:
+    """Save `record` as an index object while `guard` (a session's confirm) passes, checked
+    before and after the save; one saved when the second check fails is removed again (a
+    session a prune judged ended may find its packs deleted, so its index must not name them)."""
+    data = encode_index(record)
+    name = object_name(data)
+    handle = Handle(ObjectKind.INDEX, name.hex)
+    if guard is not None:
+        guard()
+    backend.save(handle, data)
+    if guard is not None:
+        try:
+            guard()
+        except CairnError:
+            with contextlib.suppress(BackendError):
+                backend.remove(handle)
+            raise
+    return name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -52,7 +53,7 @@ from cairn.repository.keyring import make_key, save_key, unlock
 from cairn.repository.locks import LeaseExpired, Session
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.objects import load_verified
-from cairn.repository.packer import PackUploader
+from cairn.repository.packer import PackUploader, save_index
 from cairn.repository.treecache import BlobCache
 
 AAD_PREFIX = b"cairn/1"
@@ -110,6 +111,7 @@ class Repository:
         self._opener = Opener(self.keys.seal)
         self._sealer: Sealer | None = None
         self._uploader: PackUploader | None = None
+        self._keep_unindexed: Callable[[IndexRecord], None] | None = None
         self._local = threading.local()
         self.session: Session | None = None
         self.damaged: list[str] = []
@@ -436,6 +438,18 @@ class Repository:
             decompressor = local.unzstd = zstandard.ZstdDecompressor()
         return decompressor
 
+    def keep_unindexed_with(self, keep: Callable[[IndexRecord], None]) -> None:
+        """Hand the packs this session stored but could not index, when it closes, to `keep`
+        (the local cache: unindexed.UnindexedPacks), so that the next run can index them."""
+        self._keep_unindexed = keep
+
+    def index_stored_packs(self, record: IndexRecord) -> ObjectName:
+        """Write an index object of packs on storage that no index names yet, as this session's
+        own (prune leaves it alone while the session runs), under its guard."""
+        guard = self.session.confirm if self.session is not None else None
+        session = self.session.id if self.session is not None else None
+        return save_index(self.backend, IndexRecord(packs=record.packs, session=session), guard)
+
     def raise_if_failed(self) -> None:
         """Raise the first storage error of a background upload, if any."""
         if self._uploader is not None:
@@ -458,8 +472,11 @@ class Repository:
             uploader.close()
             # A run that stops early (interrupted, failed): index the packs it stored, which
             # are durable, so that the next backup reuses them instead of uploading them again.
-            with contextlib.suppress(CairnError):
+            try:
                 uploader.write_index()
+            except CairnError:  # the storage went away: the next run indexes them (14.13)
+                if self._keep_unindexed is not None:
+                    self._keep_unindexed(uploader.unindexed())
         if self.session is not None:
             self.session.release()
             self.session = None

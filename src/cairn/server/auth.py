@@ -23,7 +23,14 @@ from enum import Enum
 import blake3
 
 from cairn.server.db import Database
-from cairn.server.errors import BadRequest, NoSuchObject, Throttled, TokenExpired, Unauthenticated
+from cairn.server.errors import (
+    BadRequest,
+    NoSuchObject,
+    Throttled,
+    TokenExpired,
+    TokenRevoked,
+    Unauthenticated,
+)
 
 TOKEN_PATTERN = re.compile(r"^cairn_([0-9a-f]{12})_([0-9a-f]{64})$")
 _DUMMY_HASH = blake3.blake3(b"no such token").digest()
@@ -100,8 +107,9 @@ class TokenStore:
         return token
 
     def verify(self, presented: str) -> Principal:
-        """The principal of a valid, unrevoked, unexpired token; Unauthenticated for anything
-        else, TokenExpired for the right secret past its expiry (only its holder learns that)."""
+        """The principal of a valid, unrevoked, unexpired token; Unauthenticated for an unknown
+        ID or a wrong secret; for the right secret, TokenRevoked once revoked and TokenExpired
+        past its expiry (only its holder learns the state, and the throttle does not count it)."""
         match = TOKEN_PATTERN.match(presented)
         token_id, secret = (match[1], match[2]) if match else ("", "")
         row = (
@@ -114,8 +122,10 @@ class TokenStore:
         )
         stored = row[0] if row is not None else _DUMMY_HASH
         valid = hmac.compare_digest(stored, _hash(secret))  # always one hash, one comparison
-        if not (valid and match and row is not None and row[3] is None):
-            raise Unauthenticated("authentication failed: the token is unknown, wrong or revoked")
+        if not (valid and match and row is not None):
+            raise Unauthenticated("authentication failed: the token is unknown or wrong")
+        if row[3] is not None:
+            raise TokenRevoked("authentication failed: the token was revoked")
         if row[4] is not None and self._now_ms() >= row[4]:
             when = datetime.fromtimestamp(row[4] / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
             raise TokenExpired(f"authentication failed: the token expired at {when}")

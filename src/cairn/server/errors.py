@@ -4,7 +4,8 @@
 ServerError
 ├── BadRequest          400  the request is malformed (a bad name, a length that does not match)
 ├── Unauthenticated     401  no token, or one that is unknown, wrong or revoked
-│   └── TokenExpired    401  a valid token past its expiry
+│   ├── TokenExpired    401  a valid token past its expiry      (neither counts as a guess
+│   └── TokenRevoked    401  the right secret of a revoked token  for the throttle, 14.3)
 ├── Forbidden           403  the token's role may not do this
 ├── NoSuchObject        404  no such object, tenant or route (one answer for all three)
 ├── Conflict            409  an object of that name holds other bytes, or the name exists
@@ -50,6 +51,11 @@ class TokenExpired(Unauthenticated):
     """The right secret, past the token's expiry: said only to whoever holds the secret."""
 
     status, code = 401, "CAIRN-E075"
+
+
+class TokenRevoked(Unauthenticated):
+    """The right secret of a revoked token: said only to whoever holds the secret, and not
+    counted as a guess by the throttle (its holder is a client to stop, not an attacker)."""
 
 
 class Forbidden(ServerError):

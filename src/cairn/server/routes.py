@@ -19,7 +19,14 @@ from starlette.responses import JSONResponse, Response
 from cairn.server import admin, chunks, jobs, objects, uploads
 from cairn.server.auth import Principal, Role
 from cairn.server.context import Call, Services
-from cairn.server.errors import Forbidden, NoSuchObject, ServerError, Unauthenticated
+from cairn.server.errors import (
+    Forbidden,
+    NoSuchObject,
+    ServerError,
+    TokenExpired,
+    TokenRevoked,
+    Unauthenticated,
+)
 from cairn.server.metrics import log_request
 
 Handler = Callable[[Call], Awaitable[Response]]
@@ -215,6 +222,8 @@ def _authenticate(request: Request, services: Services, address: str) -> Princip
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authentication failed: send Authorization: Bearer <token>")
         return services.tokens.verify(token.strip())
+    except (TokenExpired, TokenRevoked):
+        raise  # a known token in the wrong state is its holder's problem, not a guess (14.3)
     except Unauthenticated:
         services.throttle.failed(address)
         raise

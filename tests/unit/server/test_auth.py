@@ -9,7 +9,7 @@ import pytest
 
 from cairn.server.auth import Role, Throttle, TokenStore
 from cairn.server.db import Database
-from cairn.server.errors import BadRequest, Throttled, TokenExpired, Unauthenticated
+from cairn.server.errors import BadRequest, Throttled, TokenExpired, TokenRevoked, Unauthenticated
 from cairn.server.tenants import TenantStore
 
 DAY_MS = 24 * 3600 * 1000
@@ -105,3 +105,19 @@ def test_an_expiry_in_the_past_is_refused(tmp_path: Path) -> None:
     tokens = TokenStore(db, now_ms=lambda: 1_800_000_000_000)
     with pytest.raises(BadRequest, match="future"):
         tokens.issue(Role.RESTORE, "acme", expires_ms=1_800_000_000_000)
+
+
+def test_a_revoked_token_is_told_so_and_only_its_holder_learns_it(tmp_path: Path) -> None:
+    """TokenRevoked (like TokenExpired) is not counted by the throttle: see routes._authenticate
+    and tests/integration/test_cli_server_faults.py."""
+    db = Database(tmp_path / "server.db")
+    TenantStore(db, tmp_path / "tenants").create("acme")
+    tokens = TokenStore(db)
+    revoked = tokens.issue(Role.BACKUP, "acme", "laptop")
+    tokens.revoke(revoked.id)
+    with pytest.raises(TokenRevoked, match="revoked") as refused:
+        tokens.verify(str(revoked))
+    assert refused.value.code == "CAIRN-E061" and refused.value.status == 401
+    with pytest.raises(Unauthenticated) as guessed:
+        tokens.verify(f"cairn_{revoked.id}_{'0' * 64}")
+    assert type(guessed.value) is Unauthenticated
