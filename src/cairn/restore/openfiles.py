@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cairn.core.crashpoints import crashpoint
 from cairn.format.tree import Node
 from cairn.restore.damage import DamagedFile
 from cairn.restore.fswriter import Components, SafeTarget
@@ -56,6 +57,7 @@ class OpenFiles:
     def write(self, number: int, offset: int, data: bytes) -> None:
         file = self._files[number]
         fd = self._fd(number)
+        crashpoint("restore.write")  # tests stop a restore here, mid-file (CAIRN_CRASH_PAUSE)
         try:
             written = self._target.write_chunk(fd, offset, data)
         except OSError as exc:

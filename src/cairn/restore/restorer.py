@@ -191,7 +191,8 @@ class Restorer:
         if conflicts:
             shown = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
             raise RestoreConflict(
-                f"{len(conflicts)} existing entries in the target differ from the snapshot "
+                f"the target holds {len(conflicts)} "
+                f"{'entry' if len(conflicts) == 1 else 'entries'} that differ from the snapshot "
                 f"({shown}); nothing was written. Restore into an empty folder, or pass "
                 "--overwrite to replace them"
             )
