@@ -96,7 +96,9 @@ class SafeTarget:
         self._root_path = root
         try:
             root.mkdir(parents=True, exist_ok=True)
-            self._root = os.open(root, _DIR_FLAGS)
+            # The target is the user's choice: a symlink to a folder is followed there, and only
+            # there; nothing below it is.
+            self._root = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
         except OSError as exc:
             raise self.error((), exc) from exc
         self._dirs: OrderedDict[Components, int] = OrderedDict()

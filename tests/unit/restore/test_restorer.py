@@ -18,13 +18,12 @@ from cairn.format.config import RepoParams
 from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
-from cairn.repository.errors import ObjectMissing
 from cairn.repository.repository import Repository
 from cairn.restore import fetcher
 from cairn.restore.fetcher import fetch, plan_reads
 from cairn.restore.fswriter import SafeTarget
 from cairn.restore.openfiles import OpenFiles
-from cairn.restore.restorer import RestoreOptions, RestoreResult, Restorer
+from cairn.restore.restorer import RestoreOptions, Restorer, RestoreResult
 
 SMALL = RepoParams(
     chunk_min=1024, chunk_avg=2048, chunk_max=8192, pack_size=64 * 1024, compression=3
