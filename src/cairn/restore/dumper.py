@@ -102,7 +102,8 @@ def walk_folder(
     if node.type != "dir" or node.subtree is None:
         return
     for child in load_tree(repo, node.subtree):
-        yield from walk_folder(repo, child, path + b"/" + child.name, name + b"/" + child.name)
+        below = path.rstrip(b"/") + b"/" + child.name
+        yield from walk_folder(repo, child, below, name + b"/" + child.name)
 
 
 def dump_tar(repo: Repository, root: Node, path: bytes, out: BinaryIO) -> list[DamagedFile]:

@@ -94,6 +94,8 @@ class SafeTarget:
 
     def __init__(self, root: Path, cache_size: int = 64) -> None:
         self._root_path = root
+        if root.exists() and not root.is_dir():
+            raise TargetError(f"cannot write {root}: it exists and is not a folder")
         try:
             root.mkdir(parents=True, exist_ok=True)
             # The target is the user's choice: a symlink to a folder is followed there, and only
@@ -228,17 +230,6 @@ class SafeTarget:
             os.unlink(partial_name(name), dir_fd=parent)
         except (FileNotFoundError, NotADirectoryError):
             pass
-
-    def create_file(self, comps: Components, size: int) -> int:
-        """Create (or truncate) a regular file for writing; never follows a symlink."""
-        parent, name = self._parent(comps)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(name, flags, 0o600, dir_fd=parent)
-
-    def reopen_file(self, comps: Components) -> int:
-        """Open a file this restore created, to write more of it (no truncation)."""
-        parent, name = self._parent(comps)
-        return os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
 
     def close_file(self, fd: int) -> None:
         os.close(fd)
