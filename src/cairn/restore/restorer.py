@@ -18,8 +18,6 @@ never given its own name, and the result lists it with the byte ranges it lost.
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,10 +28,10 @@ from cairn.core.errors import CairnError, FormatError, IntegrityError
 from cairn.core.ids import ChunkId
 from cairn.core.patterns import PatternSet
 from cairn.core.progress import Progress
-from cairn.format.pack import BlobKind
 from cairn.format.tree import Node
 from cairn.repository.repository import Repository
 from cairn.restore.damage import DamagedFile
+from cairn.restore.existing import describe_conflict, existing_state
 from cairn.restore.fetcher import Lost, fetch, plan_reads
 from cairn.restore.fswriter import (
     Components,
@@ -178,14 +176,11 @@ class Restorer:
         entries = [*plan.dirs, *plan.files, *plan.others]
         entries += [(comps, node) for comps, node, _ in plan.hardlinks]
         for comps, node in entries:
-            state = self._existing_state(target, comps, node)
+            state = existing_state(self._repo, target, comps, node)
             if state == "match" and node.type == "file":
                 plan.keep.add(comps)
             elif state in ("differs", "blocked") and not overwrite:
-                shown = target.show(comps)
-                conflicts.append(
-                    shown + (" (" + _BLOCKED[node.type == "dir"] + ")") * (state == "blocked")
-                )
+                conflicts.append(describe_conflict(target, comps, node, state))
             elif state == "blocked":
                 plan.clear.add(comps)
         if conflicts:
@@ -196,40 +191,6 @@ class Restorer:
                 f"({shown}); nothing was written. Restore into an empty folder, or pass "
                 "--overwrite to replace them"
             )
-
-    def _existing_state(self, target: SafeTarget, comps: Components, node: Node) -> str:
-        """absent, match, differs (same type, other contents) or blocked (another type)."""
-        try:
-            st = target.lstat(comps)
-        except (OSError, UnsafePathError):
-            return "differs"
-        if st is None:
-            return "absent"
-        if (node.type == "dir") != stat.S_ISDIR(st.st_mode):
-            return "blocked"
-        if node.type == "dir":
-            return "match"
-        if node.type == "file":
-            return self._file_state(target, comps, node, st)
-        return "match" if _same_special(target, comps, node, st) else "differs"
-
-    def _file_state(
-        self, target: SafeTarget, comps: Components, node: Node, st: os.stat_result
-    ) -> str:
-        if not stat.S_ISREG(st.st_mode) or st.st_size != node.size:
-            return "differs"
-        try:
-            fd = target.open_existing(comps)
-        except (OSError, UnsafePathError):
-            return "differs"
-        if fd is None:
-            return "absent"
-        with os.fdopen(fd, "rb", buffering=0) as stream:
-            chunker = self._repo.chunker()
-            ids = [
-                self._repo.blob_id(BlobKind.DATA, c) for c in chunker.split_file(stream, st.st_size)
-            ]
-        return "match" if ids == node.content else "differs"
 
     # ---- 2. write -----------------------------------------------------------------------
 
@@ -383,25 +344,6 @@ class Restorer:
         with self._lock:
             self._result.skipped.append((path, message))
         self._progress.warn(path, message)
-
-
-_BLOCKED = {
-    True: "a file or symlink where the snapshot has a folder",
-    False: "a folder where the snapshot has no folder",
-}
-
-
-def _same_special(target: SafeTarget, comps: Components, node: Node, st: os.stat_result) -> bool:
-    """An existing symlink, fifo or device identical to the snapshot's: restoring it again is
-    no conflict (a second restore into the same folder)."""
-    if node.type == "symlink":
-        return stat.S_ISLNK(st.st_mode) and target.read_link(comps) == node.target
-    if node.type == "fifo":
-        return stat.S_ISFIFO(st.st_mode)
-    if node.type in ("chardev", "blockdev"):
-        kind = stat.S_ISCHR if node.type == "chardev" else stat.S_ISBLK
-        return kind(st.st_mode) and st.st_rdev == node.rdev
-    return node.type == "socket"  # never restored: nothing to conflict with
 
 
 def _widen(options: RestoreOptions, selected: bool) -> RestoreOptions:

@@ -179,15 +179,16 @@ def test_an_interrupted_restore_leaves_no_partial_file(tmp_path: Path) -> None:
     real_fetch = fetcher.fetch
 
     def interrupted(*args: object, **kw: object) -> object:
-        for n, item in enumerate(real_fetch(*args, **kw)):  # type: ignore[arg-type]
-            if n == 10:
+        """Ctrl-C once `a` is complete: one reader reads a's pack first, z is half written."""
+        for item in real_fetch(*args, **kw):  # type: ignore[arg-type]
+            if (tmp_path / "out" / "a").exists():
                 raise KeyboardInterrupt
             yield item
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("cairn.restore.restorer.fetch", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            restore(repo, tree_id, tmp_path / "out")
+            restore(repo, tree_id, tmp_path / "out", workers=1)
     assert os.listdir(tmp_path / "out") == ["a"], "no partial file, under any name"
     result = restore(repo, tree_id, tmp_path / "out")
     assert (result.files, result.files_verified) == (2, 1)
