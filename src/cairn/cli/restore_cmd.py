@@ -81,8 +81,8 @@ def _report(ctx: Context, short: str, full: str, result: RestoreResult) -> None:
     out.text(
         f"restored snapshot {short} into {args.target}: {result.files} files "
         f"({result.files_verified} already present and verified), {result.dirs} folders inside "
-        f"the target, {format_size(result.size)} in files, "
-        f"{format_size(result.bytes_written)} written (holes of sparse files not counted)"
+        f"the target, {format_size(result.size)} of file data, "
+        f"{format_size(result.bytes_written)} written to disk (holes left as holes)"
     )
     if result.damaged:
         out.text(f"{len(result.damaged)} damaged in the repository, not restored:")
