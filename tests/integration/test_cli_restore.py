@@ -223,6 +223,11 @@ def test_a_sparse_file_reports_the_bytes_really_written(cairn: Cairn, tmp_path: 
     done = cairn.run("restore", "latest", "--target", str(tmp_path / "t"), "--json").json()
     assert done["size"] == 64 * 1024 * 1024
     assert 100_000 <= done["bytes_written"] < 1024 * 1024
+    folders = [p for p in (tmp_path / "t").rglob("*") if p.is_dir()]
+    assert done["dirs"] == len(folders), "the folders inside the target, the target not counted"
+    human = cairn.run("restore", "latest", "--target", str(tmp_path / "h")).out
+    assert f"{len(folders)} folders inside the target" in human
+    assert "64.0 MiB of file data" in human and "written to disk" in human
 
 
 def test_restore_id_colon_folder_restores_that_folders_contents(
