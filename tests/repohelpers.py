@@ -92,7 +92,8 @@ def assert_consistent(backend: Backend, clock: Clock, tmp: Path) -> None:
     for name in repo.snapshot_names():
         snap = repo.read_snapshot(name)
         target = tmp / f"r{os.urandom(4).hex()}"
-        Restorer(repo, SilentProgress()).run(snap.body.tree, RestoreOptions(target=target))
+        result = Restorer(repo, SilentProgress()).run(snap.body.tree, RestoreOptions(target=target))
+        assert result.damaged == [], "every snapshot restores whole"
         for path in target.iterdir():
             assert path.read_bytes() == EXPECTED[path.name.encode()]
 

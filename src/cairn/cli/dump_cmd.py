@@ -1,26 +1,38 @@
-"""cairn dump: write one file of a snapshot to standard output."""
+"""cairn dump: write one file of a snapshot to standard output, or a folder as a tar or zip."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.cli.filters import add_filter_options, filter_from
-from cairn.format.pack import BlobKind
+from cairn.cli.snapshotpaths import snapshot_path
+from cairn.cli.treepath import lookup
 from cairn.format.tree import Node
 from cairn.repository.repository import Repository
+from cairn.restore.damage import DamagedFiles
+from cairn.restore.dumper import dump_file, dump_tar, dump_zip
+from cairn.restore.fswriter import TargetError
 from cairn.snapshot.select import find_snapshot
-from cairn.snapshot.walk import load_tree
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("dump", parents=[common], help="print one file of a snapshot to stdout")
+    p = sub.add_parser(
+        "dump",
+        parents=[common],
+        help="print one file of a snapshot to stdout, or a folder as a tar (or zip) archive",
+    )
     p.add_argument("snapshot", help="snapshot ID or `latest`")
-    p.add_argument("path", help="absolute path of the file inside the snapshot")
+    p.add_argument("path", help="absolute path of the file or folder inside the snapshot")
+    p.add_argument(
+        "--archive",
+        choices=("tar", "zip"),
+        default="tar",
+        help="the archive format for a folder (default tar)",
+    )
     add_filter_options(p)
     p.set_defaults(run=run)
 
@@ -28,31 +40,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     repo = ctx.open_repository()
     snap = find_snapshot(repo, ctx.args.snapshot, filter_from(ctx.args), ctx.skip_damaged)
-    node = lookup(repo, snap.body.tree, os.fsencode(ctx.args.path))
-    if node.type != "file":
-        raise UsageError(f"{ctx.args.path} is a {node.type}, not a file")
+    path = snapshot_path(ctx.args.path)
+    node = lookup(repo, snap.body.tree, ctx.args.path)
+    if node is None:
+        node = Node(name=b"", type="dir", mode=0o40755, subtree=snap.body.tree)
+    if node.type not in ("file", "dir"):
+        raise UsageError(f"{ctx.args.path} is a {node.type}, not a file or folder")
     out = sys.stdout.buffer
-    for chunk_id in node.content:
-        out.write(repo.fetch_blob(BlobKind.DATA, chunk_id))
-    out.flush()
+    try:
+        _dump(repo, node, path, out, ctx.args.archive)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise TargetError(f"cannot write standard output: {exc.strerror or exc}") from exc
     return 0
 
 
-def lookup(repo: Repository, tree_id: bytes, path: bytes) -> Node:
-    """The node at an absolute path inside a snapshot."""
-    parts = [p for p in path.split(b"/") if p]
-    if not parts:
-        raise UsageError("give the absolute path of a file inside the snapshot")
-    tree: Any = tree_id
-    node: Node | None = None
-    for i, part in enumerate(parts):
-        if tree is None:
-            break
-        found = [n for n in load_tree(repo, tree) if n.name == part]
-        if not found:
-            break
-        node = found[0]
-        tree = node.subtree
-        if i == len(parts) - 1:
-            return node
-    raise UsageError(f"{os.fsdecode(path)} is not in the snapshot")
+def _dump(repo: Repository, node: Node, path: bytes, out: BinaryIO, archive: str) -> None:
+    if node.type == "file":
+        dump_file(repo, path, node, out)
+        return
+    writer = dump_zip if archive == "zip" else dump_tar
+    damaged = writer(repo, node, path.rstrip(b"/") or b"/", out)
+    if damaged:
+        out.flush()
+        raise DamagedFiles(damaged)

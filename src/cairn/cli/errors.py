@@ -56,6 +56,8 @@ from cairn.repository.errors import (
 from cairn.repository.locks import LeaseExpired
 from cairn.repository.prune import PruneRefused, PruneRunning
 from cairn.repository.repair import RepairRefused
+from cairn.restore.damage import DamagedFiles
+from cairn.restore.fswriter import TargetError
 from cairn.restore.restorer import RestoreConflict
 from cairn.server.errors import AuditBroken, BadRequest, DamageFound, NoSuchObject, ServerSetupError
 from cairn.snapshot.retention import PolicyError
@@ -314,6 +316,24 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         RestoreConflict,
         ErrorCode("CAIRN-E017", 17, "restore into an empty folder, or pass --overwrite"),
+    ),
+    (
+        DamagedFiles,
+        ErrorCode(
+            "CAIRN-E023",
+            23,
+            "the repository lost data these files hold; every other file was given back. "
+            "Restore them from another snapshot (`cairn find`) or back them up again",
+        ),
+    ),
+    (
+        TargetError,
+        ErrorCode(
+            "CAIRN-E024",
+            24,
+            "the path named cannot be written (read-only, full, not a folder, permissions): "
+            "fix that, or choose another --target",
+        ),
     ),
     (
         KeyManagementError,

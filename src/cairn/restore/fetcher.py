@@ -5,6 +5,11 @@ by pack and merges neighbours into spans, one storage read each (a full restore 
 in one or two reads instead of one per blob). `fetch` loads, opens and verifies the spans in
 worker threads and hands the plaintexts to the one thread that writes files, through a bounded
 queue: memory stays below workers x MAX_SPAN plus the queue, whatever the snapshot's size.
+
+Lost data is not an error here: a chunk that no index lists is handed back by `plan_reads` as
+missing, and a blob whose bytes fail verification (or whose pack is gone) comes out of `fetch` as
+a `Lost` in place of its plaintext, so the restore can write every file that is intact. Storage
+failures (unreachable, full, refused) still stop the restore.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from cairn.core.errors import IntegrityError
+from cairn.core.errors import FormatError, IntegrityError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.format.pack import BlobKind
 from cairn.repository.errors import ObjectMissing
@@ -44,18 +49,29 @@ class Span:
     blobs: tuple[SpanBlob, ...]
 
 
-def plan_reads(repo: Repository, chunk_ids: Iterable[ChunkId]) -> list[Span]:
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """A blob that cannot be given back, and why."""
+
+    reason: str
+
+
+def plan_reads(
+    repo: Repository, chunk_ids: Iterable[ChunkId], missing: list[ChunkId] | None = None
+) -> list[Span]:
     """The reads that fetch every chunk once, packs in the order the chunks are first needed.
 
-    Raises ObjectMissing for a chunk in no index before anything is read or written.
+    A chunk in no index (or listed as a tree) is appended to `missing`; without that list it
+    raises ObjectMissing (or IntegrityError) before anything is read or written.
     """
     by_pack: dict[ObjectName, dict[ChunkId, Location]] = {}
     for chunk_id in chunk_ids:
         location = repo.index.get(chunk_id)
-        if location is None:
-            raise ObjectMissing(f"chunk {chunk_id.hex()[:8]} is in no index")
-        if location.kind is not BlobKind.DATA:
-            raise IntegrityError(f"chunk {chunk_id.hex()[:8]} is a {location.kind.name}, not data")
+        if location is None or location.kind is not BlobKind.DATA:
+            if missing is None:
+                raise _unusable(chunk_id, location)
+            missing.append(chunk_id)
+            continue
         by_pack.setdefault(location.pack, {})[chunk_id] = location
     spans: list[Span] = []
     for pack, blobs in by_pack.items():
@@ -75,6 +91,12 @@ def plan_reads(repo: Repository, chunk_ids: Iterable[ChunkId]) -> list[Span]:
     return spans
 
 
+def _unusable(chunk_id: ChunkId, location: Location | None) -> IntegrityError:
+    if location is None:
+        return ObjectMissing(f"chunk {chunk_id.hex()[:8]} is in no index")
+    return IntegrityError(f"chunk {chunk_id.hex()[:8]} is a {location.kind.name}, not data")
+
+
 def _span(pack: ObjectName, group: list[tuple[ChunkId, Location]]) -> Span:
     start = group[0][1].offset
     end = max(loc.offset + loc.length for _, loc in group)
@@ -85,10 +107,13 @@ def _span(pack: ObjectName, group: list[tuple[ChunkId, Location]]) -> Span:
 _DONE = object()
 
 
-def fetch(repo: Repository, spans: list[Span], workers: int) -> Iterator[tuple[ChunkId, bytes]]:
-    """Yield (chunk ID, verified plaintext) for every blob of `spans`, read by `workers` threads.
+def fetch(
+    repo: Repository, spans: list[Span], workers: int
+) -> Iterator[tuple[ChunkId, bytes | Lost]]:
+    """Yield (chunk ID, verified plaintext or Lost) for every blob of `spans`, read by `workers`
+    threads.
 
-    The first error of any worker is raised here; the other workers then stop.
+    The first other error of any worker is raised here; the other workers then stop.
     """
     jobs = iter(spans)
     jobs_lock = threading.Lock()
@@ -110,10 +135,8 @@ def fetch(repo: Repository, spans: list[Span], workers: int) -> Iterator[tuple[C
                     span = next(jobs, None)
                 if span is None:
                     return
-                view = memoryview(repo.load_span(span.pack, span.offset, span.length))
-                for blob in span.blobs:
-                    envelope = view[blob.offset : blob.offset + blob.length]
-                    put((blob.chunk_id, repo.open_blob(BlobKind.DATA, blob.chunk_id, envelope)))
+                for item in _read_span(repo, span):
+                    put(item)
         except BaseException as exc:  # handed to the consumer, which raises it
             put(exc)
         finally:
@@ -139,3 +162,23 @@ def fetch(repo: Repository, spans: list[Span], workers: int) -> Iterator[tuple[C
         stop.set()
         for thread in threads:
             thread.join()
+
+
+def _read_span(repo: Repository, span: Span) -> Iterator[tuple[ChunkId, bytes | Lost]]:
+    """The blobs of one span, each opened and verified on its own: one bad blob loses only
+    itself, a missing or short pack every blob of the span."""
+    try:
+        view = memoryview(repo.load_span(span.pack, span.offset, span.length))
+    except (IntegrityError, FormatError) as exc:
+        for blob in span.blobs:
+            yield blob.chunk_id, Lost(str(exc))
+        return
+    for blob in span.blobs:
+        envelope = view[blob.offset : blob.offset + blob.length]
+        if len(envelope) < blob.length:
+            yield blob.chunk_id, Lost(f"pack {span.pack.short()} is shorter than its index says")
+            continue
+        try:
+            yield blob.chunk_id, repo.open_blob(BlobKind.DATA, blob.chunk_id, envelope)
+        except (IntegrityError, FormatError) as exc:
+            yield blob.chunk_id, Lost(str(exc))

@@ -18,13 +18,12 @@ from cairn.format.config import RepoParams
 from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
-from cairn.repository.errors import ObjectMissing
 from cairn.repository.repository import Repository
 from cairn.restore import fetcher
 from cairn.restore.fetcher import fetch, plan_reads
 from cairn.restore.fswriter import SafeTarget
 from cairn.restore.openfiles import OpenFiles
-from cairn.restore.restorer import RestoreOptions, Restorer
+from cairn.restore.restorer import RestoreOptions, Restorer, RestoreResult
 
 SMALL = RepoParams(
     chunk_min=1024, chunk_avg=2048, chunk_max=8192, pack_size=64 * 1024, compression=3
@@ -52,9 +51,9 @@ def commit(repo: Repository, nodes: list[Node]) -> ChunkId:
     return tree_id
 
 
-def restore(repo: Repository, tree_id: ChunkId, target: Path, workers: int = 2) -> None:
+def restore(repo: Repository, tree_id: ChunkId, target: Path, workers: int = 2) -> RestoreResult:
     options = RestoreOptions(target=target, workers=workers)
-    Restorer(repo, SilentProgress()).run(tree_id, options)
+    return Restorer(repo, SilentProgress()).run(tree_id, options)
 
 
 def test_shared_chunks_restore_bit_exact(tmp_path: Path) -> None:
@@ -116,16 +115,24 @@ def test_plan_reads_leaves_wide_gaps_unread(monkeypatch: pytest.MonkeyPatch) -> 
     assert dict(fetch(repo, spans, workers=2)) == {i: expected[i] for i in wanted}
 
 
-def test_missing_chunk_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+def test_a_chunk_in_no_index_loses_only_the_files_that_hold_it(tmp_path: Path) -> None:
     repo = new_repo()
     repo.start_writing()
-    blobs = [os.urandom(2000)]
+    blobs = [os.urandom(2000), os.urandom(3000)]
     ids = store(repo, blobs)
     ghost = ChunkId(bytes(32))
-    tree_id = commit(repo, [file_node(b"ok", ids, blobs), file_node(b"bad", [ghost], [b"x" * 10])])
-    with pytest.raises(ObjectMissing):
-        restore(repo, tree_id, tmp_path / "out")
-    assert not (tmp_path / "out" / "ok").exists()
+    bad = file_node(b"bad", [ids[0], ghost, ids[1]], [blobs[0], b"x" * 10, blobs[1]])
+    tree_id = commit(repo, [file_node(b"ok", ids[:1], blobs[:1]), bad])
+    result = restore(repo, tree_id, tmp_path / "out")
+    assert (tmp_path / "out" / "ok").read_bytes() == blobs[0]
+    assert not (tmp_path / "out" / "bad").exists(), "a damaged file never gets its own name"
+    [damaged] = result.damaged
+    assert (damaged.path, damaged.ranges) == (b"/bad", [(2000, 2010)])
+    assert damaged.saved_as == b"/bad.cairn-damaged"
+    aside = (tmp_path / "out" / "bad.cairn-damaged").read_bytes()
+    assert aside == blobs[0] + bytes(10) + blobs[1], "intact parts kept, the lost range zeroed"
+    assert result.files == 1
+    assert sorted(os.listdir(tmp_path / "out")) == ["bad.cairn-damaged", "ok"]
 
 
 def test_tree_with_wrong_sizes_is_an_integrity_error(tmp_path: Path) -> None:
@@ -141,35 +148,73 @@ def test_tree_with_wrong_sizes_is_an_integrity_error(tmp_path: Path) -> None:
         restore(repo, tree_id, tmp_path / "out")
 
 
-def test_failing_reader_stops_the_restore(tmp_path: Path) -> None:
+def test_a_missing_pack_loses_its_blobs_and_nothing_else(tmp_path: Path) -> None:
     repo = new_repo()
     repo.start_writing()
     blobs = [os.urandom(5000) for _ in range(40)]
     ids = store(repo, blobs)
-    tree_id = commit(repo, [file_node(b"f", ids, blobs)])
+    tree_id = commit(repo, [file_node(b"f", ids, blobs), file_node(b"g", ids[:1], blobs[:1])])
     backend = repo.backend
     assert isinstance(backend, MemoryBackend)
-    packs = sorted({repo.index.get(i).pack for i in ids})  # type: ignore[union-attr]
-    victim = packs[len(packs) // 2]
+    victim = repo.index.get(ids[20]).pack  # type: ignore[union-attr]
+    assert repo.index.get(ids[0]).pack != victim  # type: ignore[union-attr]
     backend.remove(Handle(ObjectKind.PACK, victim.hex))
-    with pytest.raises(ObjectMissing):
-        restore(repo, tree_id, tmp_path / "out", workers=3)
+    result = restore(repo, tree_id, tmp_path / "out", workers=3)
+    lost = [i for i, c in enumerate(ids) if repo.index.get(c).pack == victim]  # type: ignore[union-attr]
+    assert [d.path for d in result.damaged] == [b"/f"]
+    assert result.damaged[0].ranges == [(lost[0] * 5000, (lost[-1] + 1) * 5000)]
+    assert (tmp_path / "out" / "g").read_bytes() == blobs[0]
+    assert not (tmp_path / "out" / "f").exists()
+
+
+def test_an_interrupted_restore_leaves_no_partial_file(tmp_path: Path) -> None:
+    """Stopped mid-file (Ctrl-C), a restore leaves complete files only; a rerun completes."""
+    repo = new_repo()
+    repo.start_writing()
+    small = [os.urandom(1000)]  # below the chunker's minimum: one chunk, as a backup cuts it
+    blobs = [os.urandom(5000) for _ in range(20)]
+    ids = store(repo, blobs)
+    a = file_node(b"a", store(repo, small), small)
+    tree_id = commit(repo, [a, file_node(b"z", ids, blobs)])
+    real_fetch = fetcher.fetch
+
+    def interrupted(*args: object, **kw: object) -> object:
+        """Ctrl-C once `a` is complete: one reader reads a's pack first, z is half written."""
+        for item in real_fetch(*args, **kw):  # type: ignore[arg-type]
+            if (tmp_path / "out" / "a").exists():
+                raise KeyboardInterrupt
+            yield item
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("cairn.restore.restorer.fetch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            restore(repo, tree_id, tmp_path / "out", workers=1)
+    assert os.listdir(tmp_path / "out") == ["a"], "no partial file, under any name"
+    result = restore(repo, tree_id, tmp_path / "out")
+    assert (result.files, result.files_verified) == (2, 1)
+    assert (tmp_path / "out" / "z").read_bytes() == b"".join(blobs)
 
 
 def test_open_files_with_one_descriptor_interleave(tmp_path: Path) -> None:
     """Chunks of many files arriving interleaved are written right with a single open fd."""
     target = SafeTarget(tmp_path / "t")
-    finished: list[tuple[bytes, int]] = []
-    files = OpenFiles(target, lambda c, n, w: finished.append((c[-1], w)), limit=1)
+    finished: list[bytes] = []
+
+    def publish(comps: tuple[bytes, ...], node: Node, damage: object) -> None:
+        assert damage is None
+        target.publish(comps, node)
+        finished.append(comps[-1])
+
+    files = OpenFiles(target, publish, limit=1)
     parts = {name: [os.urandom(100) for _ in range(4)] for name in (b"a", b"b", b"c")}
     numbers = {}
     for name in parts:
         node = Node(name=name, type="file", size=400, content=[ChunkId(bytes(32))] * 4)
-        numbers[name] = files.add((name,), node, replace=False)
+        numbers[name] = files.add((name,), node)
     for index in (3, 0, 2, 1):  # last chunk first: a file reopened keeps what it has
         for name, chunks in parts.items():
             files.write(numbers[name], index * 100, chunks[index])
     files.close_all()
     for name, chunks in parts.items():
         assert (tmp_path / "t" / name.decode()).read_bytes() == b"".join(chunks)
-    assert sorted(finished) == [(b"a", 400), (b"b", 400), (b"c", 400)]
+    assert sorted(finished) == [b"a", b"b", b"c"]
