@@ -230,9 +230,7 @@ def run_cli(
     codes: list[int] = []
     failures: list[BaseException] = []
 
-    def open_backend(
-        location: str, create: bool = False, remote: object = None, upload_limit: object = None
-    ) -> Backend:
+    def open_backend(location: str, create: bool = False, **_options: object) -> Backend:
         assert fs is not None
         path = Path(location)
         return LocalBackend.create(path, fs) if create else LocalBackend(path, fs)

@@ -787,9 +787,10 @@ def test_the_by_design_table_names_real_cases() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="a backup deduplicates against the damaged chunk, which the index still lists, so "
-    "the new snapshot holds the same damage (it exits 0; restore then fails with CAIRN-E021, "
-    "no wrong bytes). Needs `check --repair` (design 13.5, next release) to drop damaged blobs "
-    "from the index, or a backup that verifies the packs it deduplicates against",
+    "the new snapshot holds the same damage (it exits 0; restore then names the damaged files, "
+    "CAIRN-E023, no wrong bytes). `check --repair --read-data` drops damaged blobs from the "
+    "index first (design 13.5); closing it without that needs a backup that verifies the packs "
+    "it deduplicates against",
 )
 def test_a_backup_after_damage_to_a_pack_stores_the_data_again(fixture: Fixture) -> None:
     base = fixture.root / "heal"
