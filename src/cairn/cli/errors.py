@@ -48,7 +48,17 @@ from cairn.repository.locks import LeaseExpired
 from cairn.repository.prune import PruneRefused, PruneRunning
 from cairn.repository.repair import RepairRefused
 from cairn.restore.restorer import RestoreConflict
-from cairn.server.errors import AuditBroken, BadRequest, DamageFound, NoSuchObject, ServerSetupError
+from cairn.server.errors import (
+    AuditBehind,
+    AuditBroken,
+    BadRequest,
+    DamageFound,
+    ListenFailed,
+    NoDataFolder,
+    NoSuchObject,
+    ServerFull,
+    ServerSetupError,
+)
 from cairn.snapshot.retention import PolicyError
 
 EXIT_OK = 0
@@ -112,7 +122,23 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         QuotaExceeded,
         ErrorCode("CAIRN-E065", 65, "forget and prune old snapshots, or ask for a larger quota"),
     ),
+    (
+        NoDataFolder,
+        ErrorCode("CAIRN-E074", 74, "check --data; `cairn server init --data DIR` makes one"),
+    ),
+    (
+        ListenFailed,
+        ErrorCode("CAIRN-E076", 76, "stop what uses the port, or choose another --listen"),
+    ),
+    (
+        ServerFull,
+        ErrorCode("CAIRN-E030", 30, "free space on the disk of the data folder it names"),
+    ),
     (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
+    (
+        AuditBehind,
+        ErrorCode("CAIRN-E077", 77, "the audit log misses changes; see docs/troubleshooting.md"),
+    ),
     (AuditBroken, ErrorCode("CAIRN-E070", 70, "the audit log was tampered with; investigate")),
     (DamageFound, ErrorCode("CAIRN-E020", 20, "the tenant's owner runs check --repair")),
     (BadRequest, ErrorCode("CAIRN-E002", EXIT_USAGE, "see `cairn server ACTION --help`")),

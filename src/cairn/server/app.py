@@ -120,6 +120,7 @@ def create_app(services: Services) -> Starlette:
                 services.alerts.stop()
             services.janitor.stop()
             services.audit.stop()
+            log.info("stopped: %s", services.settings.data)
 
     app = Starlette(
         routes=routes,
