@@ -30,6 +30,18 @@ import blake3
 from cairn.server.db import Database
 
 GENESIS = bytes(32)
+_CHANGES_SINCE = (
+    "SELECT what, at, action, key FROM ("
+    " SELECT 'tenant ' || name || ' created' AS what, created_ms AS at,"
+    "  'create-tenant' AS action, name AS key FROM tenants"
+    " UNION ALL SELECT 'token ' || id || ' issued', created_ms, 'create-token', id FROM tokens"
+    " UNION ALL SELECT 'token ' || id || ' revoked', revoked_ms, 'revoke-token', id FROM tokens"
+    "  WHERE revoked_ms IS NOT NULL"
+    " UNION ALL SELECT 'snapshot ' || name || ' of ' || tenant || ' stored', received_ms, 'write',"
+    "  'snapshots/' || name FROM snapshots"
+    ") WHERE at >= ? ORDER BY at DESC"
+)
+"""Every change the audit log must record, with the action and the word its record holds."""
 log = logging.getLogger("cairn.server")
 
 
@@ -135,23 +147,24 @@ class AuditLog:
             log.error("audit entries could not be written at shutdown: %s", exc)
 
     def behind(self) -> str | None:
-        """The newest change in the database that is newer than the newest audit entry (a
-        record lost, or entries removed from the end), described; None when there is none."""
+        """A change in the database (a tenant, a token issued or revoked, a snapshot stored) at
+        or after the newest audit entry's time that has no record, described; None when there
+        is none. So a record lost (a server killed between a change and its record) or removed
+        from the end shows; older changes are not judged (earlier Cairn did not record the
+        admin CLI's changes)."""
         conn = self._db.read()
         (newest,) = conn.execute("SELECT COALESCE(MAX(at_ms), 0) FROM audit").fetchone()
-        changes = conn.execute(
-            "SELECT what, at FROM ("
-            " SELECT 'tenant ' || name || ' created' AS what, created_ms AS at FROM tenants"
-            " UNION ALL SELECT 'token ' || id || ' issued', created_ms FROM tokens"
-            " UNION ALL SELECT 'token ' || id || ' revoked', revoked_ms FROM tokens"
-            "  WHERE revoked_ms IS NOT NULL"
-            " UNION ALL SELECT 'a snapshot of ' || tenant || ' stored', received_ms FROM snapshots"
-            ") WHERE at > ? ORDER BY at DESC LIMIT 1",
-            (newest,),
-        ).fetchone()
-        if changes is None:
-            return None
-        return f"{changes[0]} at {_show_ms(changes[1])} has no audit record"
+        recorded = {
+            (action, word)
+            for action, target in conn.execute(
+                "SELECT action, target FROM audit WHERE at_ms >= ?", (newest,)
+            )
+            for word in target.split()
+        }
+        for what, at_ms, action, key in conn.execute(_CHANGES_SINCE, (newest,)):
+            if (action, key) not in recorded:
+                return f"{what} at {_show_ms(at_ms)} has no audit record"
+        return None
 
     def verify(self) -> tuple[int, int | None]:
         """(entries checked, the sequence number of the first broken entry or None)."""

@@ -166,7 +166,7 @@ def guard(spec: RouteSpec, services: Services) -> Callable[[Request], Awaitable[
             if isinstance(exc, Unauthenticated | Forbidden | NoSuchObject):
                 services.audit.append(who, None, spec.method, request.url.path, exc.code, address)
             response = error_response(exc, head=head)
-        if not services.audit.written():
+        if spec.rule.scope is not Scope.PUBLIC and not services.audit.written():
             try:
                 await _write_audit(services)
             except ServerError as exc:  # done, but not recorded: not answered as done
