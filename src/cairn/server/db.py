@@ -149,6 +149,8 @@ class Database:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
+                if self._disk_full(exc):
+                    raise DataFolderFull(self.path.parent, exc) from exc
                 raise ServerSetupError(f"cannot open the database {self.path}: {exc}") from exc
             self._local.conn = conn
         return conn
@@ -183,10 +185,20 @@ class Database:
         try:
             yield
         except sqlite3.OperationalError as exc:
-            full = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF == sqlite3.SQLITE_FULL
-            if full and not isinstance(exc, DataFolderFull):
+            if self._disk_full(exc) and not isinstance(exc, DataFolderFull):
                 raise DataFolderFull(self.path.parent, exc) from exc
             raise
+
+    def _disk_full(self, exc: sqlite3.Error) -> bool:
+        """SQLITE_FULL, or an I/O error on a disk with no byte left: SQLite says "disk I/O
+        error" when it cannot make its -shm file, which it does when a database is opened."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code == sqlite3.SQLITE_FULL:
+            return True
+        try:
+            return code == sqlite3.SQLITE_IOERR and os.statvfs(self.path.parent).f_bavail == 0
+        except OSError:
+            return False
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
