@@ -35,8 +35,13 @@ def server_json(data: Path, *args: str) -> dict[str, object]:
     return parsed
 
 
+def make_data_folder(data: Path) -> None:
+    """As `cairn server init` does (done in-process, so these tests also ran before it existed)."""
+    open_services(Settings(data=data))
+
+
 def audit_actions(data: Path) -> list[tuple[str, str]]:
-    entries = open_services(Settings(data=data), create=False).audit.entries(1000)
+    entries = open_services(Settings(data=data)).audit.entries(1000)
     return [(str(e["actor"]), str(e["action"])) for e in reversed(entries)]
 
 
@@ -90,7 +95,7 @@ def test_serve_on_a_port_in_use_fails_before_making_or_saying_anything(tmp_path:
 
 def test_admin_commands_are_audited_with_the_unix_user(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    server_cmd(data, "init")
+    make_data_folder(data)
     server_cmd(data, "tenant", "add", "acme")
     first = server_json(data, "token", "add", "acme", "--role", "backup")
     server_json(data, "token", "add", "acme", "--role", "restore")
@@ -113,9 +118,9 @@ def test_admin_commands_are_audited_with_the_unix_user(tmp_path: Path) -> None:
 
 def test_audit_tells_when_the_log_is_behind_the_database(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    server_cmd(data, "init")
+    make_data_folder(data)
     server_cmd(data, "tenant", "add", "acme")
-    services = open_services(Settings(data=data), create=False)
+    services = open_services(Settings(data=data))
     with services.db.write() as conn:  # the newest record lost
         conn.execute("DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)")
     behind = server_cmd(data, "audit", check=False)
@@ -134,16 +139,16 @@ def test_every_answered_admin_request_survives_kill_9(tmp_path: Path) -> None:
                 assert made.status_code == 201
         server.process.send_signal(signal.SIGKILL)  # nothing buffered may be lost now
         server.process.wait()
-    verified = server_json(server.data, "audit")
-    assert verified["intact"] is True and verified["behind"] is None
     by_api = [action for actor, action in audit_actions(server.data) if actor != f"cli:{USER}"]
     assert by_api == ["create-tenant", "create-token", "create-token"] * 3
+    verified = server_json(server.data, "audit")
+    assert verified["intact"] is True and verified["behind"] is None
 
 
 def test_admin_commands_on_a_full_disk_exit_30_naming_the_folder(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk") as disk:
         data = disk / "data"
-        server_cmd(data, "init")
+        make_data_folder(data)
         server_cmd(data, "tenant", "add", "acme")
         fill(disk / "filler")
         for action in (["tenant", "add", "beta"], ["token", "add", "acme", "--role", "backup"]):
