@@ -156,7 +156,7 @@ def test_admin_commands_on_a_full_disk_exit_30_naming_the_folder(tmp_path: Path)
             assert full.code == 30 and "CAIRN-E030" in full.err, full.err
             assert str(data) in full.err
         (disk / "filler").unlink()
-        assert [t["name"] for t in server_json(data, "tenant", "list")] == ["acme"]  # type: ignore[index]
+        assert [t["name"] for t in server_cmd(data, "tenant", "list", "--json").json()] == ["acme"]
         assert server_json(data, "audit")["entries"] == 2  # nothing half done
 
 

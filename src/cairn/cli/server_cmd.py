@@ -1,7 +1,10 @@
-"""cairn server: run the backup server, and administer it from its own machine.
+"""cairn server: make a data folder, run the backup server, and administer it from its own
+machine.
 
 Administration (tenants, tokens, audit) acts on the server's data folder directly, so it needs
-the machine, not the network; a running server sees the changes at its next request.
+the machine, not the network; a running server sees the changes at its next request. Only `init`
+and `serve` make a data folder. Changes go through the audited admin operations
+(server/adminops.py), recorded as ``cli:<unix user>``; this module parses and presents.
 """
 
 from __future__ import annotations
@@ -44,14 +47,15 @@ DEFAULT_LISTEN = "127.0.0.1:8443"
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    common = _server_options()  # the client's options (repository, password, cache) do not apply
-    p = sub.add_parser("server", parents=[common], help="run or administer a backup server")
+    del common  # the client's options (repository, password, cache) do not apply to a server
+    shared = _server_options()
+    p = sub.add_parser("server", parents=[shared], help="run or administer a backup server")
     _data_option(p)
     p.set_defaults(data=None)
     actions = p.add_subparsers(dest="server_command", metavar="ACTION", required=True)
 
     init = actions.add_parser(
-        "init", parents=[common], help="make a data folder and its certificate (serve does too)"
+        "init", parents=[shared], help="make a data folder and its certificate (serve does too)"
     )
     _data_option(init)
     init.add_argument(
@@ -64,13 +68,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     init.set_defaults(run=run_init)
 
     fingerprint = actions.add_parser(
-        "fingerprint", parents=[common], help="print the server certificate's SHA-256 fingerprint"
+        "fingerprint", parents=[shared], help="print the server certificate's SHA-256 fingerprint"
     )
     _data_option(fingerprint)
     fingerprint.add_argument("--tls-cert", help="this PEM certificate instead of the data folder's")
     fingerprint.set_defaults(run=run_fingerprint)
 
-    serve = actions.add_parser("serve", parents=[common], help="run the server")
+    serve = actions.add_parser("serve", parents=[shared], help="run the server")
     _data_option(serve)
     serve.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default %(default)s)")
     serve.add_argument("--tls-cert", help="PEM certificate (default: self-signed, made once)")
@@ -126,7 +130,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     serve.set_defaults(run=run_serve)
 
     keep = actions.add_parser(
-        "retention", parents=[common], help="set a tenant's server-side retention policy"
+        "retention", parents=[shared], help="set a tenant's server-side retention policy"
     )
     _data_option(keep)
     keep.add_argument("tenant")
@@ -138,34 +142,34 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     keep.add_argument("--clear", action="store_true", help="no server-side retention")
     keep.set_defaults(run=run_retention)
 
-    gc = actions.add_parser("gc", parents=[common], help="run retention and GC now")
+    gc = actions.add_parser("gc", parents=[shared], help="run retention and GC now")
     _data_option(gc)
     gc.add_argument("tenant", nargs="?", help="one tenant (default: all)")
     gc.set_defaults(run=run_gc)
-    scrub = actions.add_parser("scrub", parents=[common], help="re-hash stored objects now")
+    scrub = actions.add_parser("scrub", parents=[shared], help="re-hash stored objects now")
     _data_option(scrub)
     scrub.add_argument("tenant", nargs="?", help="one tenant (default: all)")
     scrub.set_defaults(run=run_scrub)
 
-    tenant = actions.add_parser("tenant", parents=[common], help="manage tenants")
+    tenant = actions.add_parser("tenant", parents=[shared], help="manage tenants")
     tenants = tenant.add_subparsers(dest="tenant_command", metavar="ACTION", required=True)
-    add = tenants.add_parser("add", parents=[common], help="create a tenant")
+    add = tenants.add_parser("add", parents=[shared], help="create a tenant")
     _data_option(add)
     add.add_argument("name")
     add.add_argument("--quota", help="stored bytes allowed, like 50G (default: none)")
     add.set_defaults(run=run_tenant_add)
-    ls = tenants.add_parser("list", parents=[common], help="list tenants and their usage")
+    ls = tenants.add_parser("list", parents=[shared], help="list tenants and their usage")
     _data_option(ls)
     ls.set_defaults(run=run_tenant_list)
-    quota = tenants.add_parser("quota", parents=[common], help="set or clear a quota")
+    quota = tenants.add_parser("quota", parents=[shared], help="set or clear a quota")
     _data_option(quota)
     quota.add_argument("name")
     quota.add_argument("size", help="like 50G, or none")
     quota.set_defaults(run=run_tenant_quota)
 
-    token = actions.add_parser("token", parents=[common], help="manage tokens")
+    token = actions.add_parser("token", parents=[shared], help="manage tokens")
     tokens = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    issue = tokens.add_parser("add", parents=[common], help="issue a token (shown once)")
+    issue = tokens.add_parser("add", parents=[shared], help="issue a token (shown once)")
     _data_option(issue)
     issue.add_argument("tenant", nargs="?", help="the tenant (omit for --role server-admin)")
     issue.add_argument("--role", required=True, choices=[r.value for r in Role])
@@ -176,16 +180,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="refuse the token after this long, e.g. 90d, 12h, 2w (default: never)",
     )
     issue.set_defaults(run=run_token_add)
-    tls = tokens.add_parser("list", parents=[common], help="list tokens (never their secrets)")
+    tls = tokens.add_parser("list", parents=[shared], help="list tokens (never their secrets)")
     _data_option(tls)
     tls.set_defaults(run=run_token_list)
-    revoke = tokens.add_parser("revoke", parents=[common], help="revoke a token at once")
+    revoke = tokens.add_parser("revoke", parents=[shared], help="revoke a token at once")
     _data_option(revoke)
     revoke.add_argument("id", help="the token's ID (the part after cairn_)")
     revoke.set_defaults(run=run_token_revoke)
 
     jobs = actions.add_parser(
-        "jobs", parents=[common], help="the latest result agents reported for each job"
+        "jobs", parents=[shared], help="the latest result agents reported for each job"
     )
     _data_option(jobs)
     jobs.add_argument("tenant", nargs="?", help="one tenant (default: all)")
@@ -197,7 +201,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     jobs.set_defaults(run=run_jobs)
 
-    audit = actions.add_parser("audit", parents=[common], help="check the audit log's chain")
+    audit = actions.add_parser("audit", parents=[shared], help="check the audit log's chain")
     _data_option(audit)
     audit.set_defaults(run=run_audit)
 
