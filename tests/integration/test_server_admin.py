@@ -209,3 +209,26 @@ def test_init_against_a_server_prints_the_fingerprint_it_pinned(tmp_path: Path) 
                 said = client.run("init", env=env).out
                 assert f"certificate (SHA-256 {shown}) is pinned" in said
                 assert "cairn server fingerprint" in said
+
+
+def test_a_running_server_on_a_full_disk_refuses_until_it_can_record(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "8m") as disk, running_server(disk / "data") as server:
+        owner = server_json(server.data, "tenant", "add", "acme")["admin_token"]
+        headers = {"authorization": f"Bearer {owner}"}
+        with httpx.Client(base_url=server.url, verify=False, headers=headers) as http:
+            assert http.get("/v1/t/acme/keys/").status_code == 200
+            fill(disk / "filler")
+            for _ in range(3):  # the old audit thread died at the first failure, for good
+                refused = http.get("/v1/t/acme/keys/")
+                assert refused.status_code == 507, refused.text
+            seen = server_cmd(server.data, "audit", "--json")
+            assert seen.json()["disk_full"] is True
+            assert "cannot write its audit log" in server_cmd(server.data, "audit").out
+            (disk / "filler").unlink()
+            assert http.get("/v1/t/acme/keys/").status_code == 200
+        verified = server_json(server.data, "audit")
+        assert verified["intact"] is True and verified["behind"] is None
+        assert verified["disk_full"] is False
+        lists = [a for a in audit_actions(server.data) if a[1] == "list"]
+        assert len(lists) == 3  # before, the first refused one (it was done), after
+        assert "the audit log cannot be written" in server.log()

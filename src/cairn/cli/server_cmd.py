@@ -524,9 +524,21 @@ def run_audit(ctx: Context) -> int:
     services = _services(ctx)
     count, broken = services.audit.verify()
     behind = services.audit.behind() if broken is None else None
+    full = _disk_full(services.settings.data)
     ctx.output.json(
-        {"entries": count, "intact": broken is None, "first_broken": broken, "behind": behind}
+        {
+            "entries": count,
+            "intact": broken is None,
+            "first_broken": broken,
+            "behind": behind,
+            "disk_full": full,
+        }
     )
+    if full:
+        ctx.output.text(
+            f"warning: the disk of {services.settings.data} is full: a running server cannot "
+            "write its audit log, so it refuses every request until space is freed"
+        )
     if broken is not None:
         raise AuditBroken(
             f"the audit log's chain breaks at entry {broken}: it was edited or entries removed"
@@ -542,6 +554,13 @@ def run_audit(ctx: Context) -> int:
         "is newer than the newest entry"
     )
     return 0
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _quota(text: str | None) -> int | None:
