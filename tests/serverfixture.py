@@ -67,6 +67,7 @@ def running_server(
     port = port or free_port()
     data.mkdir(parents=True, exist_ok=True)
     args = ["server", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}", *extra]
+    args.append("--access-log")  # tests read the request lines (server.log) to see what was asked
     if not tls:
         args.append("--insecure-http")
     env = {**os.environ, "PYTHONPATH": str(SRC)}

@@ -59,7 +59,17 @@ from cairn.repository.repair import RepairRefused
 from cairn.restore.damage import DamagedFiles
 from cairn.restore.fswriter import TargetError
 from cairn.restore.restorer import RestoreConflict
-from cairn.server.errors import AuditBroken, BadRequest, DamageFound, NoSuchObject, ServerSetupError
+from cairn.server.errors import (
+    AuditBehind,
+    AuditBroken,
+    BadRequest,
+    DamageFound,
+    ListenFailed,
+    NoDataFolder,
+    NoSuchObject,
+    ServerFull,
+    ServerSetupError,
+)
 from cairn.snapshot.retention import PolicyError
 
 EXIT_OK = 0
@@ -216,7 +226,23 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         GarbledAnswer,
         ErrorCode("CAIRN-E106", 106, "check the address points at the storage server, not a proxy"),
     ),
+    (
+        NoDataFolder,
+        ErrorCode("CAIRN-E074", 74, "check --data; `cairn server init --data DIR` makes one"),
+    ),
+    (
+        ListenFailed,
+        ErrorCode("CAIRN-E076", 76, "stop what uses the port, or choose another --listen"),
+    ),
+    (
+        ServerFull,
+        ErrorCode("CAIRN-E030", 30, "free space on the disk of the data folder it names"),
+    ),
     (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
+    (
+        AuditBehind,
+        ErrorCode("CAIRN-E077", 77, "the audit log misses changes; see docs/troubleshooting.md"),
+    ),
     (AuditBroken, ErrorCode("CAIRN-E070", 70, "the audit log was tampered with; investigate")),
     (
         DamageFound,

@@ -45,9 +45,33 @@ def run(ctx: Context) -> int:
         ctx.output.text(
             "the passphrase is empty: anyone who can read the storage can read the data"
         )
-    ctx.output.json({"repository_id": repo.repo_id.hex(), "location": backend.location()})
+    pinned = _pinned_fingerprint(ctx)
+    if pinned is not None:
+        ctx.output.text(
+            f"the server's certificate (SHA-256 {pinned}) is pinned: compare it with what "
+            "`cairn server fingerprint` shows on the server"
+        )
+    ctx.output.json(
+        {
+            "repository_id": repo.repo_id.hex(),
+            "location": backend.location(),
+            "server_fingerprint": pinned,
+        }
+    )
     repo.close()
     return 0
+
+
+def _pinned_fingerprint(ctx: Context) -> str | None:
+    """The certificate fingerprint a cairns:// location is now pinned to (None elsewhere): a
+    first connection pins silently, so say which certificate was trusted."""
+    if not ctx.location.startswith("cairns://"):
+        return None
+    from cairn.backends.remote import KnownServers, parse_address  # httpx: server locations only
+
+    remote = ctx.remote_credentials()
+    pinned = KnownServers(remote.known_servers).get(parse_address(ctx.location))
+    return pinned or remote.fingerprint
 
 
 def _pack_size(text: str) -> int:

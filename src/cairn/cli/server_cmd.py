@@ -1,16 +1,24 @@
-"""cairn server: run the backup server, and administer it from its own machine.
+"""cairn server: make a data folder, run the backup server, and administer it from its own
+machine.
 
 Administration (tenants, tokens, audit) acts on the server's data folder directly, so it needs
-the machine, not the network; a running server sees the changes at its next request.
+the machine, not the network; a running server sees the changes at its next request. Only `init`
+and `serve` make a data folder. Changes go through the audited admin operations
+(server/adminops.py), recorded as ``cli:<unix user>``; this module parses and presents.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import os
+import pwd
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +28,15 @@ from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.core.addresses import is_loopback
 from cairn.core.units import format_size, parse_duration, parse_size
+from cairn.server.adminops import Actor
 from cairn.server.auth import Role
-from cairn.server.errors import AuditBroken, DamageFound
+from cairn.server.errors import (
+    AuditBehind,
+    AuditBroken,
+    DamageFound,
+    ListenFailed,
+    ServerSetupError,
+)
 from cairn.server.retention import PERIODS, parse_policy
 
 if TYPE_CHECKING:  # the server stack (Starlette, Prometheus, x509) loads in the handlers only
@@ -32,18 +47,43 @@ DEFAULT_LISTEN = "127.0.0.1:8443"
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("server", parents=[common], help="run or administer a backup server")
+    del common  # the client's options (repository, password, cache) do not apply to a server
+    shared = _server_options()
+    p = sub.add_parser("server", parents=[shared], help="run or administer a backup server")
     _data_option(p)
     p.set_defaults(data=None)
     actions = p.add_subparsers(dest="server_command", metavar="ACTION", required=True)
 
-    serve = actions.add_parser("serve", parents=[common], help="run the server")
+    init = actions.add_parser(
+        "init", parents=[shared], help="make a data folder and its certificate (serve does too)"
+    )
+    _data_option(init)
+    init.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a host name or address clients use, for the self-signed certificate (repeatable)",
+    )
+    init.set_defaults(run=run_init)
+
+    fingerprint = actions.add_parser(
+        "fingerprint", parents=[shared], help="print the server certificate's SHA-256 fingerprint"
+    )
+    _data_option(fingerprint)
+    fingerprint.add_argument("--tls-cert", help="this PEM certificate instead of the data folder's")
+    fingerprint.set_defaults(run=run_fingerprint)
+
+    serve = actions.add_parser("serve", parents=[shared], help="run the server")
     _data_option(serve)
     serve.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default %(default)s)")
     serve.add_argument("--tls-cert", help="PEM certificate (default: self-signed, made once)")
     serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
     serve.add_argument(
         "--insecure-http", action="store_true", help="plain HTTP; refused beyond loopback"
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log one JSON line per request on stderr"
     )
     serve.add_argument("--max-uploads", type=int, default=16, help="uploads in memory at once")
     serve.add_argument("--max-object", default="64M", help="largest object accepted (%(default)s)")
@@ -90,7 +130,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     serve.set_defaults(run=run_serve)
 
     keep = actions.add_parser(
-        "retention", parents=[common], help="set a tenant's server-side retention policy"
+        "retention", parents=[shared], help="set a tenant's server-side retention policy"
     )
     _data_option(keep)
     keep.add_argument("tenant")
@@ -102,34 +142,34 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     keep.add_argument("--clear", action="store_true", help="no server-side retention")
     keep.set_defaults(run=run_retention)
 
-    gc = actions.add_parser("gc", parents=[common], help="run retention and GC now")
+    gc = actions.add_parser("gc", parents=[shared], help="run retention and GC now")
     _data_option(gc)
     gc.add_argument("tenant", nargs="?", help="one tenant (default: all)")
     gc.set_defaults(run=run_gc)
-    scrub = actions.add_parser("scrub", parents=[common], help="re-hash stored objects now")
+    scrub = actions.add_parser("scrub", parents=[shared], help="re-hash stored objects now")
     _data_option(scrub)
     scrub.add_argument("tenant", nargs="?", help="one tenant (default: all)")
     scrub.set_defaults(run=run_scrub)
 
-    tenant = actions.add_parser("tenant", parents=[common], help="manage tenants")
+    tenant = actions.add_parser("tenant", parents=[shared], help="manage tenants")
     tenants = tenant.add_subparsers(dest="tenant_command", metavar="ACTION", required=True)
-    add = tenants.add_parser("add", parents=[common], help="create a tenant")
+    add = tenants.add_parser("add", parents=[shared], help="create a tenant")
     _data_option(add)
     add.add_argument("name")
     add.add_argument("--quota", help="stored bytes allowed, like 50G (default: none)")
     add.set_defaults(run=run_tenant_add)
-    ls = tenants.add_parser("list", parents=[common], help="list tenants and their usage")
+    ls = tenants.add_parser("list", parents=[shared], help="list tenants and their usage")
     _data_option(ls)
     ls.set_defaults(run=run_tenant_list)
-    quota = tenants.add_parser("quota", parents=[common], help="set or clear a quota")
+    quota = tenants.add_parser("quota", parents=[shared], help="set or clear a quota")
     _data_option(quota)
     quota.add_argument("name")
     quota.add_argument("size", help="like 50G, or none")
     quota.set_defaults(run=run_tenant_quota)
 
-    token = actions.add_parser("token", parents=[common], help="manage tokens")
+    token = actions.add_parser("token", parents=[shared], help="manage tokens")
     tokens = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    issue = tokens.add_parser("add", parents=[common], help="issue a token (shown once)")
+    issue = tokens.add_parser("add", parents=[shared], help="issue a token (shown once)")
     _data_option(issue)
     issue.add_argument("tenant", nargs="?", help="the tenant (omit for --role server-admin)")
     issue.add_argument("--role", required=True, choices=[r.value for r in Role])
@@ -140,16 +180,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="refuse the token after this long, e.g. 90d, 12h, 2w (default: never)",
     )
     issue.set_defaults(run=run_token_add)
-    tls = tokens.add_parser("list", parents=[common], help="list tokens (never their secrets)")
+    tls = tokens.add_parser("list", parents=[shared], help="list tokens (never their secrets)")
     _data_option(tls)
     tls.set_defaults(run=run_token_list)
-    revoke = tokens.add_parser("revoke", parents=[common], help="revoke a token at once")
+    revoke = tokens.add_parser("revoke", parents=[shared], help="revoke a token at once")
     _data_option(revoke)
     revoke.add_argument("id", help="the token's ID (the part after cairn_)")
     revoke.set_defaults(run=run_token_revoke)
 
     jobs = actions.add_parser(
-        "jobs", parents=[common], help="the latest result agents reported for each job"
+        "jobs", parents=[shared], help="the latest result agents reported for each job"
     )
     _data_option(jobs)
     jobs.add_argument("tenant", nargs="?", help="one tenant (default: all)")
@@ -161,9 +201,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     jobs.set_defaults(run=run_jobs)
 
-    audit = actions.add_parser("audit", parents=[common], help="check the audit log's chain")
+    audit = actions.add_parser("audit", parents=[shared], help="check the audit log's chain")
     _data_option(audit)
     audit.set_defaults(run=run_audit)
+
+
+def _server_options() -> argparse.ArgumentParser:
+    """The global options that apply to `cairn server` (accepted before and after the action)."""
+    shared = argparse.ArgumentParser(add_help=False)
+    g = shared.add_argument_group("global options")
+    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    g.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print less"
+    )
+    return shared
 
 
 def _data_option(parser: argparse.ArgumentParser) -> None:
@@ -202,17 +253,25 @@ def _settings(ctx: Context) -> Settings:
 
 
 def _services(ctx: Context) -> Services:
+    """The services of an existing data folder: only serve and init make one (NoDataFolder)."""
     from cairn.server.app import open_services  # see _settings
 
-    return open_services(_settings(ctx))
+    return open_services(_settings(ctx), create=False)
+
+
+def _actor() -> Actor:
+    """Who runs an admin command, for the audit log: ``cli:<unix user>``."""
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no name (a container): the number says who
+        user = str(os.getuid())
+    return Actor(f"cli:{user}", "local")
 
 
 def run_serve(ctx: Context) -> int:
-    import uvicorn  # the server's own dependency: a client never loads it
-
-    from cairn.server.app import create_app, open_services
-    from cairn.server.deadlines import deadline_protocol  # imports uvicorn too
-    from cairn.server.tls import fingerprint
+    """Bind first, then make what is missing (data folder, certificate), then announce: a port in
+    use fails with E076 before anything is written or said."""
+    from cairn.server.app import open_services
 
     settings = _settings(ctx)
     if not ctx.args.client_timeout > 0:
@@ -224,34 +283,80 @@ def run_serve(ctx: Context) -> int:
             f"refusing plain HTTP on {host}: tokens would cross the network in the clear; "
             "drop --insecure-http (a self-signed certificate is made for you)"
         )
+    if bool(ctx.args.tls_cert) != bool(ctx.args.tls_key):
+        raise UsageError("give both --tls-cert and --tls-key, or neither")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    services = open_services(settings)
-    for tenant in services.tenants.all():
-        services.tenants.recount(tenant)
-    tls: dict[str, str] = {}
-    if not ctx.args.insecure_http:
-        cert, key = _certificate(ctx, settings, host)
-        tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-        ctx.output.text(f"certificate fingerprint (SHA-256): {fingerprint(cert)}")
-    scheme = "cairn" if ctx.args.insecure_http else "cairns"
-    ctx.output.text(f"serving {settings.data} at {scheme}://{ctx.args.listen}/TENANT")
-    uvicorn.run(
+    requests = logging.getLogger("cairn.server.requests")
+    requests.setLevel(logging.INFO if ctx.args.access_log else logging.WARNING)
+    with _bound(host, port) as listener:
+        services = open_services(settings)
+        for tenant in services.tenants.all():
+            services.tenants.recount(tenant)
+        tls: dict[str, str] = {}
+        if not ctx.args.insecure_http:
+            cert, key = _certificate(ctx, settings, [host])
+            tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+            ctx.output.text(f"certificate fingerprint (SHA-256): {_fingerprint(cert)}")
+        scheme = "cairn" if ctx.args.insecure_http else "cairns"
+        where = _shown_address(listener)
+        ctx.output.text(f"serving {settings.data} at {scheme}://{where}/TENANT")
+        _run_uvicorn(ctx, services, listener, tls)
+    return 0
+
+
+def _run_uvicorn(
+    ctx: Context, services: Services, listener: socket.socket, tls: dict[str, str]
+) -> None:
+    import uvicorn  # the server's own dependency: a client never loads it
+
+    from cairn.server.app import create_app
+    from cairn.server.deadlines import deadline_protocol  # imports uvicorn too
+
+    config = uvicorn.Config(
         create_app(services),
-        host=host,
-        port=port,
         log_level="warning",
         timeout_keep_alive=30,
         limit_concurrency=512,
         http=deadline_protocol(ctx.args.client_timeout),
         **tls,  # type: ignore[arg-type]
     )
-    return 0
+    uvicorn.Server(config).run(sockets=[listener])
 
 
-def _certificate(ctx: Context, settings: Settings, host: str) -> tuple[Path, Path]:
-    if bool(ctx.args.tls_cert) != bool(ctx.args.tls_key):
-        raise UsageError("give both --tls-cert and --tls-key, or neither")
-    if ctx.args.tls_cert:
+@contextlib.contextmanager
+def _bound(host: str, port: int) -> Iterator[socket.socket]:
+    """The listening socket, made before anything is announced or written (ListenFailed)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        raise ListenFailed(f"cannot listen on {host}:{port}: {_why_not_bound(exc)}") from exc
+    with listener:
+        yield listener
+
+
+def _why_not_bound(exc: OSError) -> str:
+    reasons = {
+        errno.EADDRINUSE: "another program (or another cairn server) uses that port; stop it, "
+        "or choose another port with --listen",
+        errno.EADDRNOTAVAIL: "this machine has no such address; use one of its own, or 0.0.0.0",
+        errno.EACCES: "ports below 1024 need root (or CAP_NET_BIND_SERVICE); choose a port "
+        "above 1023",
+    }
+    return reasons.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def _shown_address(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _certificate(ctx: Context, settings: Settings, hosts: list[str]) -> tuple[Path, Path]:
+    if getattr(ctx.args, "tls_cert", None):
         return Path(ctx.args.tls_cert), Path(ctx.args.tls_key)
     from cairn.server.tls import make_self_signed  # cryptography's x509: the server's alone
 
@@ -259,24 +364,68 @@ def _certificate(ctx: Context, settings: Settings, host: str) -> tuple[Path, Pat
     cert, key = folder / "cert.pem", folder / "key.pem"
     if not cert.exists():
         folder.mkdir(mode=0o700, exist_ok=True)
-        names = [] if host in ("0.0.0.0", "::", "") else [host]  # noqa: S104 (a name, not a bind)
-        make_self_signed(cert, key, names)
+        any_address = ("0.0.0.0", "::", "")  # noqa: S104 (names, not a bind)
+        make_self_signed(cert, key, [h for h in hosts if h not in any_address])
         ctx.output.text(f"made a self-signed certificate in {folder}")
     return cert, key
 
 
+def _fingerprint(cert: Path) -> str:
+    from cairn.server.tls import fingerprint  # see _certificate
+
+    return fingerprint(cert)
+
+
+def run_init(ctx: Context) -> int:
+    """Make a data folder (0700, server.db 0600) and its self-signed certificate, and show the
+    fingerprint clients pin; on an existing data folder, change nothing and show it again."""
+    from cairn.server.app import init_data_folder
+
+    settings = _settings(ctx)
+    made = init_data_folder(settings.data)
+    cert, _key = _certificate(ctx, settings, ctx.args.name)
+    shown = _fingerprint(cert)
+    if made:
+        ctx.output.text(f"made a server data folder at {settings.data}")
+    else:
+        ctx.output.text(f"{settings.data} is already a server data folder; nothing changed")
+    ctx.output.text(f"certificate fingerprint (SHA-256): {shown}")
+    ctx.output.text(f"next: cairn server tenant add NAME --data {settings.data}")
+    ctx.output.json({"data": str(settings.data), "created": made, "fingerprint": shown})
+    return 0
+
+
+def run_fingerprint(ctx: Context) -> int:
+    """What a client pins: give it to users, who can set CAIRN_SERVER_FINGERPRINT before their
+    first connection, or compare it with what `cairn init` printed."""
+    if ctx.args.tls_cert:
+        cert = Path(ctx.args.tls_cert)
+    else:
+        settings = _settings(ctx)
+        _services(ctx)  # a mistyped --data is refused like everywhere else
+        cert = settings.data / "tls" / "cert.pem"
+        if not cert.exists():
+            raise ServerSetupError(
+                f"{settings.data} has no certificate yet ({cert}): `cairn server init` or "
+                "`cairn server serve` makes one; with --tls-cert, give that file here too"
+            )
+    shown = _fingerprint(cert)
+    ctx.output.text(shown)
+    ctx.output.json({"certificate": str(cert), "fingerprint": shown})
+    return 0
+
+
 def _listen(text: str) -> tuple[str, int]:
+    """HOST:PORT; port 0 picks a free port (the serving line shows which)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise UsageError(f"--listen {text!r}: use HOST:PORT, like 127.0.0.1:8443")
     return host.strip("[]"), int(port)
 
 
 def run_tenant_add(ctx: Context) -> int:
-    services = _services(ctx)
     quota = _quota(ctx.args.quota)
-    tenant = services.tenants.create(ctx.args.name, quota)
-    token = services.tokens.issue(Role.TENANT_ADMIN, tenant.name, "made with the tenant")
+    tenant, token = _services(ctx).admin.create_tenant(_actor(), ctx.args.name, quota)
     ctx.output.text(f"tenant {tenant.name} created; quota: {_show_quota(quota)}")
     ctx.output.text(f"tenant-admin token (shown once; run `cairn init` with it): {token}")
     ctx.output.json({"tenant": tenant.name, "quota": quota, "admin_token": str(token)})
@@ -293,7 +442,7 @@ def run_tenant_list(ctx: Context) -> int:
 
 def run_tenant_quota(ctx: Context) -> int:
     quota = None if ctx.args.size == "none" else _quota(ctx.args.size)
-    _services(ctx).tenants.set_quota(ctx.args.name, quota)
+    _services(ctx).admin.set_quota(_actor(), ctx.args.name, quota)
     ctx.output.text(f"quota of {ctx.args.name}: {_show_quota(quota)}")
     ctx.output.json({"tenant": ctx.args.name, "quota": quota})
     return 0
@@ -305,7 +454,8 @@ def run_token_add(ctx: Context) -> int:
     if (role is Role.SERVER_ADMIN) == (tenant is not None):
         raise UsageError("a server-admin token has no tenant; every other role needs one")
     expires_ms = _expiry(ctx.args.expires) if ctx.args.expires else None
-    token = _services(ctx).tokens.issue(role, tenant, ctx.args.label, expires_ms)
+    admin = _services(ctx).admin
+    token = admin.issue_token(_actor(), role, tenant, ctx.args.label, expires_ms)
     ctx.output.text(f"{role.value} token{f' for {tenant}' if tenant else ''} (shown once): {token}")
     if expires_ms is not None:
         ctx.output.text(f"it expires at {_show_time(expires_ms)}")
@@ -362,22 +512,55 @@ def run_token_list(ctx: Context) -> int:
 
 
 def run_token_revoke(ctx: Context) -> int:
-    _services(ctx).tokens.revoke(ctx.args.id)
+    _services(ctx).admin.revoke_token(_actor(), ctx.args.id)
     ctx.output.text(f"token {ctx.args.id} revoked")
     ctx.output.json({"revoked": ctx.args.id})
     return 0
 
 
 def run_audit(ctx: Context) -> int:
+    """Verify the chain (E070 when broken), then that no change in the database is newer than
+    the newest entry (E077: records lost, or entries removed from the end)."""
     services = _services(ctx)
     count, broken = services.audit.verify()
-    ctx.output.json({"entries": count, "intact": broken is None, "first_broken": broken})
+    behind = services.audit.behind() if broken is None else None
+    full = _disk_full(services.settings.data)
+    ctx.output.json(
+        {
+            "entries": count,
+            "intact": broken is None,
+            "first_broken": broken,
+            "behind": behind,
+            "disk_full": full,
+        }
+    )
+    if full:
+        ctx.output.text(
+            f"warning: the disk of {services.settings.data} is full: a running server cannot "
+            "write its audit log, so it refuses every request until space is freed"
+        )
     if broken is not None:
         raise AuditBroken(
             f"the audit log's chain breaks at entry {broken}: it was edited or entries removed"
         )
-    ctx.output.text(f"audit log intact: {count} entries, every hash chains")
+    if behind is not None:
+        raise AuditBehind(
+            f"the audit log is behind the database: {behind} (the chain of its {count} entries "
+            "is intact). Records were lost (an older Cairn, or the server killed before it "
+            "answered) or entries were removed from the end"
+        )
+    ctx.output.text(
+        f"audit log intact: {count} entries, every hash chains, and no change in the database "
+        "is newer than the newest entry"
+    )
     return 0
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _quota(text: str | None) -> int | None:
@@ -397,13 +580,13 @@ def run_retention(ctx: Context) -> int:
     services = _services(ctx)
     args = ctx.args
     if args.clear:
-        services.tenants.set_retention(args.tenant, None)
+        services.admin.set_retention(_actor(), args.tenant, None)
         ctx.output.text(f"{args.tenant}: no server-side retention")
         ctx.output.json({"tenant": args.tenant, "retention": None})
         return 0
     periods = {p: getattr(args, f"keep_{p}") for p in PERIODS}
     policy = parse_policy(args.keep_within, **periods)
-    services.tenants.set_retention(args.tenant, policy)
+    services.admin.set_retention(_actor(), args.tenant, policy)
     ctx.output.text(f"{args.tenant}: keep {policy.describe()} (by arrival, per uploading token)")
     ctx.output.json({"tenant": args.tenant, "retention": policy.describe()})
     return 0

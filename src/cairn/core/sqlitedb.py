@@ -13,14 +13,18 @@ from cairn.core.errors import CairnError
 
 @contextlib.contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taken at once (BEGIN IMMEDIATE), rolled back on any exception."""
+    """One write transaction, taken at once (BEGIN IMMEDIATE), rolled back on any exception,
+    a failed COMMIT included."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # A COMMIT that fails (a full disk) may leave the transaction open; left so, every later
+        # BEGIN on this connection would fail ("within a transaction") until a restart.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def migrate(

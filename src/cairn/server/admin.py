@@ -1,4 +1,5 @@
-"""Health, the protocol description, a tenant's usage, and the server-admin API."""
+"""Health, the protocol description, a tenant's usage, and the server-admin API (whose changes
+are made, and audited, by server/adminops.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ JSON_LIMIT = 64 * 1024
 
 
 async def health(call: Call) -> Response:
+    """503 while the audit log cannot be written: the server refuses every operation then."""
+    failure = call.services.audit.failure
+    if failure is not None:
+        body = {"status": "failing", "version": __version__, "audit": "cannot be written"}
+        return JSONResponse(body, status_code=503)
     return JSONResponse({"status": "ok", "version": __version__})
 
 
@@ -43,9 +49,8 @@ async def create_tenant(call: Call) -> Response:
     quota = body.get("quota")
     if not isinstance(name, str) or not (quota is None or isinstance(quota, int)):
         raise BadRequest('send {"name": "...", "quota": bytes or null}')
-    tenant = await run_in_threadpool(call.services.tenants.create, name, quota)
-    token = await run_in_threadpool(call.services.tokens.issue, Role.TENANT_ADMIN, name, "init")
-    call.audit("create-tenant", name)
+    admin = call.services.admin
+    tenant, token = await run_in_threadpool(admin.create_tenant, call.actor, name, quota)
     return JSONResponse(
         {"name": tenant.name, "quota": tenant.quota, "admin_token": str(token)}, status_code=201
     )
@@ -57,8 +62,7 @@ async def set_quota(call: Call) -> Response:
     if not (quota is None or (isinstance(quota, int) and quota >= 0)):
         raise BadRequest('send {"quota": bytes or null}')
     name = call.request.path_params["tenant"]
-    await run_in_threadpool(call.services.tenants.set_quota, name, quota)
-    call.audit("set-quota", f"{name} {quota}")
+    await run_in_threadpool(call.services.admin.set_quota, call.actor, name, quota)
     return Response(status_code=204)
 
 
@@ -80,8 +84,8 @@ async def create_token(call: Call) -> Response:
         raise BadRequest("expires_s must be a positive whole number of seconds")
     expires_ms = None if expires_s is None else int(time.time() * 1000) + expires_s * 1000
     tenant = call.request.path_params["tenant"]
-    token = await run_in_threadpool(call.services.tokens.issue, role, tenant, label, expires_ms)
-    call.audit("create-token", f"{tenant} {role.value} {token.id}")
+    admin = call.services.admin
+    token = await run_in_threadpool(admin.issue_token, call.actor, role, tenant, label, expires_ms)
     return JSONResponse(
         {
             "id": token.id,
@@ -100,8 +104,7 @@ async def list_tokens(call: Call) -> Response:
 
 async def revoke_token(call: Call) -> Response:
     token_id = call.request.path_params["id"]
-    await run_in_threadpool(call.services.tokens.revoke, token_id)
-    call.audit("revoke-token", token_id)
+    await run_in_threadpool(call.services.admin.revoke_token, call.actor, token_id)
     return Response(status_code=204)
 
 

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
@@ -20,7 +22,7 @@ from cairn.server.auth import TokenStore
 from cairn.server.chunktable import ChunkTable
 from cairn.server.context import Services, Settings
 from cairn.server.db import Database
-from cairn.server.errors import NoSuchObject, ServerError, ServerSetupError
+from cairn.server.errors import NoDataFolder, NoSuchObject, ServerError, ServerSetupError
 from cairn.server.janitor import Janitor
 from cairn.server.jobresults import JobResults
 from cairn.server.lockowners import LockOwners
@@ -30,28 +32,36 @@ from cairn.server.routes import ROUTES, error_response, guard
 from cairn.server.tenants import TenantStore
 
 log = logging.getLogger("cairn.server")
+DATABASE = "server.db"
 
 
-def open_services(settings: Settings) -> Services:
-    """Open (or make) the data folder and everything that lives in it."""
-    try:
-        (settings.data / "tenants").mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise ServerSetupError(f"cannot use {settings.data} as the data folder: {exc}") from exc
-    db = Database(settings.data / "server.db")
+def open_services(settings: Settings, *, create: bool = True) -> Services:
+    """Open the data folder and everything that lives in it. With `create` (serve, init, tests)
+    a missing data folder is made; without it (every other admin command) a folder that is not
+    a data folder is refused, so a mistyped --data does not make a new, empty server."""
+    if create:
+        init_data_folder(settings.data)
+    elif not (settings.data / DATABASE).is_file():
+        raise NoDataFolder(
+            f"{settings.data} is not a Cairn server's data folder (it has no {DATABASE}): check "
+            f"--data, or make one with `cairn server init --data {settings.data}`"
+        )
+    db = Database(settings.data / DATABASE)
     tenants = TenantStore(db, settings.data / "tenants")
     arrivals = Arrivals(db)
     lock_owners = LockOwners(db)
     jobs = JobResults(db)
     chunks = ChunkTable(db)
+    tokens = TokenStore(db)
+    audit = AuditLog(db)
     return Services(
         settings=settings,
         db=db,
-        tokens=TokenStore(db),
+        tokens=tokens,
         tenants=tenants,
         arrivals=arrivals,
         lock_owners=lock_owners,
-        audit=AuditLog(db),
+        audit=audit,
         janitor=Janitor(
             db,
             tenants,
@@ -67,8 +77,23 @@ def open_services(settings: Settings) -> Services:
         if settings.notify is None
         else JobAlerts.from_file(settings.notify, settings.data / "alerts.json", jobs, tenants),
         chunks=chunks,
+        admin=AdminOps(db, tenants, tokens, audit),
         uploads=threading.BoundedSemaphore(settings.max_uploads),
     )
+
+
+def init_data_folder(data: Path) -> bool:
+    """Make `data` a server data folder: the folder (0700), `tenants/`, and the database (0600).
+    Returns False when it already was one (nothing is changed then)."""
+    existed = (data / DATABASE).is_file()
+    try:
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (data / "tenants").mkdir(exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ServerSetupError(f"cannot use {data} as the data folder: {exc}") from exc
+    if not existed:
+        Database(data / DATABASE).close()
+    return not existed
 
 
 def create_app(services: Services) -> Starlette:
@@ -76,7 +101,6 @@ def create_app(services: Services) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services.audit.start()
         tenants = services.tenants
         threading.Thread(
             target=services.chunks.warm,
@@ -96,6 +120,7 @@ def create_app(services: Services) -> Starlette:
                 services.alerts.stop()
             services.janitor.stop()
             services.audit.stop()
+            log.info("stopped: %s", services.settings.data)
 
     app = Starlette(
         routes=routes,

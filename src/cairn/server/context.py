@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.requests import Request
 
 from cairn.backends.local import LocalBackend
+from cairn.server.adminops import Actor, AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
@@ -56,6 +57,7 @@ class Services:
     metrics: Metrics
     jobs: JobResults
     chunks: ChunkTable
+    admin: AdminOps
     alerts: JobAlerts | None = None
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
@@ -86,7 +88,13 @@ class Call:
     def backend(self) -> LocalBackend:
         return self.services.tenants.backend(self.tenant)
 
+    @property
+    def actor(self) -> Actor:
+        """Who does an admin operation through this request: the token's ID and the address."""
+        return Actor(self.who.token_id, self.address)
+
     def audit(self, action: str, target: str, outcome: str = "ok") -> None:
+        """Record what this request did; the route table writes it before the answer goes out."""
         actor = self.principal.token_id if self.principal is not None else "-"
         tenant = self.tenant_or_none.name if self.tenant_or_none is not None else None
         self.services.audit.append(actor, tenant, action, target, outcome, self.address)

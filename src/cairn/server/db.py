@@ -9,6 +9,7 @@ while a writer commits.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cairn.core.sqlitedb import immediate, migrate
-from cairn.server.errors import ServerSetupError
+from cairn.server.errors import DataFolderFull, ServerSetupError
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: tenants, tokens, usage, received snapshots, audit log
@@ -127,12 +128,16 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 class Database:
-    """The server's SQLite database at `path`, migrated to the newest schema on open."""
+    """The server's SQLite database at `path`, migrated to the newest schema on open.
+
+    A new database file is made 0600 (SQLite gives its -wal and -shm files the same mode): it
+    holds token hashes and tenant names, which are no one else's business on the machine."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        _create_private(path)
         self._migrate()
 
     def _connect(self) -> sqlite3.Connection:
@@ -144,26 +149,69 @@ class Database:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
+                if self._disk_full(exc):
+                    raise DataFolderFull(self.path.parent, exc) from exc
                 raise ServerSetupError(f"cannot open the database {self.path}: {exc}") from exc
             self._local.conn = conn
         return conn
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (serialised in this process; SQLite serialises the rest)."""
+        """One write transaction (serialised in this process; SQLite serialises the rest).
+
+        Nested in another `write` of the same thread, it joins that transaction, so an admin
+        operation and its audit record commit together or not at all (server/adminops.py). A full
+        disk is raised as DataFolderFull."""
         conn = self._connect()
-        with self._write_lock, immediate(conn):
+        if getattr(self._local, "writing", False):
             yield conn
+            return
+        with self._full_disk_typed(), self._write_lock, immediate(conn):
+            self._local.writing = True
+            try:
+                yield conn
+            finally:
+                self._local.writing = False
 
     def read(self) -> sqlite3.Connection:
         return self._connect()
 
     def _migrate(self) -> None:
-        with self._write_lock:
+        with self._full_disk_typed(), self._write_lock:
             migrate(self._connect(), MIGRATIONS, self.path, ServerSetupError)
+
+    @contextmanager
+    def _full_disk_typed(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if self._disk_full(exc) and not isinstance(exc, DataFolderFull):
+                raise DataFolderFull(self.path.parent, exc) from exc
+            raise
+
+    def _disk_full(self, exc: sqlite3.Error) -> bool:
+        """SQLITE_FULL, or an I/O error on a disk with no byte left: SQLite says "disk I/O
+        error" when it cannot make its -shm file, which it does when a database is opened."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code == sqlite3.SQLITE_FULL:
+            return True
+        try:
+            return code == sqlite3.SQLITE_IOERR and os.statvfs(self.path.parent).f_bavail == 0
+        except OSError:
+            return False
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _create_private(path: Path) -> None:
+    """An empty file is an empty SQLite database; made here, it is 0600 whatever the umask."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ServerSetupError(f"cannot make the database {path}: {exc}") from exc

@@ -13,13 +13,19 @@ ServerError
 ├── Throttled           429  too many failed logins from this address
 ├── QuotaExceeded       507  the tenant's quota would be passed
 ├── ServerFull          507  the server's disk is full
+│   └── DataFolderFull  507  … found by the server's database (also an sqlite3.OperationalError)
 └── Overloaded          503  too many requests at once; retry after a moment
 ServerSetupError             the server cannot start (its data folder, database, certificate)
+├── NoDataFolder             --data names no server data folder (only serve and init make one)
+└── ListenFailed             serve cannot bind its address (in use, not this machine's, no right)
+AuditBehind                  the database holds changes newer than the audit log's last entry
 ```
 """
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any, ClassVar
 
 from cairn.core.errors import CairnError
@@ -86,12 +92,44 @@ class ServerFull(ServerError):
     status, code = 507, "CAIRN-E030"
 
 
+class DataFolderFull(ServerFull, sqlite3.OperationalError):
+    """SQLite found the disk of the data folder full ("database or disk is full").
+
+    Still an `sqlite3.OperationalError`, so code that tolerates a failed database write (the
+    chunk table, which is rebuilt later) goes on tolerating it; everything else gets a typed error
+    that the CLI maps to CAIRN-E030 and the routes answer with 507. The folder is in the message
+    for the administrator, never in the answer to a client."""
+
+    def __init__(self, folder: Path, cause: BaseException) -> None:
+        super().__init__(f"the server's data folder {folder} is on a full disk: {cause}")
+        self.folder = folder
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": "the server's disk is full; try again later"}
+
+
 class Overloaded(ServerError):
     status, code = 503, "CAIRN-E066"
 
 
 class ServerSetupError(CairnError):
     """The server cannot start: its data folder, database or certificate is unusable."""
+
+
+class NoDataFolder(ServerSetupError):
+    """--data names a folder that is not a server data folder: a typing mistake must not make a
+    new, empty server (only `serve` and `init` create one)."""
+
+
+class ListenFailed(ServerSetupError):
+    """`serve` could not bind its address: in use, not an address of this machine, or a port
+    below 1024 without the right to it. Nothing was announced or made."""
+
+
+class AuditBehind(CairnError):
+    """The database holds a change (a tenant, a token, a snapshot's arrival) made after the audit
+    log's newest entry: records were lost (a server older than this check, or a kill in between)
+    or entries were removed from the end."""
 
 
 class AuditBroken(CairnError):

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -161,14 +162,22 @@ def guard(spec: RouteSpec, services: Services) -> Callable[[Request], Awaitable[
         started = time.monotonic()
         address = request.client.host if request.client is not None else "-"
         who = "-"
+        head = request.method == "HEAD"
         try:
+            if spec.rule.scope is not Scope.PUBLIC and services.audit.failure is not None:
+                await _write_audit(services)  # still failing: refuse what could not be recorded
             call = _authorised_call(spec, request, services, address)
             who = call.principal.token_id if call.principal is not None else "-"
             response = await spec.handler(call)
         except ServerError as exc:
             if isinstance(exc, Unauthenticated | Forbidden | NoSuchObject):
                 services.audit.append(who, None, spec.method, request.url.path, exc.code, address)
-            response = error_response(exc, head=request.method == "HEAD")
+            response = error_response(exc, head=head)
+        if spec.rule.scope is not Scope.PUBLIC and not services.audit.written():
+            try:
+                await _write_audit(services)
+            except ServerError as exc:  # done, but not recorded: not answered as done
+                response = error_response(exc, head=head)
         services.metrics.observe(spec.path, spec.method, response.status_code, started)
         log_request(
             spec.method, spec.path, request.url.path, response.status_code, started, who, address
@@ -176,6 +185,17 @@ def guard(spec: RouteSpec, services: Services) -> Callable[[Request], Awaitable[
         return response
 
     return endpoint
+
+
+async def _write_audit(services: Services) -> None:
+    """Write every pending audit entry before answering (server/audit.py); why not becomes the
+    answer: 507 for a full disk, 500 for anything else."""
+    try:
+        await run_in_threadpool(services.audit.write_through)
+    except ServerError:
+        raise
+    except Exception as exc:
+        raise ServerError("the server cannot write its audit log; see its log") from exc
 
 
 def _authorised_call(spec: RouteSpec, request: Request, services: Services, address: str) -> Call:

@@ -1,0 +1,94 @@
+"""The server's admin operations: the one place that changes tenants, tokens, quotas and
+retention policies, each with its audit record.
+
+The admin API (server/admin.py), the admin CLI (`cairn server tenant|token|retention …`) and
+the coming console are thin callers of this module: they parse and present, it changes. Each
+operation makes its change and writes its audit record in one database transaction, so a change
+without its record cannot be committed (a full disk refuses both) and a record cannot claim a
+change that was rolled back. Whoever asks is an `Actor`: the token ID for the API,
+``cli:<unix user>`` for the CLI.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from cairn.server.audit import AuditLog
+from cairn.server.auth import IssuedToken, Role, TokenStore
+from cairn.server.db import Database
+from cairn.server.retention import ServerPolicy
+from cairn.server.tenants import Tenant, TenantStore
+
+FIRST_LABEL = "made with the tenant"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who performs an admin operation, as the audit log records it."""
+
+    name: str
+    address: str = "-"
+
+
+class AdminOps:
+    """Audited changes to tenants, tokens, quotas and retention (see the module docstring)."""
+
+    def __init__(
+        self, db: Database, tenants: TenantStore, tokens: TokenStore, audit: AuditLog
+    ) -> None:
+        self._db = db
+        self._tenants = tenants
+        self._tokens = tokens
+        self._audit = audit
+
+    def create_tenant(
+        self, actor: Actor, name: str, quota: int | None
+    ) -> tuple[Tenant, IssuedToken]:
+        """A new tenant and its first tenant-admin token (shown once, by the caller)."""
+        with self._db.write() as conn:
+            tenant = self._tenants.create(name, quota)
+            token = self._tokens.issue(Role.TENANT_ADMIN, tenant.name, FIRST_LABEL)
+            self._record(conn, actor, name, "create-tenant", f"{name} quota={quota}")
+            self._record(conn, actor, name, "create-token", f"{Role.TENANT_ADMIN.value} {token.id}")
+        return tenant, token
+
+    def set_quota(self, actor: Actor, name: str, quota: int | None) -> None:
+        with self._db.write() as conn:
+            self._tenants.set_quota(name, quota)
+            self._record(conn, actor, name, "set-quota", f"{name} {quota}")
+
+    def set_retention(self, actor: Actor, name: str, policy: ServerPolicy | None) -> None:
+        with self._db.write() as conn:
+            self._tenants.set_retention(name, policy)
+            shown = policy.describe() if policy is not None else "none"
+            self._record(conn, actor, name, "set-retention", f"{name} {shown}")
+
+    def issue_token(
+        self,
+        actor: Actor,
+        role: Role,
+        tenant: str | None,
+        label: str = "",
+        expires_ms: int | None = None,
+    ) -> IssuedToken:
+        with self._db.write() as conn:
+            token = self._tokens.issue(role, tenant, label, expires_ms)
+            target = f"{tenant or '-'} {role.value} {token.id}"
+            self._record(conn, actor, tenant, "create-token", target)
+        return token
+
+    def revoke_token(self, actor: Actor, token_id: str) -> None:
+        with self._db.write() as conn:
+            self._tokens.revoke(token_id)
+            self._record(conn, actor, None, "revoke-token", token_id)
+
+    def _record(
+        self,
+        conn: sqlite3.Connection,
+        actor: Actor,
+        tenant: str | None,
+        action: str,
+        target: str,
+    ) -> None:
+        self._audit.record(conn, actor.name, tenant, action, target, actor.address)
