@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -255,10 +255,12 @@ def seaweed_s3(root: Path) -> Iterator[SeaweedS3]:
 class CuttingRelay:
     """A TCP relay on a free loopback port to `target_port`. It counts the bytes sent upstream
     (`sent`) and downstream (`received`); once `cut_after_sent` / `cut_after_received` bytes
-    have passed it closes every connection and refuses new ones until `heal`."""
+    have passed it closes every connection and refuses new ones until `heal`. With `tls`, it
+    terminates TLS with that context (an HTTPS front for a plain-HTTP server)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, tls: ssl.SSLContext | None = None) -> None:
         self.target_port = target_port
+        self.tls = tls
         self.sent = 0
         self.received = 0
         self.cut_after_sent: int | None = None
@@ -276,11 +278,11 @@ class CuttingRelay:
     def cut(self) -> None:
         with self._lock:
             self.broken = True
-            for s in self._sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            self._sockets.clear()
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
 
     def heal(self) -> None:
         with self._lock:
@@ -299,18 +301,32 @@ class CuttingRelay:
                 client, _ = self._listener.accept()
             except (TimeoutError, OSError):
                 continue
-            with self._lock:
-                if self.broken:
-                    client.close()
-                    continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        client.settimeout(None)
+        with self._lock:
+            broken = self.broken
+        if broken:
+            client.close()
+            return
+        try:
+            if self.tls is not None:
+                client = self.tls.wrap_socket(client, server_side=True)
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._sockets += [client, upstream]
+        sending = threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True)
+        sending.start()
+        self._pump(upstream, client, False)
+        sending.join()
+        with self._lock:
+            self._sockets = [s for s in self._sockets if s not in (client, upstream)]
+        client.close()
+        upstream.close()
 
     def _count(self, upstream_bound: bool, size: int) -> bool:
         """Count `size` bytes; True when the relay must cut now."""
@@ -323,24 +339,16 @@ class CuttingRelay:
                 limit, seen = self.cut_after_received, self.received
             return self.broken or (limit is not None and seen >= limit)
 
-    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(client, selectors.EVENT_READ, (upstream, True))
-        selector.register(upstream, selectors.EVENT_READ, (client, False))
+    def _pump(self, source: socket.socket, target: socket.socket, upstream_bound: bool) -> None:
         try:
-            while not self._stop.is_set():
-                for key, _ in selector.select(timeout=0.2):
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
-                        return
-                    target, upstream_bound = key.data
-                    if self._count(upstream_bound, len(data)):
-                        self.cut()
-                        return
-                    target.sendall(data)
+            while data := source.recv(65536):
+                if self._count(upstream_bound, len(data)):
+                    self.cut()
+                    return
+                target.sendall(data)
         except OSError:
             return
         finally:
-            selector.close()
-            client.close()
-            upstream.close()
+            for s in (source, target):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)

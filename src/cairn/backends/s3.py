@@ -180,6 +180,7 @@ class S3Backend:
         multipart_above: int = MULTIPART_ABOVE,
         part_size: int = PART_SIZE,
         conditional: bool = True,
+        page_size: int = 1000,
     ) -> None:
         self._where = where
         self._connections = connections
@@ -189,18 +190,34 @@ class S3Backend:
         self._multipart_above = multipart_above
         self._part_size = part_size
         self._conditional = conditional
+        self._page_size = page_size
 
     @classmethod
     def open(cls, where: S3Location, **options: Any) -> S3Backend:
         """A backend for `where`, after one listing request that proves the bucket exists and the
         credentials work (so a wrong key or bucket is named before any work starts)."""
         backend = cls(where, **options)
-        backend._call(
-            lambda: backend._client.list_objects_v2(
-                Bucket=where.bucket, Prefix=where.folder(ObjectKind.CONFIG), MaxKeys=1
-            ),
-            None,
-        )
+        try:
+            page = backend._call(
+                lambda: backend._client.list_objects_v2(
+                    Bucket=where.bucket, Prefix=where.folder(ObjectKind.CONFIG), MaxKeys=1
+                ),
+                None,
+            )
+        except NotFound as exc:  # a missing bucket is NoSuchBucket; a bare 404 is no S3 server
+            backend.close()
+            raise GarbledAnswer(
+                f"{where.endpoint} answered a bucket listing with a bare 404: is it an S3 server?"
+            ) from exc
+        except BackendError:
+            backend.close()
+            raise
+        if "Name" not in page and "KeyCount" not in page:
+            backend.close()
+            raise GarbledAnswer(
+                f"{where.endpoint} answered a bucket listing with something that is not S3 (a web "
+                "page, a proxy?): check the address"
+            )
         return backend
 
     @property
@@ -436,7 +453,11 @@ class S3Backend:
         the whole listing ListingIncomplete, never a shorter one."""
         folder = self._where.folder(kind)
         infos: list[ObjectInfo] = []
-        options: dict[str, Any] = {"Bucket": self._where.bucket, "Prefix": folder}
+        options: dict[str, Any] = {
+            "Bucket": self._where.bucket,
+            "Prefix": folder,
+            "MaxKeys": self._page_size,
+        }
         while True:
             page = self._list_page(kind, options)
             for item in page.get("Contents", []):
