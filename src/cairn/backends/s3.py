@@ -36,6 +36,7 @@ import boto3
 import botocore.exceptions
 import urllib3.exceptions
 from botocore.config import Config
+from botocore.parsers import ResponseParserError
 
 from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
 from cairn.backends.contract import CONFIG_NAME, check_handle, read_span
@@ -523,7 +524,7 @@ class S3Backend:
                 f"no usable S3 credentials for {self._where}: {exc} (set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
-        except botocore.exceptions.ResponseParserError as exc:
+        except ResponseParserError as exc:
             raise GarbledAnswer(
                 f"{self._where.endpoint} answered something that is not S3: {exc}"
             ) from exc
