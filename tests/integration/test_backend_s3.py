@@ -113,7 +113,7 @@ def test_access_denied_is_e031(seaweed: SeaweedS3, tmp_path: Path) -> None:
 
 def test_plain_http_to_another_host_is_refused(tmp_path: Path) -> None:
     tool = Cairn("s3:http://192.0.2.1:9000/bucket/repo", cache=tmp_path / "c")
-    code, err = cli_error(tool, tool.env(), "init")
+    _code, err = cli_error(tool, tool.env(), "init")
     assert "loopback only" in err and "s3:https://" in err
 
 

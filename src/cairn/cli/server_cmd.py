@@ -87,6 +87,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="HOURS",
         help="condemned data waits at least this long before it is deleted",
     )
+    serve.add_argument(
+        "--storage",
+        metavar="LOCATION",
+        help="keep the tenants' objects there, like s3:https://HOST/BUCKET/PREFIX (the "
+        "database stays in --data; recorded there at first use; default: the data folder)",
+    )
     serve.set_defaults(run=run_serve)
 
     keep = actions.add_parser(
@@ -198,6 +204,7 @@ def _settings(ctx: Context) -> Settings:
         gc_grace_ms=int(getattr(ctx.args, "gc_grace", 0.0) * 3600 * 1000),
         notify=Path(notify).expanduser().resolve() if notify else None,
         backup_releases_locks=bool(getattr(ctx.args, "backup_releases_locks", False)),
+        storage=getattr(ctx.args, "storage", None),
     )
 
 
@@ -210,7 +217,7 @@ def _services(ctx: Context) -> Services:
 def run_serve(ctx: Context) -> int:
     import uvicorn  # the server's own dependency: a client never loads it
 
-    from cairn.server.app import create_app, open_services
+    from cairn.server.app import create_app, open_services, probe_storage
     from cairn.server.deadlines import deadline_protocol  # imports uvicorn too
     from cairn.server.tls import fingerprint
 
@@ -226,6 +233,7 @@ def run_serve(ctx: Context) -> int:
         )
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     services = open_services(settings)
+    probe_storage(services)
     for tenant in services.tenants.all():
         services.tenants.recount(tenant)
     tls: dict[str, str] = {}
@@ -234,7 +242,8 @@ def run_serve(ctx: Context) -> int:
         tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         ctx.output.text(f"certificate fingerprint (SHA-256): {fingerprint(cert)}")
     scheme = "cairn" if ctx.args.insecure_http else "cairns"
-    ctx.output.text(f"serving {settings.data} at {scheme}://{ctx.args.listen}/TENANT")
+    where = services.tenants.storage_location("tenants") or settings.data
+    ctx.output.text(f"serving {where} at {scheme}://{ctx.args.listen}/TENANT")
     uvicorn.run(
         create_app(services),
         host=host,
