@@ -10,9 +10,10 @@ default profile files); a custom CA from AWS_CA_BUNDLE.
 Objects are laid out as ``PREFIX/config`` and ``PREFIX/KIND/NAME``. An S3 PUT is atomic: a
 listing never shows a half-written object, and a multipart upload shows nothing until it is
 completed. A save sends ``If-None-Match: *`` so the server itself refuses to replace an object
-(AWS since 2024, Ceph RGW, SeaweedFS since 3.97); an answer of 412 is then compared with what is
+(AWS since 2024, Ceph RGW, SeaweedFS since 2025); an answer of 412 is then compared with what is
 stored (same bytes: done; other bytes: AlreadyExists). A server that does not implement the
-header (501) is remembered and answered with HEAD + compare instead.
+header (501) is remembered and answered with HEAD + compare instead; one that silently ignores it
+is caught by the capability probe (backends/probe.py).
 
 Objects larger than `multipart_above` go up in parts of `part_size` bytes. A save first looks for
 an unfinished upload of the same object (a broken earlier attempt, in this process or another):
