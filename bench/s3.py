@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from storageservers import S3_BUCKET, SeaweedS3  # noqa: E402
+from storageservers import S3_BUCKET, SeaweedS3
 
 
 def corpus(root: Path, size_mib: int) -> Path:
@@ -56,23 +56,38 @@ def main() -> None:
     server.start()
     rows: list[tuple[str, float, float | None]] = []
     try:
-        base = {**os.environ, **server.env(), "CAIRN_PASSWORD": "bench", "CAIRN_KDF": "t=1,m=64,p=1"}
+        base = {
+            **os.environ,
+            **server.env(),
+            "CAIRN_PASSWORD": "bench",
+            "CAIRN_KDF": "t=1,m=64,p=1",
+        }
         cairn = [sys.executable, "-m", "cairn.cli.main"]
         for name, repo in (
             ("cairn, local folder", str(work / "local-repo")),
             ("cairn, s3", server.location(prefix="cairn")),
         ):
-            env = {**base, "CAIRN_REPOSITORY": repo, "CAIRN_CACHE_DIR": str(work / f"cache-{len(rows)}")}
+            env = {
+                **base,
+                "CAIRN_REPOSITORY": repo,
+                "CAIRN_CACHE_DIR": str(work / f"cache-{len(rows)}"),
+            }
             subprocess.run([*cairn, "init"], env=env, check=True, capture_output=True)
             backup = timed([*cairn, "backup", "--no-cache", str(src)], env)
             out = work / f"restore-{len(rows)}"
             restore = timed([*cairn, "restore", "latest", "--target", str(out)], env)
             rows.append((name, backup, restore))
         if shutil.which("restic"):
-            env = {**base, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": f"s3:{server.endpoint}/{S3_BUCKET}/restic"}
+            env = {
+                **base,
+                "RESTIC_PASSWORD": "bench",
+                "RESTIC_REPOSITORY": f"s3:{server.endpoint}/{S3_BUCKET}/restic",
+            }
             subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
             backup = timed(["restic", "backup", str(src)], env)
-            restore = timed(["restic", "restore", "latest", "--target", str(work / "restic-out")], env)
+            restore = timed(
+                ["restic", "restore", "latest", "--target", str(work / "restic-out")], env
+            )
             rows.append(("restic, s3", backup, restore))
         if shutil.which("rclone"):
             env = {
@@ -90,7 +105,11 @@ def main() -> None:
         server.stop()
     print(f"| {options.size_mib} MiB corpus | backup s | restore s |\n|---|---|---|")
     for name, backup, restore in rows:
-        print(f"| {name} | {backup:.1f} | {restore:.1f} |" if restore else f"| {name} | {backup:.1f} | – |")
+        print(
+            f"| {name} | {backup:.1f} | {restore:.1f} |"
+            if restore
+            else f"| {name} | {backup:.1f} | – |"
+        )
     shutil.rmtree(work, ignore_errors=True)
 
 

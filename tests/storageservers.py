@@ -70,8 +70,9 @@ class SeaweedS3:
     (and every gRPC port, which SeaweedFS would otherwise put at port + 10000) chosen free.
     Identities: an administrator, and a reader that may only read and list."""
 
-    def __init__(self, root: Path, volume_size_mb: int = 64) -> None:
+    def __init__(self, root: Path, volume_size_mb: int = 64, volumes: int = 200) -> None:
         self.root = root
+        self.volumes = volumes
         self.data = root / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.volume_size_mb = volume_size_mb
@@ -147,7 +148,7 @@ class SeaweedS3:
             "-s3.port.lance=0",
             "-master.telemetry=false",
             f"-master.volumeSizeLimitMB={self.volume_size_mb}",
-            "-volume.max=200",
+            f"-volume.max={self.volumes}",
             "-metricsPort=0",
         ]
         with (self.root / "weed.log").open("ab") as log:

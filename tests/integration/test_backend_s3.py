@@ -10,7 +10,7 @@ import pytest
 from clitools import Cairn, manifest
 from test_cli_roundtrip import make_tree
 
-from storageservers import S3_BUCKET, SeaweedS3
+from storageservers import S3_BUCKET, SeaweedS3, missing_server, weed_binary
 
 
 def s3_cairn(seaweed: SeaweedS3, tmp_path: Path, location: str | None = None) -> Cairn:
@@ -200,3 +200,27 @@ def test_odd_answers_have_their_codes(
         assert got == code, err
     finally:
         server.close()
+
+
+def test_a_full_store_fails_the_backup_cleanly(tmp_path: Path) -> None:
+    """SeaweedFS with one volume of 1 MiB: full after a few objects. It answers a bare 500
+    InternalError, so the client retries and reports E033; no snapshot is left behind, and what
+    is stored stays consistent."""
+    store = SeaweedS3(tmp_path / "weed", volume_size_mb=1, volumes=1)
+    if weed_binary() is None:
+        missing_server("SeaweedFS")
+    store.start()
+    try:
+        tool = Cairn(store.location(prefix="full"), cache=tmp_path / "cache")
+        env = tool.env(**store.env())
+        tool.run("init", env=env)
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "big.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+        failed = tool.run("backup", str(src), check=False, env=env)
+        assert failed.code == 33 and "CAIRN-E033" in failed.err, failed.err
+        assert "Traceback" not in failed.err
+        assert tool.run("snapshots", "--json", env=env).json() == []
+        tool.run("check", env=env)
+    finally:
+        store.stop()
