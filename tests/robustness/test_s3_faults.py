@@ -188,3 +188,15 @@ def test_the_server_killed_mid_upload_then_the_retry_completes(s3_env: SeaweedS3
     assert backend.load(handle) == data
     assert uploads(s3_env, backend.where.key(handle)) == []
     backend.close()
+
+
+def test_abandoned_uploads_under_the_prefix_are_aborted(s3_env: SeaweedS3) -> None:
+    where = parse_location(s3_env.location(prefix=s3_env.fresh_prefix()))
+    backend = S3Backend.open(where)
+    key = backend.where.key(handle_for(ObjectKind.PACK, b"never finished"))
+    s3_env.client().create_multipart_upload(Bucket=S3_BUCKET, Key=key)
+    assert backend.abort_abandoned_uploads() == 0, "a fresh upload may still be running"
+    assert len(uploads(s3_env, key)) == 1
+    assert backend.abort_abandoned_uploads(older_than=-60) == 1
+    assert uploads(s3_env, key) == []
+    backend.close()

@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
@@ -66,6 +67,8 @@ MULTIPART_ABOVE = 16 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 """Bytes per part (S3 wants at least 5 MiB for every part but the last)."""
 DEFAULT_REGION = "us-east-1"
+ABANDONED_AFTER_S = 24 * 3600.0
+"""Unfinished multipart uploads older than this are aborted when a backend is opened."""
 _LOGIN_CODES = frozenset(
     {
         "InvalidAccessKeyId",
@@ -220,7 +223,36 @@ class S3Backend:
                 f"{where.endpoint} answered a bucket listing with something that is not S3 (a web "
                 "page, a proxy?): check the address"
             )
+        backend.abort_abandoned_uploads()
         return backend
+
+    def abort_abandoned_uploads(self, older_than: float = ABANDONED_AFTER_S) -> int:
+        """Abort the unfinished multipart uploads under the prefix that the server says started
+        more than `older_than` seconds ago (against this machine's clock: a day's margin covers
+        any skew). A process that died mid-upload left them; when its object's bytes are never
+        sent again (a repository seals each new pack afresh), nothing resumes them, yet the store
+        keeps and bills their parts. Best effort: a key without the right to list or abort
+        uploads changes nothing. Returns how many were aborted."""
+        prefix = f"{self._where.prefix}/" if self._where.prefix else ""
+        try:
+            page = self._call(
+                lambda: self._client.list_multipart_uploads(
+                    Bucket=self._where.bucket, Prefix=prefix
+                ),
+                None,
+            )
+            now = datetime.now(UTC)
+            old = [
+                (str(u["Key"]), str(u["UploadId"]))
+                for u in page.get("Uploads", [])
+                if isinstance(u.get("Initiated"), datetime)
+                and (now - u["Initiated"]).total_seconds() > older_than
+            ]
+            for key, upload_id in old:
+                self._abort(key, upload_id)
+        except BackendError:
+            return 0
+        return len(old)
 
     @property
     def capabilities(self) -> Capabilities:
