@@ -224,3 +224,31 @@ def test_a_full_store_fails_the_backup_cleanly(tmp_path: Path) -> None:
         tool.run("check", env=env)
     finally:
         store.stop()
+
+
+def test_a_backup_cut_off_from_the_store_fails_cleanly_and_the_next_succeeds(
+    seaweed: SeaweedS3, tmp_path: Path
+) -> None:
+    from storageservers import CuttingRelay
+
+    relay = CuttingRelay(seaweed.port)
+    try:
+        location = seaweed.location(prefix=seaweed.fresh_prefix(), port=relay.port)
+        tool = Cairn(location, cache=tmp_path / "cache")
+        env = run_env(seaweed, tool)
+        tool.run("init", env=env)
+        src = tmp_path / "src"
+        src.mkdir()
+        for i in range(4):
+            (src / f"f{i}.bin").write_bytes(os.urandom(5 * 1024 * 1024))
+        relay.cut_after_sent = relay.sent + 7 * 1024 * 1024  # in the middle of the uploads
+        failed = tool.run("backup", str(src), check=False, env=env)
+        assert failed.code == 33 and "CAIRN-E033" in failed.err, failed.err
+        relay.heal()
+        assert tool.run("snapshots", "--json", env=env).json() == []
+        tool.run("backup", str(src), env=env)
+        tool.run("restore", "latest", "--target", str(tmp_path / "out"), env=env)
+        assert manifest(tmp_path / "out" / src.relative_to("/")) == manifest(src)
+        tool.run("check", "--read-data", env=env)
+    finally:
+        relay.close()
