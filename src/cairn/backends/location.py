@@ -2,9 +2,10 @@
 
 Supported: a plain path or ``local:/path`` (a LocalBackend); ``cairns://host:port/tenant`` (a
 RemoteBackend on a Cairn server, TLS, certificate pinned on first use) and ``cairn://`` on
-loopback only (no TLS), both wrapped to retry transient failures for a fixed time; and
-``memory:`` (a new, empty MemoryBackend on every call, so it suits tests only: nothing outlives
-the process). With an
+loopback only (no TLS), both wrapped to retry transient failures for a fixed time;
+``s3:https://host/bucket/prefix`` (an S3Backend, credentials from the AWS variables and profile
+files, also retried); and ``memory:`` (a new, empty MemoryBackend on every call, so it suits
+tests only: nothing outlives the process). With an
 upload limit, saves pass through one token bucket (inside the retries, so a retried upload pays
 again for the bytes it sends again).
 """
@@ -24,7 +25,7 @@ from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.backends.wrappers.retrying import DEFAULT_RETRY_FOR, RetryingBackend
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
-_SUPPORTED = "local paths, cairns://HOST:PORT/TENANT, memory:"
+_SUPPORTED = "local paths, cairns://HOST:PORT/TENANT, s3:https://HOST/BUCKET[/PREFIX], memory:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,8 @@ def open_backend(
         return _limited(MemoryBackend(), bucket)
     if location.startswith(("cairn://", "cairns://")):
         return RetryingBackend(_limited(_open_remote(location, remote), bucket), retry_for)
+    if location.startswith("s3:"):
+        return RetryingBackend(_limited(_open_s3(location), bucket), retry_for)
     path = _local_path(location)
     if create:
         return _limited(LocalBackend.create(path), bucket)
@@ -131,6 +134,13 @@ def _open_remote(location: str, remote: RemoteCredentials | None) -> Backend:
         )
     known = KnownServers(remote.known_servers)
     return RemoteBackend(address, remote.token, known, remote.fingerprint)
+
+
+def _open_s3(location: str) -> Backend:
+    # Imported here: boto3 costs ~0.3 s to import, and only an S3 location needs it.
+    from cairn.backends.s3 import S3Backend, parse_location
+
+    return S3Backend.open(parse_location(location))
 
 
 def _local_path(location: str) -> Path:

@@ -127,6 +127,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="HOURS",
         help="condemned data waits at least this long before it is deleted",
     )
+    serve.add_argument(
+        "--storage",
+        metavar="LOCATION",
+        help="keep the tenants' objects there, like s3:https://HOST/BUCKET/PREFIX (the "
+        "database stays in --data; recorded there at first use; default: the data folder)",
+    )
     serve.set_defaults(run=run_serve)
 
     keep = actions.add_parser(
@@ -249,6 +255,7 @@ def _settings(ctx: Context) -> Settings:
         gc_grace_ms=int(getattr(ctx.args, "gc_grace", 0.0) * 3600 * 1000),
         notify=Path(notify).expanduser().resolve() if notify else None,
         backup_releases_locks=bool(getattr(ctx.args, "backup_releases_locks", False)),
+        storage=getattr(ctx.args, "storage", None),
     )
 
 
@@ -271,7 +278,7 @@ def _actor() -> Actor:
 def run_serve(ctx: Context) -> int:
     """Bind first, then make what is missing (data folder, certificate), then announce: a port in
     use fails with E076 before anything is written or said."""
-    from cairn.server.app import open_services
+    from cairn.server.app import open_services, probe_storage
 
     settings = _settings(ctx)
     if not ctx.args.client_timeout > 0:
@@ -290,6 +297,7 @@ def run_serve(ctx: Context) -> int:
     requests.setLevel(logging.INFO if ctx.args.access_log else logging.WARNING)
     with _bound(host, port) as listener:
         services = open_services(settings)
+        probe_storage(services)
         for tenant in services.tenants.all():
             services.tenants.recount(tenant)
         tls: dict[str, str] = {}
@@ -299,7 +307,8 @@ def run_serve(ctx: Context) -> int:
             ctx.output.text(f"certificate fingerprint (SHA-256): {_fingerprint(cert)}")
         scheme = "cairn" if ctx.args.insecure_http else "cairns"
         where = _shown_address(listener)
-        ctx.output.text(f"serving {settings.data} at {scheme}://{where}/TENANT")
+        stored = services.tenants.storage_location("tenants") or settings.data
+        ctx.output.text(f"serving {stored} at {scheme}://{where}/TENANT")
         _run_uvicorn(ctx, services, listener, tls)
     return 0
 

@@ -14,6 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cairn.backends.errors import BackendError
+from cairn.backends.location import open_backend
+from cairn.backends.probe import probe
 from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
@@ -47,7 +50,7 @@ def open_services(settings: Settings, *, create: bool = True) -> Services:
             f"--data, or make one with `cairn server init --data {settings.data}`"
         )
     db = Database(settings.data / DATABASE)
-    tenants = TenantStore(db, settings.data / "tenants")
+    tenants = TenantStore(db, settings.data / "tenants", tenant_storage(settings))
     arrivals = Arrivals(db)
     lock_owners = LockOwners(db)
     jobs = JobResults(db)
@@ -94,6 +97,47 @@ def init_data_folder(data: Path) -> bool:
     if not existed:
         Database(data / DATABASE).close()
     return not existed
+
+
+def tenant_storage(settings: Settings) -> str | None:
+    """Where tenants' objects live: `settings.storage`, written down in the data folder the
+    first time, so every later command (tenant add, gc, scrub) finds the same place; a server
+    whose tenants live in one place is never pointed at another."""
+    recorded_file = settings.data / "storage"
+    try:
+        recorded = recorded_file.read_text().strip() if recorded_file.exists() else None
+        if settings.storage is None or settings.storage == recorded:
+            return recorded
+        if recorded is not None:
+            raise ServerSetupError(
+                f"the tenants of {settings.data} live in {recorded}, not {settings.storage}: "
+                "give that --storage, or none"
+            )
+        if any((settings.data / "tenants").iterdir()):
+            raise ServerSetupError(
+                f"the tenants of {settings.data} live in its tenants folder; --storage applies "
+                "to a new data folder only"
+            )
+        recorded_file.write_text(settings.storage + "\n")
+    except OSError as exc:
+        raise ServerSetupError(f"cannot use {recorded_file}: {exc}") from exc
+    return settings.storage
+
+
+def probe_storage(services: Services) -> None:
+    """Before serving tenants from a storage other than the data folder, prove it can write,
+    read, list, refuse an overwrite and delete (backends/probe.py); else refuse to start."""
+    location = services.tenants.storage_location("probe")
+    if location is None:
+        return
+    try:
+        backend = open_backend(location)
+        try:
+            probe(backend)
+        finally:
+            backend.close()
+    except BackendError as exc:
+        raise ServerSetupError(f"the tenants' storage is not usable: {exc}") from exc
 
 
 def create_app(services: Services) -> Starlette:

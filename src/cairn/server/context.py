@@ -8,7 +8,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from cairn.backends.local import LocalBackend
+from cairn.backends.base import Backend
 from cairn.server.adminops import Actor, AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
@@ -40,6 +40,10 @@ class Settings:
     default a backup token removes nothing at all (design 14.3)."""
     notify: Path | None = None
     """A file of `[[notify]]` channels and `[alerts]`: alert on the job results agents report."""
+    storage: str | None = None
+    """Where tenants' objects live (`--storage`, a backend location such as an S3 bucket);
+    None: in the data folder. Recorded in the data folder at first use, so every later command
+    on it finds the same storage."""
 
 
 @dataclass(slots=True)
@@ -85,7 +89,7 @@ class Call:
         assert self.tenant_or_none is not None, "a tenant route resolves its tenant first"
         return self.tenant_or_none
 
-    def backend(self) -> LocalBackend:
+    def backend(self) -> Backend:
         return self.services.tenants.backend(self.tenant)
 
     @property

