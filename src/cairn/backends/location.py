@@ -23,7 +23,7 @@ from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.backends.wrappers.retrying import RetryingBackend
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
-_SUPPORTED = "local paths, cairns://HOST:PORT/TENANT, memory:"
+_SUPPORTED = "local paths, cairns://HOST:PORT/TENANT, ftp(s)://USER@HOST:PORT/PATH, memory:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,8 @@ def open_backend(
         return _limited(MemoryBackend(), bucket)
     if location.startswith(("cairn://", "cairns://")):
         return RetryingBackend(_limited(_open_remote(location, remote), bucket))
+    if location.startswith(("ftp://", "ftps://")):
+        return RetryingBackend(_limited(_open_ftp(location, create), bucket))
     path = _local_path(location)
     if create:
         return _limited(LocalBackend.create(path), bucket)
@@ -128,6 +130,21 @@ def _open_remote(location: str, remote: RemoteCredentials | None) -> Backend:
         )
     known = KnownServers(remote.known_servers)
     return RemoteBackend(address, remote.token, known, remote.fingerprint)
+
+
+def _open_ftp(location: str, create: bool) -> Backend:
+    # Imported here: only an FTP location pays for ftplib and ssl. The password and CA come from
+    # CAIRN_FTP_PASSWORD_FILE / CAIRN_FTP_PASSWORD and CAIRN_FTP_CA, never from the location.
+    import os
+
+    from cairn.backends.ftp import FtpBackend, ftp_password, parse_ftp_location, tls_context
+
+    where = parse_ftp_location(location)
+    context = tls_context(os.environ.get("CAIRN_FTP_CA")) if where.tls else None
+    backend = FtpBackend(where, ftp_password(dict(os.environ)), context)
+    if create:
+        backend.create()
+    return backend
 
 
 def _local_path(location: str) -> Path:
