@@ -437,6 +437,11 @@ class FtpBackend:
             if _code(exc) == "550" and not _permission(exc):
                 raise NotFound(f"the folder {folder} does not exist on {self._where}") from exc
             raise
+        finally:
+            # retrlines switched to TYPE A; reads with REST need binary (servers refuse an
+            # ASCII resume). A connection too broken to answer is discarded anyway.
+            with suppress(*ftplib.all_errors):
+                ftp.voidcmd("TYPE I")
         entries: dict[str, tuple[bool, int]] = {}
         parse = _parse_mlsd if "MLSD" in features else _parse_list
         for line in lines:

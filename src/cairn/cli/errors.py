@@ -14,6 +14,7 @@ from cairn.backends.errors import (
     CertificateMismatch,
     ContainerMissing,
     ForeignLocation,
+    FtpSetupError,
     GarbledAnswer,
     HostKeyUnknown,
     KnownServersUnusable,
@@ -213,6 +214,15 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         GarbledAnswer,
         ErrorCode("CAIRN-E106", 106, "check the address points at the storage server, not a proxy"),
+    ),
+    (
+        FtpSetupError,
+        ErrorCode(
+            "CAIRN-E111",
+            111,
+            "give the FTP password in CAIRN_FTP_PASSWORD_FILE or CAIRN_FTP_PASSWORD, never in "
+            "the location; CAIRN_FTP_CA must name a readable PEM file",
+        ),
     ),
     (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
     (AuditBroken, ErrorCode("CAIRN-E070", 70, "the audit log was tampered with; investigate")),
