@@ -335,9 +335,33 @@ class FtpBackend:
     # ---- FTP commands ---------------------------------------------------------------------
 
     def _store(self, ftp: ftplib.FTP, path: str, payload: bytes, offset: int) -> None:
-        ftp.storbinary(
-            f"STOR {path}", io.BytesIO(payload[offset:]), BLOCK, rest=offset if offset else None
-        )
+        """STOR `payload` from `offset` (after REST when not 0). When the data connection
+        breaks, the server may have said why on the control connection: pure-ftpd resets the
+        data connection on a full disk and answers 451 "Error during write to file"."""
+        try:
+            ftp.storbinary(
+                f"STOR {path}",
+                io.BytesIO(payload[offset:]),
+                BLOCK,
+                rest=offset if offset else None,
+            )
+        except OSError as exc:
+            reply = _reply_after_break(ftp)
+            if reply is not None and _full(reply):
+                self._delete_quietly(ftp, path)
+                raise StorageFull(
+                    f"{self._where.host}:{self._where.port} could not store {path}: "
+                    f"{reply.splitlines()[0]} (its disk or quota is most likely full)"
+                ) from exc
+            raise
+        except ftplib.error_temp as exc:
+            if _full(str(exc)):
+                self._delete_quietly(ftp, path)
+            raise
+        except ftplib.error_perm as exc:
+            if _code(exc) == "552":
+                self._delete_quietly(ftp, path)
+            raise
 
     def _retrieve(self, ftp: ftplib.FTP, path: str, offset: int, count: int, to_end: bool) -> bytes:
         """`count` bytes of `path` from `offset` (REST + RETR). A read that stops before the end
@@ -622,9 +646,25 @@ def _permission(exc: BaseException) -> bool:
     return "permission" in text or "denied" in text or "not allowed" in text
 
 
-def _full(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "no space" in text or "quota" in text or "disk full" in text
+def _full(reply: BaseException | str) -> bool:
+    text = str(reply).lower()
+    return any(words in text for words in ("no space", "quota", "disk full", "error during write"))
+
+
+def _reply_after_break(ftp: ftplib.FTP) -> str | None:
+    """The server's answer after a data connection broke, if it gives one within seconds."""
+    try:
+        if ftp.sock is not None:
+            ftp.sock.settimeout(5)
+        try:
+            return ftp.getresp()
+        except ftplib.Error as exc:
+            return str(exc)
+        finally:
+            if ftp.sock is not None:
+                ftp.sock.settimeout(ftp.timeout)
+    except Exception:
+        return None
 
 
 def _temporary(name: str) -> bool:
