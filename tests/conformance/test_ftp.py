@@ -35,3 +35,14 @@ class TestPlainFtpBackend(BackendConformance):
         backend = ftp_backend(ftp_server, tls=False)
         yield backend
         backend.close()
+
+
+class TestFtpBackendWithoutMlsd(BackendConformance):
+    """A server without MLSD (older ones): listings come from LIST's `ls -l` lines."""
+
+    @pytest.fixture
+    def backend(self, ftp_server: PureFtpd) -> Iterator[Backend]:
+        backend = ftp_backend(ftp_server, tls=False)
+        backend._features = {"SIZE", "REST"}  # as FEAT of a server without MLSD would say
+        yield backend
+        backend.close()
