@@ -365,3 +365,26 @@ def test_a_full_target_is_storage_full_and_leaves_nothing(
     backend.save(small, b"a key still fits")
     assert backend.load(small) == b"a key still fits"
     backend.close()
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["ftps", "ftp"])
+def test_ranged_reads_abort_and_keep_their_connection(
+    ftp_server: PureFtpd, tls: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = backend_via(ftp_server, ftp_server.port, tls=tls)
+    backend.create()
+    handle, data = big(4 * 1024 * 1024)
+    backend.save(handle, data)
+    opened: list[object] = []
+    connect = FtpBackend._connect
+
+    def counted(self: FtpBackend) -> object:
+        opened.append(self)
+        return connect(self)
+
+    monkeypatch.setattr(FtpBackend, "_connect", counted)
+    for start in range(0, 3 * 1024 * 1024, 300 * 1024):
+        assert backend.load(handle, start, 1000) == data[start : start + 1000]
+    assert backend.load(handle) == data
+    assert opened == [], "ABOR left the connection usable: no new connection was opened"
+    backend.close()

@@ -365,9 +365,11 @@ class FtpBackend:
 
     def _retrieve(self, ftp: ftplib.FTP, path: str, offset: int, count: int, to_end: bool) -> bytes:
         """`count` bytes of `path` from `offset` (REST + RETR). A read that stops before the end
-        closes its data connection, and its control connection is not reused: ABOR cannot be
-        sent as urgent data over TLS, and what servers answer to a transfer cut short differs
-        (over TLS pure-ftpd answers nothing until its write times out)."""
+        closes its data connection and sends ABOR in the command stream (ftplib's `abort()`
+        sends it as urgent TCP data, which a TLS socket cannot carry; without ABOR pure-ftpd
+        over TLS answers nothing until its write times out). When the answers are not the
+        expected two (the transfer's end, then ABOR's 225/226) and a NOOP's 200, the control
+        connection is not reused."""
         out = bytearray()
         with ftp.transfercmd(f"RETR {path}", rest=offset if offset else None) as conn:
             while len(out) < count:
@@ -386,9 +388,9 @@ class FtpBackend:
             raise TransientBackendError(f"the read of {path} broke off after {len(out)} bytes")
         if to_end:
             ftp.voidresp()
-        else:
-            # The server's answer to a transfer cut short differs between servers (and over
-            # TLS may never come): this connection is not reused.
+        elif not _aborted(ftp):
+            # The server's answers to the cut transfer and ABOR did not come as expected: this
+            # connection is not reused (the pool opens another).
             with self._lock:
                 self._spent.add(id(ftp))
         return bytes(out)
@@ -649,6 +651,35 @@ def _permission(exc: BaseException) -> bool:
 def _full(reply: BaseException | str) -> bool:
     text = str(reply).lower()
     return any(words in text for words in ("no space", "quota", "disk full", "error during write"))
+
+
+def _aborted(ftp: ftplib.FTP) -> bool:
+    """Send ABOR after a transfer cut short; True when the connection is in step again."""
+
+    def answer() -> str:
+        try:
+            return ftp.getresp()
+        except ftplib.Error as exc:  # 426, 451: the transfer's end, as expected
+            return str(exc)
+
+    try:
+        if ftp.sock is None:
+            return False
+        ftp.sock.settimeout(5)
+        ftp.putcmd("ABOR")
+        first = answer()
+        # ABOR's answer alone (no transfer was running): 225, or a 226 that speaks of ABOR.
+        # pure-ftpd answers "426 ABORT" for the transfer, then "226 … ABOR … succeeded".
+        alone = first.startswith("225") or (first.startswith("226") and "ABOR" in first.upper())
+        if not alone and not answer().startswith(("225", "226")):
+            return False
+        return ftp.sendcmd("NOOP").startswith("200")
+    except Exception:  # any failure: the connection is not reused
+        return False
+    finally:
+        with suppress(Exception):
+            if ftp.sock is not None:
+                ftp.sock.settimeout(ftp.timeout)
 
 
 def _reply_after_break(ftp: ftplib.FTP) -> str | None:
