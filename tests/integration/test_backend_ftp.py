@@ -133,3 +133,11 @@ def not_ftp() -> Iterator[int]:
 def test_a_server_that_is_not_ftp_is_e106(ftp_env: PureFtpd, tmp_path: Path, not_ftp: int) -> None:
     location = ftp_env.location("/x", tls=False, port=not_ftp)
     refused(Cairn(location, cache=tmp_path / "c"), "CAIRN-E106")
+
+
+def test_an_unreachable_server_is_e033_after_retries(ftp_env: PureFtpd, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens once it is closed
+    err = refused(Cairn(ftp_env.location("/x", port=closed), cache=tmp_path / "c"), "CAIRN-E033")
+    assert "127.0.0.1" in err
