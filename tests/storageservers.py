@@ -200,7 +200,7 @@ def start_pure_ftpd(base: Path, data: Path) -> PureFtpd:
     )
     server = PureFtpd(base=base, data=data, ca=base / "cert.pem")
     server.port = free_port()
-    server.passive = _free_range(20)
+    server.passive = _free_range(200)  # each transfer takes one; closed ones linger in TIME_WAIT
     server.start()
     return server
 
