@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ftplib
+import ssl
 from collections.abc import Iterator
 
 import pytest
@@ -45,4 +47,19 @@ class TestFtpBackendWithoutMlsd(BackendConformance):
         backend = ftp_backend(ftp_server, tls=False)
         backend._features = {"SIZE", "REST"}  # as FEAT of a server without MLSD would say
         yield backend
+        backend.close()
+
+
+def test_ftps_protects_the_data_connections(ftp_server: PureFtpd) -> None:
+    backend = ftp_backend(ftp_server)
+    ftp = backend._connect()
+    try:
+        assert isinstance(ftp, ftplib.FTP_TLS)
+        assert isinstance(ftp.sock, ssl.SSLSocket), "the control connection is TLS (AUTH TLS)"
+        assert ftp._prot_p, "data connections are TLS too (PROT P)"  # type: ignore[attr-defined]
+        conn = ftp.transfercmd("MLSD /")
+        assert isinstance(conn, ssl.SSLSocket)
+        conn.close()
+    finally:
+        ftp.close()
         backend.close()
