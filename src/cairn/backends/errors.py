@@ -137,3 +137,8 @@ class StorageTlsFailed(BackendError):
 
 class GarbledAnswer(BackendError):
     """The storage server answered, but not in its protocol (a proxy page, a truncated reply)."""
+
+
+class FtpSetupError(BackendError):
+    """An FTP location cannot be used as given: a password in the location, no password set,
+    an unreadable password file or CA file (CAIRN-E111)."""

@@ -25,7 +25,10 @@ from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.backends.wrappers.retrying import DEFAULT_RETRY_FOR, RetryingBackend
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
-_SUPPORTED = "local paths, cairns://HOST:PORT/TENANT, s3:https://HOST/BUCKET[/PREFIX], memory:"
+_SUPPORTED = (
+    "local paths, cairns://HOST:PORT/TENANT, s3:https://HOST/BUCKET[/PREFIX], "
+    "ftp(s)://USER@HOST:PORT/PATH, memory:"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,8 @@ def open_backend(
         return RetryingBackend(_limited(_open_remote(location, remote), bucket), retry_for)
     if location.startswith("s3:"):
         return RetryingBackend(_limited(_open_s3(location), bucket), retry_for)
+    if location.startswith(("ftp://", "ftps://")):
+        return RetryingBackend(_limited(_open_ftp(location, create), bucket), retry_for)
     path = _local_path(location)
     if create:
         return _limited(LocalBackend.create(path), bucket)
@@ -141,6 +146,21 @@ def _open_s3(location: str) -> Backend:
     from cairn.backends.s3 import S3Backend, parse_location
 
     return S3Backend.open(parse_location(location))
+
+
+def _open_ftp(location: str, create: bool) -> Backend:
+    # Imported here: only an FTP location pays for ftplib and ssl. The password and CA come from
+    # CAIRN_FTP_PASSWORD_FILE / CAIRN_FTP_PASSWORD and CAIRN_FTP_CA, never from the location.
+    import os
+
+    from cairn.backends.ftp import FtpBackend, ftp_password, parse_ftp_location, tls_context
+
+    where = parse_ftp_location(location)
+    context = tls_context(os.environ.get("CAIRN_FTP_CA")) if where.tls else None
+    backend = FtpBackend(where, ftp_password(dict(os.environ)), context)
+    if create:
+        backend.create()
+    return backend
 
 
 def _local_path(location: str) -> Path:

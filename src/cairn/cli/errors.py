@@ -14,6 +14,7 @@ from cairn.backends.errors import (
     CertificateMismatch,
     ContainerMissing,
     ForeignLocation,
+    FtpSetupError,
     GarbledAnswer,
     HostKeyUnknown,
     KnownServersUnusable,
@@ -237,6 +238,15 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         ServerFull,
         ErrorCode("CAIRN-E030", 30, "free space on the disk of the data folder it names"),
+    ),
+    (
+        FtpSetupError,
+        ErrorCode(
+            "CAIRN-E111",
+            111,
+            "give the FTP password in CAIRN_FTP_PASSWORD_FILE or CAIRN_FTP_PASSWORD, never in "
+            "the location; CAIRN_FTP_CA must name a readable PEM file",
+        ),
     ),
     (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
     (
