@@ -42,6 +42,8 @@ _CHANGES_SINCE = (
     ") WHERE at >= ? ORDER BY at DESC"
 )
 """Every change the audit log must record, with the action and the word its record holds."""
+BEHIND_WINDOW_MS = 60_000
+"""How far before the newest entry `behind` judges changes (longer than any one transaction)."""
 log = logging.getLogger("cairn.server")
 
 
@@ -147,21 +149,26 @@ class AuditLog:
             log.error("audit entries could not be written at shutdown: %s", exc)
 
     def behind(self) -> str | None:
-        """A change in the database (a tenant, a token issued or revoked, a snapshot stored) at
-        or after the newest audit entry's time that has no record, described; None when there
-        is none. So a record lost (a server killed between a change and its record) or removed
+        """A change in the database (a tenant, a token issued or revoked, a snapshot stored) in
+        the minute up to the newest audit entry's time, or after it, that has no record,
+        described; None when there is none. So a record lost (a server killed between a change and its record) or removed
         from the end shows; older changes are not judged (earlier Cairn did not record the
         admin CLI's changes)."""
         conn = self._db.read()
         (newest,) = conn.execute("SELECT COALESCE(MAX(at_ms), 0) FROM audit").fetchone()
+        # A change's row is written before its record, in one transaction, by separate readings
+        # of the clock: a change may be some milliseconds older than the entry just before the
+        # lost one. Judge the changes of the last minute before the newest entry, against every
+        # record of that minute, so the verdict does not depend on how fast the machine is.
+        since = max(newest - BEHIND_WINDOW_MS, 0) if newest else 0
         recorded = {
             (action, word)
             for action, target in conn.execute(
-                "SELECT action, target FROM audit WHERE at_ms >= ?", (newest,)
+                "SELECT action, target FROM audit WHERE at_ms >= ?", (since,)
             )
             for word in target.split()
         }
-        for what, at_ms, action, key in conn.execute(_CHANGES_SINCE, (newest,)):
+        for what, at_ms, action, key in conn.execute(_CHANGES_SINCE, (since,)):
             if (action, key) not in recorded:
                 return f"{what} at {_show_ms(at_ms)} has no audit record"
         return None
