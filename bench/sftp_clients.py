@@ -20,20 +20,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from storageservers import SshServer, ssh_server  # noqa: E402
+from storageservers import SshServer, ssh_server
 
 
 def with_asyncssh(server: SshServer, remote: str, data: bytes) -> tuple[float, float, bool]:
     import asyncssh
 
     async def run() -> tuple[float, float, bool]:
-        async with asyncssh.connect(
-            "127.0.0.1",
-            server.port,
-            username=server.user,
-            client_keys=[str(server.key)],
-            known_hosts=str(server.known_hosts),
-        ) as conn, conn.start_sftp_client() as sftp:
+        async with (
+            asyncssh.connect(
+                "127.0.0.1",
+                server.port,
+                username=server.user,
+                client_keys=[str(server.key)],
+                known_hosts=str(server.known_hosts),
+            ) as conn,
+            conn.start_sftp_client() as sftp,
+        ):
             start = time.perf_counter()
             async with sftp.open(remote, "wb") as f:
                 await f.write(data)

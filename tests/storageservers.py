@@ -15,6 +15,7 @@ import getpass
 import os
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -56,7 +57,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> Non
 # ---- SFTP: Debian's OpenSSH sshd -----------------------------------------------------------
 
 SSHD = "/usr/sbin/sshd"
-SFTP_PASSWORD = "sftp password 13"  # noqa: S105  the fixture's own server
+SFTP_PASSWORD = "sftp password 13"
 
 
 @dataclass
@@ -134,14 +135,19 @@ class SshServer:
             shadow = self.folder / "shadow"
             command = [
                 "unshare", "--mount", "--propagation", "private", "sh", "-c",
-                f'mount --bind "$0" /etc/shadow && exec "$@"', str(shadow), *command,
+                'mount --bind "$0" /etc/shadow && exec "$@"', str(shadow), *command,
             ]  # fmt: skip
         with log:
             self._process = subprocess.Popen(command, stdout=log, stderr=log)
         wait_for_port(self.port, self._process, "sshd")
 
     def stop(self) -> None:
+        """Stop sshd and end every session it serves (each runs in a child process of its
+        own, which outlives the listener otherwise), as a restart of the machine would."""
         if self._process is not None:
+            for pid in _descendants(self._process.pid):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self._process.terminate()
             try:
                 self._process.wait(timeout=10)
@@ -153,12 +159,16 @@ class SshServer:
     def _can_fake_shadow(self) -> bool:
         if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("openssl") is None:
             return False
-        hashed = subprocess.run(
-            ["openssl", "passwd", "-6", "-stdin"],
-            input=SFTP_PASSWORD.encode(),
-            capture_output=True,
-            check=True,
-        ).stdout.decode().strip()
+        hashed = (
+            subprocess.run(
+                ["openssl", "passwd", "-6", "-stdin"],
+                input=SFTP_PASSWORD.encode(),
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
         lines = [f"{self.user}:{hashed}:20000:0:99999:7:::"]
         with suppress(OSError):
             lines += [
@@ -171,6 +181,22 @@ class SshServer:
             ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
         )
         return probe.returncode == 0
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _keygen(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""SftpBackend passes the conformance suite against a real OpenSSH sshd (tests/storageservers.py)."""
+"""SftpBackend passes the conformance suite against a real OpenSSH sshd (storageservers.py)."""
 
 from __future__ import annotations
 

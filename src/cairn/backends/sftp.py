@@ -35,6 +35,7 @@ import base64
 import errno
 import getpass
 import hashlib
+import logging
 import re
 import secrets
 import stat
@@ -43,7 +44,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
 import paramiko
@@ -81,6 +82,10 @@ _TIMEOUT = 30.0
 _FOLDER_KINDS = tuple(kind for kind in ObjectKind if kind is not ObjectKind.CONFIG)
 _LAYOUT_NAMES = frozenset([CONFIG_NAME, *(kind.value for kind in _FOLDER_KINDS)])
 _SHARDS = tuple(f"{i:02x}" for i in range(256))
+# paramiko's transport thread logs each failure it raises (with a traceback) before this module
+# translates it; unconfigured, Python would print that on stderr beside Cairn's own message.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
 _SHORT = re.compile(r"^sftp:(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/@\[\]]+):(?P<path>.+)$")
 
 
@@ -243,11 +248,13 @@ class SftpBackend:
         # ListingIncomplete, never looks like a shorter one.
         with self._session() as sftp:
             try:
-                infos = self._list(sftp, kind)
+                infos = _list_kind(sftp, self._root, kind)
             except NotFound as exc:
                 raise ListingIncomplete(f"cannot list {kind.value} on {self._address}") from exc
             except TransientBackendError as exc:
-                raise ListingIncomplete(f"listing {kind.value} on {self._address} broke: {exc}") from exc
+                raise ListingIncomplete(
+                    f"listing {kind.value} on {self._address} broke: {exc}"
+                ) from exc
         yield from infos
 
     def remove(self, handle: Handle) -> None:
@@ -279,7 +286,11 @@ class SftpBackend:
             reached = None
         except OSError as exc:
             _raise_translated(exc, "stat", temp)
-        if reached is not None and 0 < reached <= len(data) and _tail_matches(sftp, temp, data, reached):
+        if (
+            reached is not None
+            and 0 < reached <= len(data)
+            and _tail_matches(sftp, temp, data, reached)
+        ):
             self._upload(sftp, temp, data, reached, create=False)
         else:
             with suppress(OSError):
@@ -295,9 +306,9 @@ class SftpBackend:
             f = sftp.open(str(temp), mode)
         try:
             with _translated("write", temp):
-                failure = _pipelined_write(sftp, f.handle, data, start)
+                failure = _pipelined_write(sftp, _handle_of(f), data, start)
                 if failure is None:
-                    _fsync(sftp, f.handle)
+                    _fsync(sftp, _handle_of(f))
         finally:
             with suppress(OSError, EOFError, paramiko.SSHException):
                 f.close()
@@ -306,7 +317,9 @@ class SftpBackend:
         if failure is not None or size != len(data):
             self._write_failed(sftp, temp, len(data) - (size or 0), failure or "short file")
 
-    def _write_failed(self, sftp: SFTPClient, temp: PurePosixPath, missing: int, why: str) -> NoReturn:
+    def _write_failed(
+        self, sftp: SFTPClient, temp: PurePosixPath, missing: int, why: str
+    ) -> NoReturn:
         free = _free_bytes(sftp, temp.parent)
         if not temp.name.startswith(PART_PREFIX):
             with suppress(OSError, EOFError, paramiko.SSHException):
@@ -317,7 +330,9 @@ class SftpBackend:
             )
         raise BackendError(f"cannot write {temp} on {self._address}: {why}")
 
-    def _publish(self, sftp: SFTPClient, temp: PurePosixPath, path: PurePosixPath, data: memoryview) -> None:
+    def _publish(
+        self, sftp: SFTPClient, temp: PurePosixPath, path: PurePosixPath, data: memoryview
+    ) -> None:
         """Rename without replacing; an existing object must hold the same bytes."""
         try:
             sftp.rename(str(temp), str(path))
@@ -332,46 +347,13 @@ class SftpBackend:
         _fsync_folder(sftp, path.parent)
 
     def _check_same(self, sftp: SFTPClient, path: PurePosixPath, data: memoryview) -> None:
-        with _translated("read", path):
-            with sftp.open(str(path), "r") as f:
-                size = f.stat().st_size
-                same = size == len(data) and (
-                    size == 0 or b"".join(f.readv([(0, size)])) == data
-                )
+        with _translated("read", path), sftp.open(str(path), "r") as f:
+            size = f.stat().st_size
+            same = size == len(data) and (size == 0 or b"".join(f.readv([(0, size)])) == data)
         if not same:
             raise AlreadyExists(f"{path} exists on {self._address} with different bytes")
 
     # ---- listing and layout ---------------------------------------------------------------
-
-    def _list(self, sftp: SFTPClient, kind: ObjectKind) -> list[ObjectInfo]:
-        if kind is ObjectKind.CONFIG:
-            try:
-                with _translated("stat", self._root / CONFIG_NAME):
-                    size = sftp.stat(str(self._root / CONFIG_NAME)).st_size or 0
-            except NotFound:
-                return []
-            return [ObjectInfo(Handle(kind, CONFIG_NAME), size)]
-        folder = self._root / kind.value
-        if kind is not ObjectKind.PACK:
-            return self._list_folder(sftp, kind, folder, "")
-        infos: list[ObjectInfo] = []
-        for entry in self._scan(sftp, folder):
-            if entry.filename in _SHARD_SET and _is_dir(entry):
-                infos += self._list_folder(sftp, kind, folder / entry.filename, entry.filename)
-        return infos
-
-    def _list_folder(
-        self, sftp: SFTPClient, kind: ObjectKind, folder: PurePosixPath, prefix: str
-    ) -> list[ObjectInfo]:
-        return [
-            ObjectInfo(Handle(kind, entry.filename), entry.st_size or 0)
-            for entry in self._scan(sftp, folder)
-            if is_hex_name(entry.filename) and entry.filename.startswith(prefix) and not _is_dir(entry)
-        ]
-
-    def _scan(self, sftp: SFTPClient, folder: PurePosixPath) -> list[paramiko.SFTPAttributes]:
-        with _translated("list", folder):
-            return sftp.listdir_attr(str(folder))
 
     def _make_layout(self) -> None:
         with self._session() as sftp:
@@ -380,7 +362,7 @@ class SftpBackend:
             for kind in _FOLDER_KINDS:
                 self._mkdir(sftp, self._root / kind.value)
             packs = self._root / ObjectKind.PACK.value
-            present = {e.filename for e in self._scan(sftp, packs)}
+            present = {e.filename for e in _scan(sftp, packs)}
             for shard in _SHARDS:
                 if shard not in present:
                     self._mkdir(sftp, packs / shard)
@@ -420,8 +402,8 @@ class SftpBackend:
         if handle.kind is ObjectKind.CONFIG:
             return self._root / CONFIG_NAME
         if handle.kind is ObjectKind.PACK:
-            return self._root / handle.kind.value / handle.name[:2] / handle.name
-        return self._root / handle.kind.value / handle.name
+            return self._root / str(handle.kind.value) / handle.name[:2] / handle.name
+        return self._root / str(handle.kind.value) / handle.name
 
     @contextmanager
     def _session(self) -> Iterator[SFTPClient]:
@@ -437,10 +419,14 @@ class SftpBackend:
             try:
                 yield session.sftp
                 healthy = True
+            except (TransientBackendError, ListingIncomplete):
+                raise
             except BackendError as exc:
-                healthy = not isinstance(exc, TransientBackendError) and not isinstance(
-                    exc.__cause__, _TRANSPORT_ERRORS
-                )
+                # paramiko says "Socket is closed" as it says an SFTP failure (a plain OSError):
+                # whatever failed on a connection that is gone is worth a retry.
+                if isinstance(exc.__cause__, _TRANSPORT_ERRORS) or not _alive(session):
+                    raise TransientBackendError(f"{exc} (the connection broke)") from exc.__cause__
+                healthy = True
                 raise
             finally:
                 if healthy and _alive(session):
@@ -543,7 +529,9 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
         self._address = address
         self._known = known
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         name = self._address.known_hosts_name
         port = f"-p {self._address.port} " if self._address.port != 22 else ""
         raise HostKeyUnknown(
@@ -555,7 +543,9 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
         )
 
 
-def _changed_key_message(address: SftpAddress, known: Path, exc: paramiko.BadHostKeyException) -> str:
+def _changed_key_message(
+    address: SftpAddress, known: Path, exc: paramiko.BadHostKeyException
+) -> str:
     name = address.known_hosts_name
     return (
         f"WARNING: THE SSH HOST KEY OF {name} HAS CHANGED. {known} holds "
@@ -569,10 +559,43 @@ def _changed_key_message(address: SftpAddress, known: Path, exc: paramiko.BadHos
 
 def _alive(session: _Session) -> bool:
     transport = session.client.get_transport()
-    return transport is not None and transport.is_active()
+    channel = session.sftp.get_channel()
+    return (
+        transport is not None
+        and transport.is_active()
+        and channel is not None
+        and not channel.closed
+    )
 
 
 # ---- SFTP requests paramiko's public API does not make -------------------------------------
+
+
+_INT64: Any = getattr(paramiko.sftp_client, "int64")  # noqa: B009  not in the stubs
+"""paramiko's marker type for a 64-bit request field (a file offset)."""
+
+
+class _Raw:
+    """paramiko's request layer, which its public API (and its type stubs) leave out: the SFTP
+    extensions and the checked pipelined writes need it. Pinned by paramiko's major version."""
+
+    def __init__(self, sftp: SFTPClient) -> None:
+        self._sftp: Any = sftp
+
+    def request(self, kind: int, *args: object) -> tuple[int | None, paramiko.Message | None]:
+        answer: tuple[int | None, paramiko.Message | None] = self._sftp._request(kind, *args)
+        return answer
+
+    def async_request(self, answers: object, kind: int, *args: object) -> None:
+        self._sftp._async_request(answers, kind, *args)
+
+    def read_response(self) -> None:
+        self._sftp._read_response()
+
+
+def _handle_of(f: paramiko.SFTPFile) -> bytes:
+    handle: Any = f.handle  # bytes at run time; the stubs say otherwise
+    return bytes(handle)
 
 
 class _WriteAnswers:
@@ -599,24 +622,25 @@ def _pipelined_write(sftp: SFTPClient, handle: bytes, data: memoryview, start: i
     """Write data[start:] at its offsets with up to `_WRITES_IN_FLIGHT` requests unanswered;
     return the first failure the server reported, or None."""
     answers = _WriteAnswers()
+    raw = _Raw(sftp)
     sent = 0
     for offset in range(start, len(data), _WRITE_BLOCK):
         chunk = bytes(data[offset : offset + _WRITE_BLOCK])
-        sftp._async_request(answers, CMD_WRITE, handle, paramiko.sftp_client.int64(offset), chunk)
+        raw.async_request(answers, CMD_WRITE, handle, _INT64(offset), chunk)
         sent += 1
         while sent - answers.received > _WRITES_IN_FLIGHT:
-            sftp._read_response()
+            raw.read_response()
         if answers.failure is not None:
             break
     while answers.received < sent:
-        sftp._read_response()
+        raw.read_response()
     return answers.failure
 
 
 def _fsync(sftp: SFTPClient, handle: bytes) -> None:
     """fsync@openssh.com on an open file; servers without the extension are left alone."""
     try:
-        sftp._request(CMD_EXTENDED, "fsync@openssh.com", handle)
+        _Raw(sftp).request(CMD_EXTENDED, "fsync@openssh.com", handle)
     except OSError as exc:
         if not _is_sftp_status(exc):
             raise
@@ -625,15 +649,14 @@ def _fsync(sftp: SFTPClient, handle: bytes) -> None:
 def _fsync_folder(sftp: SFTPClient, folder: PurePosixPath) -> None:
     """Make a rename durable where the server lets a folder be opened and fsynced (OpenSSH's
     does on Linux); elsewhere it is as durable as the server makes it."""
-    with suppress(OSError):
-        with sftp.open(str(folder), "r") as f:
-            _fsync(sftp, f.handle)
+    with suppress(OSError), sftp.open(str(folder), "r") as f:
+        _fsync(sftp, _handle_of(f))
 
 
 def _free_bytes(sftp: SFTPClient, folder: PurePosixPath) -> int | None:
     """Bytes free for an unprivileged user under `folder` (statvfs@openssh.com), or None."""
     try:
-        t, msg = sftp._request(CMD_EXTENDED, "statvfs@openssh.com", str(folder))
+        _t, msg = _Raw(sftp).request(CMD_EXTENDED, "statvfs@openssh.com", str(folder))
         if msg is None:
             return None
         _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
@@ -647,6 +670,36 @@ def _tail_matches(sftp: SFTPClient, temp: PurePosixPath, data: memoryview, reach
     with _translated("read", temp), sftp.open(str(temp), "r") as f:
         tail = b"".join(f.readv([(start, reached - start)]))
     return tail == data[start:reached]
+
+
+def _list_kind(sftp: SFTPClient, root: PurePosixPath, kind: ObjectKind) -> list[ObjectInfo]:
+    if kind is ObjectKind.CONFIG:
+        attrs = _stat_or_none(sftp, root / CONFIG_NAME)
+        return [] if attrs is None else [ObjectInfo(Handle(kind, CONFIG_NAME), attrs.st_size or 0)]
+    folder = root / kind.value
+    if kind is not ObjectKind.PACK:
+        return _list_folder(sftp, kind, folder, "")
+    infos: list[ObjectInfo] = []
+    for entry in _scan(sftp, folder):
+        if entry.filename in _SHARD_SET and _is_dir(entry):
+            infos += _list_folder(sftp, kind, folder / entry.filename, entry.filename)
+    return infos
+
+
+def _list_folder(
+    sftp: SFTPClient, kind: ObjectKind, folder: PurePosixPath, prefix: str
+) -> list[ObjectInfo]:
+    """Objects in `folder`: valid names only, so never a temporary or partial file."""
+    return [
+        ObjectInfo(Handle(kind, entry.filename), entry.st_size or 0)
+        for entry in _scan(sftp, folder)
+        if is_hex_name(entry.filename) and entry.filename.startswith(prefix) and not _is_dir(entry)
+    ]
+
+
+def _scan(sftp: SFTPClient, folder: PurePosixPath) -> list[paramiko.SFTPAttributes]:
+    with _translated("list", folder):
+        return sftp.listdir_attr(str(folder))
 
 
 def _stat_or_none(sftp: SFTPClient, path: PurePosixPath) -> paramiko.SFTPAttributes | None:
@@ -664,7 +717,7 @@ def _is_dir(entry: paramiko.SFTPAttributes | None) -> bool:
 
 def _is_sftp_status(exc: OSError) -> bool:
     """True for an SFTP status answer paramiko raised as a plain OSError (no errno)."""
-    return type(exc) is OSError and exc.errno is None
+    return type(exc) is OSError and exc.errno is None and str(exc) != "Socket is closed"
 
 
 @contextmanager
