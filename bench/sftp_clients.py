@@ -95,10 +95,36 @@ def with_binary(server: SshServer, remote: str, data: bytes) -> tuple[float, flo
         return up, down, back_path.read_bytes() == data
 
 
+def with_backend(server: SshServer, remote: str, data: bytes) -> tuple[float, float, bool]:
+    """Cairn's SftpBackend as the repository drives it: 16 MiB objects, 4 threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cairn.backends.base import Handle, ObjectKind
+    from cairn.backends.sftp import SftpBackend, SftpCredentials, parse_address
+    from cairn.backends.testing.conformance import object_name
+
+    credentials = SftpCredentials(server.key, server.known_hosts, agent=False)
+    backend = SftpBackend.create(parse_address(server.location(remote + "-repo")), credentials)
+    step = 16 << 20
+    parts = [data[i : i + step] for i in range(0, len(data), step)]
+    handles = [Handle(ObjectKind.PACK, object_name(p)) for p in parts]
+    with ThreadPoolExecutor(backend.capabilities.connections) as pool:
+        start = time.perf_counter()
+        list(pool.map(backend.save, handles, parts))
+        up = time.perf_counter() - start
+        start = time.perf_counter()
+        back = b"".join(pool.map(backend.load, handles))
+        down = time.perf_counter() - start
+        list(pool.map(backend.remove, handles))
+    backend.close()
+    return up, down, back == data
+
+
 CANDIDATES: dict[str, Callable[[SshServer, str, bytes], tuple[float, float, bool]]] = {
     "asyncssh": with_asyncssh,
     "paramiko (pipelined, prefetch)": with_paramiko,
     "sftp binary (OpenSSH client)": with_binary,
+    "Cairn SftpBackend (paramiko, 4 connections, 16 MiB objects)": with_backend,
 }
 
 

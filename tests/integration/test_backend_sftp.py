@@ -5,6 +5,7 @@ large upload that resumes where it broke."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from clitools import Cairn, manifest
 from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.errors import (
     HostKeyUnknown,
+    ListingIncomplete,
     NotFound,
     StorageFull,
     StorageLoginRefused,
@@ -330,3 +332,36 @@ def test_missing_objects_and_folders(sshd: SshServer, tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         backend.load(Handle(ObjectKind.CONFIG, "config"))
     backend.close()
+
+
+def test_a_listing_that_breaks_off_is_incomplete_never_shorter(
+    sshd: SshServer, relay: CuttingRelay, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    backend = backend_at(sshd, repo, port=relay.port)
+    for i in range(600):  # put straight into the folders: the server's disk is this machine's
+        name = object_name(f"pack {i}".encode())
+        (repo / "packs" / name[:2] / name).write_bytes(b"x")
+    assert len(list(backend.list(ObjectKind.PACK))) == 600
+    relay.cut_after(20_000, direction="down")
+    with pytest.raises(ListingIncomplete):
+        list(backend.list(ObjectKind.PACK))
+    assert len(list(backend.list(ObjectKind.PACK))) == 600
+    backend.close()
+
+
+def test_a_port_that_does_not_speak_ssh_is_e106(sshd: SshServer, tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_http() -> None:
+        with listener:
+            client, _ = listener.accept()
+            with client:
+                client.sendall(b"HTTP/1.1 400 Bad Request\r\n" + b"<p>not ssh</p>\r\n" * 200)
+                client.recv(1024)
+
+    threading.Thread(target=answer_http, daemon=True).start()
+    cairn = Cairn(sshd.location(tmp_path / "repo", port=port))
+    result = cairn.run("init", check=False, env=cairn.env(**sshd.env()))
+    assert result.code == 106 and "CAIRN-E106" in result.err, result.err

@@ -48,7 +48,7 @@ from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
 import paramiko
-from paramiko.sftp import CMD_EXTENDED, CMD_STATUS, CMD_WRITE, SFTP_OK
+from paramiko.sftp import CMD_DATA, CMD_EXTENDED, CMD_READ, CMD_STATUS, CMD_WRITE, SFTP_OK
 from paramiko.sftp_client import SFTPClient
 
 from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
@@ -73,9 +73,9 @@ RESUMABLE_ABOVE = 4 * 1024 * 1024
 TEMP_PREFIX = ".tmp-"
 PART_PREFIX = ".part-"
 FOLDER_MODE = 0o700
-_WRITE_BLOCK = 128 * 1024
-"""Bytes per SFTP write request (OpenSSH's server takes up to 256 KiB)."""
-_WRITES_IN_FLIGHT = 64
+_BLOCK = 128 * 1024
+"""Bytes per SFTP read or write request (OpenSSH's server takes up to 255 KiB)."""
+_IN_FLIGHT = 64
 _RESUME_CHECK = 1024 * 1024
 """How many bytes before the offset reached a resume reads back and compares."""
 _TIMEOUT = 30.0
@@ -231,7 +231,7 @@ class SftpBackend:
             count = read_span(f.stat().st_size or 0, offset, length, handle)
             if count == 0:
                 return b""
-            data = b"".join(f.readv([(offset, count)]))
+            data = _pipelined_read(sftp, _handle_of(f), offset, count)
         if len(data) != count:
             raise TransientBackendError(
                 f"short read of {path}: got {len(data)} of {count} bytes at offset {offset}"
@@ -349,7 +349,9 @@ class SftpBackend:
     def _check_same(self, sftp: SFTPClient, path: PurePosixPath, data: memoryview) -> None:
         with _translated("read", path), sftp.open(str(path), "r") as f:
             size = f.stat().st_size
-            same = size == len(data) and (size == 0 or b"".join(f.readv([(0, size)])) == data)
+            same = size == len(data) and (
+                size == 0 or _pipelined_read(sftp, _handle_of(f), 0, size) == data
+            )
         if not same:
             raise AlreadyExists(f"{path} exists on {self._address} with different bytes")
 
@@ -586,8 +588,9 @@ class _Raw:
         answer: tuple[int | None, paramiko.Message | None] = self._sftp._request(kind, *args)
         return answer
 
-    def async_request(self, answers: object, kind: int, *args: object) -> None:
-        self._sftp._async_request(answers, kind, *args)
+    def async_request(self, answers: object, kind: int, *args: object) -> int:
+        number: int = self._sftp._async_request(answers, kind, *args)
+        return number
 
     def read_response(self) -> None:
         self._sftp._read_response()
@@ -619,22 +622,73 @@ class _WriteAnswers:
 
 
 def _pipelined_write(sftp: SFTPClient, handle: bytes, data: memoryview, start: int) -> str | None:
-    """Write data[start:] at its offsets with up to `_WRITES_IN_FLIGHT` requests unanswered;
+    """Write data[start:] at its offsets with up to `_IN_FLIGHT` requests unanswered;
     return the first failure the server reported, or None."""
     answers = _WriteAnswers()
     raw = _Raw(sftp)
     sent = 0
-    for offset in range(start, len(data), _WRITE_BLOCK):
-        chunk = bytes(data[offset : offset + _WRITE_BLOCK])
+    for offset in range(start, len(data), _BLOCK):
+        chunk = bytes(data[offset : offset + _BLOCK])
         raw.async_request(answers, CMD_WRITE, handle, _INT64(offset), chunk)
         sent += 1
-        while sent - answers.received > _WRITES_IN_FLIGHT:
+        while sent - answers.received > _IN_FLIGHT:
             raw.read_response()
         if answers.failure is not None:
             break
     while answers.received < sent:
         raw.read_response()
     return answers.failure
+
+
+class _ReadAnswers:
+    """Puts the answers to pipelined reads in place in one buffer; notes what came short."""
+
+    def __init__(self, base: int, count: int) -> None:
+        self.base = base
+        self.buffer = bytearray(count)
+        self.pending: dict[int, tuple[int, int]] = {}
+        self.rest: list[tuple[int, int]] = []
+        self.failure: str | None = None
+
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        offset, length = self.pending.pop(num)
+        if t == CMD_DATA:
+            data = msg.get_string()
+            start = offset - self.base
+            self.buffer[start : start + len(data)] = data
+            if 0 < len(data) < length:  # a server may answer less than asked: ask again
+                self.rest.append((offset + len(data), length - len(data)))
+            elif not data:
+                self.failure = self.failure or "the file ended early"
+        elif t == CMD_STATUS:
+            code, text = msg.get_int(), msg.get_text()
+            self.failure = self.failure or (text or f"status {code}")
+        else:
+            self.failure = self.failure or f"unexpected answer {t} to a read"
+
+
+def _pipelined_read(sftp: SFTPClient, handle: bytes, offset: int, count: int) -> bytes:
+    """`count` bytes from `offset` with up to `_IN_FLIGHT` reads unanswered (paramiko's
+    readv joins its pieces into bytes one by one: quadratic for a pack). A file that ends early
+    is a short read: TransientBackendError, from the caller's length check."""
+    answers = _ReadAnswers(offset, count)
+    raw = _Raw(sftp)
+    answers.rest = [
+        (start, min(_BLOCK, offset + count - start))
+        for start in range(offset, offset + count, _BLOCK)
+    ]
+    answers.rest.reverse()
+    while answers.failure is None and (answers.rest or answers.pending):
+        while answers.rest and len(answers.pending) < _IN_FLIGHT:
+            start, length = answers.rest.pop()
+            number = raw.async_request(answers, CMD_READ, handle, _INT64(start), length)
+            answers.pending[number] = (start, length)
+        raw.read_response()
+    while answers.pending:
+        raw.read_response()
+    if answers.failure is not None:
+        raise EOFError(answers.failure)
+    return bytes(answers.buffer)
 
 
 def _fsync(sftp: SFTPClient, handle: bytes) -> None:
@@ -668,7 +722,7 @@ def _free_bytes(sftp: SFTPClient, folder: PurePosixPath) -> int | None:
 def _tail_matches(sftp: SFTPClient, temp: PurePosixPath, data: memoryview, reached: int) -> bool:
     start = max(0, reached - _RESUME_CHECK)
     with _translated("read", temp), sftp.open(str(temp), "r") as f:
-        tail = b"".join(f.readv([(start, reached - start)]))
+        tail = _pipelined_read(sftp, _handle_of(f), start, reached - start)
     return tail == data[start:reached]
 
 
