@@ -32,7 +32,7 @@ from cairn.backends.sftp import (
     parse_address,
 )
 from cairn.backends.testing.conformance import object_name
-from storageservers import SFTP_PASSWORD, CuttingRelay, SshServer, ssh_server
+from storageservers import SFTP_PASSWORD, CuttingRelay, SshServer, require, ssh_server
 from storageservers import sshd as sshd  # the session's server
 
 
@@ -123,8 +123,7 @@ def test_a_wrong_key_is_login_refused_e037(sshd: SshServer, tmp_path: Path) -> N
 
 
 def test_password_logins(sshd: SshServer, tmp_path: Path) -> None:
-    if not sshd.passwords:
-        pytest.skip("sshd could not be given a password here (needs root and unshare)")
+    require("a password for sshd's user (root, unshare and openssl)", sshd.passwords)
     backend = backend_at(sshd, tmp_path / "api", key_file=None, password=SFTP_PASSWORD)
     backend.close()
     with pytest.raises(StorageLoginRefused, match="the password"):
@@ -297,8 +296,7 @@ def test_sshd_restarted_mid_run(tmp_path: Path) -> None:
 
 
 def test_a_full_target_is_e030_and_leaves_nothing_half_written(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
+    require("root, to mount a small tmpfs", os.geteuid() == 0)
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)], check=True)
@@ -365,3 +363,30 @@ def test_a_port_that_does_not_speak_ssh_is_e106(sshd: SshServer, tmp_path: Path)
     cairn = Cairn(sshd.location(tmp_path / "repo", port=port))
     result = cairn.run("init", check=False, env=cairn.env(**sshd.env()))
     assert result.code == 106 and "CAIRN-E106" in result.err, result.err
+
+
+def test_concurrent_saves_of_one_large_object(sshd: SshServer, tmp_path: Path) -> None:
+    backend = open_backend(
+        sshd.location(tmp_path / "repo"), create=True, environ=sshd.env(CAIRN_SFTP_NO_AGENT="1")
+    )
+    data = os.urandom(RESUMABLE_ABOVE + 512 * 1024)
+    handle = Handle(ObjectKind.PACK, object_name(data))
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        barrier.wait()
+        try:
+            backend.save(handle, data)
+        except BaseException as exc:  # the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert backend.load(handle) == data
+    assert files_under(tmp_path / "repo") == [f"packs/{handle.name[:2]}/{handle.name}"]
+    backend.close()

@@ -20,7 +20,8 @@ Deviations and choices:
   compares the bytes: the same succeed, others raise AlreadyExists.
 - Objects over `RESUMABLE_ABOVE` go up under a temporary name derived from their own (``.part-``
   + name): a save after a broken one finds the part, checks its last bytes against what it would
-  send, and sends only the rest from there (capability ``resumable_writes``).
+  send, sends only the rest from there, and reads the whole part back to verify it before the
+  rename (capability ``resumable_writes``).
 - Writes are pipelined by this module, not by paramiko: paramiko's pipelined file drops the error
   answers of writes still in flight when the file is closed, which would hide a full disk.
 - A failed write on a full disk comes back as SFTP's generic "Failure"; ``statvfs@openssh.com``
@@ -219,7 +220,15 @@ class SftpBackend:
         with self._session() as sftp:
             if len(view) > RESUMABLE_ABOVE:
                 temp = path.with_name(PART_PREFIX + path.name)
-                self._upload_resuming(sftp, temp, view)
+                try:
+                    self._upload_resuming(sftp, temp, view)
+                except NotFound as exc:
+                    # The part vanished under this save: a concurrent save of the same object
+                    # published it. Then the object must be there, with these bytes.
+                    if _stat_or_none(sftp, path) is None:
+                        raise TransientBackendError(f"{temp} vanished") from exc
+                    self._check_same(sftp, path, view)
+                    return
             else:
                 temp = path.with_name(TEMP_PREFIX + secrets.token_hex(8))
                 self._upload(sftp, temp, view, 0, create=True)
@@ -292,28 +301,40 @@ class SftpBackend:
             and _tail_matches(sftp, temp, data, reached)
         ):
             self._upload(sftp, temp, data, reached, create=False)
-        else:
-            with suppress(OSError):
-                sftp.remove(str(temp))
-            self._upload(sftp, temp, data, 0, create=True)
+            if _read_back(sftp, temp, len(data)) == data:
+                return
+            # Bytes before the tail differ (another program wrote there): send it all again.
+        with suppress(OSError):
+            sftp.remove(str(temp))
+        self._upload(sftp, temp, data, 0, create=True)
 
     def _upload(
         self, sftp: SFTPClient, temp: PurePosixPath, data: memoryview, start: int, create: bool
     ) -> None:
         """Write data[start:] at its offsets into `temp`, fsync it, and check its size."""
         mode = "+x" if create else "+"
-        with _translated("create a temporary file in", temp.parent, missing=BackendError):
-            f = sftp.open(str(temp), mode)
+        try:
+            # A part missing on resume is NotFound (a concurrent save published it); a folder
+            # missing when creating is the layout's fault.
+            with _translated(
+                "open a temporary file in", temp.parent, BackendError if create else NotFound
+            ):
+                f = sftp.open(str(temp), mode)
+        except BackendError as exc:
+            if create and _stat_or_none(sftp, temp) is not None:
+                # A concurrent save of the same large object made its part first: try again,
+                # to go on with that part.
+                raise TransientBackendError(f"another save of {temp} is under way") from exc
+            raise
         try:
             with _translated("write", temp):
                 failure = _pipelined_write(sftp, _handle_of(f), data, start)
                 if failure is None:
                     _fsync(sftp, _handle_of(f))
+                size = f.stat().st_size  # of this file, even if a concurrent save renamed it
         finally:
             with suppress(OSError, EOFError, paramiko.SSHException):
                 f.close()
-        with _translated("stat", temp):
-            size = sftp.stat(str(temp)).st_size
         if failure is not None or size != len(data):
             self._write_failed(sftp, temp, len(data) - (size or 0), failure or "short file")
 
@@ -336,7 +357,14 @@ class SftpBackend:
         """Rename without replacing; an existing object must hold the same bytes."""
         try:
             sftp.rename(str(temp), str(path))
-        except (FileNotFoundError, PermissionError) as exc:
+        except FileNotFoundError as exc:
+            # Another save of the same object (its part shared with this one) published it.
+            try:
+                self._check_same(sftp, path, data)
+            except NotFound:
+                raise TransientBackendError(f"{temp} vanished before it was published") from exc
+            return
+        except PermissionError as exc:
             _raise_translated(exc, "publish", path)
         except OSError as exc:
             if not _is_sftp_status(exc):
@@ -430,6 +458,11 @@ class SftpBackend:
                     raise TransientBackendError(f"{exc} (the connection broke)") from exc.__cause__
                 healthy = True
                 raise
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                # Whatever a step let through untranslated: the connection broke under it.
+                raise TransientBackendError(
+                    f"the connection to {self._address} broke: {exc or type(exc).__name__}"
+                ) from exc
             finally:
                 if healthy and _alive(session):
                     with self._lock:
@@ -703,8 +736,14 @@ def _fsync(sftp: SFTPClient, handle: bytes) -> None:
 def _fsync_folder(sftp: SFTPClient, folder: PurePosixPath) -> None:
     """Make a rename durable where the server lets a folder be opened and fsynced (OpenSSH's
     does on Linux); elsewhere it is as durable as the server makes it."""
-    with suppress(OSError), sftp.open(str(folder), "r") as f:
-        _fsync(sftp, _handle_of(f))
+    try:
+        with sftp.open(str(folder), "r") as f:
+            _fsync(sftp, _handle_of(f))
+    except OSError as exc:
+        # A server that refuses (a status answer) leaves it at that; a broken connection is
+        # an error, so the save is retried and fsyncs the folder then.
+        if not (_is_sftp_status(exc) or isinstance(exc, (FileNotFoundError, PermissionError))):
+            raise
 
 
 def _free_bytes(sftp: SFTPClient, folder: PurePosixPath) -> int | None:
@@ -717,6 +756,12 @@ def _free_bytes(sftp: SFTPClient, folder: PurePosixPath) -> int | None:
     except (OSError, EOFError, paramiko.SSHException):
         return None
     return int(frsize * bavail)
+
+
+def _read_back(sftp: SFTPClient, temp: PurePosixPath, size: int) -> bytes:
+    """The whole of `temp`: a resumed upload is verified whole before it is published."""
+    with _translated("read", temp), sftp.open(str(temp), "r") as f:
+        return _pipelined_read(sftp, _handle_of(f), 0, size) if size else b""
 
 
 def _tail_matches(sftp: SFTPClient, temp: PurePosixPath, data: memoryview, reached: int) -> bool:
@@ -761,7 +806,7 @@ def _stat_or_none(sftp: SFTPClient, path: PurePosixPath) -> paramiko.SFTPAttribu
         return sftp.stat(str(path))
     except FileNotFoundError:
         return None
-    except OSError as exc:
+    except (OSError, EOFError, paramiko.SSHException) as exc:
         _raise_translated(exc, "stat", path)
 
 
