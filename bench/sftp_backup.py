@@ -23,9 +23,13 @@ PASSWORD = "bench passphrase"  # noqa: S105 - a throwaway benchmark repository
 CORPUS_SCRIPT = Path(__file__).resolve().parent / "corpus.py"
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str], limit: float = 300) -> float:
+    """Seconds `cmd` took; NaN when it did not finish within `limit`."""
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return float("nan")
     return time.perf_counter() - start
 
 
@@ -92,8 +96,9 @@ def runs(server: SshServer, work: Path, corpus: Path) -> dict[str, tuple[float, 
         )
     if shutil.which("rclone"):
         remote = f"nas:{work / 'rclone-sftp'}"
-        up = timed(["rclone", "copy", "--links", str(corpus), remote], rclone_env)
-        down = timed(["rclone", "copy", "--links", remote, str(work / "rclone-out")], rclone_env)
+        rclone = ["rclone", "copy", "--links", "--sftp-disable-hashcheck", "--transfers", "4"]
+        up = timed([*rclone, str(corpus), remote], rclone_env, limit=120)
+        down = timed([*rclone, remote, str(work / "rclone-out")], rclone_env, limit=120)
         results["rclone copy (no dedup, no encryption), SFTP"] = (
             up, down, same_tree(corpus, work / "rclone-out"),
         )  # fmt: skip
