@@ -2,8 +2,9 @@
 
 Supported: a plain path or ``local:/path`` (a LocalBackend); ``cairns://host:port/tenant`` (a
 RemoteBackend on a Cairn server, TLS, certificate pinned on first use) and ``cairn://`` on
-loopback only (no TLS), both wrapped to retry transient failures; and ``memory:`` (a new, empty
-MemoryBackend on every call, so it suits tests only: nothing outlives the process). With an
+loopback only (no TLS), both wrapped to retry transient failures; ``webdav:https://host/path``
+(a WebDavBackend; ``webdav:http://`` on loopback only; retried too); and ``memory:`` (a new,
+empty MemoryBackend on every call, so it suits tests only: nothing outlives the process). With an
 upload limit, saves pass through one token bucket (inside the retries, so a retried upload pays
 again for the bytes it sends again).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cairn.backends.base import Backend
@@ -23,7 +24,7 @@ from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.backends.wrappers.retrying import RetryingBackend
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
-_SUPPORTED = "local paths, cairns://HOST:PORT/TENANT, memory:"
+_SUPPORTED = "local paths, cairns://HOST:PORT/TENANT, webdav:https://HOST/PATH, memory:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class RemoteCredentials:
     token: str | None
     known_servers: Path
     fingerprint: str | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+    """The caller's environment, for the storage servers' own variables (CAIRN_WEBDAV_*)."""
 
 
 class MissingToken(BackendError):
@@ -66,6 +69,7 @@ def remote_credentials(token_file: str | None, environ: Mapping[str, str]) -> Re
         token=token,
         known_servers=known_servers_path(environ),
         fingerprint=environ.get("CAIRN_SERVER_FINGERPRINT"),
+        environ=environ,
     )
 
 
@@ -83,6 +87,8 @@ def open_backend(
         return _limited(MemoryBackend(), bucket)
     if location.startswith(("cairn://", "cairns://")):
         return RetryingBackend(_limited(_open_remote(location, remote), bucket))
+    if location.startswith("webdav:"):
+        return RetryingBackend(_limited(_open_webdav(location, create, remote), bucket))
     path = _local_path(location)
     if create:
         return _limited(LocalBackend.create(path), bucket)
@@ -105,6 +111,18 @@ def _open_remote(location: str, remote: RemoteCredentials | None) -> Backend:
         )
     known = KnownServers(remote.known_servers)
     return RemoteBackend(address, remote.token, known, remote.fingerprint)
+
+
+def _open_webdav(location: str, create: bool, remote: RemoteCredentials | None) -> Backend:
+    # Imported here for the same reason as the server's client: only a WebDAV location pays
+    # for the XML parser.
+    from cairn.backends.webdav import WebDavBackend, parse_location, webdav_credentials
+
+    address = parse_location(location)
+    credentials = webdav_credentials(address, remote.environ if remote is not None else None)
+    if create:
+        return WebDavBackend.create(address, credentials)
+    return WebDavBackend(address, credentials)
 
 
 def _local_path(location: str) -> Path:
