@@ -139,9 +139,9 @@ def webdav_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebD
 
 
 class CuttingRelay:
-    """A TCP relay on loopback in front of `target_port`. With `cut_after` set, it closes a
-    connection once that many bytes passed in the direction given (client to server: an upload;
-    server to client: a download), and counts every byte it relayed."""
+    """A TCP relay on loopback in front of `target_port`. It counts the bytes it relays each way
+    (`sent_up`: client to server, `sent_down`); with `cut_after` set, it closes the connection
+    whose bytes would take the count of `direction` past it, once."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -180,26 +180,13 @@ class CuttingRelay:
         selector = selectors.DefaultSelector()
         selector.register(client, selectors.EVENT_READ, (upstream, "up"))
         selector.register(upstream, selectors.EVENT_READ, (client, "down"))
-        passed = 0
         try:
             while not self._stop.is_set():
                 for key, _ in selector.select(timeout=0.2):
                     target, direction = key.data
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
+                    if not data or not self._count(direction, len(data)):
                         return
-                    with self._lock:
-                        limit = self.cut_after if direction == self.direction else None
-                        if limit is not None and passed + len(data) > limit:
-                            self.cut_after = None  # one cut: the retry goes through
-                            self.cuts += 1
-                            return
-                        if direction == self.direction:
-                            passed += len(data)
-                        if direction == "up":
-                            self.sent_up += len(data)
-                        else:
-                            self.sent_down += len(data)
                     target.sendall(data)
         except OSError:
             return
@@ -207,3 +194,18 @@ class CuttingRelay:
             selector.close()
             client.close()
             upstream.close()
+
+    def _count(self, direction: str, size: int) -> bool:
+        """Count `size` bytes relayed; False (cut) when they pass `cut_after`."""
+        with self._lock:
+            done = self.sent_up if direction == "up" else self.sent_down
+            limit = self.cut_after if direction == self.direction else None
+            if limit is not None and done + size > limit:
+                self.cut_after = None  # one cut: the retry goes through
+                self.cuts += 1
+                return False
+            if direction == "up":
+                self.sent_up += size
+            else:
+                self.sent_down += size
+            return True

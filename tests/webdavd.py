@@ -9,7 +9,7 @@ the tests, so the server never shares their process.
 from __future__ import annotations
 
 import argparse
-import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,11 +45,13 @@ def main() -> None:
         "lock_storage": True,
     }
     app = WsgiDAVApp(config)
-    server = wsgi.Server(("127.0.0.1", args.port), app, numthreads=16)
+    # A restart binds the port again while the old connections linger (TIME_WAIT), which
+    # needs SO_REUSEPORT on every socket bound to it, and cheroot sets that for a given port only.
+    port = args.port or _free_port()
+    server = wsgi.Server(("127.0.0.1", port), app, numthreads=16, reuse_port=True)
     if args.cert:
         server.ssl_adapter = BuiltinSSLAdapter(args.cert, args.key)
     server.prepare()
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
     port = server.bind_addr[1]
     temp = args.portfile.with_suffix(".tmp")
     temp.write_text(str(port))
@@ -59,6 +61,12 @@ def main() -> None:
     finally:
         server.stop()
     sys.exit(0)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":

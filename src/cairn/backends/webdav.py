@@ -114,7 +114,8 @@ class WebDavCredentials:
 def parse_location(location: str) -> WebDavAddress:
     """``webdav:https://[user@]host[:port]/path``; ``webdav:http://`` to loopback only."""
     url = location.removeprefix("webdav:")
-    usage = f"{location!r}: use webdav:https://[USER@]HOST[:PORT]/PATH"
+    shown = repr(_without_password(location))
+    usage = f"{shown}: use webdav:https://[USER@]HOST[:PORT]/PATH"
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -123,15 +124,15 @@ def parse_location(location: str) -> WebDavAddress:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BackendError(usage)
     if parts.query or parts.fragment:
-        raise BackendError(f"{location!r}: a WebDAV location has no query or fragment")
+        raise BackendError(f"{shown}: a WebDAV location has no query or fragment")
     if parts.password is not None:
         raise BackendError(
-            f"{location!r}: never put the password in the location (it shows in process lists "
+            f"{shown}: never put the password in the location (it shows in process lists "
             "and shell history); set CAIRN_WEBDAV_PASSWORD or CAIRN_WEBDAV_PASSWORD_FILE"
         )
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise BackendError(
-            f"{location!r}: plain http:// is accepted for loopback only (a password and the "
+            f"{shown}: plain http:// is accepted for loopback only (a password and the "
             "data would cross the network in the clear); use webdav:https://"
         )
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
@@ -139,6 +140,18 @@ def parse_location(location: str) -> WebDavAddress:
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     user = unquote(parts.username) if parts.username else None
     return WebDavAddress(urlunsplit((parts.scheme, netloc, path, "", "")), user)
+
+
+def _without_password(location: str) -> str:
+    """`location` with any password between ``user:`` and ``@`` masked, for messages."""
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return location
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.partition(':')[0]}:***@{host}"
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def webdav_credentials(
@@ -479,11 +492,12 @@ class WebDavBackend:
                     if response.status_code == 404 and missing_ok:
                         return []
                     self._fail(response, None, "PROPFIND", url)
-                body = _read_capped(response, where)
+                try:
+                    body = _read_capped(response, where)
+                except httpx.HTTPError as exc:
+                    raise ListingIncomplete(f"the listing of {where} broke off: {exc}") from exc
         except httpx.HTTPError as exc:
-            self._transport_error(exc, "PROPFIND", url)  # raises; a listing cut off is below
-        except TransientBackendError as exc:
-            raise ListingIncomplete(f"the listing of {where} broke off: {exc}") from exc
+            self._transport_error(exc, "PROPFIND", url)
         root = _parse_multistatus(body, self._address, listing=where)
         return _entries(root, self._address.path + "/" + folder if folder else self._address.path)
 
