@@ -1,4 +1,4 @@
-"""Run wsgidav (the real WebDAV server, on cheroot) as its own process, for the tests.
+"""Run wsgidav (the real WebDAV server) as its own process, for the tests.
 
 ``python tests/webdavd.py ROOT PORTFILE [--port N] [--auth digest|basic] [--user U --password P]
 [--cert PEM --key PEM]`` serves ROOT on 127.0.0.1 (port 0: any free one) and writes the port it
@@ -9,13 +9,14 @@ the tests, so the server never shares their process.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
+import uvicorn
+from uvicorn.middleware.wsgi import WSGIMiddleware
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 
@@ -45,22 +46,40 @@ def main() -> None:
         "lock_storage": True,
     }
     app = WsgiDAVApp(config)
-    # A restart binds the port again while the old connections linger (TIME_WAIT), which
-    # needs SO_REUSEPORT on every socket bound to it, and cheroot sets that for a given port only.
     port = args.port or _free_port()
-    server = wsgi.Server(("127.0.0.1", port), app, numthreads=16, reuse_port=True)
-    if args.cert:
-        server.ssl_adapter = BuiltinSSLAdapter(args.cert, args.key)
-    server.prepare()
-    port = server.bind_addr[1]
-    temp = args.portfile.with_suffix(".tmp")
-    temp.write_text(str(port))
-    temp.rename(args.portfile)
-    try:
-        server.serve()
-    finally:
-        server.stop()
-    sys.exit(0)
+    # uvicorn (the server's own HTTP runner) carries wsgidav: cheroot's built-in TLS adapter
+    # garbles records when connections are used from many threads at once (cheroot#292), which
+    # made the concurrent conformance tests fail for the server's fault, not the client's.
+    server = uvicorn.Server(
+        uvicorn.Config(
+            WSGIMiddleware(app, workers=16),
+            host="127.0.0.1",
+            port=port,
+            ssl_certfile=args.cert,
+            ssl_keyfile=args.key,
+            log_level="warning",
+            lifespan="off",
+            timeout_keep_alive=30,
+        )
+    )
+    announced = False
+
+    async def serve() -> None:
+        nonlocal announced
+        task = asyncio.ensure_future(server.serve())
+        while not server.started:
+            if task.done():
+                await task
+                return
+            await asyncio.sleep(0.02)
+        temp = args.portfile.with_suffix(".tmp")
+        temp.write_text(str(port))
+        temp.rename(args.portfile)
+        announced = True
+        await task
+
+    asyncio.run(serve())
+    sys.exit(0 if announced else 1)
 
 
 def _free_port() -> int:
