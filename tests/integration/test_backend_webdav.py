@@ -268,6 +268,36 @@ def test_a_server_restarted_mid_run(tmp_path: Path) -> None:
         assert len(cairn.run("snapshots", "--json").json()) == 2
 
 
+def test_a_server_restarted_during_a_backup(tmp_path: Path) -> None:
+    """The server goes away and comes back while a backup uploads (held to 1 MiB/s so that it
+    is still uploading): the backup either rides it out by retrying or stops with E033; either
+    way no traceback, the next backup completes, and the repository checks clean."""
+    with webdav_server(tmp_path, tls=True) as server:
+        cairn = webdav_cairn(server, tmp_path)
+        cairn.run("init")
+        src = tmp_path / "src"
+        src.mkdir()
+        for i in range(6):
+            (src / f"f{i}").write_bytes(os.urandom(MiB))
+        backup = subprocess.Popen(
+            [sys.executable, "-m", "cairn.cli.main", "backup", str(src)],
+            env=cairn.env(CAIRN_LIMIT_UPLOAD="1MiB/s"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2)
+        server.restart()
+        _, err = backup.communicate(timeout=300)
+        assert "Traceback" not in err
+        assert backup.returncode == 0 or "CAIRN-E033" in err, err
+        cairn.run("backup", str(src))
+        cairn.run("check", "--read-data")
+        restored = tmp_path / "out"
+        cairn.run("restore", "latest", "--target", str(restored))
+        assert manifest(restored / src.relative_to("/")) == manifest(src)
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0 or shutil.which("mount") is None:
