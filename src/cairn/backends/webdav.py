@@ -33,6 +33,7 @@ import contextlib
 import secrets
 import ssl
 from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -334,9 +335,13 @@ class WebDavBackend:
         if kind is not ObjectKind.PACK:
             yield from self._objects(kind, kind.value, entries, "")
             return
-        for shard in sorted(e.name for e in entries if e.folder and e.name in _SHARDS):
-            folder = f"{kind.value}/{shard}"
-            yield from self._objects(kind, folder, self._members(folder, missing_ok=True), shard)
+        # Up to 256 shard folders, one PROPFIND each: as many at once as the backend has
+        # connections, so a prune's listing costs ~256 / connections round trips.
+        folders = [f"{kind.value}/{e.name}" for e in entries if e.folder and e.name in _SHARDS]
+        with ThreadPoolExecutor(self._connections) as pool:
+            listed = list(pool.map(lambda f: self._members(f, missing_ok=True), folders))
+        for folder, members in zip(folders, listed, strict=True):
+            yield from self._objects(kind, folder, members, folder.rpartition("/")[2])
 
     def remove(self, handle: Handle) -> None:
         path = self._path(handle)
