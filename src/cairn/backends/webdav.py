@@ -397,7 +397,9 @@ class WebDavBackend:
         response = self._request("MKCOL", folder + "/")
         if response.status_code in (200, 201):
             return
-        if response.status_code == 405 and self._is_folder(folder):  # made meanwhile
+        # Made meanwhile by another save: 405 says so; some servers (wsgidav) answer 500 when
+        # two MKCOLs race, so any refusal is checked against the folder's existence.
+        if response.status_code not in (401, 403) and self._is_folder(folder):
             return
         self._fail(response, None, "MKCOL", folder)
 
