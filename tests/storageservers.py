@@ -185,9 +185,12 @@ class CuttingRelay:
                 for key, _ in selector.select(timeout=0.2):
                     target, direction = key.data
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data or not self._count(direction, len(data)):
+                    if not data:
                         return
-                    target.sendall(data)
+                    allowed = self._count(direction, len(data))
+                    target.sendall(data[:allowed])
+                    if allowed < len(data):
+                        return  # cut here: what passed the limit is dropped with the connection
         except OSError:
             return
         finally:
@@ -195,17 +198,18 @@ class CuttingRelay:
             client.close()
             upstream.close()
 
-    def _count(self, direction: str, size: int) -> bool:
-        """Count `size` bytes relayed; False (cut) when they pass `cut_after`."""
+    def _count(self, direction: str, size: int) -> int:
+        """Count bytes relayed; how many of `size` may pass (fewer: cut after them)."""
         with self._lock:
             done = self.sent_up if direction == "up" else self.sent_down
             limit = self.cut_after if direction == self.direction else None
+            allowed = size
             if limit is not None and done + size > limit:
+                allowed = max(0, limit - done)
                 self.cut_after = None  # one cut: the retry goes through
                 self.cuts += 1
-                return False
             if direction == "up":
-                self.sent_up += size
+                self.sent_up += allowed
             else:
-                self.sent_down += size
-            return True
+                self.sent_down += allowed
+            return allowed
