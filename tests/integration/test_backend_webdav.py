@@ -397,7 +397,9 @@ _WHOLE = (
 
 
 @contextlib.contextmanager
-def crafted_server(status: int, body: bytes) -> Iterator[int]:
+def crafted_server(
+    status: int, body: bytes, headers: dict[str, str] | None = None
+) -> Iterator[int]:
     """An HTTP server on loopback that answers every request with `status` and `body`."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -406,6 +408,8 @@ def crafted_server(status: int, body: bytes) -> Iterator[int]:
             self.send_response(status)
             self.send_header("content-type", "application/xml")
             self.send_header("content-length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
@@ -454,6 +458,16 @@ def test_a_server_that_ignores_range_still_gives_the_right_bytes() -> None:
         assert backend.load(handle, 2, 3) == b"234"
         assert backend.load(handle, 7) == b"789"
         assert not backend.capabilities.ranged_reads, "the capability says what was seen"
+        backend.close()
+
+
+def test_a_ranged_read_answered_with_too_much_is_refused_unread() -> None:
+    flood = b"x" * (8 * MiB)
+    with crafted_server(206, flood, {"content-range": f"bytes 0-1/{len(flood)}"}) as port:
+        address = parse_location(f"webdav:http://127.0.0.1:{port}/r")
+        backend = WebDavBackend(address, webdav_credentials(address, {}))
+        with pytest.raises(GarbledAnswer, match="more than"):
+            backend.load(handle_for(ObjectKind.PACK, b"x"), 0, 2)
         backend.close()
 
 
