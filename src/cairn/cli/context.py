@@ -2,8 +2,10 @@
 
 This is where environment variables are read (CAIRN_REPOSITORY, CAIRN_PASSWORD,
 CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND, CAIRN_CACHE_DIR, CAIRN_KDF, CAIRN_TOKEN,
-CAIRN_TOKEN_FILE, CAIRN_SERVER_FINGERPRINT, CAIRN_LIMIT_UPLOAD, XDG_CONFIG_HOME); library code
-below the CLI never reads the environment.
+CAIRN_TOKEN_FILE, CAIRN_SERVER_FINGERPRINT, CAIRN_LIMIT_UPLOAD, XDG_CONFIG_HOME, and a storage
+server's own: CAIRN_WEBDAV_USER, CAIRN_WEBDAV_PASSWORD, CAIRN_WEBDAV_PASSWORD_FILE,
+CAIRN_WEBDAV_CA, passed down in `RemoteCredentials.environ`); library code below the CLI never
+reads the environment.
 """
 
 from __future__ import annotations
