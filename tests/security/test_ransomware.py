@@ -12,7 +12,8 @@ a flood of snapshots labelled with the machine's jobs' group IDs (and random one
 retention forget none of the jobs' earlier snapshots (design 14.5).
 
 What the owner sees, and does:
-- `cairn snapshots` lists every snapshot it can open and names those it cannot (exit 21);
+- `cairn snapshots` lists every snapshot it can open and names those it cannot in a warning
+  (exit 0: one damaged snapshot hides no other, design 5);
   `check --read-data` reports each of those as an error (exit 20) and nothing else.
 - The ones that cannot be opened, and the attacker's real snapshots (junk, or a rolled-back
   forgotten one), go by `cairn forget ID...` (forget names a snapshot by its ID, without opening
@@ -145,10 +146,10 @@ def test_a_backup_token_cannot_destroy_history(server: RunningServer, tmp_path: 
     print(f"\nattacker: {len(attacker.statuses)} requests, {len(refused)} refused")
 
     # the owner, later, with the tenant-admin token: the snapshots that cannot be opened are
-    # named (exit 21, the first of them), the others listed; every earlier one restores bit-exact
+    # named in warnings, the others listed; every earlier one restores bit-exact
     listed = owner.run("snapshots", "--json", check=False)
-    assert listed.code == 21 and any(f[:8] in listed.err for f in fakes), listed.err  # the first
-    ids = [s["id"] for s in listed.json()["result"]]  # and the error, in one document
+    assert listed.code == 0 and all(f[:8] in listed.err for f in fakes), listed.err
+    ids = [s["id"] for s in listed.json()]
     assert set(kept) <= set(ids)
     for snapshot_id, expected in kept.items():
         target = tmp_path / f"restore-{snapshot_id}"
@@ -306,7 +307,7 @@ def test_the_owner_can_remove_a_snapshot_with_a_broken_seal(
     """What the owner sees, and how they clean up with raw HTTP (`cairn forget ID` does too)."""
     owner, source, real, _, fake = _broken_seal_snapshot(server, tmp_path, "cleanup")
     seen = owner.run("snapshots", check=False)
-    assert seen.code == 21 and real[:8] in seen.out and fake[:8] in seen.err
+    assert seen.code == 0 and real[:8] in seen.out and fake[:8] in seen.err
     check = owner.run("check", check=False)
     assert check.code == 20 and f"error: snapshot {fake[:8]}" in check.out
     with httpx.Client(
