@@ -24,7 +24,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from cairn.agent.runner import Retrying, Runner
 from cairn.agent.schedule import Due, Jitter, next_due
 from cairn.agent.spec import AgentSpec, Continuous, JobSpec, WhenReachable
 from cairn.agent.triggers import ChangeTrigger, ReachableTrigger, Trigger, probe_repository
+from cairn.core.clock import SYSTEM_CLOCK, epoch_s
 from cairn.core.errors import CairnError
 from cairn.core.tomltable import ConfigError
 from cairn.notify.alerts import Alerter, channel_for
@@ -55,7 +55,7 @@ class JsonLog:
         self.stream = stream
 
     def __call__(self, event: str, **fields: Any) -> None:
-        line = {"ts": round(time.time(), 3), "event": event, **fields}
+        line = {"ts": round(epoch_s(SYSTEM_CLOCK), 3), "event": event, **fields}
         stream = self.stream or sys.stderr
         with contextlib.suppress(OSError, ValueError):
             stream.write(json.dumps(line, default=str) + "\n")
@@ -87,7 +87,7 @@ class Daemon:
         spec: AgentSpec,
         load: Callable[[], AgentSpec],
         *,
-        now: Callable[[], float] = time.time,
+        now: Callable[[], float] = lambda: epoch_s(SYSTEM_CLOCK),
         runner: Runner | None = None,
         log: Callable[..., None] | None = None,
         seed: int | None = None,

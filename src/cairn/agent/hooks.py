@@ -17,11 +17,11 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import BinaryIO
 
 from cairn.agent.procgroup import GRACE_S, end_group
 from cairn.agent.spec import HookSpec
+from cairn.core.clock import SYSTEM_CLOCK, utc_now
 
 OUTPUT_CAP = 1024 * 1024
 """Bytes of one hook's output kept in the log."""
@@ -180,6 +180,6 @@ def _closing_line(result: HookResult, dropped: int) -> str:
 
 def log_line(log: BinaryIO, text: str) -> None:
     """One line of the agent's own in the run's log, stamped with the UTC time."""
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = utc_now(SYSTEM_CLOCK).strftime("%Y-%m-%dT%H:%M:%SZ")
     log.write(f"[{stamp}] {text}\n".encode(errors="replace"))
     log.flush()

@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 from cairn.agent.dumps import DumpFailed, take_dumps
 from cairn.agent.hooks import run_hook
 from cairn.agent.spec import AgentSpec, JobSpec, Window
+from cairn.core.clock import SYSTEM_CLOCK, epoch_s
 from cairn.core.errors import CairnError
 from cairn.notify.message import Outcome, RunSummary
 
@@ -282,7 +283,7 @@ class Runner:
         *,
         program: Sequence[str] = BACKUP_PROGRAM,
         environ: Mapping[str, str] | None = None,
-        now: Callable[[], float] = time.time,
+        now: Callable[[], float] = lambda: epoch_s(SYSTEM_CLOCK),
         log: Callable[..., None] = lambda event, **fields: None,
         on_retry: Callable[[Retrying], None] = lambda retrying: None,
     ) -> None:
@@ -466,7 +467,7 @@ def _scratch(log: BinaryIO) -> Iterator[BinaryIO]:
 
 
 def _note(log: BinaryIO, line: str) -> None:
-    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    stamp = SYSTEM_CLOCK.now().isoformat(timespec="seconds")
     log.write(f"[{stamp}] cairn-agent: {line}\n".encode())
     log.flush()
 

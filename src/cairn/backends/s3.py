@@ -30,7 +30,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
@@ -57,6 +57,7 @@ from cairn.backends.errors import (
     TransientBackendError,
 )
 from cairn.core.addresses import is_loopback
+from cairn.core.clock import SYSTEM_CLOCK, utc_now
 from cairn.core.crashpoints import crashpoint
 from cairn.core.ids import is_hex_name
 
@@ -241,7 +242,7 @@ class S3Backend:
                 ),
                 None,
             )
-            now = datetime.now(UTC)
+            now = utc_now(SYSTEM_CLOCK)
             old = [
                 (str(u["Key"]), str(u["UploadId"]))
                 for u in page.get("Uploads", [])

@@ -35,7 +35,7 @@ import ssl
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import NoReturn
@@ -62,6 +62,7 @@ from cairn.backends.errors import (
     TransientBackendError,
 )
 from cairn.core.addresses import is_loopback
+from cairn.core.clock import SYSTEM_CLOCK, utc_now
 from cairn.core.ids import is_hex_name
 
 TEMP_PREFIX = ".tmp-"
@@ -490,7 +491,7 @@ class WebDavBackend:
     def _objects(
         self, kind: ObjectKind, folder: str, entries: Sequence[_Entry], prefix: str
     ) -> Iterator[ObjectInfo]:
-        stale = datetime.now(UTC) - STALE_TEMP_AGE
+        stale = utc_now(SYSTEM_CLOCK) - STALE_TEMP_AGE
         for entry in entries:
             if entry.name.startswith(TEMP_PREFIX):
                 if not entry.folder and entry.modified is not None and entry.modified < stale:

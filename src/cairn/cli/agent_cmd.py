@@ -11,7 +11,6 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -32,6 +31,7 @@ from cairn.agent.spec import AgentSpec
 from cairn.agent.status import AgentStatus, JobStatus, agent_status, known_status
 from cairn.cli.context import Context
 from cairn.cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, exit_for
+from cairn.core.clock import SYSTEM_CLOCK, epoch_s
 from cairn.core.tomltable import ConfigError
 from cairn.notify.errors import NotifyError
 from cairn.notify.message import ChannelSpec, EmailSpec, Event, EventKind, Outcome, RunSummary
@@ -179,7 +179,7 @@ def _status(ctx: Context) -> int:
         raise
     history = History(spec.state / "history.db")
     try:
-        status = agent_status(spec, history, time.time())
+        status = agent_status(spec, history, epoch_s(ctx.clock))
     finally:
         history.close()
     _show_status(ctx, status)
@@ -251,7 +251,7 @@ def _running(retrying: Retrying | None) -> str:
     if retrying is None:
         return "running now"
     attempt = f"attempt {retrying.failed + 1} of {retrying.attempts}"
-    if retrying.retry_at <= time.time():
+    if retrying.retry_at <= epoch_s(SYSTEM_CLOCK):
         return f"running now ({attempt})"
     return f"{attempt} at {_when(retrying.retry_at)}"
 
@@ -281,7 +281,7 @@ def _switch(ctx: Context) -> int:
     job = find_job(spec, ctx.args.job)
     history = History(spec.state / "history.db")
     try:
-        history.set_suspended(job.name, ctx.args.suspend, time.time())
+        history.set_suspended(job.name, ctx.args.suspend, epoch_s(ctx.clock))
     finally:
         history.close()
     state = "suspended" if ctx.args.suspend else "resumed"

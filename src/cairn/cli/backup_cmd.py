@@ -7,7 +7,6 @@ import glob
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +122,7 @@ def run(ctx: Context) -> int:
         dry_run=args.dry_run,
     )
     cache = _files_cache(ctx, repo.repo_id.hex())
-    started = time.monotonic()
+    started = ctx.clock.monotonic()
     progress = ctx.progress("backing up")
     options.count_ahead = isinstance(progress, TerminalProgress)  # a total for the line
     try:
@@ -137,7 +136,7 @@ def run(ctx: Context) -> int:
             f"warning: the files cache could not be written ({cache.problem}); "
             "the next backup reads every file again"
         )
-    _report(ctx, result, time.monotonic() - started)
+    _report(ctx, result, ctx.clock.monotonic() - started)
     return EXIT_PARTIAL if result.errors else 0
 
 

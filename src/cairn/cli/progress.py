@@ -6,10 +6,10 @@ import os
 import shutil
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import TextIO
 
+from cairn.core.clock import SYSTEM_CLOCK
 from cairn.core.pathnames import escape_path
 from cairn.core.progress import SilentProgress
 from cairn.core.units import format_duration, format_size
@@ -39,7 +39,7 @@ class TerminalProgress(SilentProgress):
         interval: float = 0.2,
         *,
         columns: Callable[[], int] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = SYSTEM_CLOCK.monotonic,
     ) -> None:
         super().__init__()
         self._verb = verb

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import logging
 import os
 import pwd
 import socket
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.core.addresses import is_loopback
+from cairn.core.clock import epoch_ms
 from cairn.core.units import format_size, parse_duration, parse_size
 from cairn.server.adminops import Actor
 from cairn.server.auth import Role
@@ -210,6 +211,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     audit = actions.add_parser("audit", parents=[shared], help="check the audit log's chain")
     _data_option(audit)
     audit.set_defaults(run=run_audit)
+    _state_actions(actions, shared)
+
+
+def _state_actions(actions: Any, shared: argparse.ArgumentParser) -> None:
+    """`export` and `import` of the server's state (design 14.15)."""
+    export = actions.add_parser(
+        "export", parents=[shared], help="write the server's state (not the repositories) as JSON"
+    )
+    _data_option(export)
+    export.add_argument("file", nargs="?", help="where to write it (default: standard output)")
+    export.set_defaults(run=run_export)
+    load = actions.add_parser(
+        "import", parents=[shared], help="load an exported state into a new data folder"
+    )
+    _data_option(load)
+    load.add_argument("file", help="the file `cairn server export` wrote ('-': standard input)")
+    load.set_defaults(run=run_import)
 
 
 def _server_options() -> argparse.ArgumentParser:
@@ -263,7 +281,7 @@ def _services(ctx: Context) -> Services:
     """The services of an existing data folder: only serve and init make one (NoDataFolder)."""
     from cairn.server.app import open_services  # see _settings
 
-    return open_services(_settings(ctx), create=False)
+    return open_services(_settings(ctx), create=False, clock=ctx.clock)
 
 
 def _actor() -> Actor:
@@ -296,7 +314,7 @@ def run_serve(ctx: Context) -> int:
     requests = logging.getLogger("cairn.server.requests")
     requests.setLevel(logging.INFO if ctx.args.access_log else logging.WARNING)
     with _bound(host, port) as listener:
-        services = open_services(settings)
+        services = open_services(settings, clock=ctx.clock)
         probe_storage(services)
         for tenant in services.tenants.all():
             services.tenants.recount(tenant)
@@ -374,7 +392,7 @@ def _certificate(ctx: Context, settings: Settings, hosts: list[str]) -> tuple[Pa
     if not cert.exists():
         folder.mkdir(mode=0o700, exist_ok=True)
         any_address = ("0.0.0.0", "::", "")  # noqa: S104 (names, not a bind)
-        make_self_signed(cert, key, [h for h in hosts if h not in any_address])
+        make_self_signed(cert, key, [h for h in hosts if h not in any_address], ctx.clock)
         ctx.output.text(f"made a self-signed certificate in {folder}")
     return cert, key
 
@@ -462,7 +480,7 @@ def run_token_add(ctx: Context) -> int:
     tenant = ctx.args.tenant
     if (role is Role.SERVER_ADMIN) == (tenant is not None):
         raise UsageError("a server-admin token has no tenant; every other role needs one")
-    expires_ms = _expiry(ctx.args.expires) if ctx.args.expires else None
+    expires_ms = _expiry(ctx.args.expires, ctx) if ctx.args.expires else None
     admin = _services(ctx).admin
     token = admin.issue_token(_actor(), role, tenant, ctx.args.label, expires_ms)
     ctx.output.text(f"{role.value} token{f' for {tenant}' if tenant else ''} (shown once): {token}")
@@ -480,14 +498,14 @@ def run_token_add(ctx: Context) -> int:
     return 0
 
 
-def _expiry(text: str) -> int:
+def _expiry(text: str, ctx: Context) -> int:
     try:
         seconds = parse_duration(text)
     except ValueError as exc:
         raise UsageError(f"--expires: {exc}") from exc
     if seconds <= 0:
         raise UsageError("--expires must be a positive duration, like 90d")
-    return int((time.time() + seconds) * 1000)
+    return epoch_ms(ctx.clock) + int(seconds * 1000)
 
 
 def _show_time(ms: int) -> str:
@@ -505,13 +523,14 @@ def _token_state(token: dict[str, Any], now_ms: int) -> str:
 
 def run_token_list(ctx: Context) -> int:
     tokens = _services(ctx).tokens.list()
+    now_ms = epoch_ms(ctx.clock)
     rows = [
         [
             str(t["id"]),
             str(t["tenant"] or "-"),
             str(t["role"]),
             str(t["label"]),
-            _token_state(t, int(time.time() * 1000)),
+            _token_state(t, now_ms),
         ]
         for t in tokens
     ]
@@ -611,7 +630,7 @@ def run_jobs(ctx: Context) -> int:
     except ValueError as exc:
         raise UsageError(f"--silent-after: {exc}") from exc
     services = _services(ctx)
-    now_ms = int(time.time() * 1000)
+    now_ms = epoch_ms(ctx.clock)
     rows: list[list[str]] = []
     found: list[dict[str, Any]] = []
     for tenant in _chosen_tenants(services, ctx.args.tenant):
@@ -686,3 +705,54 @@ def run_scrub(ctx: Context) -> int:
             "tenant's owner should run `cairn check --repair --read-data`"
         )
     return 0
+
+
+def run_export(ctx: Context) -> int:
+    """The state as one JSON document: tenants, token hashes, quotas, retention, arrivals, job
+    results, the audit log, alert state. The file is made 0600 (it holds token hashes)."""
+    services = _services(ctx)
+    text = json.dumps(services.admin.export_state(_actor()), indent=1) + "\n"
+    if not ctx.args.file:
+        sys.stdout.write(text)
+        return 0
+    target = Path(ctx.args.file)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+    except OSError as exc:
+        raise ServerSetupError(f"cannot write the server state to {target}: {exc}") from exc
+    ctx.output.text(f"wrote the server state of {services.settings.data} to {target}")
+    return 0
+
+
+def run_import(ctx: Context) -> int:
+    """Make a new data folder from an exported state; refuses a folder that is not empty."""
+    from cairn.server.app import open_services  # see _settings
+    from cairn.server.state import check_document, require_empty
+
+    settings = _settings(ctx)
+    document = _read_state(ctx.args.file)
+    check_document(document)  # before anything is made
+    require_empty(settings.data)
+    services = open_services(settings, clock=ctx.clock)
+    counts = services.admin.import_state(_actor(), document)
+    ctx.output.text(
+        f"imported {counts['tenants']} tenants, {counts['tokens']} tokens, "
+        f"{counts['snapshots']} arrivals, {counts['job_results']} job results and "
+        f"{counts['audit']} audit entries into {settings.data}"
+    )
+    ctx.output.text(
+        "the tenants' repositories are not part of the state: copy each tenants/<id>/ folder "
+        "(and tls/, to keep the certificate clients pinned) from the old data folder"
+    )
+    ctx.output.json({"data": str(settings.data), "imported": counts})
+    return 0
+
+
+def _read_state(name: str) -> Any:
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text()
+        return json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ServerSetupError(f"cannot read the server state {name}: {exc}") from exc

@@ -1,4 +1,10 @@
-"""Time comes in as a parameter so that leases, retention and retries replay exactly in tests."""
+"""Time comes in as a parameter so that leases, retention and retries replay exactly in tests.
+
+This is the one module that reads the machine's clocks: ruff's banned-API rule (TID251,
+pyproject.toml) refuses `time.time`, `time.monotonic`, `datetime.now` and the like anywhere else
+in `src/cairn`. A composition root (the server's `open_services`, a CLI command) makes one
+`SystemClock` and hands it down; tests hand down a `FrozenClock`.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,25 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+SYSTEM_CLOCK: Clock = SystemClock()
+"""The real clock, for parameters' defaults: a composition root passes its own clock down."""
+
+
+def epoch_ms(clock: Clock) -> int:
+    """`clock`'s wall-clock time in milliseconds since the epoch (what the server stores)."""
+    return int(clock.now().timestamp() * 1000)
+
+
+def epoch_s(clock: Clock) -> float:
+    """`clock`'s wall-clock time in seconds since the epoch (what `time.time()` said)."""
+    return clock.now().timestamp()
+
+
+def utc_now(clock: Clock) -> datetime:
+    """`clock`'s wall-clock time in UTC."""
+    return clock.now().astimezone(UTC)
 
 
 class FrozenClock:

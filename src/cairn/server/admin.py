@@ -4,7 +4,6 @@ are made, and audited, by server/adminops.py)."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +11,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from cairn import __version__
+from cairn.core.clock import epoch_ms
 from cairn.server.auth import Role
 from cairn.server.context import Call
 from cairn.server.errors import BadRequest
@@ -82,7 +82,7 @@ async def create_token(call: Call) -> Response:
         not isinstance(expires_s, int) or isinstance(expires_s, bool) or not 0 < expires_s < 10**10
     ):
         raise BadRequest("expires_s must be a positive whole number of seconds")
-    expires_ms = None if expires_s is None else int(time.time() * 1000) + expires_s * 1000
+    expires_ms = None if expires_s is None else epoch_ms(call.services.clock) + expires_s * 1000
     tenant = call.request.path_params["tenant"]
     admin = call.services.admin
     token = await run_in_threadpool(admin.issue_token, call.actor, role, tenant, label, expires_ms)
@@ -146,7 +146,7 @@ async def metrics(call: Call) -> Response:
 async def tenant_status(call: Call) -> Response:
     def gather() -> dict[str, Any]:
         services = call.services
-        now_ms = int(time.time() * 1000)
+        now_ms = epoch_ms(services.clock)
         tenant = services.tenants.get(call.tenant.name)
         policy = services.tenants.retention(tenant.name)
         arrivals = services.arrivals.of(tenant.name)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from cairn.server.audit import AuditLog
 from cairn.server.auth import IssuedToken, Role, TokenStore
 from cairn.server.db import Database
 from cairn.server.retention import ServerPolicy
+from cairn.server.state import ServerState
 from cairn.server.tenants import Tenant, TenantStore
 
 FIRST_LABEL = "made with the tenant"
@@ -35,9 +37,15 @@ class AdminOps:
     """Audited changes to tenants, tokens, quotas and retention (see the module docstring)."""
 
     def __init__(
-        self, db: Database, tenants: TenantStore, tokens: TokenStore, audit: AuditLog
+        self,
+        db: Database,
+        tenants: TenantStore,
+        tokens: TokenStore,
+        audit: AuditLog,
+        state: ServerState,
     ) -> None:
         self._db = db
+        self._state = state
         self._tenants = tenants
         self._tokens = tokens
         self._audit = audit
@@ -82,6 +90,17 @@ class AdminOps:
         with self._db.write() as conn:
             self._tokens.revoke(token_id)
             self._record(conn, actor, None, "revoke-token", token_id)
+
+    def export_state(self, actor: Actor) -> dict[str, Any]:
+        """The server's whole state (design 14.15); the export is recorded first, so the
+        document's audit log shows who took it."""
+        with self._db.write() as conn:
+            self._record(conn, actor, None, "export-state", "all")
+        return self._state.export()
+
+    def import_state(self, actor: Actor, document: Any) -> dict[str, int]:
+        """Load an exported state into this new data folder, recorded after the imported log."""
+        return self._state.load(document, actor.name, actor.address)
 
     def _record(
         self,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from pathlib import Path
 
+from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms, epoch_s
 from cairn.notify.alerts import Alerter, channel_for
 from cairn.notify.config import load_notify_file
 from cairn.notify.message import Outcome, RunSummary
@@ -28,8 +28,14 @@ TICK_S = 60.0
 
 class JobAlerts:
     def __init__(
-        self, alerter: Alerter, jobs: JobResults, tenants: TenantStore, tick_s: float = TICK_S
+        self,
+        alerter: Alerter,
+        jobs: JobResults,
+        tenants: TenantStore,
+        tick_s: float = TICK_S,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._alerter = alerter
         self._jobs = jobs
         self._tenants = tenants
@@ -39,18 +45,25 @@ class JobAlerts:
 
     @classmethod
     def from_file(
-        cls, path: Path, state_file: Path, jobs: JobResults, tenants: TenantStore
+        cls,
+        path: Path,
+        state_file: Path,
+        jobs: JobResults,
+        tenants: TenantStore,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> JobAlerts:
         """Raises ConfigError (CAIRN-E080) or NotifyError (CAIRN-E100) for a file that cannot
         work, so `serve` refuses to start rather than run without the alerts it was asked for."""
         channels, policy = load_notify_file(path)
-        alerter = Alerter([channel_for(c) for c in channels], policy, state_file, time.time)
-        return cls(alerter, jobs, tenants)
+        alerter = Alerter(
+            [channel_for(c) for c in channels], policy, state_file, lambda: epoch_s(clock)
+        )
+        return cls(alerter, jobs, tenants, clock=clock)
 
     def reported(self, tenant: str, result: JobResult) -> None:
         """Queue a reported run; dropped (and logged) only if a backlog of 10,000 waits."""
         try:
-            self._queue.put_nowait(summary_of(tenant, result))
+            self._queue.put_nowait(summary_of(tenant, result, epoch_ms(self._clock)))
         except queue.Full:
             log.warning("alert queue full: the report of %s/%s is not alerted", tenant, result.job)
 
@@ -65,10 +78,10 @@ class JobAlerts:
             self._thread = None
 
     def _work(self) -> None:
-        next_tick = time.monotonic()
+        next_tick = self._clock.monotonic()
         while True:
             try:
-                run = self._queue.get(timeout=max(0.0, next_tick - time.monotonic()))
+                run = self._queue.get(timeout=max(0.0, next_tick - self._clock.monotonic()))
             except queue.Empty:
                 run = None
             else:
@@ -77,8 +90,8 @@ class JobAlerts:
             try:
                 if run is not None:
                     self._alerter.after_run(run)
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + self._tick_s
+                if self._clock.monotonic() >= next_tick:
+                    next_tick = self._clock.monotonic() + self._tick_s
                     self.tick()
             except Exception:  # an alert must never stop the server; it says why in the log
                 log.exception("job alerts failed")
@@ -89,17 +102,17 @@ class JobAlerts:
         history: list[RunSummary] = []
         for tenant in self._tenants.all():
             for state in self._jobs.latest(tenant.name):
-                run = summary_of(tenant.name, state.latest)
+                run = summary_of(tenant.name, state.latest, epoch_ms(self._clock))
                 success = state.last_success_ms
                 last_success[run.job] = None if success is None else success / 1000
                 history.append(run)
         self._alerter.tick(last_success, history)
 
 
-def summary_of(tenant: str, result: JobResult) -> RunSummary:
+def summary_of(tenant: str, result: JobResult, now_ms: int) -> RunSummary:
     """A reported result as the alerter reads it; times are the server's arrival time, so a
     client's clock cannot hide a silence."""
-    received = (result.received_ms or int(time.time() * 1000)) / 1000
+    received = (result.received_ms or now_ms) / 1000
     duration = max(0, result.ended_ms - result.started_ms) / 1000
     return RunSummary(
         job=f"{tenant}/{result.host}/{result.job}",

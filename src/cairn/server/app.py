@@ -17,31 +17,39 @@ from starlette.routing import Route
 from cairn.backends.errors import BackendError
 from cairn.backends.location import open_backend
 from cairn.backends.probe import probe
+from cairn.core.clock import Clock, SystemClock
 from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
 from cairn.server.audit import AuditLog
-from cairn.server.auth import TokenStore
+from cairn.server.auth import Throttle, TokenStore
 from cairn.server.chunktable import ChunkTable
 from cairn.server.context import Services, Settings
 from cairn.server.db import Database
 from cairn.server.errors import NoDataFolder, NoSuchObject, ServerError, ServerSetupError
 from cairn.server.janitor import Janitor
 from cairn.server.jobresults import JobResults
+from cairn.server.layouts import raw_backends
 from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
 from cairn.server.openapi import openapi_document
 from cairn.server.routes import ROUTES, error_response, guard
+from cairn.server.state import ServerState
 from cairn.server.tenants import TenantStore
+from cairn.server.tenantstore import TenantStorage
 
 log = logging.getLogger("cairn.server")
 DATABASE = "server.db"
 
 
-def open_services(settings: Settings, *, create: bool = True) -> Services:
+def open_services(
+    settings: Settings, *, create: bool = True, clock: Clock | None = None
+) -> Services:
     """Open the data folder and everything that lives in it. With `create` (serve, init, tests)
     a missing data folder is made; without it (every other admin command) a folder that is not
-    a data folder is refused, so a mistyped --data does not make a new, empty server."""
+    a data folder is refused, so a mistyped --data does not make a new, empty server. `clock`
+    is the one clock every part is given (the machine's unless a test passes its own)."""
+    clock = SystemClock() if clock is None else clock
     if create:
         init_data_folder(settings.data)
     elif not (settings.data / DATABASE).is_file():
@@ -50,38 +58,48 @@ def open_services(settings: Settings, *, create: bool = True) -> Services:
             f"--data, or make one with `cairn server init --data {settings.data}`"
         )
     db = Database(settings.data / DATABASE)
-    tenants = TenantStore(db, settings.data / "tenants", tenant_storage(settings))
-    arrivals = Arrivals(db)
+    chunks = ChunkTable(db, clock=clock)
+    raw = raw_backends(settings, tenant_storage(settings))
+    tenants = TenantStore(db, settings.data / "tenants", clock, raw)
+    storage = TenantStorage(tenants, chunks)
+    arrivals = Arrivals(db, clock)
     lock_owners = LockOwners(db)
-    jobs = JobResults(db)
-    chunks = ChunkTable(db)
-    tokens = TokenStore(db)
-    audit = AuditLog(db)
+    jobs = JobResults(db, clock)
+    tokens = TokenStore(db, clock)
+    audit = AuditLog(db, clock)
     return Services(
         settings=settings,
         db=db,
         tokens=tokens,
         tenants=tenants,
+        storage=storage,
         arrivals=arrivals,
         lock_owners=lock_owners,
         audit=audit,
         janitor=Janitor(
             db,
             tenants,
+            storage,
             arrivals,
             lock_owners,
-            chunks,
             grace_ms=settings.gc_grace_ms,
             partial=settings.data / "partial",
+            clock=clock,
         ),
         metrics=Metrics(tenants),
         jobs=jobs,
         alerts=None
         if settings.notify is None
-        else JobAlerts.from_file(settings.notify, settings.data / "alerts.json", jobs, tenants),
+        else JobAlerts.from_file(
+            settings.notify, settings.data / "alerts.json", jobs, tenants, clock
+        ),
         chunks=chunks,
-        admin=AdminOps(db, tenants, tokens, audit),
+        admin=AdminOps(
+            db, tenants, tokens, audit, ServerState(db, settings.data, raw, audit, clock)
+        ),
         uploads=threading.BoundedSemaphore(settings.max_uploads),
+        throttle=Throttle(clock=clock.monotonic),
+        clock=clock,
     )
 
 

@@ -7,22 +7,22 @@ the arrival time is the server's own fact.
 
 from __future__ import annotations
 
-import time
-
+from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cairn.server.db import Database
 from cairn.server.retention import Arrival
 
 
 class Arrivals:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = db
+        self._clock = clock
 
     def record(self, tenant: str, name: str, size: int, token: str) -> None:
         with self._db.write() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO snapshots (tenant, name, size, received_ms, token) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (tenant, name, size, int(time.time() * 1000), token),
+                (tenant, name, size, epoch_ms(self._clock), token),
             )
 
     def of(self, tenant: str) -> dict[str, Arrival]:

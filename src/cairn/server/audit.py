@@ -21,12 +21,12 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import blake3
 
+from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cairn.server.db import Database
 
 GENESIS = bytes(32)
@@ -71,8 +71,9 @@ class Entry:
 
 
 class AuditLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = db
+        self._clock = clock
         self._pending: list[Entry] = []
         self._appended = 0
         """Entries appended since start; the first `_written` of them are in the database."""
@@ -88,7 +89,7 @@ class AuditLog:
         self, actor: str, tenant: str | None, action: str, target: str, outcome: str, address: str
     ) -> int:
         """Queue an entry; returns the mark to pass to `write_through` before answering."""
-        entry = Entry(_now_ms(), actor, tenant, action, target, outcome, address)
+        entry = Entry(epoch_ms(self._clock), actor, tenant, action, target, outcome, address)
         with self._lock:
             self._pending.append(entry)
             self._appended += 1
@@ -139,7 +140,7 @@ class AuditLog:
     ) -> None:
         """Write one entry in the caller's write transaction `conn`: it commits with the change
         it records, or neither does."""
-        _insert(conn, Entry(_now_ms(), actor, tenant, action, target, "ok", address))
+        _insert(conn, Entry(epoch_ms(self._clock), actor, tenant, action, target, "ok", address))
 
     def stop(self) -> None:
         """Write what is pending (at shutdown); a failure is logged, the entries are lost."""
@@ -221,10 +222,6 @@ def _insert(conn: sqlite3.Connection, entry: Entry) -> None:
             digest,
         ),
     )
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _show_ms(ms: int) -> str:

@@ -13,7 +13,6 @@ import hmac
 import re
 import secrets
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from enum import Enum
 
 import blake3
 
+from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cairn.server.db import Database
 from cairn.server.errors import (
     BadRequest,
@@ -72,9 +72,12 @@ def _hash(secret: str) -> bytes:
 class TokenStore:
     """Issue, verify and revoke tokens in the server's database."""
 
-    def __init__(self, db: Database, now_ms: Callable[[], int] | None = None) -> None:
+    def __init__(self, db: Database, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = db
-        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self._clock = clock
+
+    def _now_ms(self) -> int:
+        return epoch_ms(self._clock)
 
     def issue(
         self, role: Role, tenant: str | None, label: str = "", expires_ms: int | None = None
@@ -165,7 +168,7 @@ class Throttle:
         limit: int = 10,
         window_s: float = 60.0,
         max_addresses: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = SYSTEM_CLOCK.monotonic,
     ) -> None:
         self._limit = limit
         self._window = window_s

@@ -6,15 +6,15 @@ the server's database: per tenant, chunk ID → pack, kind, offset, length, and 
 lists it, plus the names of the index objects it was built from.
 
 It is kept in step by every save and removal of an index object that passes through the server:
-clients' uploads (objects.py, uploads.py) and the server's own garbage collection (janitor.py's
-AccountedBackend). The rows of a removed index go *before* the object does, and those of a saved
-one come *after* it is durable, both under the tenant's lock, which a rebuild holds too; so the
-table never lists a chunk of an index that is gone (a backup would then deduplicate against a
-pack a prune condemned), and a failure in between only leaves out chunks, which costs a backup
-storing them again. Index objects that arrive any other way (a repository copied into the data
-folder, a crash between a save and its rows) are found by comparing the index names the table
-holds with the listing: at the first query for a tenant after start, and at least every
-`max_age_s` after. Index objects are plaintext (design 3.4), so none of this needs a key; a
+clients' uploads and the server's own garbage collection both reach storage through the tenant's
+storage stack (tenantstore.py's AccountedBackend). The rows of a removed index go *before* the
+object does, and those of a saved one come *after* it is durable, both under the tenant's lock,
+which a rebuild holds too; so the table never lists a chunk of an index that is gone (a backup would
+then deduplicate against a pack a prune condemned), and a failure in between only leaves out chunks,
+which costs a backup storing them again. Index objects that arrive any other way (a repository
+copied into the data folder, a crash between a save and its rows) are found by comparing the index
+names the table holds with the listing: at the first query for a tenant after start, and at least
+every `max_age_s` after. Index objects are plaintext (design 3.4), so none of this needs a key; a
 malformed one is skipped, as a client loading the index skips it.
 
 An answer leaves out chunks whose pack storage no longer holds, as a client loading the index
@@ -32,6 +32,7 @@ from contextlib import contextmanager
 
 from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.errors import BackendError, NotFound
+from cairn.core.clock import SYSTEM_CLOCK, Clock
 from cairn.core.errors import CairnError
 from cairn.core.ids import ObjectName
 from cairn.crypto.hashing import verify_object
@@ -56,8 +57,15 @@ class TableBuilding(CairnError):
 class ChunkTable:
     """Every tenant's chunk table in the server's database; thread-safe."""
 
-    def __init__(self, db: Database, max_age_s: float = 60.0, wait_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_age_s: float = 60.0,
+        wait_s: float = 10.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._db = db
+        self._clock = clock
         self._max_age_s = max_age_s
         self._wait_s = wait_s
         self._building: set[str] = set()
@@ -167,7 +175,7 @@ class ChunkTable:
                     self._record(tenant, name, rows)
                     read += 1
         with self._guard:
-            self._checked[tenant] = time.monotonic()
+            self._checked[tenant] = self._clock.monotonic()
         return read
 
     def warm(self, tenants: Iterable[tuple[str, Backend]]) -> None:
@@ -201,8 +209,8 @@ class ChunkTable:
     def _wait_for_other(self, tenant: str) -> bool:
         """Wait up to `wait_s` for the thread building `tenant`'s table (the warm-up at start);
         True when it finished with the table compared."""
-        deadline = time.monotonic() + self._wait_s
-        while time.monotonic() < deadline:
+        deadline = self._clock.monotonic() + self._wait_s
+        while self._clock.monotonic() < deadline:
             with self._guard:
                 if tenant not in self._building:
                     return tenant in self._checked
@@ -221,7 +229,7 @@ class ChunkTable:
         their object does)."""
         with self._guard:
             checked = self._checked.get(tenant)
-            if checked is not None and time.monotonic() - checked < self._max_age_s:
+            if checked is not None and self._clock.monotonic() - checked < self._max_age_s:
                 return
         if not self._claim(tenant):
             if checked is None and not self._wait_for_other(tenant):

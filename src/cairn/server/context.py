@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.requests import Request
 
 from cairn.backends.base import Backend
+from cairn.core.clock import SYSTEM_CLOCK, Clock
 from cairn.server.adminops import Actor, AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
@@ -21,6 +22,7 @@ from cairn.server.jobresults import JobResults
 from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
 from cairn.server.tenants import Tenant, TenantStore
+from cairn.server.tenantstore import TenantStorage
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class Services:
     db: Database
     tokens: TokenStore
     tenants: TenantStore
+    storage: TenantStorage
+    """Every tenant's storage stack (design 14.15): the one way a route or the janitor writes."""
     arrivals: Arrivals
     lock_owners: LockOwners
     audit: AuditLog
@@ -62,6 +66,8 @@ class Services:
     jobs: JobResults
     chunks: ChunkTable
     admin: AdminOps
+    clock: Clock = SYSTEM_CLOCK
+    """The server's one clock (design 14.15): every part that reads the time was given it."""
     alerts: JobAlerts | None = None
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
@@ -90,7 +96,8 @@ class Call:
         return self.tenant_or_none
 
     def backend(self) -> Backend:
-        return self.services.tenants.backend(self.tenant)
+        """The tenant's storage stack as a client's request uses it (quota checked)."""
+        return self.services.storage.for_client(self.tenant)
 
     @property
     def actor(self) -> Actor:

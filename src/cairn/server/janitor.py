@@ -10,9 +10,10 @@
   keys, locks, deletion records) and records what is damaged; a damaged object is never deleted
   by the scrub, only reported, for the tenant's `check --repair`.
 
-Every save and removal goes through `AccountedBackend`, so usage stays right; maintenance may
-always write (its small index and record objects are not refused by a full quota, or a tenant at
-its quota could never free space).
+Every read, save and removal goes through the tenant's storage stack for maintenance
+(server/tenantstore.py), so usage and the chunk table stay right; maintenance may always write
+(its small index and record objects are not refused by a full quota, or a tenant at its quota
+could never free space).
 """
 
 from __future__ import annotations
@@ -20,53 +21,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.errors import BackendError, NotFound
-from cairn.backends.wrappers.forwarding import ForwardingBackend
-from cairn.core.clock import SystemClock
+from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms, epoch_s
 from cairn.core.errors import CairnError
 from cairn.core.ids import ObjectName
 from cairn.crypto.hashing import verify_object
 from cairn.repository.locks import Session
 from cairn.repository.prune import PruneOptions, Pruner, PruneRefused, PruneRunning
 from cairn.server.arrivals import Arrivals
-from cairn.server.chunktable import ChunkTable
 from cairn.server.db import Database
 from cairn.server.lockowners import LockOwners
 from cairn.server.retention import ServerPolicy, read_groups, to_forget
 from cairn.server.tenants import Tenant, TenantStore
+from cairn.server.tenantstore import TenantStorage
 
 log = logging.getLogger("cairn.server.janitor")
 _NO_REPACK = 1.0  # never repack: only wholly unused packs are condemned
-
-
-class AccountedBackend(ForwardingBackend):
-    """A tenant's backend whose saves and removals update its usage and its chunk table."""
-
-    def __init__(
-        self, inner: Backend, tenants: TenantStore, tenant: Tenant, chunks: ChunkTable
-    ) -> None:
-        super().__init__(inner)
-        self._tenants = tenants
-        self._tenant = tenant
-        self._chunks = chunks
-
-    def save(self, handle: Handle, data: bytes | memoryview) -> None:
-        existed = self._inner.exists(handle)
-        with self._chunks.saving(self._tenant.name, handle, data):
-            self._inner.save(handle, data)
-        if not existed:
-            self._tenants.charged(self._tenant, len(data))
-
-    def remove(self, handle: Handle) -> None:
-        size = self._inner.stat(handle).size
-        with self._chunks.removing(self._tenant.name, handle):
-            self._inner.remove(handle)
-        self._tenants.refunded(self._tenant, size)
 
 
 @dataclass(slots=True)
@@ -88,29 +62,28 @@ class Janitor:
         self,
         db: Database,
         tenants: TenantStore,
+        storage: TenantStorage,
         arrivals: Arrivals,
         lock_owners: LockOwners,
-        chunks: ChunkTable,
         grace_ms: int = 0,
         partial: Path | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._partial = partial
-        self._chunks = chunks
         self._db = db
         self._tenants = tenants
+        self._storage = storage
         self._arrivals = arrivals
         self._lock_owners = lock_owners
         self._grace_ms = grace_ms
-        self._clock = SystemClock()
+        self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def collect(self, tenant: Tenant) -> Report:
         """Retention, then one prune run (sweep what earlier runs condemned, condemn anew)."""
         report = Report(tenant.name)
-        backend = AccountedBackend(
-            self._tenants.backend(tenant), self._tenants, tenant, self._chunks
-        )
+        backend = self._storage.for_maintenance(tenant)
         policy = self._tenants.retention(tenant.name)
         if policy is not None:
             try:
@@ -162,7 +135,7 @@ class Janitor:
     def scrub(self, tenant: Tenant) -> Report:
         """Re-hash every object; record damaged ones (and clear records of ones now whole)."""
         report = Report(tenant.name)
-        backend = self._tenants.backend(tenant)
+        backend = self._storage.for_maintenance(tenant)
         for kind in ObjectKind:
             if kind is ObjectKind.CONFIG:
                 continue
@@ -178,7 +151,7 @@ class Janitor:
             conn.execute(
                 "INSERT OR REPLACE INTO damage (tenant, kind, name, found_ms, detail) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (tenant.name, handle.kind.value, handle.name, int(time.time() * 1000), detail),
+                (tenant.name, handle.kind.value, handle.name, epoch_ms(self._clock), detail),
             )
 
     def damage(self, tenant: str) -> list[dict[str, object]]:
@@ -202,17 +175,17 @@ class Janitor:
             self._thread.join()
 
     def _run(self, gc_every_s: float, scrub_every_s: float) -> None:
-        next_scrub = time.monotonic() + scrub_every_s
+        next_scrub = self._clock.monotonic() + scrub_every_s
         while not self._stop.wait(gc_every_s):
-            scrub = time.monotonic() >= next_scrub
+            scrub = self._clock.monotonic() >= next_scrub
             if scrub:
-                next_scrub = time.monotonic() + scrub_every_s
+                next_scrub = self._clock.monotonic() + scrub_every_s
             for tenant in self._tenants.all():
                 if self._stop.is_set():
                     return
                 self._maintain(tenant, scrub)
             if self._partial is not None:
-                remove_stale_parts(self._partial)
+                remove_stale_parts(self._partial, epoch_s(self._clock))
 
     def _maintain(self, tenant: Tenant, scrub: bool) -> None:
         try:
@@ -240,9 +213,9 @@ def _damage(backend: Backend, handle: Handle) -> str | None:
     return None
 
 
-def remove_stale_parts(partial: Path, now: float | None = None, stale_s: float = 24 * 3600) -> int:
-    """Remove parts of resumable uploads untouched for a day (server/uploads.py); how many."""
-    now = time.time() if now is None else now
+def remove_stale_parts(partial: Path, now: float, stale_s: float = 24 * 3600) -> int:
+    """Remove parts of resumable uploads untouched for a day (server/uploads.py); how many.
+    `now` is the server's time in seconds since the epoch (the files' mtimes are)."""
     removed = 0
     for path in partial.glob("*/*"):
         with contextlib.suppress(FileNotFoundError):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cairn.server.db import Database
 from cairn.server.errors import ServerError
 
@@ -154,12 +154,13 @@ def _matching(body: dict[str, Any], key: str, form: re.Pattern[str]) -> str | No
 class JobResults:
     """The job results of every tenant, in the server's database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock = SYSTEM_CLOCK) -> None:
         self._db = db
+        self._clock = clock
 
     def record(self, tenant: str, result: JobResult, token: str) -> int:
         """Store a reported result; returns the server's time of arrival (ms)."""
-        received = int(time.time() * 1000)
+        received = epoch_ms(self._clock)
         with self._db.write() as conn:
             known = conn.execute(
                 "SELECT 1 FROM job_results WHERE tenant = ? AND host = ? AND job = ? LIMIT 1",

@@ -24,6 +24,7 @@ from cairn.backends.errors import (
     NotFound,
     StorageFull,
 )
+from cairn.core.clock import epoch_ms
 from cairn.crypto.hashing import object_name
 from cairn.server.auth import Role
 from cairn.server.context import Call
@@ -167,7 +168,8 @@ async def store(call: Call, handle: Handle, data: bytes) -> Response:
             raise Conflict("an object of that name exists with other bytes")
         raise BadRequest("the body does not hash to the object's name")
     if call.who.role is Role.BACKUP:
-        await run_in_threadpool(check_upload, call.backend(), handle, data)
+        now_ms = epoch_ms(call.services.clock)
+        await run_in_threadpool(check_upload, call.backend(), handle, data, now_ms)
     created = await run_in_threadpool(_save, call, handle, data)
     call.audit("write", str(handle))
     if created:
@@ -176,7 +178,8 @@ async def store(call: Call, handle: Handle, data: bytes) -> Response:
 
 
 def _save(call: Call, handle: Handle, data: bytes) -> bool:
-    """Save unless the object exists with these bytes; True when it was new."""
+    """Save unless the object exists with these bytes; True when it was new. The tenant's
+    storage stack charges a new object to the quota (or refuses it) and keeps the chunk table."""
     backend = call.backend()
     try:
         size = backend.stat(handle).size
@@ -186,11 +189,7 @@ def _save(call: Call, handle: Handle, data: bytes) -> bool:
         if handle.kind is ObjectKind.CONFIG or size != len(data):
             _storage(backend.save, handle, data)  # Conflict unless it holds the same bytes
         return False  # a hashed name with its size promises the same bytes: nothing to write
-    with (
-        call.services.tenants.charging(call.tenant, len(data)),
-        call.services.chunks.saving(call.tenant.name, handle, data),
-    ):
-        _storage(backend.save, handle, data)
+    _storage(backend.save, handle, data)
     if handle.kind is ObjectKind.SNAPSHOT:
         call.services.arrivals.record(call.tenant.name, handle.name, len(data), call.who.token_id)
     if handle.kind is ObjectKind.LOCK:
@@ -205,13 +204,7 @@ async def remove_object(call: Call) -> Response:
 
     def remove() -> None:
         check_removable(call, handle)  # a database read: off the event loop
-        size = _storage(backend.stat, handle).size
-        try:
-            with call.services.chunks.removing(call.tenant.name, handle):
-                _storage(backend.remove, handle)
-        except BackendError as exc:  # the chunk table could not let go of it: kept
-            raise ServerError(f"the server's storage failed: {exc}") from exc
-        call.services.tenants.refunded(call.tenant, size)
+        _storage(backend.remove, handle)  # the stack refunds the usage and drops chunk rows
         if handle.kind is ObjectKind.LOCK:
             owners.drop(call.tenant.name, [handle.name])
 

@@ -8,7 +8,6 @@ object — when the token belongs to another tenant or the tenant does not exist
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -159,7 +158,7 @@ def guard(spec: RouteSpec, services: Services) -> Callable[[Request], Awaitable[
     """The Starlette endpoint for `spec`: authenticate, authorise, resolve, call, answer."""
 
     async def endpoint(request: Request) -> Response:
-        started = time.monotonic()
+        started = services.clock.monotonic()
         address = request.client.host if request.client is not None else "-"
         who = "-"
         head = request.method == "HEAD"
@@ -178,9 +177,10 @@ def guard(spec: RouteSpec, services: Services) -> Callable[[Request], Awaitable[
                 await _write_audit(services)
             except ServerError as exc:  # done, but not recorded: not answered as done
                 response = error_response(exc, head=head)
-        services.metrics.observe(spec.path, spec.method, response.status_code, started)
+        elapsed = services.clock.monotonic() - started
+        services.metrics.observe(spec.path, spec.method, response.status_code, elapsed)
         log_request(
-            spec.method, spec.path, request.url.path, response.status_code, started, who, address
+            spec.method, spec.path, request.url.path, response.status_code, elapsed, who, address
         )
         return response
 

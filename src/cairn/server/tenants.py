@@ -1,9 +1,11 @@
 """Tenants: a name, a storage root, a quota and the bytes in use (design 14.2, 14.4).
 
-Each tenant's objects live in their own local-backend layout under ``tenants/<id>/``, or, when
-the server runs with ``--storage LOCATION`` (an S3 bucket, say), under ``LOCATION/tenants/<id>``
-(the database stays in the data folder); the ID is random and made here, so no request text ever
-becomes part of a path or key. Usage is counted in the
+Each tenant's objects live in their own repository, made and opened by the one factory of raw
+backends (server/layouts.py: a local-backend layout under ``tenants/<id>/``, or, when the
+server runs with ``--storage LOCATION`` (an S3 bucket, say), ``LOCATION/tenants/<id>``; the
+database stays in the data folder); the ID is
+random and made here, so no request text ever becomes part of a path. What is stacked on the raw
+backend (accounting, quota) is built by server/tenantstore.py. Usage is counted in the
 bytes of stored objects and changed under the tenant's lock together with the save or removal
 it accounts for, so concurrent uploads cannot together pass the quota.
 """
@@ -13,18 +15,17 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from cairn.backends.base import Backend, ObjectKind
-from cairn.backends.local import LocalBackend
-from cairn.backends.location import open_backend
+from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cairn.core.units import format_size
 from cairn.server.db import Database
 from cairn.server.errors import BadRequest, Conflict, NoSuchObject, QuotaExceeded
+from cairn.server.layouts import LocalLayouts, RawBackends
 from cairn.server.retention import ServerPolicy
 
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -41,14 +42,19 @@ class Tenant:
 
 
 class TenantStore:
-    """Tenants in the database, and each one's backend under `root` (or under `storage`, a
-    backend location, when given)."""
+    """Tenants in the database, and each one's raw backend from `raw` (by default a local
+    layout under `root`)."""
 
-    def __init__(self, db: Database, root: Path, storage: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        root: Path,
+        clock: Clock = SYSTEM_CLOCK,
+        raw: RawBackends | None = None,
+    ) -> None:
         self._db = db
-        self._root = root
-        self._storage = storage
-        self._backends: dict[str, Backend] = {}
+        self._clock = clock
+        self._raw = LocalLayouts(root) if raw is None else raw
         self._locks: dict[str, threading.Lock] = {}
         self._reserved: dict[str, int] = {}
         self._guard = threading.Lock()
@@ -61,11 +67,10 @@ class TenantStore:
         with self._db.write() as conn:
             if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"tenant {name!r} exists")
-            if self._storage is None:  # a prefix in a bucket needs no making
-                LocalBackend.create(self._root / tenant_id)
+            self._raw.create(tenant_id)
             conn.execute(
                 "INSERT INTO tenants (name, id, quota, used, created_ms) VALUES (?, ?, ?, 0, ?)",
-                (name, tenant_id, quota, int(time.time() * 1000)),
+                (name, tenant_id, quota, epoch_ms(self._clock)),
             )
         return Tenant(name, tenant_id, quota, 0)
 
@@ -110,21 +115,13 @@ class TenantStore:
         raise NoSuchObject(f"no tenant {name!r}")
 
     def backend(self, tenant: Tenant) -> Backend:
-        with self._guard:
-            backend = self._backends.get(tenant.id)
-            if backend is None:
-                backend = self._backends[tenant.id] = self._open(tenant.id)
-            return backend
+        """The tenant's raw backend: for reads and the recount. Writes go through the stack
+        server/tenantstore.py builds on it, which keeps usage and the chunk table right."""
+        return self._raw.open(tenant.id)
 
     def storage_location(self, folder: str) -> str | None:
         """The location of `folder` in the tenants' storage (None: the data folder)."""
-        return None if self._storage is None else f"{self._storage.rstrip('/')}/{folder}"
-
-    def _open(self, tenant_id: str) -> Backend:
-        location = self.storage_location(f"tenants/{tenant_id}")
-        if location is None:
-            return LocalBackend(self._root / tenant_id)
-        return open_backend(location)
+        return self._raw.storage_location(folder)
 
     @contextmanager
     def charging(self, tenant: Tenant, size: int) -> Iterator[None]:

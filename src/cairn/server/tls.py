@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from cairn.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from cairn.server.errors import ServerSetupError
 
 
-def make_self_signed(cert: Path, key: Path, names: list[str]) -> None:
+def make_self_signed(cert: Path, key: Path, names: list[str], clock: Clock = SYSTEM_CLOCK) -> None:
     """Write a new EC P-256 key and a 10-year self-signed certificate for `names`."""
     private = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cairn server")])
@@ -33,7 +34,7 @@ def make_self_signed(cert: Path, key: Path, names: list[str]) -> None:
             alt.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             alt.append(x509.DNSName(name))
-    now = datetime.datetime.now(datetime.UTC)
+    now = utc_now(clock)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)

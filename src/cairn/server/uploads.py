@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cairn.server.context import Call
-from cairn.server.errors import BadRequest, Conflict, Overloaded, QuotaExceeded, TooLarge
+from cairn.server.errors import BadRequest, Conflict, Overloaded, TooLarge
 from cairn.server.objects import check_writable, handle_of, read_body, store
 
 PART_LIMIT = 16 * 1024 * 1024
@@ -45,16 +45,8 @@ async def upload_part(call: Call) -> Response:
     limit = call.services.settings.max_object_bytes
     if total > limit:
         raise TooLarge(f"objects are limited to {limit} bytes; this one has {total}")
-    tenant = call.services.tenants.get(call.tenant.name)
     elsewhere = _held_elsewhere(_partial(call))  # parts of the tenant's other uploads
-    if tenant.quota is not None and tenant.used + elsewhere + total > tenant.quota:
-        raise QuotaExceeded(
-            f"quota exceeded: tenant {tenant.name} uses {tenant.used} of {tenant.quota} bytes; "
-            f"this object needs {total} more",
-            used=tenant.used,
-            quota=tenant.quota,
-            needed=total,
-        )
+    call.services.storage.admit(call.tenant, total, elsewhere)
     if not call.services.uploads.acquire(blocking=False):
         raise Overloaded("the server is busy; retry in a moment", retry_after=2)
     try:

@@ -11,8 +11,6 @@ with their whole tenant and are not held to this.
 
 from __future__ import annotations
 
-import time
-
 from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.contract import CONFIG_NAME
 from cairn.backends.errors import BackendError
@@ -31,10 +29,11 @@ LOCK_REACH_MS = LEASE_MS + 24 * 3600 * 1000
 clock to be ahead of the server's."""
 
 
-def check_upload(backend: Backend, handle: Handle, data: bytes) -> None:
-    """Raise BadRequest unless `data` is a well-formed object of its kind, in write order."""
+def check_upload(backend: Backend, handle: Handle, data: bytes, now_ms: int) -> None:
+    """Raise BadRequest unless `data` is a well-formed object of its kind, in write order;
+    `now_ms` is the server's time (how far a lock may reach)."""
     try:
-        _check(backend, handle, data)
+        _check(backend, handle, data, now_ms)
     except BackendError as exc:
         raise BadRequest(f"cannot check {handle.kind.value} against storage: {exc}") from exc
     except CairnError as exc:
@@ -43,7 +42,7 @@ def check_upload(backend: Backend, handle: Handle, data: bytes) -> None:
         raise BadRequest(f"not a valid {handle.kind.value} object: {exc}") from exc
 
 
-def _check(backend: Backend, handle: Handle, data: bytes) -> None:
+def _check(backend: Backend, handle: Handle, data: bytes, now_ms: int) -> None:
     kind = handle.kind
     if kind is ObjectKind.PACK:
         parse_pack(data)
@@ -53,7 +52,7 @@ def _check(backend: Backend, handle: Handle, data: bytes) -> None:
     elif kind is ObjectKind.REFLIST:
         decode_reflist(data)
     elif kind is ObjectKind.LOCK:
-        _check_lock(decode_lock(data))
+        _check_lock(decode_lock(data), now_ms)
     elif kind is ObjectKind.SNAPSHOT:
         record = decode_snapshot(data)
         config = decode_config(backend.load(Handle(ObjectKind.CONFIG, CONFIG_NAME)))
@@ -63,13 +62,13 @@ def _check(backend: Backend, handle: Handle, data: bytes) -> None:
             _require(backend, Handle(ObjectKind.REFLIST, reflist.hex), "its reflist")
 
 
-def _check_lock(lock: LockRecord) -> None:
+def _check_lock(lock: LockRecord, now_ms: int) -> None:
     """A backup's lock: never one that stops prune and repair (a backup token cannot run them),
     and never one that lasts past LOCK_REACH_MS on the server's clock. Else one request from a
     stolen backup token would stop garbage collection, and so free space, for good."""
     if lock.purpose in EXCLUSIVE_PURPOSES:  # a role refusal: the client says so (CAIRN-E062)
         raise Forbidden(f"a backup token may not {lock.purpose}")
-    if lock.expires_ms > time.time() * 1000 + LOCK_REACH_MS:
+    if lock.expires_ms > now_ms + LOCK_REACH_MS:
         raise BadRequest("the lock lasts too long: renew a lease instead of taking a long one")
 
 

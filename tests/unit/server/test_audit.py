@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from cairn.core.clock import FrozenClock
 from cairn.server.adminops import Actor
 from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role
@@ -64,7 +66,9 @@ def test_behind_names_a_change_made_without_its_record(tmp_path: Path) -> None:
 
 
 def test_behind_sees_entries_removed_from_the_end(tmp_path: Path) -> None:
-    services = open_services(Settings(data=tmp_path))
+    # one frozen clock: the change and its records share a millisecond whatever the machine's load
+    clock = FrozenClock(datetime(2026, 12, 7, tzinfo=UTC))
+    services = open_services(Settings(data=tmp_path), clock=clock)
     services.admin.create_tenant(Actor("cli:alice"), "acme", None)
     with services.db.write() as conn:
         conn.execute("DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)")

@@ -3,10 +3,12 @@ addresses fail (design 14.3)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from cairn.core.clock import FrozenClock
 from cairn.server.auth import Role, Throttle, TokenStore
 from cairn.server.db import Database
 from cairn.server.errors import BadRequest, Throttled, TokenExpired, TokenRevoked, Unauthenticated
@@ -79,14 +81,15 @@ def test_an_address_keeps_only_its_last_failures() -> None:
 def test_a_token_is_refused_once_it_expires(tmp_path: Path) -> None:
     db = Database(tmp_path / "server.db")
     TenantStore(db, tmp_path / "tenants").create("acme")
-    now = [1_800_000_000_000]
-    tokens = TokenStore(db, now_ms=lambda: now[0])
+    start = 1_800_000_000_000
+    clock = FrozenClock(datetime.fromtimestamp(start / 1000, UTC))  # the server's one clock
+    tokens = TokenStore(db, clock)
     lasting = tokens.issue(Role.BACKUP, "acme", "laptop")
-    expiring = tokens.issue(Role.BACKUP, "acme", "contractor", expires_ms=now[0] + 90 * DAY_MS)
+    expiring = tokens.issue(Role.BACKUP, "acme", "contractor", expires_ms=start + 90 * DAY_MS)
     assert tokens.verify(str(expiring)).token_id == expiring.id
-    now[0] += 90 * DAY_MS - 1
+    clock.advance((90 * DAY_MS - 1) / 1000)
     assert tokens.verify(str(expiring)).token_id == expiring.id
-    now[0] += 1
+    clock.advance(1 / 1000)
     with pytest.raises(TokenExpired, match="expired at 2027-") as refused:
         tokens.verify(str(expiring))
     assert refused.value.code == "CAIRN-E075" and refused.value.status == 401
@@ -102,7 +105,7 @@ def test_a_token_is_refused_once_it_expires(tmp_path: Path) -> None:
 def test_an_expiry_in_the_past_is_refused(tmp_path: Path) -> None:
     db = Database(tmp_path / "server.db")
     TenantStore(db, tmp_path / "tenants").create("acme")
-    tokens = TokenStore(db, now_ms=lambda: 1_800_000_000_000)
+    tokens = TokenStore(db, FrozenClock(datetime.fromtimestamp(1_800_000_000, UTC)))
     with pytest.raises(BadRequest, match="future"):
         tokens.issue(Role.RESTORE, "acme", expires_ms=1_800_000_000_000)
 

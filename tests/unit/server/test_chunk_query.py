@@ -23,7 +23,6 @@ from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role
 from cairn.server.chunktable import ChunkTable
 from cairn.server.context import Services, Settings
-from cairn.server.janitor import AccountedBackend
 
 RECORD = struct.Struct("<32s32sBQI")
 
@@ -42,9 +41,8 @@ def test_known_chunks_are_answered_with_their_place(
 ) -> None:
     services, client, headers = setup
     tenant = services.tenants.get("acme")
-    backend = AccountedBackend(  # as the server's own saves reach storage: the table follows
-        services.tenants.backend(tenant), services.tenants, tenant, services.chunks
-    )
+    # as the server's own saves reach storage: the table follows
+    backend = services.storage.for_maintenance(tenant)
     repo = Repository.init(backend, b"pw", SystemClock(), kdf=TEST_KDF)
     repo.start_writing()
     known = [repo.store_blob(BlobKind.DATA, f"blob {i}".encode() * 50)[0] for i in range(3)]
@@ -124,9 +122,7 @@ def test_while_the_table_is_first_built_the_answer_is_busy(
     tenant never compared since start is built; then the answer."""
     services, client, headers = setup
     tenant = services.tenants.get("acme")
-    backend = AccountedBackend(
-        services.tenants.backend(tenant), services.tenants, tenant, services.chunks
-    )
+    backend = services.storage.for_maintenance(tenant)
     repo = Repository.init(backend, b"pw", SystemClock(), kdf=TEST_KDF)
     repo.start_writing()
     known, _ = repo.store_blob(BlobKind.DATA, b"held" * 100)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cairn.backends.base import Handle, ObjectKind
+from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.errors import BackendError
 from cairn.core.clock import SystemClock
 from cairn.core.ids import ChunkId, ObjectName
@@ -26,7 +26,6 @@ from cairn.server import chunktable
 from cairn.server.app import open_services
 from cairn.server.chunktable import ChunkTable
 from cairn.server.context import Services, Settings
-from cairn.server.janitor import AccountedBackend
 from cairn.server.tenants import Tenant
 
 PASSPHRASE = b"pw"
@@ -40,12 +39,10 @@ def services(tmp_path: Path) -> Services:
     return services
 
 
-def accounted(services: Services, name: str) -> AccountedBackend:
+def accounted(services: Services, name: str) -> Backend:
     """The tenant's storage as the server's own saves and removals reach it."""
     tenant = services.tenants.get(name)
-    return AccountedBackend(
-        services.tenants.backend(tenant), services.tenants, tenant, services.chunks
-    )
+    return services.storage.for_maintenance(tenant)
 
 
 def lookup(services: Services, name: str, ids: list[bytes]) -> dict[bytes, tuple[object, ...]]:
@@ -66,7 +63,7 @@ def rows(services: Services, name: str) -> list[tuple[object, ...]]:
     )
 
 
-def back_up(backend: AccountedBackend, text: str) -> tuple[ObjectName, set[ChunkId]]:
+def back_up(backend: Backend, text: str) -> tuple[ObjectName, set[ChunkId]]:
     """One real snapshot of one file, written as a client would (its index saved through
     `backend`, so the hooks run); returns its name and chunk IDs."""
     repo = Repository.open(backend, PASSPHRASE, SystemClock())
@@ -82,7 +79,7 @@ def back_up(backend: AccountedBackend, text: str) -> tuple[ObjectName, set[Chunk
     return name, {blob, tree}
 
 
-def init(services: Services, name: str) -> AccountedBackend:
+def init(services: Services, name: str) -> Backend:
     backend = accounted(services, name)
     Repository.init(backend, PASSPHRASE, SystemClock(), kdf=TEST_KDF).close()
     return backend
@@ -104,7 +101,7 @@ def test_a_saved_index_is_answered_and_a_removed_one_no_longer(services: Service
 
 
 def test_garbage_collection_keeps_the_table_in_step(services: Services) -> None:
-    """The server's GC swaps the index (a new one, the old removed) through AccountedBackend:
+    """The server's GC swaps the index (a new one, the old removed) through its storage stack:
     the chunks of the forgotten snapshot are no longer answered, the kept ones are, at their
     place in the new index, and the table equals a rebuild from the index objects."""
     backend = init(services, "acme")
@@ -239,7 +236,7 @@ def test_warming_at_start_rebuilds_every_tenant(services: Services) -> None:
     assert len(before[0]) == len(acme_ids) and len(before[1]) == len(beta_ids)
 
 
-def _big_index(backend: AccountedBackend, entries: int) -> tuple[Handle, list[bytes]]:
+def _big_index(backend: Backend, entries: int) -> tuple[Handle, list[bytes]]:
     """An index object of `entries` made-up chunks in the tenant's one pack."""
     (pack,) = [ObjectName.from_hex(i.handle.name) for i in backend.list(ObjectKind.PACK)]
     ids = [os.urandom(32) for _ in range(entries)]

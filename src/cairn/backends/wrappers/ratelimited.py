@@ -21,6 +21,7 @@ from cairn.backends.base import (
     Handle,
 )
 from cairn.backends.wrappers.forwarding import ForwardingBackend
+from cairn.core.clock import SYSTEM_CLOCK
 
 
 class TokenBucket:
@@ -31,7 +32,7 @@ class TokenBucket:
         self,
         rate: int,
         burst: int | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = SYSTEM_CLOCK.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if rate <= 0:

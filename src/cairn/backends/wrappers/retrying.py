@@ -19,6 +19,7 @@ from cairn.backends.base import (
     forward_chunk_query,
 )
 from cairn.backends.errors import Busy, NotFound, TransientBackendError
+from cairn.core.clock import SYSTEM_CLOCK
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ class RetryingBackend:
         max_delay: float = 10.0,
         busy_patience: float = 900.0,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = SYSTEM_CLOCK.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         if retry_for < 0:

@@ -1,0 +1,105 @@
+"""Each tenant's storage stack, built in one place and used by every route and the janitor
+(design 14.15).
+
+    raw backend (server/layouts.py: the one factory; today the local layout in the data folder)
+      → AccountedBackend: usage and the chunk table follow every save and removal; a client's
+        save is checked against the quota, the server's own maintenance is charged but never
+        refused (a tenant at its quota must be able to free space)
+      → [the epoch fence, the replication journal: `TenantStorage._wrap`]
+
+No other module opens a tenant's backend for writing, so a change to how every write is
+accounted, fenced or journalled is a change here.
+"""
+
+from __future__ import annotations
+
+from cairn.backends.base import Backend, Handle
+from cairn.backends.wrappers.forwarding import ForwardingBackend
+from cairn.server.chunktable import ChunkTable
+from cairn.server.errors import QuotaExceeded
+from cairn.server.tenants import Tenant, TenantStore
+
+
+class AccountedBackend(ForwardingBackend):
+    """A tenant's backend whose saves and removals update its usage and its chunk table.
+
+    With `enforce_quota` (a client's request) a save of a new object reserves its size against
+    the quota while it runs and is refused past it (QuotaExceeded); without (the janitor) it is
+    only charged."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        tenants: TenantStore,
+        tenant: Tenant,
+        chunks: ChunkTable,
+        *,
+        enforce_quota: bool,
+    ) -> None:
+        super().__init__(inner)
+        self._tenants = tenants
+        self._tenant = tenant
+        self._chunks = chunks
+        self._enforce_quota = enforce_quota
+
+    def save(self, handle: Handle, data: bytes | memoryview) -> None:
+        if self._inner.exists(handle):  # same bytes, or the backend's conflict: no new usage
+            self._inner.save(handle, data)
+        elif self._enforce_quota:
+            with (
+                self._tenants.charging(self._tenant, len(data)),
+                self._chunks.saving(self._tenant.name, handle, data),
+            ):
+                self._inner.save(handle, data)
+        else:
+            with self._chunks.saving(self._tenant.name, handle, data):
+                self._inner.save(handle, data)
+            self._tenants.charged(self._tenant, len(data))
+
+    def remove(self, handle: Handle) -> None:
+        size = self._inner.stat(handle).size
+        with self._chunks.removing(self._tenant.name, handle):
+            self._inner.remove(handle)
+        self._tenants.refunded(self._tenant, size)
+
+
+class TenantStorage:
+    """Builds the storage stack of any tenant (see the module docstring)."""
+
+    def __init__(self, tenants: TenantStore, chunks: ChunkTable) -> None:
+        self._tenants = tenants
+        self._chunks = chunks
+
+    def for_client(self, tenant: Tenant) -> Backend:
+        """The stack a request works on: saves are checked against the tenant's quota."""
+        return self._wrap(tenant, self._accounted(tenant, enforce_quota=True))
+
+    def for_maintenance(self, tenant: Tenant) -> Backend:
+        """The stack the janitor works on: its saves are charged, never refused."""
+        return self._wrap(tenant, self._accounted(tenant, enforce_quota=False))
+
+    def admit(self, tenant: Tenant, size: int, held_elsewhere: int = 0) -> None:
+        """Refuse, before any byte of it is received, an object of `size` bytes that cannot
+        fit in the quota beside what the tenant stores and `held_elsewhere` (parts of its other
+        resumable uploads, which are on the server's disk too)."""
+        current = self._tenants.get(tenant.name)
+        if current.quota is not None and current.used + held_elsewhere + size > current.quota:
+            raise QuotaExceeded(
+                f"quota exceeded: tenant {current.name} uses {current.used} of "
+                f"{current.quota} bytes; this object needs {size} more",
+                used=current.used,
+                quota=current.quota,
+                needed=size,
+            )
+
+    def _accounted(self, tenant: Tenant, *, enforce_quota: bool) -> AccountedBackend:
+        raw = self._tenants.backend(tenant)
+        return AccountedBackend(
+            raw, self._tenants, tenant, self._chunks, enforce_quota=enforce_quota
+        )
+
+    def _wrap(self, tenant: Tenant, accounted: Backend) -> Backend:
+        """The place of the coming layers above accounting: the epoch fence (refuses the writes
+        of a demoted primary, so a fenced write is neither charged nor journalled) and the
+        replication journal (records each save and removal for the targets). None yet."""
+        return accounted
