@@ -37,7 +37,7 @@ from cairn.cli.progress import TerminalProgress
 from cairn.cli.verbose import VerboseProgress
 from cairn.core.clock import Clock, SystemClock
 from cairn.core.progress import Progress, SilentProgress
-from cairn.core.units import parse_duration, parse_rate
+from cairn.core.units import parse_interval, parse_rate
 from cairn.crypto.kdf import DEFAULT_KDF, KdfParams
 from cairn.repository.localcache import open_cached, private_folder
 from cairn.repository.repository import Repository
@@ -139,7 +139,7 @@ class Context:
         if not text:
             return DEFAULT_RETRY_FOR
         try:
-            return parse_duration(text)
+            return parse_interval(text)
         except ValueError as exc:
             raise UsageError(f"--retry-for/CAIRN_RETRY_FOR: {exc}") from exc
 

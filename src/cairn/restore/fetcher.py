@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from cairn.core.errors import FormatError, IntegrityError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.format.pack import BlobKind
+from cairn.repository.chunkindex import Location
 from cairn.repository.errors import ObjectMissing
-from cairn.repository.masterindex import Location
 from cairn.repository.repository import Repository
 
 MAX_GAP = 256 * 1024

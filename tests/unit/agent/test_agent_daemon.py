@@ -14,7 +14,7 @@ from cairn.agent.daemon import Daemon
 from cairn.agent.history import History
 from cairn.agent.spec import AgentSpec, At, Every, JobSpec
 from cairn.agent.status import agent_status
-from cairn.core.tomltable import ConfigError
+from cairn.config.tomltable import ConfigError
 from cairn.notify.message import Outcome, RunSummary
 
 T0 = 1_800_000_000.0

@@ -15,7 +15,7 @@ import pytest
 
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.format.pack import BlobKind, PackEntry
-from cairn.repository.masterindex import Location
+from cairn.repository.chunkindex import Location
 from cairn.repository.remoteindex import RemoteIndex
 
 PACK = ObjectName(b"\x07" * 32)
