@@ -15,9 +15,11 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cairn.backends.base import Backend
 from cairn.backends.location import (
     RemoteCredentials,
     open_backend,
@@ -43,6 +45,9 @@ from cairn.repository.localcache import open_cached, private_folder
 from cairn.repository.repository import Repository
 from cairn.snapshot.select import Unreadable
 
+BackendFactory = Callable[..., Backend]
+"""`cairn.backends.location.open_backend`, or a stand-in taking the same arguments."""
+
 
 @dataclass
 class Context:
@@ -51,6 +56,9 @@ class Context:
     args: argparse.Namespace
     output: Output
     clock: Clock = field(default_factory=SystemClock)
+    backend_factory: BackendFactory = open_backend
+    """Opens the storage a location names: the one seam a harness replaces (tests/robustness
+    runs every command over a file system that fails on purpose)."""
     _repo: Repository | None = None
     _cache: Path | bool | None = None
 
@@ -99,7 +107,7 @@ class Context:
         on a server is read through the local cache (design 14.12) unless `cache` is False
         (check: it judges storage) or --no-cache is given."""
         if self._repo is None:
-            backend = open_backend(
+            backend = self.backend_factory(
                 self.location,
                 remote=self.remote_credentials(),
                 upload_limit=self.upload_limit(),
