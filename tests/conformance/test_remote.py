@@ -19,7 +19,7 @@ from cairn.backends.remote import (
     parse_address,
 )
 from cairn.backends.testing.conformance import BackendConformance, object_name
-from serverfixture import RunningServer, running_server
+from tests.support.serverfixture import RunningServer, running_server
 
 _names = itertools.count()
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clitools import Cairn
 
-from agentfixtures import (
+from cairn.agent.dumps import DumpFailed, take_dumps
+from cairn.agent.spec import DumpSpec
+from tests.support.agentfixtures import (
     MariadbServer,
     PostgresServer,
     free_port,
@@ -30,8 +31,7 @@ from agentfixtures import (
     postgres_fixture,  # noqa: F401 (the `postgres` fixture)
     servers_missing,
 )
-from cairn.agent.dumps import DumpFailed, take_dumps
-from cairn.agent.spec import DumpSpec
+from tests.support.clitools import Cairn
 
 UNICODE = 'Grüße, 日本語, emoji 🎉, O\'Brien \\ "quoted" \t tab'
 SMALL_BLOB = bytes(range(256)) * 4

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
+
+from tests.support.clitools import Cairn, manifest
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import blake3
 import pytest
-from clitools import Cairn, manifest
 
-from serverfixture import RunningServer, running_server
+from tests.support.clitools import Cairn, manifest
+from tests.support.serverfixture import RunningServer, running_server
 
 OBJECT_ROUTE = "/v1/t/{tenant}/{kind}/{name}"
 

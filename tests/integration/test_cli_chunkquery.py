@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clitools import Cairn, Result, manifest
 
 from cairn.backends.remote import KnownServers, RemoteBackend, parse_address
 from cairn.backends.wrappers.retrying import RetryingBackend
@@ -36,7 +35,8 @@ from cairn.repository.remoteindex import remote_index
 from cairn.repository.repository import Repository
 from cairn.server.auth import Role
 from cairn.source.walker import Walker
-from serverfixture import RunningServer, running_server
+from tests.support.clitools import Cairn, Result, manifest
+from tests.support.serverfixture import RunningServer, running_server
 
 PASSWORD = "correct horse"
 

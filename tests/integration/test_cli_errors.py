@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from clitools import FAST_KDF, Cairn
 
 from cairn.cli.errors import CODES
 from cairn.crypto.kdf import DEFAULT_KDF
+from tests.support.clitools import FAST_KDF, Cairn
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 

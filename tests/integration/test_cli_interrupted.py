@@ -7,7 +7,7 @@ import random
 import signal
 from pathlib import Path
 
-from clitools import Cairn, manifest
+from tests.support.clitools import Cairn, manifest
 
 
 def test_a_killed_first_backup_resumes_from_what_it_stored(tmp_path: Path) -> None:

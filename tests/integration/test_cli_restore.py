@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clitools import Cairn, manifest
+
+from tests.support.clitools import Cairn, manifest
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import httpx
-from clitools import Cairn, Result
 
 from cairn.server.app import open_services
 from cairn.server.context import Settings
-from serverfixture import SRC, running_server
-from smalldisk import fill, small_disk
+from tests.support.clitools import Cairn, Result
+from tests.support.serverfixture import SRC, running_server
+from tests.support.smalldisk import fill, small_disk
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 SERVE = ("server", "serve")

@@ -26,7 +26,6 @@ from typing import Any
 import blake3
 import httpx
 import pytest
-from securitykit import KINDS, TENANT_ROLES, Site, hex_name, make_site, picture
 from starlette.routing import Route
 
 from cairn.format.lock import SESSION_SIZE, LockRecord, encode_lock
@@ -34,7 +33,8 @@ from cairn.server import auth
 from cairn.server.app import create_app
 from cairn.server.auth import Role, Throttle
 from cairn.server.routes import ROUTES, RouteSpec, Scope
-from serverfixture import RunningServer, running_server
+from tests.support.securitykit import KINDS, TENANT_ROLES, Site, hex_name, make_site, picture
+from tests.support.serverfixture import RunningServer, running_server
 
 OBJECT = "/v1/t/{tenant}/{kind}/{name}"
 LIST = "/v1/t/{tenant}/{kind}/"

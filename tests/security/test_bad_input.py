@@ -28,10 +28,18 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from securitykit import RawAnswer, Site, hex_name, make_site, picture, raw_exchange, strays
 
 from cairn.server.auth import Role
-from serverfixture import RunningServer, running_server
+from tests.support.securitykit import (
+    RawAnswer,
+    Site,
+    hex_name,
+    make_site,
+    picture,
+    raw_exchange,
+    strays,
+)
+from tests.support.serverfixture import RunningServer, running_server
 
 CLIENT_TIMEOUT = 2
 """Seconds the corpus server gives a client to send a request's head, or the next part of its

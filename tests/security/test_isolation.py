@@ -18,12 +18,19 @@ from typing import Any
 
 import httpx
 import pytest
-from securitykit import KINDS, TENANT_ROLES, Site, hex_name, make_site, real_repository
 
 from cairn.backends.base import Handle, ObjectKind
 from cairn.format.index import decode_index
 from cairn.server.auth import Role
-from serverfixture import running_server
+from tests.support.securitykit import (
+    KINDS,
+    TENANT_ROLES,
+    Site,
+    hex_name,
+    make_site,
+    real_repository,
+)
+from tests.support.serverfixture import running_server
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from cairn.repository.locks import LEASE_MS, SKEW_MS, Session
 from cairn.repository.prune import PruneOptions, PruneRefused, PruneRunning
 from cairn.repository.repository import Repository
 from cairn.snapshot.forget import remove_snapshots
-from repohelpers import (
+from tests.support.repohelpers import (
     PASS,
     SMALL,
     CrashAt,

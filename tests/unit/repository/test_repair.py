@@ -25,7 +25,7 @@ from cairn.repository.prune import PruneOptions, PruneRunning
 from cairn.repository.repair import Repairer, RepairRefused, RepairResult
 from cairn.repository.repository import Repository
 from cairn.snapshot.forget import remove_snapshots
-from repohelpers import (
+from tests.support.repohelpers import (
     PASS,
     SMALL,
     CrashAt,

@@ -14,7 +14,7 @@ from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role
 from cairn.server.context import Services, Settings
 from cairn.server.errors import DataFolderFull
-from smalldisk import fill, small_disk
+from tests.support.smalldisk import fill, small_disk
 
 
 @pytest.fixture

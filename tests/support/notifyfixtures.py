@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from serverfixture import free_port
+from tests.support.serverfixture import free_port
 
 SMTP_USER = "cairn"
 SMTP_PASSWORD = "smtp secret"

@@ -1,7 +1,7 @@
 """Driving repositories in-process: small parameters, backups of made-up files, prune runs,
 machines with their own clocks, and backends that stop a run at its k-th storage change.
 
-Shared by tests/unit/repository and tests/properties (tests/ is on the import path).
+Shared by tests/unit/repository and tests/properties (imported as tests.support.repohelpers).
 """
 
 from __future__ import annotations
