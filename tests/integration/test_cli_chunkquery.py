@@ -218,6 +218,7 @@ def test_a_backup_to_a_large_repository_never_loads_the_index(
     assert index.queries <= 602 // 8, "chunks were asked about one by one, not in batches"
     assert index_reads(server, token) == 0
     tenant_root = server.data / "tenants" / server.services().tenants.get("large").id
+    assert done.snapshot is not None
     assert (tenant_root / "snapshots" / done.snapshot.hex).exists()
     target = tmp_path / "restored"
     machine.run("restore", done.snapshot.hex, "--target", str(target))

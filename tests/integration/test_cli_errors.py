@@ -110,7 +110,8 @@ def test_corrupted_pack_is_found_by_check_and_refused_by_restore(
 ) -> None:
     cairn.run("backup", str(_source(tmp_path)))
     packs = sorted(
-        (cairn.repo / "packs").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0
+        (Path(cairn.repo) / "packs").rglob("*"),
+        key=lambda p: p.stat().st_size if p.is_file() else 0,
     )
     victim = packs[-1]
     data = bytearray(victim.read_bytes())
@@ -126,7 +127,7 @@ def test_corrupted_pack_is_found_by_check_and_refused_by_restore(
 
 def test_missing_pack_is_found_by_structure_check(cairn: Cairn, tmp_path: Path) -> None:
     cairn.run("backup", str(_source(tmp_path)))
-    victim = next(p for p in (cairn.repo / "packs").rglob("*") if p.is_file())
+    victim = next(p for p in (Path(cairn.repo) / "packs").rglob("*") if p.is_file())
     victim.unlink()
     check = cairn.run("check", check=False)
     assert check.code == 20

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -30,8 +31,8 @@ def server_cmd(data: Path, *args: str, check: bool = True) -> Result:
     return Cairn(data).run("server", *args, "--data", str(data), check=check)
 
 
-def server_json(data: Path, *args: str) -> dict[str, object]:
-    parsed: dict[str, object] = server_cmd(data, *args, "--json").json()
+def server_json(data: Path, *args: str) -> Any:
+    parsed: Any = server_cmd(data, *args, "--json").json()
     return parsed
 
 

@@ -82,7 +82,7 @@ def _acme(site: Site) -> tuple[object, ...]:
     return tenant, files, sorted(partial.rglob("*")) if partial.exists() else []
 
 
-def _leaks(site: Site, answer: httpx.Response) -> list[str]:
+def _leaks(site: Site, answer: Any) -> list[str]:
     acme = site.services.tenants.get("acme")
     secrets = [acme.id, *(name for (t, _), (name, _) in site.objects.items() if t == "acme")]
     text = answer.content.decode("latin-1") + repr(answer.headers)

@@ -130,11 +130,17 @@ class Inbox:
                 message,
                 user,
                 session.ssl is not None
-                or server.transport.get_extra_info("ssl_object") is not None,
+                or _transport(server).get_extra_info("ssl_object") is not None,
             )
         )
         self.arrived.set()
         return "250 OK"
+
+
+def _transport(server: SMTP) -> Any:
+    """The connection the server answers on (set for as long as a message is being handled)."""
+    assert server.transport is not None
+    return server.transport
 
 
 def _authenticator(

@@ -176,8 +176,12 @@ def test_a_broken_configuration_on_reload_is_refused_and_the_old_one_kept(tmp_pa
         return item  # type: ignore[return-value]
 
     d = Daemon(
-        spec, load, now=clock, runner=FakeRunner(clock), log=lambda e, **f: logged.append((e, f))
-    )  # type: ignore[arg-type]
+        spec,
+        load,
+        now=clock,
+        runner=FakeRunner(clock),  # type: ignore[arg-type]
+        log=lambda e, **f: logged.append((e, f)),
+    )
     assert not d.reload()
     assert d.spec is spec
     assert logged[-1][0] == "reload_refused" and "job[x].every" in str(logged[-1][1]["error"])

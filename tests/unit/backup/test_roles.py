@@ -62,7 +62,7 @@ def test_a_backup_and_its_restore_use_only_their_roles(tmp_path: Path) -> None:
     result = Archiver(as_target, Walker(), SilentProgress()).run(
         BackupOptions(paths=[os.fsencode(src)])
     )
-    assert result.errors == []
+    assert result.errors == [] and result.snapshot is not None
     tree = repo.read_snapshot(result.snapshot).body.tree
     as_source: Any = RoleView(repo, RestoreSource)
     Restorer(as_source, SilentProgress()).run(tree, RestoreOptions(target=tmp_path / "out"))
