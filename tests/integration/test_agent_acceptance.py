@@ -133,6 +133,7 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
         yield running
 
 
+@pytest.mark.required("a PostgreSQL server")
 def test_two_agents_back_up_catch_up_alert_dump_and_tell_the_truth(
     server: RunningServer, postgres: PostgresServer, tmp_path: Path
 ) -> None:

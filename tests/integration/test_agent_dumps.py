@@ -33,6 +33,8 @@ from tests.support.agentfixtures import (
 )
 from tests.support.clitools import Cairn
 
+pytestmark = pytest.mark.required("PostgreSQL and MariaDB servers")
+
 UNICODE = 'Grüße, 日本語, emoji 🎉, O\'Brien \\ "quoted" \t tab'
 SMALL_BLOB = bytes(range(256)) * 4
 BIG_BLOB = random.Random(7).randbytes(3 * 1024 * 1024)

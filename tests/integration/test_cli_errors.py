@@ -170,6 +170,7 @@ cairn check --read-data > "$OUT/check.out" 2>&1; echo $? > "$OUT/check.rc"
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+@pytest.mark.required("unshare: a 3 MiB tmpfs in a private mount namespace")
 def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
     # A real full file system: a 3 MiB tmpfs in a private mount namespace holds the repository.
     repo, out = tmp_path / "repo", tmp_path / "out"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from cairn.server.app import open_services
 from cairn.server.context import Settings
@@ -146,6 +147,7 @@ def test_every_answered_admin_request_survives_kill_9(tmp_path: Path) -> None:
     assert verified["intact"] is True and verified["behind"] is None
 
 
+@pytest.mark.required("root: a small tmpfs")
 def test_admin_commands_on_a_full_disk_exit_30_naming_the_folder(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk") as disk:
         data = disk / "data"
@@ -212,6 +214,7 @@ def test_init_against_a_server_prints_the_fingerprint_it_pinned(tmp_path: Path) 
                 assert "cairn server fingerprint" in said
 
 
+@pytest.mark.required("root: a small tmpfs")
 def test_a_running_server_on_a_full_disk_refuses_until_it_can_record(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk", "8m") as disk, running_server(disk / "data") as server:
         owner = server_json(server.data, "tenant", "add", "acme")["admin_token"]

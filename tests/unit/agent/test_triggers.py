@@ -388,6 +388,7 @@ def _user_namespace() -> list[str]:
     return prefix
 
 
+@pytest.mark.required("unshare: a user namespace with its own inotify limit")
 def test_the_kernels_watch_limit_counts_as_a_change_and_is_logged(tmp_path: Path) -> None:
     """The real kernel and watchdog: five folders, two watches allowed in the child's user
     namespace. Watchdog refuses the whole recursive watch (ENOSPC), whichever folder hit the

@@ -82,6 +82,7 @@ def test_request_records_are_written_before_the_answer(tmp_path: Path) -> None:
         assert actions(services)[-1] == (token.id, "list", "keys")
 
 
+@pytest.mark.required("root: a small tmpfs")
 def test_a_full_disk_refuses_admin_operations_and_changes_nothing(
     full_disk_site: tuple[Services, Path],
 ) -> None:
@@ -99,6 +100,7 @@ def test_a_full_disk_refuses_admin_operations_and_changes_nothing(
     assert services.audit.verify() == (4, None) and services.audit.behind() is None
 
 
+@pytest.mark.required("root: a small tmpfs")
 def test_a_full_disk_stops_requests_until_their_records_can_be_written(
     full_disk_site: tuple[Services, Path],
 ) -> None:
