@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import make
-from storageservers import FTP_PASSWORD, PureFtpd, start_pure_ftpd
+from tests.support.storageservers import FTP_PASSWORD, PureFtpd, start_pure_ftpd
 
 
 def cairn(env: dict[str, str], *args: str) -> float:

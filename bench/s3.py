@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storageservers import S3_BUCKET, SeaweedS3
+from tests.support.storageservers import S3_BUCKET, SeaweedS3
 
 
 def corpus(root: Path, size_mib: int) -> Path:

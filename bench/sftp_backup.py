@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from storageservers import SshServer, ssh_server
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.storageservers import SshServer, ssh_server
 
 PASSWORD = "bench passphrase"  # noqa: S105 - a throwaway benchmark repository
 CORPUS_SCRIPT = Path(__file__).resolve().parent / "corpus.py"

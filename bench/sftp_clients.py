@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from storageservers import SshServer, ssh_server
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.storageservers import SshServer, ssh_server
 
 
 def with_asyncssh(server: SshServer, remote: str, data: bytes) -> tuple[float, float, bool]:

@@ -2,7 +2,8 @@
 
 python bench/webdav.py [--scale 0.05] [--workdir /dev/shm/cairn-webdav]
 
-Starts wsgidav (tests/webdavd.py, its own process, plain http on loopback, basic auth) on the
+Starts wsgidav (tests/support/webdavd.py, its own process, plain http on loopback, basic auth) on
+the
 bench corpus's scale, then times: Cairn's initial backup to a local folder; Cairn's initial
 backup to the share and full restore from it; `rclone copy` of the corpus to the same share and
 back (Debian's rclone). Prints a Markdown table. Informative: the share's server (wsgidav through
@@ -20,10 +21,10 @@ import time
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(_ROOT / "tests"), str(_ROOT / "bench")]
+sys.path[:0] = [str(_ROOT), str(_ROOT / "bench")]
 
 import corpus  # noqa: E402
-from storageservers import WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer  # noqa: E402
+from tests.support.storageservers import WEBDAV_PASSWORD, WEBDAV_USER, WebDavServer  # noqa: E402
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:

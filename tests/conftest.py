@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from storageservers import SeaweedS3, seaweed_s3
+from tests.support.storageservers import SeaweedS3, seaweed_s3
+
+pytest_plugins = ["tests.support.required"]  # suites CI must not skip (see there)
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -34,6 +36,6 @@ def _isolated_environment(
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    """SeaweedFS's S3 gateway, started once per session (tests/storageservers.py)."""
+    """SeaweedFS's S3 gateway, started once per session (tests/support/storageservers.py)."""
     with seaweed_s3(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server

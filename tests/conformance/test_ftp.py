@@ -11,7 +11,7 @@ import pytest
 from cairn.backends.base import Backend
 from cairn.backends.ftp import FtpBackend, parse_ftp_location, tls_context
 from cairn.backends.testing.conformance import BackendConformance
-from storageservers import FTP_PASSWORD, PureFtpd, ftp_server
+from tests.support.storageservers import FTP_PASSWORD, PureFtpd, ftp_server
 
 __all__ = ["ftp_server"]
 

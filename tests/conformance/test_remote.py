@@ -19,7 +19,7 @@ from cairn.backends.remote import (
     parse_address,
 )
 from cairn.backends.testing.conformance import BackendConformance, object_name
-from serverfixture import RunningServer, running_server
+from tests.support.serverfixture import RunningServer, running_server
 
 _names = itertools.count()
 
@@ -67,7 +67,7 @@ def test_a_large_upload_resumes_where_it_broke(server: RunningServer, tmp_path: 
             sent.append(len(kwargs["content"]))  # type: ignore[arg-type]
         return original(method, url, **kwargs)  # type: ignore[arg-type]
 
-    client.request = counting  # type: ignore[method-assign]
+    client.request = counting  # type: ignore[method-assign, assignment]
     backend.save(handle, data)
     assert sum(sent) == len(data) - UPLOAD_PART, "only what the server lacked was sent again"
     assert backend.load(handle) == data

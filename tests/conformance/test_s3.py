@@ -9,7 +9,7 @@ import pytest
 from cairn.backends.base import Backend
 from cairn.backends.s3 import S3Backend, parse_location
 from cairn.backends.testing.conformance import BackendConformance
-from storageservers import SeaweedS3
+from tests.support.storageservers import SeaweedS3
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from cairn.backends.base import Backend
 from cairn.backends.sftp import SftpBackend, SftpCredentials, parse_address
 from cairn.backends.testing.conformance import BackendConformance
-from storageservers import SshServer
-from storageservers import sshd as sshd  # the session's server
+from tests.support.storageservers import SshServer
+from tests.support.storageservers import sshd as sshd  # the session's server
 
 
 def credentials(server: SshServer) -> SftpCredentials:

@@ -10,8 +10,8 @@ import pytest
 from cairn.backends.base import Backend
 from cairn.backends.testing.conformance import BackendConformance
 from cairn.backends.webdav import WebDavBackend, parse_location, webdav_credentials
-from storageservers import WebDavServer
-from storageservers import webdav_tls_server as webdav_tls_server
+from tests.support.storageservers import WebDavServer
+from tests.support.storageservers import webdav_tls_server as webdav_tls_server
 
 
 class TestWebDavBackend(BackendConformance):

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clitools import Cairn, manifest
 
-from agentfixtures import AgentProcess, wait_for
+from tests.support.agentfixtures import AgentProcess, wait_for
+from tests.support.clitools import Cairn, manifest
 
 
 class Agent(AgentProcess):

@@ -25,13 +25,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Cairn
 
-from agentfixtures import AgentProcess, PostgresServer, wait_for
-from agentfixtures import postgres_fixture as postgres_fixture
 from cairn.server.auth import Role
-from notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
-from serverfixture import RunningServer, free_port, running_server
+from tests.support.agentfixtures import AgentProcess, PostgresServer, wait_for
+from tests.support.agentfixtures import postgres_fixture as postgres_fixture
+from tests.support.clitools import Cairn
+from tests.support.notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
+from tests.support.serverfixture import RunningServer, free_port, running_server
 
 PASSPHRASE = "correct horse"
 
@@ -133,6 +133,7 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
         yield running
 
 
+@pytest.mark.required("a PostgreSQL server")
 def test_two_agents_back_up_catch_up_alert_dump_and_tell_the_truth(
     server: RunningServer, postgres: PostgresServer, tmp_path: Path
 ) -> None:

@@ -13,12 +13,16 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from clitools import Cairn
 
-from agentfixtures import (
+from cairn.agent.dumps import DumpFailed, take_dumps
+from cairn.agent.spec import DumpSpec
+from tests.support.agentfixtures import (
     MariadbServer,
     PostgresServer,
     free_port,
@@ -27,8 +31,9 @@ from agentfixtures import (
     postgres_fixture,  # noqa: F401 (the `postgres` fixture)
     servers_missing,
 )
-from cairn.agent.dumps import DumpFailed, take_dumps
-from cairn.agent.spec import DumpSpec
+from tests.support.clitools import Cairn
+
+pytestmark = pytest.mark.required("PostgreSQL and MariaDB servers")
 
 UNICODE = 'Grüße, 日本語, emoji 🎉, O\'Brien \\ "quoted" \t tab'
 SMALL_BLOB = bytes(range(256)) * 4
@@ -111,32 +116,20 @@ def pg_spec(server: PostgresServer, tmp_path: Path, database: str, **kw: object)
     return DumpSpec("postgresql", database, **options)  # type: ignore[arg-type]
 
 
-def test_postgresql_dump_restores_every_row(postgres: PostgresServer, tmp_path: Path) -> None:
-    pg_fill(postgres, "shop")
-    staging = staging_folder(tmp_path)
-    log = io.BytesIO()
+def pg_restore_into(server: PostgresServer, dump: Path) -> None:
+    server.psql('CREATE DATABASE "shop-restored"')
+    server.load(dump, "shop-restored")
 
-    written = take_dumps([pg_spec(postgres, tmp_path, "shop")], staging, log)
 
-    assert written == [staging / "postgresql-shop.sql"]
-    assert sorted(p.name for p in staging.iterdir()) == ["postgresql-shop.sql"]
-    assert staging.stat().st_mode & 0o777 == 0o700
-    assert b"dump PostgreSQL database 'shop' ended: " in log.getvalue()
-    restored = backup_and_restore(staging, tmp_path) / "postgresql-shop.sql"
-    assert restored.read_bytes() == written[0].read_bytes()
-
-    postgres.psql('CREATE DATABASE "shop-restored"')
-    postgres.load(restored, "shop-restored")
-    original = pg_rows(postgres, "shop")
-    assert pg_rows(postgres, "shop-restored") == original
+def pg_check_restored(server: PostgresServer, original: dict[str, bytes]) -> None:
     assert original["items"].count(b"\n") == 502 and original["notes"].count(b"\n") == 300
-    name = postgres.psql(
+    name = server.psql(
         "SELECT encode(convert_to(name, 'UTF8'), 'hex') FROM items WHERE id = 1001", "shop-restored"
     )
     assert bytes.fromhex(name.decode().strip()) == UNICODE.encode()
-    blob = postgres.psql("SELECT encode(data, 'hex') FROM items WHERE id = 1002", "shop-restored")
+    blob = server.psql("SELECT encode(data, 'hex') FROM items WHERE id = 1002", "shop-restored")
     assert bytes.fromhex(blob.decode().strip()) == BIG_BLOB
-    assert postgres.psql("SELECT item_count()", "shop-restored") == b"502\n"
+    assert server.psql("SELECT item_count()", "shop-restored") == b"502\n"
 
 
 def test_pg_dumpall_dumps_every_database(postgres: PostgresServer, tmp_path: Path) -> None:
@@ -317,35 +310,88 @@ def my_spec(server: MariadbServer, tmp_path: Path, database: str, **kw: object) 
     return DumpSpec("mysql", database, **options)  # type: ignore[arg-type]
 
 
-def test_mariadb_dump_restores_every_row(mariadb: MariadbServer, tmp_path: Path) -> None:
-    my_fill(mariadb, "shop")
-    staging = staging_folder(tmp_path)
-    log = io.BytesIO()
+def my_restore_into(server: MariadbServer, dump: Path) -> None:
+    server.sql("CREATE DATABASE `shop-restored` CHARACTER SET utf8mb4")
+    server.load(dump, "shop-restored")
 
-    written = take_dumps([my_spec(mariadb, tmp_path, "shop")], staging, log)
 
-    assert written == [staging / "mysql-shop.sql"]
-    assert sorted(p.name for p in staging.iterdir()) == ["mysql-shop.sql"]
-    assert staging.stat().st_mode & 0o777 == 0o700
-    restored = backup_and_restore(staging, tmp_path) / "mysql-shop.sql"
-    assert restored.read_bytes() == written[0].read_bytes()
-
-    mariadb.sql("CREATE DATABASE `shop-restored` CHARACTER SET utf8mb4")
-    mariadb.load(restored, "shop-restored")
-    original = my_rows(mariadb, "shop")
-    assert my_rows(mariadb, "shop-restored") == original
+def my_check_restored(server: MariadbServer, original: dict[str, bytes]) -> None:
     assert original["items"].count(b"\n") == 502 and original["audit"].count(b"\n") == 502
-    row = mariadb.sql("SELECT HEX(name), HEX(data) FROM items WHERE id = 1001", "shop-restored")
+    row = server.sql("SELECT HEX(name), HEX(data) FROM items WHERE id = 1001", "shop-restored")
     name, data = row.decode().split()
     assert bytes.fromhex(name) == UNICODE.encode() and bytes.fromhex(data) == SMALL_BLOB
-    big = mariadb.sql("SELECT HEX(data) FROM items WHERE id = 1002", "shop-restored")
+    big = server.sql("SELECT HEX(data) FROM items WHERE id = 1002", "shop-restored")
     assert bytes.fromhex(big.decode().strip()) == BIG_BLOB
-    assert mariadb.sql("CALL item_count()", "shop-restored") == b"502\n"
+    assert server.sql("CALL item_count()", "shop-restored") == b"502\n"
     triggers = (
         "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS"
         " WHERE TRIGGER_SCHEMA = 'shop-restored'"
     )
-    assert mariadb.sql(triggers) == b"items_audit\n"
+    assert server.sql(triggers) == b"items_audit\n"
+
+
+# Both engines
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One database engine's side of the shared dump test: its fixture and its SQL."""
+
+    fixture: str
+    prefix: str  # of the dump file's name
+    log_line: bytes  # what the dump log says when the dump ends
+    fill: Callable[[Any, str], None]
+    spec: Callable[..., DumpSpec]
+    rows: Callable[[Any, str], dict[str, bytes]]
+    restore_into: Callable[[Any, Path], None]
+    check_restored: Callable[[Any, dict[str, bytes]], None]
+
+
+POSTGRESQL = Engine(
+    "postgres",
+    "postgresql",
+    b"dump PostgreSQL database 'shop' ended: ",
+    pg_fill,
+    pg_spec,
+    pg_rows,
+    pg_restore_into,
+    pg_check_restored,
+)
+MARIADB = Engine(
+    "mariadb",
+    "mysql",
+    b"dump MySQL/MariaDB database 'shop' ended: ",
+    my_fill,
+    my_spec,
+    my_rows,
+    my_restore_into,
+    my_check_restored,
+)
+
+
+@pytest.mark.parametrize("engine", [POSTGRESQL, MARIADB], ids=["postgresql", "mariadb"])
+def test_a_dump_restores_every_row(
+    engine: Engine, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    server = request.getfixturevalue(engine.fixture)
+    engine.fill(server, "shop")
+    staging = staging_folder(tmp_path)
+    log = io.BytesIO()
+
+    written = take_dumps([engine.spec(server, tmp_path, "shop")], staging, log)
+
+    dump_name = f"{engine.prefix}-shop.sql"
+    assert written == [staging / dump_name]
+    assert sorted(p.name for p in staging.iterdir()) == [dump_name]
+    assert staging.stat().st_mode & 0o777 == 0o700
+    assert engine.log_line in log.getvalue()
+    restored = backup_and_restore(staging, tmp_path) / dump_name
+    assert restored.read_bytes() == written[0].read_bytes()
+
+    engine.restore_into(server, restored)
+    original = engine.rows(server, "shop")
+    assert engine.rows(server, "shop-restored") == original
+    engine.check_restored(server, original)
 
 
 def test_mariadb_all_databases(mariadb: MariadbServer, tmp_path: Path) -> None:

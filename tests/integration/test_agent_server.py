@@ -17,14 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-from clitools import Cairn
 
 from cairn.agent.report import report_run
 from cairn.agent.spec import Every, JobSpec
 from cairn.agent.triggers import ReachableTrigger, probe_repository
 from cairn.notify.message import Outcome, RunSummary
 from cairn.server.auth import Role
-from serverfixture import RunningServer, free_port, running_server
+from tests.support.clitools import Cairn
+from tests.support.serverfixture import RunningServer, free_port, running_server
 
 DEADLINE = 60.0
 SNAPSHOT = "ab" * 32

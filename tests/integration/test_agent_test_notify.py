@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from clitools import Cairn
-
-from notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
+from tests.support.clitools import Cairn
+from tests.support.notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
 
 CAIRN = (sys.executable, "-m", "cairn.cli.main")
 

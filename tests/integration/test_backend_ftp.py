@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
-from test_cli_roundtrip import make_tree
 
-from storageservers import FTP_PASSWORD, PureFtpd, ftp_server
+from tests.integration.test_cli_roundtrip import make_tree
+from tests.support.clitools import Cairn, manifest
+from tests.support.storageservers import FTP_PASSWORD, PureFtpd, ftp_server
 
 __all__ = ["ftp_server"]
 

@@ -24,7 +24,7 @@ from cairn.backends.errors import ListingIncomplete, StorageFull, TransientBacke
 from cairn.backends.ftp import RESUMABLE_ABOVE, FtpBackend, parse_ftp_location, tls_context
 from cairn.backends.testing.conformance import handle_for
 from cairn.backends.wrappers.retrying import RetryingBackend
-from storageservers import FTP_PASSWORD, PureFtpd, ftp_server
+from tests.support.storageservers import FTP_PASSWORD, PureFtpd, ftp_server
 
 __all__ = ["ftp_server"]
 

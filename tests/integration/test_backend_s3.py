@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
-from test_cli_roundtrip import make_tree
 
-from storageservers import S3_BUCKET, SeaweedS3, missing_server, weed_binary
+from tests.integration.test_cli_roundtrip import make_tree
+from tests.support.clitools import Cairn, manifest
+from tests.support.storageservers import S3_BUCKET, SeaweedS3, missing_server, weed_binary
 
 
 def s3_cairn(seaweed: SeaweedS3, tmp_path: Path, location: str | None = None) -> Cairn:
@@ -101,7 +101,7 @@ def test_a_missing_bucket_is_e039(seaweed: SeaweedS3, tmp_path: Path) -> None:
 
 
 def test_access_denied_is_e031(seaweed: SeaweedS3, tmp_path: Path) -> None:
-    from storageservers import S3_READER_KEY, S3_READER_SECRET
+    from tests.support.storageservers import S3_READER_KEY, S3_READER_SECRET
 
     tool = s3_cairn(seaweed, tmp_path)
     env = run_env(
@@ -118,8 +118,8 @@ def test_plain_http_to_another_host_is_refused(tmp_path: Path) -> None:
 
 
 def test_tls_needs_a_trusted_certificate(seaweed: SeaweedS3, tmp_path: Path) -> None:
-    from notifyfixtures import make_certificates
-    from storageservers import CuttingRelay
+    from tests.support.notifyfixtures import make_certificates
+    from tests.support.storageservers import CuttingRelay
 
     certs = make_certificates(tmp_path / "tls")
     front = CuttingRelay(seaweed.port, tls=certs.server_context())
@@ -229,7 +229,7 @@ def test_a_full_store_fails_the_backup_cleanly(tmp_path: Path) -> None:
 def test_a_backup_cut_off_from_the_store_fails_cleanly_and_the_next_succeeds(
     seaweed: SeaweedS3, tmp_path: Path
 ) -> None:
-    from storageservers import CuttingRelay
+    from tests.support.storageservers import CuttingRelay
 
     relay = CuttingRelay(seaweed.port)
     try:

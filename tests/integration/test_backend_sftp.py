@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
 
 from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.errors import (
@@ -32,8 +31,9 @@ from cairn.backends.sftp import (
     parse_address,
 )
 from cairn.backends.testing.conformance import object_name
-from storageservers import SFTP_PASSWORD, CuttingRelay, SshServer, require, ssh_server
-from storageservers import sshd as sshd  # the session's server
+from tests.support.clitools import Cairn, manifest
+from tests.support.storageservers import SFTP_PASSWORD, CuttingRelay, SshServer, require, ssh_server
+from tests.support.storageservers import sshd as sshd  # the session's server
 
 
 def credentials(server: SshServer, **changes: object) -> SftpCredentials:

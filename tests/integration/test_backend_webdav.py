@@ -1,5 +1,5 @@
 """A WebDAV repository end to end through the real `cairn` command, and the faults a WebDAV share
-shows, against wsgidav running in its own process (tests/storageservers.py)."""
+shows, against wsgidav running in its own process (tests/support/storageservers.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
 
 from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.errors import (
@@ -34,8 +33,9 @@ from cairn.backends.webdav import (
     webdav_credentials,
 )
 from cairn.backends.wrappers.retrying import RetryingBackend
-from storageservers import CuttingRelay, WebDavServer, webdav_server
-from storageservers import webdav_tls_server as webdav_tls_server
+from tests.support.clitools import Cairn, manifest
+from tests.support.storageservers import CuttingRelay, WebDavServer, webdav_server
+from tests.support.storageservers import webdav_tls_server as webdav_tls_server
 
 MiB = 1024 * 1024
 

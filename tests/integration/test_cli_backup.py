@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
+
+from tests.support.clitools import Cairn, manifest
 
 
 @pytest.fixture
@@ -94,6 +95,7 @@ def backup_with_tmpfs(cairn: Cairn, mount: Path, *args: str) -> subprocess.Compl
 
 
 @pytest.mark.parametrize("order", ["inner first", "outer first"])
+@pytest.mark.required("unshare: a tmpfs in a private mount namespace")
 def test_a_named_mount_point_is_backed_up_with_one_file_system(
     cairn: Cairn, tmp_path: Path, order: str
 ) -> None:
@@ -111,6 +113,7 @@ def test_a_named_mount_point_is_backed_up_with_one_file_system(
     assert sorted(cairn.run("snapshots", "--json").json()[0]["paths"]) == sorted(paths)
 
 
+@pytest.mark.required("unshare: a tmpfs in a private mount namespace")
 def test_one_file_system_still_stops_at_an_unnamed_mount_point(
     cairn: Cairn, tmp_path: Path
 ) -> None:
@@ -123,6 +126,7 @@ def test_one_file_system_still_stops_at_an_unnamed_mount_point(
     assert back.joinpath("m").is_dir() and list(back.joinpath("m").iterdir()) == []
 
 
+@pytest.mark.required("unshare: a tmpfs in a private mount namespace")
 def test_a_path_named_below_an_unnamed_mount_point_is_reached(cairn: Cairn, tmp_path: Path) -> None:
     outer = tmp_path / "oxs"
     mount = outer / "m"

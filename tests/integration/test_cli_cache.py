@@ -15,9 +15,9 @@ from pathlib import Path
 
 import blake3
 import pytest
-from clitools import Cairn, manifest
 
-from serverfixture import RunningServer, running_server
+from tests.support.clitools import Cairn, manifest
+from tests.support.serverfixture import RunningServer, running_server
 
 OBJECT_ROUTE = "/v1/t/{tenant}/{kind}/{name}"
 
@@ -47,7 +47,7 @@ class Machine:
         self.tool = Cairn(server.location(tenant), cache=self.cache)
         self._seen = 0
 
-    def run(self, *args: str, check: bool = True):  # type: ignore[no-untyped-def]
+    def run(self, *args: str, check: bool = True):
         env = self.tool.env(CAIRN_TOKEN=self.token, XDG_CONFIG_HOME=str(self.home))
         return self.tool.run(*args, check=check, env=env)
 

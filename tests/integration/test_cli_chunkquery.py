@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clitools import Cairn, Result, manifest
 
 from cairn.backends.remote import KnownServers, RemoteBackend, parse_address
 from cairn.backends.wrappers.retrying import RetryingBackend
@@ -36,7 +35,8 @@ from cairn.repository.remoteindex import remote_index
 from cairn.repository.repository import Repository
 from cairn.server.auth import Role
 from cairn.source.walker import Walker
-from serverfixture import RunningServer, running_server
+from tests.support.clitools import Cairn, Result, manifest
+from tests.support.serverfixture import RunningServer, running_server
 
 PASSWORD = "correct horse"
 
@@ -218,6 +218,7 @@ def test_a_backup_to_a_large_repository_never_loads_the_index(
     assert index.queries <= 602 // 8, "chunks were asked about one by one, not in batches"
     assert index_reads(server, token) == 0
     tenant_root = server.data / "tenants" / server.services().tenants.get("large").id
+    assert done.snapshot is not None
     assert (tenant_root / "snapshots" / done.snapshot.hex).exists()
     target = tmp_path / "restored"
     machine.run("restore", done.snapshot.hex, "--target", str(target))

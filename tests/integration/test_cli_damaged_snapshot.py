@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-from clitools import Cairn
+
+from tests.support.clitools import Cairn
 
 
 @pytest.fixture

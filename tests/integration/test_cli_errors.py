@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from clitools import FAST_KDF, Cairn
 
 from cairn.cli.errors import CODES
 from cairn.crypto.kdf import DEFAULT_KDF
+from tests.support.clitools import FAST_KDF, Cairn
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 
@@ -110,7 +110,8 @@ def test_corrupted_pack_is_found_by_check_and_refused_by_restore(
 ) -> None:
     cairn.run("backup", str(_source(tmp_path)))
     packs = sorted(
-        (cairn.repo / "packs").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0
+        (Path(cairn.repo) / "packs").rglob("*"),
+        key=lambda p: p.stat().st_size if p.is_file() else 0,
     )
     victim = packs[-1]
     data = bytearray(victim.read_bytes())
@@ -126,7 +127,7 @@ def test_corrupted_pack_is_found_by_check_and_refused_by_restore(
 
 def test_missing_pack_is_found_by_structure_check(cairn: Cairn, tmp_path: Path) -> None:
     cairn.run("backup", str(_source(tmp_path)))
-    victim = next(p for p in (cairn.repo / "packs").rglob("*") if p.is_file())
+    victim = next(p for p in (Path(cairn.repo) / "packs").rglob("*") if p.is_file())
     victim.unlink()
     check = cairn.run("check", check=False)
     assert check.code == 20
@@ -169,6 +170,7 @@ cairn check --read-data > "$OUT/check.out" 2>&1; echo $? > "$OUT/check.rc"
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+@pytest.mark.required("unshare: a 3 MiB tmpfs in a private mount namespace")
 def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
     # A real full file system: a 3 MiB tmpfs in a private mount namespace holds the repository.
     repo, out = tmp_path / "repo", tmp_path / "out"

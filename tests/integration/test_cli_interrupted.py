@@ -7,7 +7,7 @@ import random
 import signal
 from pathlib import Path
 
-from clitools import Cairn, manifest
+from tests.support.clitools import Cairn, manifest
 
 
 def test_a_killed_first_backup_resumes_from_what_it_stored(tmp_path: Path) -> None:
@@ -25,8 +25,10 @@ def test_a_killed_first_backup_resumes_from_what_it_stored(tmp_path: Path) -> No
     crash = tool.env(CAIRN_CRASH_AT="local.save.publish:100")
     killed = tool.run("backup", str(src), check=False, env=crash)
     assert killed.code == -signal.SIGKILL
-    assert not list((tool.repo / "snapshots").iterdir()), "a killed backup commits no snapshot"
-    assert list((tool.repo / "index").iterdir()), "indexes were flushed while it ran"
+    assert not list((Path(tool.repo) / "snapshots").iterdir()), (
+        "a killed backup commits no snapshot"
+    )
+    assert list((Path(tool.repo) / "index").iterdir()), "indexes were flushed while it ran"
 
     resumed = tool.run("backup", str(src), "--json").json()
     assert resumed["bytes_added"] < 0.6 * total, "data stored before the kill is not stored again"

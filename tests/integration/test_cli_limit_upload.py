@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
 
-from serverfixture import RunningServer, running_server
+from tests.support.clitools import Cairn, manifest
+from tests.support.serverfixture import RunningServer, running_server
 
 
 def source(root: Path) -> Path:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clitools import Cairn
+
+from tests.support.clitools import Cairn
 
 
 def _other_files(tmp_path: Path) -> Path:

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
 
 from cairn.backends.location import open_backend
 from cairn.core.clock import FrozenClock, SystemClock
 from cairn.repository.repository import Repository
+from tests.support.clitools import Cairn, manifest
 
 PASSWORD = "correct horse"
 

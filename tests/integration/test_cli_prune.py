@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from clitools import Cairn, manifest
+from tests.support.clitools import Cairn, manifest
 
 
 def _tree(root: Path, seed: int, files: int, size: int) -> Path:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from clitools import Cairn, manifest
+from tests.support.clitools import Cairn, manifest
 
 
 def _tree(root: Path) -> Path:

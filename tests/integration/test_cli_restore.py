@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clitools import Cairn, manifest
+
+from tests.support.clitools import Cairn, manifest
 
 
 @pytest.fixture
@@ -157,6 +158,7 @@ def test_a_target_that_cannot_be_written_names_the_path(cairn: Cairn, tmp_path: 
         assert f"CAIRN-E024: cannot write {target}" in failed.err
 
 
+@pytest.mark.required("root: a read-only tmpfs mount")
 def test_a_read_only_target_names_the_path(cairn: Cairn, tmp_path: Path) -> None:
     cairn.run("backup", str(_source(tmp_path)))
     mount = tmp_path / "ro"

@@ -8,7 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
+
+from tests.support.clitools import Cairn, manifest
 
 
 def make_tree(root: Path) -> Path:

@@ -13,11 +13,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from clitools import Cairn, manifest
 
-from serverfixture import RunningServer, running_server
+from tests.support.clitools import Cairn, manifest
+from tests.support.serverfixture import RunningServer, running_server
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +27,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield running
 
 
-def admin(server: RunningServer, *args: str) -> dict[str, object]:
+def admin(server: RunningServer, *args: str) -> Any:
     tool = Cairn(server.data)  # the repository option is unused by `cairn server`
     result = tool.run("server", *args, "--data", str(server.data), "--json")
-    parsed: dict[str, object] = result.json()
+    parsed: Any = result.json()
     return parsed
 
 
@@ -42,7 +43,7 @@ class Client:
         self.tool = Cairn(server.location(tenant), cache=home / "cache")
         self.token = token
 
-    def run(self, *args: str, check: bool = True, token: str | None = None, **env: str):  # type: ignore[no-untyped-def]
+    def run(self, *args: str, check: bool = True, token: str | None = None, **env: str):
         extra = {"CAIRN_TOKEN": token or self.token, "XDG_CONFIG_HOME": str(self.home), **env}
         return self.tool.run(*args, check=check, env=self.tool.env(**extra))
 
@@ -191,7 +192,7 @@ def test_server_retention_and_gc_run_beside_backups(server: RunningServer, tmp_p
     reports.append(admin(server, "gc", "kept"))
     # one group (one machine, one path): the first of the day and the newest stay, whenever the
     # running backup arrived; the two between them go
-    forgotten = sum(int(r[0]["forgotten"]) for r in reports)  # type: ignore[index]
+    forgotten = sum(int(r[0]["forgotten"]) for r in reports)
     assert forgotten == 2
 
     machine.token = owner
@@ -245,7 +246,7 @@ def test_retention_keeps_the_only_snapshot_of_each_job_of_a_machine(
     policy = ("--keep-daily", "14", "--keep-weekly", "8", "--keep-monthly", "24")
     admin(server, "retention", "jobs", *policy)
     reports = [admin(server, "gc", "jobs") for _ in range(2)]  # condemn, then sweep
-    assert [r[0]["forgotten"] for r in reports] == [0, 0]  # type: ignore[index]
+    assert [r[0]["forgotten"] for r in reports] == [0, 0]
 
     machine.token = owner
     snapshots = machine.run("snapshots", "--json").json()
@@ -263,7 +264,7 @@ def test_a_scrub_finds_a_damaged_pack(server: RunningServer, tmp_path: Path) -> 
     machine = Client(server, "scrubbed", tmp_path / "m", owner)
     machine.run("init")
     machine.run("backup", str(tree(tmp_path / "src", 7)))
-    assert admin(server, "scrub", "scrubbed")[0]["damaged"] == []  # type: ignore[index]
+    assert admin(server, "scrub", "scrubbed")[0]["damaged"] == []
     tenant_id = server.services().tenants.get("scrubbed").id
     pack = next(
         p for p in (server.data / "tenants" / tenant_id / "packs").rglob("*") if p.is_file()
@@ -327,9 +328,9 @@ def test_a_backup_removes_its_lock_so_gc_sweeps_at_once(
 
     old = min(machine.run("snapshots", "--json").json(), key=lambda s: s["time"])["id"]
     machine.run("forget", old, token=owner)
-    condemned = admin(server, "gc", "swept")[0]  # type: ignore[index]
+    condemned = admin(server, "gc", "swept")[0]
     assert int(condemned["condemned_packs"]) >= 1 and condemned["records_waiting"] == 0
-    swept = admin(server, "gc", "swept")[0]  # type: ignore[index]
+    swept = admin(server, "gc", "swept")[0]
     assert swept["swept_packs"] == condemned["condemned_packs"], swept
     assert swept["records_waiting"] == 0
     machine.run("check", "--read-data", token=owner)

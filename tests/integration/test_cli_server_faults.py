@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clitools import Cairn
 
-from serverfixture import RunningServer, running_server
+from tests.support.clitools import Cairn
+from tests.support.serverfixture import RunningServer, running_server
 
 
 @pytest.fixture(scope="module")

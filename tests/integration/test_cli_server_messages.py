@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Cairn
 
 from cairn.server.auth import Role
-from serverfixture import RunningServer, running_server
+from tests.support.clitools import Cairn
+from tests.support.serverfixture import RunningServer, running_server
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from clitools import Cairn
+
+from tests.support.clitools import Cairn
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 

@@ -17,14 +17,14 @@ from cairn.notify.errors import (
     NotifyUnreachable,
 )
 from cairn.notify.message import AlertPolicy, EmailSpec, Event, EventKind, Outcome, RunSummary
-from notifyfixtures import (
+from tests.support.notifyfixtures import (
     SMTP_PASSWORD,
     SMTP_USER,
     Certificates,
     make_certificates,
     smtp_server,
 )
-from serverfixture import free_port
+from tests.support.serverfixture import free_port
 
 EVENT = Event(
     EventKind.FAILURE,

@@ -13,8 +13,8 @@ import pytest
 from cairn.notify.errors import NotifyError, NotifyRejected, NotifyTlsError, NotifyUnreachable
 from cairn.notify.message import Event, EventKind, WebhookSpec
 from cairn.notify.webhook import WebhookChannel
-from notifyfixtures import Certificates, make_certificates, webhook_server
-from serverfixture import free_port
+from tests.support.notifyfixtures import Certificates, make_certificates, webhook_server
+from tests.support.serverfixture import free_port
 
 EVENT = Event(
     EventKind.SILENCE,

@@ -12,14 +12,16 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
-from clitools import Cairn, Result
+import pytest
 
 from cairn.server.app import open_services
 from cairn.server.context import Settings
-from serverfixture import SRC, running_server
-from smalldisk import fill, small_disk
+from tests.support.clitools import Cairn, Result
+from tests.support.serverfixture import SRC, running_server
+from tests.support.smalldisk import fill, small_disk
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 SERVE = ("server", "serve")
@@ -30,8 +32,8 @@ def server_cmd(data: Path, *args: str, check: bool = True) -> Result:
     return Cairn(data).run("server", *args, "--data", str(data), check=check)
 
 
-def server_json(data: Path, *args: str) -> dict[str, object]:
-    parsed: dict[str, object] = server_cmd(data, *args, "--json").json()
+def server_json(data: Path, *args: str) -> Any:
+    parsed: Any = server_cmd(data, *args, "--json").json()
     return parsed
 
 
@@ -145,6 +147,7 @@ def test_every_answered_admin_request_survives_kill_9(tmp_path: Path) -> None:
     assert verified["intact"] is True and verified["behind"] is None
 
 
+@pytest.mark.required("root: a small tmpfs")
 def test_admin_commands_on_a_full_disk_exit_30_naming_the_folder(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk") as disk:
         data = disk / "data"
@@ -211,6 +214,7 @@ def test_init_against_a_server_prints_the_fingerprint_it_pinned(tmp_path: Path) 
                 assert "cairn server fingerprint" in said
 
 
+@pytest.mark.required("root: a small tmpfs")
 def test_a_running_server_on_a_full_disk_refuses_until_it_can_record(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk", "8m") as disk, running_server(disk / "data") as server:
         owner = server_json(server.data, "tenant", "add", "acme")["admin_token"]

@@ -17,8 +17,8 @@ from cairn.server.app import open_services
 from cairn.server.auth import Role
 from cairn.server.context import Settings
 from cairn.server.jobresults import parse_report
-from notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
-from serverfixture import running_server
+from tests.support.notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
+from tests.support.serverfixture import running_server
 
 DEADLINE_S = 120.0
 

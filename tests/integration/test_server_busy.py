@@ -15,7 +15,7 @@ from cairn.backends.remote import KnownServers, RemoteBackend, parse_address
 from cairn.backends.wrappers.retrying import RetryingBackend
 from cairn.crypto.hashing import object_name
 from cairn.server.auth import Role
-from serverfixture import RunningServer, running_server
+from tests.support.serverfixture import RunningServer, running_server
 
 CLIENTS, UPLOADS = 6, 4
 

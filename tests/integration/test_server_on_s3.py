@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Cairn, manifest
-from test_cli_server import Client, admin, tree
 
-from serverfixture import RunningServer, free_port, running_server
-from storageservers import S3_BUCKET, S3_READER_KEY, S3_READER_SECRET, SeaweedS3
+from tests.integration.test_cli_server import Client, admin, tree
+from tests.support.clitools import Cairn, manifest
+from tests.support.serverfixture import RunningServer, free_port, running_server
+from tests.support.storageservers import S3_BUCKET, S3_READER_KEY, S3_READER_SECRET, SeaweedS3
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +91,14 @@ def test_retention_gc_and_scrub_work_on_the_bucket(
         (source / f"new{round_}.txt").write_text("more\n" * 1000)
     admin(server, "retention", "kept", "--keep-daily", "1")  # the day's first and the newest
     reports = [admin(server, "gc", "kept") for _ in range(2)]
-    assert sum(int(r[0]["forgotten"]) for r in reports) == 2  # type: ignore[index]
+    assert sum(int(r[0]["forgotten"]) for r in reports) == 2
     snapshots = machine.run("snapshots", "--json").json()
     assert len(snapshots) == 2
     oldest = min(snapshots, key=lambda s: s["time"])
     machine.run("restore", oldest["id"], "--target", str(tmp_path / "first"))
     assert manifest(tmp_path / "first" / source.relative_to("/")) == first_tree
     machine.run("check", "--read-data")
-    assert admin(server, "scrub", "kept")[0]["damaged"] == []  # type: ignore[index]
+    assert admin(server, "scrub", "kept")[0]["damaged"] == []
     tenant_id = server.services().tenants.get("kept").id
     pack = next(k for k in keys_of(aws_env, storage, tenant_id) if "/packs/" in k)
     client = aws_env.client()

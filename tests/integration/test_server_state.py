@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from clitools import Cairn, Result
 
 from cairn.crypto.hashing import object_name
-from serverfixture import running_server
+from tests.support.clitools import Cairn, Result
+from tests.support.serverfixture import running_server
 
 REPORT = {
     "job": "docs",

@@ -42,7 +42,7 @@ from cairn.repository.packs import read_trailer
 from cairn.repository.prune import PruneOptions, PruneResult, PruneRunning
 from cairn.repository.repository import Repository
 from cairn.snapshot.forget import remove_snapshots
-from repohelpers import (
+from tests.support.repohelpers import (
     PASS,
     SMALL,
     Gated,
@@ -52,7 +52,7 @@ from repohelpers import (
     Stoppable,
     World,
 )
-from repohelpers import prune as run_prune
+from tests.support.repohelpers import prune as run_prune
 
 WRITERS = 3
 PRUNERS = 2

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,7 +99,7 @@ def build(root: bytes, entries: list[tuple[str, tuple[bytes, ...], object]]) -> 
         elif kind == "symlink":
             os.symlink(payload, path)  # type: ignore[arg-type]
         elif kind == "meta":
-            mode, xattr = payload  # type: ignore[misc]
+            mode, xattr = cast(tuple[int, bytes | None], payload)
             os.chmod(path, mode)
             if xattr is not None:
                 with contextlib.suppress(OSError):  # no user xattrs on this file system
@@ -164,6 +165,7 @@ def test_restore_of_backup_equals_the_tree(
         )
         repo.load_index()
         result = Archiver(repo, Walker(), SilentProgress()).run(BackupOptions(paths=[src]))
+        assert result.snapshot is not None
         assert result.errors == [] and result.changed == []
         snap = repo.read_snapshot(result.snapshot)
         target = Path(work) / "out"

@@ -30,7 +30,6 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
-from functools import partial
 from pathlib import Path
 from unittest import mock
 
@@ -39,9 +38,8 @@ import pytest
 from cairn.backends.base import Backend
 from cairn.backends.filesystem import OS_FILE_SYSTEM, FileSystem
 from cairn.backends.local import LocalBackend
-from cairn.cli import context, init_cmd
+from cairn.backends.location import open_backend as default_open_backend
 from cairn.cli import main as cli_main
-from cairn.cli.output import Output
 from cairn.format.lock import LockOwner
 from cairn.repository import locks
 from cairn.repository.locks import this_process
@@ -235,20 +233,18 @@ def run_cli(
         path = Path(location)
         return LocalBackend.create(path, fs) if create else LocalBackend(path, fs)
 
+    factory = open_backend if fs is not None else default_open_backend
+
     def target() -> None:
         try:
-            codes.append(cli_main.main(argv))
+            codes.append(cli_main.main(argv, backend_factory=factory, out=out))
         except BaseException as exc:  # a crash of main() itself: reported below
             failures.append(exc)
 
     env = {"CAIRN_PASSWORD": password, "CAIRN_KDF": FAST_KDF}
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.dict(os.environ, env))
-        stack.enter_context(mock.patch.object(cli_main, "Output", partial(Output, out=out)))
         stack.enter_context(mock.patch.object(locks, "this_process", _ended_owner))
-        if fs is not None:
-            stack.enter_context(mock.patch.object(context, "open_backend", open_backend))
-            stack.enter_context(mock.patch.object(init_cmd, "open_backend", open_backend))
         stack.enter_context(contextlib.redirect_stderr(err))
         thread = threading.Thread(target=target, name="cairn-cli", daemon=True)
         thread.start()

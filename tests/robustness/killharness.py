@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from integration.clitools import Cairn, Result, manifest
-from robustness.clibatch import Batch
+from tests.robustness.clibatch import Batch
+from tests.support.clitools import Cairn, Result, manifest
 
 MODE_ENV = "CAIRN_ROBUSTNESS"
 ONLY_ENV = "CAIRN_ROBUSTNESS_ONLY"

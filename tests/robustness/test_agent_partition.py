@@ -27,6 +27,8 @@ from cairn.server.app import open_services
 from cairn.server.auth import Role
 from cairn.server.context import Settings
 
+pytestmark = pytest.mark.required("root and iproute2: network namespaces")
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 DEADLINE = 90.0
 

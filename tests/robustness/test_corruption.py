@@ -48,7 +48,7 @@ from cairn.format.codec import packb, unpackb
 from cairn.format.deletion import decode_deletion
 from cairn.format.index import decode_index
 from cairn.repository.repository import Repository
-from robustness.faultfs import (
+from tests.robustness.faultfs import (
     PASSWORD,
     CallKind,
     CliResult,

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from robustness.faultfs import (
+from tests.robustness.faultfs import (
     CallKind,
     CliResult,
     Fault,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from robustness.killharness import Commands, Lab, Run, random_trials
-from robustness.trees import evolve, make_tree
+from tests.robustness.killharness import Commands, Lab, Run, random_trials
+from tests.robustness.trees import evolve, make_tree
 
 pytestmark = pytest.mark.slow
 

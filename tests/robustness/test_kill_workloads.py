@@ -20,8 +20,8 @@ from cairn.core.ids import ObjectName
 from cairn.format.pack import BlobKind
 from cairn.format.snapshot import decode_snapshot
 from cairn.repository.packs import read_trailer
-from robustness.killharness import CHECK_FAILED, ONLY_ENV, Lab, Run, Workload, systematic
-from robustness.trees import evolve, make_tree
+from tests.robustness.killharness import CHECK_FAILED, ONLY_ENV, Lab, Run, Workload, systematic
+from tests.robustness.trees import evolve, make_tree
 
 pytestmark = pytest.mark.slow
 

@@ -257,7 +257,9 @@ def do_backup(run: Run, tag: str, passphrase: bytes, index_every_pack: bool = Fa
         repo.start_writing(connections=1)  # one upload at a time: one order of crash points
         options = BackupOptions([bytes(run.sources.folders[tag])], host="h", tags=[tag], workers=1)
         result = Archiver(repo, Walker(), SilentProgress()).run(options)
-        run.ack(lambda a: a.snapshots.__setitem__(tag, result.snapshot))
+        snapshot = result.snapshot
+        assert snapshot is not None
+        run.ack(lambda a: a.snapshots.__setitem__(tag, snapshot))
     finally:
         repo.close()
 

@@ -15,7 +15,7 @@ from cairn.backends.errors import ListingIncomplete, TransientBackendError
 from cairn.backends.s3 import S3Backend, S3Location, parse_location
 from cairn.backends.testing.conformance import handle_for
 from cairn.backends.wrappers.retrying import RetryingBackend
-from storageservers import S3_BUCKET, CuttingRelay, SeaweedS3
+from tests.support.storageservers import S3_BUCKET, CuttingRelay, SeaweedS3
 
 PART = 5 * 1024 * 1024  # the smallest part S3 allows
 
@@ -36,7 +36,7 @@ def relay(s3_env: SeaweedS3) -> Iterator[CuttingRelay]:
 
 def via(relay: CuttingRelay, seaweed: SeaweedS3, **options: object) -> S3Backend:
     where = parse_location(seaweed.location(prefix=seaweed.fresh_prefix(), port=relay.port))
-    return S3Backend.open(where, multipart_above=PART, part_size=PART, **options)  # type: ignore[arg-type]
+    return S3Backend.open(where, multipart_above=PART, part_size=PART, **options)
 
 
 def direct(where: S3Location, seaweed: SeaweedS3) -> S3Backend:

@@ -12,6 +12,7 @@ here, or whose rule differs from it, fails the first test, so a route cannot sli
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import json
 import os
@@ -26,15 +27,16 @@ from typing import Any
 import blake3
 import httpx
 import pytest
-from securitykit import KINDS, TENANT_ROLES, Site, hex_name, make_site, picture
 from starlette.routing import Route
 
 from cairn.format.lock import SESSION_SIZE, LockRecord, encode_lock
 from cairn.server import auth
 from cairn.server.app import create_app
 from cairn.server.auth import Role, Throttle
+from cairn.server.errors import Unauthenticated
 from cairn.server.routes import ROUTES, RouteSpec, Scope
-from serverfixture import RunningServer, running_server
+from tests.support.securitykit import KINDS, TENANT_ROLES, Site, hex_name, make_site, picture
+from tests.support.serverfixture import RunningServer, running_server
 
 OBJECT = "/v1/t/{tenant}/{kind}/{name}"
 LIST = "/v1/t/{tenant}/{kind}/"
@@ -219,7 +221,7 @@ def expected_status(spec: RouteSpec, kind: str, credential: str) -> int | None:
     return None
 
 
-def send(site: Site, call: Call, authorization: str | None) -> httpx.Response:
+def send(site: Site, call: Call, authorization: str | None) -> Any:
     headers = dict(call.headers)
     if authorization is not None:
         headers["authorization"] = authorization
@@ -372,7 +374,7 @@ def test_known_and_unknown_token_ids_cost_the_same(
     hashes: list[int] = []
     compared: list[tuple[int, int]] = []
     statements: list[str] = []
-    real_hash, real_compare = auth._hash, auth.hmac.compare_digest
+    real_hash, real_compare = auth._hash, hmac.compare_digest
 
     def counting_hash(secret: str) -> bytes:
         hashes.append(len(secret))
@@ -383,7 +385,7 @@ def test_known_and_unknown_token_ids_cost_the_same(
         return real_compare(a, b)
 
     monkeypatch.setattr(auth, "_hash", counting_hash)
-    monkeypatch.setattr(auth.hmac, "compare_digest", counting_compare)
+    monkeypatch.setattr(hmac, "compare_digest", counting_compare)
     connection = site.services.db.read()
     connection.set_trace_callback(statements.append)
     valid = site.token("acme", Role.BACKUP)
@@ -404,7 +406,7 @@ def test_known_and_unknown_token_ids_cost_the_same(
             statements.clear()
             try:
                 site.services.tokens.verify(token)
-            except auth.Unauthenticated:
+            except Unauthenticated:
                 assert label != "valid"
             costs[label] = (list(hashes), list(compared), len(statements))
     finally:

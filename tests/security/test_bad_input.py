@@ -24,14 +24,23 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from securitykit import RawAnswer, Site, hex_name, make_site, picture, raw_exchange, strays
 
 from cairn.server.auth import Role
-from serverfixture import RunningServer, running_server
+from tests.support.securitykit import (
+    RawAnswer,
+    Site,
+    hex_name,
+    make_site,
+    picture,
+    raw_exchange,
+    strays,
+)
+from tests.support.serverfixture import RunningServer, running_server
 
 CLIENT_TIMEOUT = 2
 """Seconds the corpus server gives a client to send a request's head, or the next part of its
@@ -752,14 +761,16 @@ def test_a_client_gone_mid_body_is_not_a_server_error(site: Site, path: str) -> 
         "server": ("127.0.0.1", 8443),
     }
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> Any:
         return incoming.pop(0) if incoming else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Any) -> None:
         sent.append(message)
 
-    app = site.client.app
-    asyncio.run(app(scope, receive, send))  # raises if the application failed
+    async def call() -> None:
+        await site.client.app(scope, receive, send)  # raises if the application failed
+
+    asyncio.run(call())
     assert sent[0]["status"] == 400
     assert site.services.uploads.acquire(blocking=False)  # the upload slot was given back
     site.services.uploads.release()

@@ -18,12 +18,19 @@ from typing import Any
 
 import httpx
 import pytest
-from securitykit import KINDS, TENANT_ROLES, Site, hex_name, make_site, real_repository
 
 from cairn.backends.base import Handle, ObjectKind
 from cairn.format.index import decode_index
 from cairn.server.auth import Role
-from serverfixture import running_server
+from tests.support.securitykit import (
+    KINDS,
+    TENANT_ROLES,
+    Site,
+    hex_name,
+    make_site,
+    real_repository,
+)
+from tests.support.serverfixture import running_server
 
 
 @pytest.fixture
@@ -75,7 +82,7 @@ def _acme(site: Site) -> tuple[object, ...]:
     return tenant, files, sorted(partial.rglob("*")) if partial.exists() else []
 
 
-def _leaks(site: Site, answer: httpx.Response) -> list[str]:
+def _leaks(site: Site, answer: Any) -> list[str]:
     acme = site.services.tenants.get("acme")
     secrets = [acme.id, *(name for (t, _), (name, _) in site.objects.items() if t == "acme")]
     text = answer.content.decode("latin-1") + repr(answer.headers)

@@ -33,14 +33,14 @@ from typing import Any
 
 import httpx
 import pytest
-from clitools import Cairn, Result, manifest
-from securitykit import hex_name
 
 from cairn.backends.base import ObjectKind
 from cairn.format.lock import SESSION_SIZE, LockRecord, encode_lock
 from cairn.format.snapshot import SnapshotRecord, decode_snapshot, encode_snapshot
 from cairn.server.auth import Role
-from serverfixture import RunningServer, running_server
+from tests.support.clitools import Cairn, Result, manifest
+from tests.support.securitykit import hex_name
+from tests.support.serverfixture import RunningServer, running_server
 
 WRITABLE = ("packs", "index", "reflists", "snapshots", "locks")
 FAR_FUTURE_MS = 4_000_000_000_000  # the year 2096

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
-from securitykit import Site, hex_name, make_site
 
 from cairn.server.auth import Role
 from cairn.server.openapi import openapi_document
 from cairn.server.routes import ROUTES, Scope
+from tests.support.securitykit import Site, hex_name, make_site
 
 CASES = [
     pytest.param(s.method, s.path, mode, id=f"{s.method} {s.path} {label}")

@@ -28,9 +28,9 @@ from cairn.agent.spec import (
     WhenReachable,
     Window,
 )
+from cairn.config.tomltable import DURATION, ConfigError, Table, positive
 from cairn.core.errors import CairnError
-from cairn.core.tomltable import DURATION, ConfigError, Table, positive
-from cairn.core.units import parse_duration, parse_rate
+from cairn.core.units import parse_interval, parse_rate
 from cairn.notify.config import CLOCK_TIME, DAYS, alerts_of, channels_of, read_toml
 from cairn.notify.message import AlertPolicy, ChannelSpec, EmailSpec
 
@@ -136,7 +136,7 @@ def _agent(
     state = t.get("state", str, "a folder path")
     if state is not None and not state.startswith("/"):
         raise t.fail("state", f"{state!r} is not allowed; the path must be absolute")
-    jitter = t.parsed("jitter", parse_duration, DURATION)
+    jitter = t.parsed("jitter", parse_interval, DURATION)
     spec = AgentSpec(
         state=Path(state) if state else DEFAULT_STATE,
         jobs=jobs,
@@ -203,8 +203,8 @@ def _job(t: Table) -> JobSpec:
     retries = t.get("retries", int, "a whole number from 0 to 100", 3)
     if retries is None or not 0 <= retries <= 100:
         raise t.fail("retries", f"{retries!r} is not allowed; a whole number from 0 to 100")
-    backoff = t.parsed("retry_backoff", parse_duration, DURATION)
-    timeout = t.parsed("timeout", parse_duration, DURATION)
+    backoff = t.parsed("retry_backoff", parse_interval, DURATION)
+    timeout = t.parsed("timeout", parse_interval, DURATION)
     job = JobSpec(
         name=name,
         repository=t.need("repository", str, "a path or a cairn:// / cairns:// address"),

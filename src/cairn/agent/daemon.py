@@ -36,9 +36,9 @@ from cairn.agent.runner import Retrying, Runner
 from cairn.agent.schedule import Due, Jitter, next_due
 from cairn.agent.spec import AgentSpec, Continuous, JobSpec, WhenReachable
 from cairn.agent.triggers import ChangeTrigger, ReachableTrigger, Trigger, probe_repository
+from cairn.config.tomltable import ConfigError
 from cairn.core.clock import SYSTEM_CLOCK, epoch_s
 from cairn.core.errors import CairnError
-from cairn.core.tomltable import ConfigError
 from cairn.notify.alerts import Alerter, channel_for
 from cairn.notify.message import RunSummary
 

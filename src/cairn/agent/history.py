@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cairn.agent.schedule import LastRun
 from cairn.core.errors import CairnError
-from cairn.core.sqlitedb import immediate, migrate
 from cairn.notify.message import Outcome, RunSummary
+from cairn.statedb.sqlitedb import immediate, migrate
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: runs, and the suspend/resume switch per job

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from cairn.backup.filescache import FilesCache
 from cairn.backup.groups import GROUP_IDS, FileGroups, Files, NodeFuture
+from cairn.backup.protocols import BackupTarget
 from cairn.backup.scanner import Scanner
 from cairn.chunking.holes import split_with_holes
 from cairn.core.errors import CairnError
@@ -23,7 +24,6 @@ from cairn.core.progress import Progress
 from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
-from cairn.repository.repository import Repository
 from cairn.source.paths import Frames, frame_paths
 from cairn.source.reader import find_holes, open_for_backup
 from cairn.source.walker import (
@@ -115,7 +115,7 @@ class Archiver:
 
     def __init__(
         self,
-        repo: Repository,
+        repo: BackupTarget,
         walker: Walker,
         progress: Progress,
         files_cache: FilesCache | None = None,

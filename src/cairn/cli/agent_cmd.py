@@ -31,8 +31,8 @@ from cairn.agent.spec import AgentSpec
 from cairn.agent.status import AgentStatus, JobStatus, agent_status, known_status
 from cairn.cli.context import Context
 from cairn.cli.errors import EXIT_INTERRUPTED, EXIT_PARTIAL, exit_for
+from cairn.config.tomltable import ConfigError
 from cairn.core.clock import SYSTEM_CLOCK, epoch_s
-from cairn.core.tomltable import ConfigError
 from cairn.notify.errors import NotifyError
 from cairn.notify.message import ChannelSpec, EmailSpec, Event, EventKind, Outcome, RunSummary
 

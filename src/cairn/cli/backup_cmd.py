@@ -16,10 +16,10 @@ from cairn.cli.context import Context
 from cairn.cli.errors import EXIT_PARTIAL, UnreadableListFile, UsageError
 from cairn.cli.output import show_path
 from cairn.cli.progress import TerminalProgress
+from cairn.core.ids import ObjectName
 from cairn.core.pathnames import escape_path
 from cairn.core.patterns import PatternSet
 from cairn.core.units import format_duration, format_size
-from cairn.repository.remoteindex import remote_index
 from cairn.repository.repository import Repository
 from cairn.repository.unindexed import UnindexedPacks
 from cairn.snapshot.select import SnapshotFilter, read_snapshots
@@ -108,17 +108,14 @@ def run(ctx: Context) -> int:
     repo = ctx.open_repository(load_index=False, session=None if args.dry_run else "backup")
     if not args.dry_run:
         _reuse_unindexed_packs(ctx, repo)
-    index = remote_index(repo.backend)
-    if index is not None:  # a server answers chunk queries: memory stays bounded (design 14.11)
-        repo.use_chunk_index(index)
-    else:
+    if not repo.use_server_chunk_query():
         ctx.load_index(repo)
     host = args.host or socket.gethostname()
     options = BackupOptions(
         paths=paths,
         host=host,
         tags=args.tag,
-        parent=None if args.dry_run else _parent(ctx, host, paths),
+        parent=None if args.dry_run else _parent(repo, host, paths),
         dry_run=args.dry_run,
     )
     cache = _files_cache(ctx, repo.repo_id.hex())
@@ -195,8 +192,9 @@ def _exclude_patterns(args: argparse.Namespace) -> list[str]:
     return patterns
 
 
-def _parent(ctx: Context, host: str, paths: list[bytes]) -> Any:
-    repo = ctx.open_repository()
+def _parent(repo: Repository, host: str, paths: list[bytes]) -> ObjectName | None:
+    """The newest snapshot of the same host and paths, read from the repository this backup
+    writes to (reading snapshots needs no index)."""
     wanted = sorted(escape_path(os.path.normpath(p)) for p in paths)  # as recorded (11.1)
     # The parent is only recorded: a damaged older snapshot must not stop a new backup.
     snaps, _unreadable = read_snapshots(repo, SnapshotFilter(hosts=[host]))

@@ -17,9 +17,11 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cairn.backends.base import Backend
 from cairn.backends.location import (
     RemoteCredentials,
     open_backend,
@@ -39,11 +41,14 @@ from cairn.cli.progress import TerminalProgress
 from cairn.cli.verbose import VerboseProgress
 from cairn.core.clock import Clock, SystemClock
 from cairn.core.progress import Progress, SilentProgress
-from cairn.core.units import parse_duration, parse_rate
+from cairn.core.units import parse_interval, parse_rate
 from cairn.crypto.kdf import DEFAULT_KDF, KdfParams
 from cairn.repository.localcache import open_cached, private_folder
 from cairn.repository.repository import Repository
 from cairn.snapshot.select import Unreadable
+
+BackendFactory = Callable[..., Backend]
+"""`cairn.backends.location.open_backend`, or a stand-in taking the same arguments."""
 
 
 @dataclass
@@ -53,6 +58,9 @@ class Context:
     args: argparse.Namespace
     output: Output
     clock: Clock = field(default_factory=SystemClock)
+    backend_factory: BackendFactory = open_backend
+    """Opens the storage a location names: the one seam a harness replaces (tests/robustness
+    runs every command over a file system that fails on purpose)."""
     _repo: Repository | None = None
     _cache: Path | bool | None = None
 
@@ -101,7 +109,7 @@ class Context:
         on a server is read through the local cache (design 14.12) unless `cache` is False
         (check: it judges storage) or --no-cache is given."""
         if self._repo is None:
-            backend = open_backend(
+            backend = self.backend_factory(
                 self.location,
                 remote=self.remote_credentials(),
                 upload_limit=self.upload_limit(),
@@ -141,7 +149,7 @@ class Context:
         if not text:
             return DEFAULT_RETRY_FOR
         try:
-            return parse_duration(text)
+            return parse_interval(text)
         except ValueError as exc:
             raise UsageError(f"--retry-for/CAIRN_RETRY_FOR: {exc}") from exc
 

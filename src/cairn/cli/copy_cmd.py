@@ -16,7 +16,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from cairn.backends.location import TokenFileUnreadable, open_backend, remote_credentials
+from cairn.backends.location import TokenFileUnreadable, remote_credentials
 from cairn.cli.context import Context, read_secret_file, run_password_command
 from cairn.cli.errors import CopyRefused, NoPassphrase, UsageError
 from cairn.cli.filters import add_filter_options, filter_from
@@ -122,7 +122,7 @@ def _open_source(ctx: Context) -> Repository:
     location = ctx.args.from_repo or os.environ.get("CAIRN_FROM_REPOSITORY")
     if not location:
         raise UsageError("no source repository: use --from-repo or set CAIRN_FROM_REPOSITORY")
-    backend = open_backend(location, remote=_source_credentials(ctx))
+    backend = ctx.backend_factory(location, remote=_source_credentials(ctx))
     return Repository.open(backend, _source_passphrase(ctx), ctx.clock)
 
 

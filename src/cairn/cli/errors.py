@@ -41,9 +41,9 @@ from cairn.backends.location import (
 from cairn.backup.archiver import NoSourcePath
 from cairn.chunking.fastcdc import ChunkerUnavailable
 from cairn.cli.snapshotpaths import SnapshotPathError
+from cairn.config.tomltable import ConfigError
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
 from cairn.core.patterns import PatternError
-from cairn.core.tomltable import ConfigError
 from cairn.notify.errors import (
     NotifyAuthFailed,
     NotifyError,

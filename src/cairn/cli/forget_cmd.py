@@ -10,7 +10,7 @@ from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.cli.filters import add_filter_options, filter_from
 from cairn.snapshot.forget import GROUP_FIELDS, plan_forget, remove_snapshots
-from cairn.snapshot.retention import Policy, parse_duration
+from cairn.snapshot.retention import Policy, parse_retention_span
 from cairn.snapshot.select import Skip, Unreadable, find_snapshot_names, load_snapshots
 
 PERIODS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
@@ -65,7 +65,7 @@ def _policy(args: argparse.Namespace) -> Policy:
         weekly=args.keep_weekly,
         monthly=args.keep_monthly,
         yearly=args.keep_yearly,
-        within=parse_duration(args.keep_within) if args.keep_within else None,
+        within=parse_retention_span(args.keep_within) if args.keep_within else None,
         tags=tuple(args.keep_tag),
     )
 

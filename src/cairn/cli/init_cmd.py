@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cairn.backends.location import open_backend
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.core.units import parse_size
@@ -34,7 +33,7 @@ def run(ctx: Context) -> int:
         compression=max(0, min(22, args.compression)),
     )
     passphrase = ctx.passphrase("passphrase for the new repository: ", confirm=True)
-    backend = open_backend(
+    backend = ctx.backend_factory(
         ctx.location, create=True, remote=ctx.remote_credentials(), retry_for=ctx.retry_for()
     )
     repo = Repository.init(backend, passphrase, ctx.clock, kdf=ctx.kdf(), params=params)

@@ -10,7 +10,9 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import TextIO
 
+from cairn.backends.location import open_backend
 from cairn.cli import (
     agent_cmd,
     backup_cmd,
@@ -32,7 +34,7 @@ from cairn.cli import (
     unlock_cmd,
     version_cmd,
 )
-from cairn.cli.context import Context
+from cairn.cli.context import BackendFactory, Context
 from cairn.cli.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, code_for
 from cairn.cli.output import Output
 
@@ -131,17 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns its exit code (also used as the process exit status)."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    backend_factory: BackendFactory = open_backend,
+    out: TextIO | None = None,
+) -> int:
+    """Run one command; returns its exit code (also used as the process exit status).
+
+    `backend_factory` and `out` are seams for in-process harnesses: what opens storage, and
+    where output goes (standard output by default)."""
     json_mode = "--json" in (argv if argv is not None else sys.argv[1:])
-    output = Output(json_mode)
+    output = _output(out, json_mode)
     ctx: Context | None = None
     try:
         args = build_parser().parse_args(argv)
         if args.command not in ("server", "agent"):
             _stop_on_sigterm()
-        output = Output(args.json, args.quiet)
-        ctx = Context(args, output)
+        output = _output(out, args.json, args.quiet)
+        ctx = Context(args, output, backend_factory=backend_factory)
         run: Callable[[Context], int] = args.run
         status = run(ctx)
         output.finish()
@@ -159,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if ctx is not None:
             ctx.close()
+
+
+def _output(out: TextIO | None, json_mode: bool, quiet: bool = False) -> Output:
+    return Output(json_mode, quiet) if out is None else Output(json_mode, quiet, out)
 
 
 def _stop_on_sigterm() -> None:

@@ -28,7 +28,7 @@ from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.core.addresses import is_loopback
 from cairn.core.clock import epoch_ms
-from cairn.core.units import format_size, parse_duration, parse_size
+from cairn.core.units import format_size, parse_interval, parse_size
 from cairn.server.adminops import Actor
 from cairn.server.auth import Role
 from cairn.server.errors import (
@@ -500,7 +500,7 @@ def run_token_add(ctx: Context) -> int:
 
 def _expiry(text: str, ctx: Context) -> int:
     try:
-        seconds = parse_duration(text)
+        seconds = parse_interval(text)
     except ValueError as exc:
         raise UsageError(f"--expires: {exc}") from exc
     if seconds <= 0:
@@ -626,7 +626,7 @@ def _chosen_tenants(services: Services, name: str | None) -> list[Tenant]:
 
 def run_jobs(ctx: Context) -> int:
     try:
-        silent_after = parse_duration(ctx.args.silent_after)
+        silent_after = parse_interval(ctx.args.silent_after)
     except ValueError as exc:
         raise UsageError(f"--silent-after: {exc}") from exc
     services = _services(ctx)

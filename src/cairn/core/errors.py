@@ -7,8 +7,14 @@ CairnError
 ├── IntegrityError           bytes that decode but fail a hash or an AEAD tag
 ├── BackendError             (cairn.backends.errors) storage failures
 ├── RepositoryError          (cairn.repository.errors) repository-level failures
-└── SourceError              (cairn.source) problems reading the files to back up
+├── NotifyError              (cairn.notify.errors) a message that could not be sent
+├── ServerError              (cairn.server.errors) a request the server refuses
+└── …                        one class per condition a caller must tell apart (PolicyError,
+                             ConfigError, PatternError, UsageError…), each in its layer
 ```
+
+Problems reading the files to back up are not exceptions: the source layer reports them as
+events, the archiver records them per file, and a backup that met them ends as partial.
 
 The CLI maps each class to a documented exit code and error code (docs/errors.md). The class
 says what a caller should do: an IntegrityError is never retried, a transient backend error is.

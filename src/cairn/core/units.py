@@ -31,8 +31,11 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _RATE = re.compile(r"^\s*(.+?)\s*/\s*s\s*$", re.IGNORECASE)
 
 
-def parse_duration(text: str) -> float:
-    """Parse ``90s``, ``15m``, ``6h``, ``2d``, ``1w`` or plain seconds; returns seconds."""
+def parse_interval(text: str) -> float:
+    """Parse ``90s``, ``15m``, ``6h``, ``2d``, ``1w`` or plain seconds; returns seconds.
+
+    An interval is short: ``m`` is minutes. A retention span (`--keep-within`), where ``m`` is
+    months, is `cairn.snapshot.retention.parse_retention_span`."""
     match = _DURATION.match(text)
     if not match:
         raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 6h, 2d)")

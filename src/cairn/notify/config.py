@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cairn.core.tomltable import ConfigError, Table, positive
+from cairn.config.tomltable import ConfigError, Table, positive
 from cairn.notify.message import AlertPolicy, ChannelSpec, EmailSpec, EventKind, WebhookSpec
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -9,11 +9,21 @@ first when the index is `batched`, so asking costs one round trip per batch, not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from cairn.core.ids import ChunkId, ObjectName
-from cairn.format.pack import PackEntry
-from cairn.repository.masterindex import Location
+from cairn.format.pack import BlobKind, PackEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where one blob is stored."""
+
+    pack: ObjectName
+    kind: BlobKind
+    offset: int
+    length: int
 
 
 class ChunkIndex(Protocol):

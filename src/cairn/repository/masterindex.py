@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.format.index import IndexRecord
-from cairn.format.pack import BlobKind, PackEntry
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    """Where one blob is stored."""
-
-    pack: ObjectName
-    kind: BlobKind
-    offset: int
-    length: int
+from cairn.format.pack import PackEntry
+from cairn.repository.chunkindex import Location
 
 
 class MasterIndex:

@@ -25,7 +25,7 @@ from cairn.backends.base import Backend, ChunkQuerier
 from cairn.backends.errors import NotFound
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.format.pack import BlobKind, PackEntry
-from cairn.repository.masterindex import Location
+from cairn.repository.chunkindex import Location
 
 DEFAULT_CAPACITY = 16_384
 """Answers kept (~300 bytes each): many batches of every worker, a few MiB."""

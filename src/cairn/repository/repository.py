@@ -54,6 +54,7 @@ from cairn.repository.locks import LeaseExpired, Session
 from cairn.repository.masterindex import MasterIndex
 from cairn.repository.objects import load_verified
 from cairn.repository.packer import PackUploader, save_index
+from cairn.repository.remoteindex import remote_index
 from cairn.repository.treecache import BlobCache
 
 AAD_PREFIX = b"cairn/1"
@@ -221,6 +222,16 @@ class Repository:
         to a server: remoteindex.RemoteIndex). Before the first blob is stored."""
         assert self._uploader is None, "choose the index before start_writing()"
         self._chunk_index = index
+
+    def use_server_chunk_query(self) -> bool:
+        """Ask the server which chunks it holds instead of loading the whole index, when the
+        storage answers chunk queries: a backup's memory stays bounded (design 14.11). False
+        when it does not: the caller loads the index. Before the first blob is stored."""
+        index = remote_index(self.backend)
+        if index is None:
+            return False
+        self.use_chunk_index(index)
+        return True
 
     def load_index(self, connections: int = 4) -> list[ObjectName]:
         """Read every index object into memory; returns their names.

@@ -23,14 +23,14 @@ from cairn.core.errors import FormatError, IntegrityError
 from cairn.core.ids import ChunkId
 from cairn.format.pack import BlobKind
 from cairn.format.tree import Node
-from cairn.repository.repository import Repository
 from cairn.restore.damage import DamagedFile, DamagedFiles
+from cairn.restore.protocols import IndexedLoader
 from cairn.snapshot.walk import load_tree
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def lost_ranges(repo: Repository, path: bytes, node: Node) -> DamagedFile | None:
+def lost_ranges(repo: IndexedLoader, path: bytes, node: Node) -> DamagedFile | None:
     """The ranges of a file whose chunks no index lists (or lists as trees); None when whole."""
     damage = None
     offset = 0
@@ -43,7 +43,7 @@ def lost_ranges(repo: Repository, path: bytes, node: Node) -> DamagedFile | None
     return damage
 
 
-def file_chunks(repo: Repository, path: bytes, node: Node) -> Iterator[bytes]:
+def file_chunks(repo: IndexedLoader, path: bytes, node: Node) -> Iterator[bytes]:
     """A file's contents, chunk by chunk; DamagedFiles for a chunk that fails verification."""
     offset = 0
     for chunk_id, size in zip(node.content, node.sizes, strict=True):
@@ -52,7 +52,7 @@ def file_chunks(repo: Repository, path: bytes, node: Node) -> Iterator[bytes]:
 
 
 def _fetch(
-    repo: Repository, path: bytes, node: Node, chunk_id: ChunkId, offset: int, size: int
+    repo: IndexedLoader, path: bytes, node: Node, chunk_id: ChunkId, offset: int, size: int
 ) -> bytes:
     try:
         data = repo.fetch_blob(BlobKind.DATA, chunk_id)
@@ -65,7 +65,7 @@ def _fetch(
     return data
 
 
-def dump_file(repo: Repository, path: bytes, node: Node, out: BinaryIO) -> None:
+def dump_file(repo: IndexedLoader, path: bytes, node: Node, out: BinaryIO) -> None:
     """Write one file's contents to `out`; a damaged file is refused before anything is written."""
     damage = lost_ranges(repo, path, node)
     if damage is not None:
@@ -95,7 +95,7 @@ class _ChunkReader:
 
 
 def walk_folder(
-    repo: Repository, node: Node, path: bytes, name: bytes
+    repo: IndexedLoader, node: Node, path: bytes, name: bytes
 ) -> Iterator[tuple[bytes, bytes, Node]]:
     """(path in the snapshot, name in the archive, node) for the folder and all below it."""
     yield path, name, node
@@ -106,7 +106,7 @@ def walk_folder(
         yield from walk_folder(repo, child, below, name + b"/" + child.name)
 
 
-def dump_tar(repo: Repository, root: Node, path: bytes, out: BinaryIO) -> list[DamagedFile]:
+def dump_tar(repo: IndexedLoader, root: Node, path: bytes, out: BinaryIO) -> list[DamagedFile]:
     """Write the folder at `path` as a tar stream (names start with the folder's own name);
     returns the damaged files left out."""
     damaged: list[DamagedFile] = []
@@ -154,7 +154,7 @@ def _tar_info(node: Node, arcname: bytes) -> tarfile.TarInfo:
     return info
 
 
-def dump_zip(repo: Repository, root: Node, path: bytes, out: BinaryIO) -> list[DamagedFile]:
+def dump_zip(repo: IndexedLoader, root: Node, path: bytes, out: BinaryIO) -> list[DamagedFile]:
     """Write the folder at `path` as a zip stream (deflated; symlinks as Unix symlink entries,
     special files left out); returns the damaged files left out."""
     damaged: list[DamagedFile] = []

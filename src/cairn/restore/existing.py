@@ -15,13 +15,15 @@ from typing import Literal
 
 from cairn.format.pack import BlobKind
 from cairn.format.tree import Node
-from cairn.repository.repository import Repository
 from cairn.restore.fswriter import Components, SafeTarget, UnsafePathError
+from cairn.restore.protocols import ContentIdentifier
 
 State = Literal["absent", "match", "differs", "blocked"]
 
 
-def existing_state(repo: Repository, target: SafeTarget, comps: Components, node: Node) -> State:
+def existing_state(
+    repo: ContentIdentifier, target: SafeTarget, comps: Components, node: Node
+) -> State:
     """absent, match, differs (same type, other contents) or blocked (another type)."""
     try:
         st = target.lstat(comps)
@@ -39,7 +41,7 @@ def existing_state(repo: Repository, target: SafeTarget, comps: Components, node
 
 
 def _file_state(
-    repo: Repository, target: SafeTarget, comps: Components, node: Node, st: os.stat_result
+    repo: ContentIdentifier, target: SafeTarget, comps: Components, node: Node, st: os.stat_result
 ) -> State:
     if not stat.S_ISREG(st.st_mode) or st.st_size != node.size:
         return "differs"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from cairn.core.errors import FormatError, IntegrityError
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.format.pack import BlobKind
+from cairn.repository.chunkindex import Location
 from cairn.repository.errors import ObjectMissing
-from cairn.repository.masterindex import Location
-from cairn.repository.repository import Repository
+from cairn.restore.protocols import PackReader
 
 MAX_GAP = 256 * 1024
 """Neighbouring blobs closer than this are read together, the gap read and dropped."""
@@ -57,7 +57,7 @@ class Lost:
 
 
 def plan_reads(
-    repo: Repository, chunk_ids: Iterable[ChunkId], missing: list[ChunkId] | None = None
+    repo: PackReader, chunk_ids: Iterable[ChunkId], missing: list[ChunkId] | None = None
 ) -> list[Span]:
     """The reads that fetch every chunk once, packs in the order the chunks are first needed.
 
@@ -108,7 +108,7 @@ _DONE = object()
 
 
 def fetch(
-    repo: Repository, spans: list[Span], workers: int
+    repo: PackReader, spans: list[Span], workers: int
 ) -> Iterator[tuple[ChunkId, bytes | Lost]]:
     """Yield (chunk ID, verified plaintext or Lost) for every blob of `spans`, read by `workers`
     threads.
@@ -164,7 +164,7 @@ def fetch(
             thread.join()
 
 
-def _read_span(repo: Repository, span: Span) -> Iterator[tuple[ChunkId, bytes | Lost]]:
+def _read_span(repo: PackReader, span: Span) -> Iterator[tuple[ChunkId, bytes | Lost]]:
     """The blobs of one span, each opened and verified on its own: one bad blob loses only
     itself, a missing or short pack every blob of the span."""
     try:

@@ -29,7 +29,6 @@ from cairn.core.ids import ChunkId
 from cairn.core.patterns import PatternSet
 from cairn.core.progress import Progress
 from cairn.format.tree import Node
-from cairn.repository.repository import Repository
 from cairn.restore.damage import DamagedFile
 from cairn.restore.existing import describe_conflict, existing_state
 from cairn.restore.fetcher import Lost, fetch, plan_reads
@@ -42,6 +41,7 @@ from cairn.restore.fswriter import (
     damaged_name,
 )
 from cairn.restore.openfiles import OpenFiles
+from cairn.restore.protocols import RestoreSource
 from cairn.snapshot.walk import load_tree
 
 
@@ -92,7 +92,7 @@ class _Plan:
 class Restorer:
     """Restores one snapshot tree into a target."""
 
-    def __init__(self, repo: Repository, progress: Progress) -> None:
+    def __init__(self, repo: RestoreSource, progress: Progress) -> None:
         self._repo = repo
         self._progress = progress
         self._result = RestoreResult()

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cairn.core.sqlitedb import immediate, migrate
 from cairn.server.errors import DataFolderFull, ServerSetupError
+from cairn.statedb.sqlitedb import immediate, migrate
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: tenants, tokens, usage, received snapshots, audit log

@@ -32,7 +32,7 @@ from cairn.backends.errors import NotFound
 from cairn.core.errors import CairnError
 from cairn.format.snapshot import decode_snapshot
 from cairn.server.errors import BadRequest
-from cairn.snapshot.retention import BUCKETS, PolicyError, parse_duration
+from cairn.snapshot.retention import BUCKETS, PolicyError, parse_retention_span
 
 PERIODS = tuple(BUCKETS)
 
@@ -77,7 +77,7 @@ def parse_policy(within: str | None = None, **periods: int | None) -> ServerPoli
     hours = None
     if within is not None:
         try:
-            hours = int(parse_duration(within).total_seconds() // 3600)
+            hours = int(parse_retention_span(within).total_seconds() // 3600)
         except PolicyError as exc:
             raise BadRequest(str(exc)) from exc
     policy = ServerPolicy(within_hours=hours, **counts)

@@ -100,8 +100,11 @@ def _keep_per_period(
             count -= 1
 
 
-def parse_duration(text: str) -> timedelta:
-    """`1y2m3d4h` (years of 365 days, months of 30), as restic's --keep-within takes."""
+def parse_retention_span(text: str) -> timedelta:
+    """`1y2m3d4h` (years of 365 days, months of 30), as restic's --keep-within takes.
+
+    A retention span is long: ``m`` is months. A short interval, where ``m`` is minutes, is
+    `cairn.core.units.parse_interval`."""
     units = {"y": 365 * 24, "m": 30 * 24, "w": 7 * 24, "d": 24, "h": 1}
     hours = 0
     number = ""

@@ -9,7 +9,7 @@ import pytest
 
 from cairn.agent.config import UnknownJob, find_job, load_config
 from cairn.agent.spec import At, Continuous, Cron, Every, WhenReachable
-from cairn.core.tomltable import ConfigError
+from cairn.config.tomltable import ConfigError
 from cairn.notify.message import EmailSpec, EventKind, WebhookSpec
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "agent.toml"

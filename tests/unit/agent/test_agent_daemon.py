@@ -14,7 +14,7 @@ from cairn.agent.daemon import Daemon
 from cairn.agent.history import History
 from cairn.agent.spec import AgentSpec, At, Every, JobSpec
 from cairn.agent.status import agent_status
-from cairn.core.tomltable import ConfigError
+from cairn.config.tomltable import ConfigError
 from cairn.notify.message import Outcome, RunSummary
 
 T0 = 1_800_000_000.0
@@ -176,8 +176,12 @@ def test_a_broken_configuration_on_reload_is_refused_and_the_old_one_kept(tmp_pa
         return item  # type: ignore[return-value]
 
     d = Daemon(
-        spec, load, now=clock, runner=FakeRunner(clock), log=lambda e, **f: logged.append((e, f))
-    )  # type: ignore[arg-type]
+        spec,
+        load,
+        now=clock,
+        runner=FakeRunner(clock),  # type: ignore[arg-type]
+        log=lambda e, **f: logged.append((e, f)),
+    )
     assert not d.reload()
     assert d.spec is spec
     assert logged[-1][0] == "reload_refused" and "job[x].every" in str(logged[-1][1]["error"])

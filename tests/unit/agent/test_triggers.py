@@ -74,7 +74,7 @@ def watched(tmp_path: Path) -> Iterator[Callable[..., tuple[ChangeTrigger, Wakes
         trigger.stop()
 
 
-def test_create_modify_and_delete_each_wake_once_quiet(watched, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_create_modify_and_delete_each_wake_once_quiet(watched, tmp_path: Path) -> None:
     root = tmp_path / "home"
     (root / "deep" / "er").mkdir(parents=True)
     _, wakes = watched(root)
@@ -89,7 +89,7 @@ def test_create_modify_and_delete_each_wake_once_quiet(watched, tmp_path: Path) 
     assert wakes.wait_for(3) == ["change"] * 3
 
 
-def test_reading_files_is_not_a_change(watched, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reading_files_is_not_a_change(watched, tmp_path: Path) -> None:
     root = tmp_path / "home"
     root.mkdir()
     for i in range(20):
@@ -101,7 +101,7 @@ def test_reading_files_is_not_a_change(watched, tmp_path: Path) -> None:  # type
     assert wakes.settle(1.5) == []
 
 
-def test_a_burst_of_changes_wakes_once(watched, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_burst_of_changes_wakes_once(watched, tmp_path: Path) -> None:
     root = tmp_path / "home"
     root.mkdir()
     _, wakes = watched(root, debounce=2.0)
@@ -116,7 +116,7 @@ def test_a_burst_of_changes_wakes_once(watched, tmp_path: Path) -> None:  # type
     assert wakes.settle(5.0) == ["change"]
 
 
-def test_a_new_subfolder_is_watched_too(watched, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_subfolder_is_watched_too(watched, tmp_path: Path) -> None:
     root = tmp_path / "home"
     root.mkdir()
     _, wakes = watched(root)
@@ -126,7 +126,7 @@ def test_a_new_subfolder_is_watched_too(watched, tmp_path: Path) -> None:  # typ
     assert wakes.wait_for(2) == ["change", "change"]
 
 
-def test_a_path_that_does_not_exist_yet_is_waited_for(watched, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_path_that_does_not_exist_yet_is_waited_for(watched, tmp_path: Path) -> None:
     wanted = tmp_path / "mnt" / "usb" / "photos"
     _, wakes = watched(wanted)
     (tmp_path / "elsewhere").mkdir()  # beside the way to the path: not a change
@@ -138,7 +138,7 @@ def test_a_path_that_does_not_exist_yet_is_waited_for(watched, tmp_path: Path) -
     assert wakes.wait_for(2) == ["change", "change"]
 
 
-def test_a_path_removed_and_made_again_is_watched_again(watched, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_path_removed_and_made_again_is_watched_again(watched, tmp_path: Path) -> None:
     root = tmp_path / "home"
     root.mkdir()
     _, wakes = watched(root)
@@ -388,6 +388,7 @@ def _user_namespace() -> list[str]:
     return prefix
 
 
+@pytest.mark.required("unshare: a user namespace with its own inotify limit")
 def test_the_kernels_watch_limit_counts_as_a_change_and_is_logged(tmp_path: Path) -> None:
     """The real kernel and watchdog: five folders, two watches allowed in the child's user
     namespace. Watchdog refuses the whole recursive watch (ENOSPC), whichever folder hit the

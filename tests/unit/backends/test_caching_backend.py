@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 from pathlib import Path
 
 import blake3
@@ -35,7 +36,7 @@ def stored(storage: FaultyBackend, kind: ObjectKind, data: bytes) -> Handle:
     return handle
 
 
-@pytest.mark.parametrize("kind", sorted(CACHED_KINDS, key=lambda k: k.value))
+@pytest.mark.parametrize("kind", sorted(CACHED_KINDS, key=attrgetter("value")))
 def test_a_second_load_is_served_from_the_folder(tmp_path: Path, kind: ObjectKind) -> None:
     cache, storage, folder = stack(tmp_path)
     handle = stored(storage, kind, b"an immutable object")

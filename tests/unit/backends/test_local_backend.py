@@ -22,6 +22,7 @@ from cairn.backends.errors import (
     PermissionDenied,
     StorageFull,
 )
+from cairn.backends.filesystem import OsFileSystem
 from cairn.backends.local import LocalBackend
 from cairn.backends.testing.conformance import handle_for, object_name
 
@@ -30,8 +31,15 @@ PACK = handle_for(ObjectKind.PACK, b"pack bytes")
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> LocalBackend:
-    return LocalBackend.create(tmp_path / "repo")
+def fs() -> OsFileSystem:
+    """The real file system, as an object of the test's own: a test makes one of its operations
+    fail by replacing that method (the FileSystem seam), never the `os` module."""
+    return OsFileSystem()
+
+
+@pytest.fixture
+def backend(tmp_path: Path, fs: OsFileSystem) -> LocalBackend:
+    return LocalBackend.create(tmp_path / "repo", fs)
 
 
 def _raising(code: int) -> Callable[..., Any]:
@@ -154,10 +162,10 @@ def test_temporary_and_foreign_files_are_never_listed(
 
 
 def test_an_unreadable_folder_makes_the_listing_incomplete(
-    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+    backend: LocalBackend, fs: OsFileSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend.save(PACK, b"pack bytes")
-    monkeypatch.setattr(os, "scandir", _raising(errno.EIO))
+    monkeypatch.setattr(fs, "scan", _raising(errno.EIO))
     with pytest.raises(ListingIncomplete):
         list(backend.list(ObjectKind.PACK))
 
@@ -186,13 +194,14 @@ def test_a_missing_kind_folder_makes_the_listing_incomplete(
 )
 def test_save_errors_are_classified_and_leave_no_temporary_file(
     backend: LocalBackend,
+    fs: OsFileSystem,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     function: str,
     code: int,
     error: type[BackendError],
 ) -> None:
-    monkeypatch.setattr(os, function, _raising(code))
+    monkeypatch.setattr(fs, function, _raising(code))
     with pytest.raises(error) as caught:
         backend.save(PACK, b"pack bytes")
     monkeypatch.undo()
@@ -204,32 +213,36 @@ def test_save_errors_are_classified_and_leave_no_temporary_file(
 
 
 def test_remove_errors_are_classified(
-    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+    backend: LocalBackend, fs: OsFileSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend.save(PACK, b"pack bytes")
-    monkeypatch.setattr(os, "unlink", _raising(errno.EPERM))
+    monkeypatch.setattr(fs, "unlink", _raising(errno.EPERM))
     with pytest.raises(PermissionDenied, match=PACK.name):
         backend.remove(PACK)
 
 
-def test_read_errors_are_classified(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_errors_are_classified(
+    backend: LocalBackend, fs: OsFileSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend.save(PACK, b"pack bytes")
-    monkeypatch.setattr(os, "pread", _raising(errno.EIO))
+    monkeypatch.setattr(fs, "pread", _raising(errno.EIO))
     with pytest.raises(BackendError, match="Input/output error"):
         backend.load(PACK)
 
 
-def test_a_short_read_is_an_error(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_short_read_is_an_error(
+    backend: LocalBackend, fs: OsFileSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend.save(PACK, b"pack bytes")
-    monkeypatch.setattr(os, "pread", lambda fd, n, offset: b"")
+    monkeypatch.setattr(fs, "pread", lambda fd, n, offset: b"")
     with pytest.raises(BackendError, match="short read"):
         backend.load(PACK, 2, 4)
 
 
 def test_publishing_falls_back_to_rename_without_hard_links(
-    backend: LocalBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: LocalBackend, fs: OsFileSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(os, "link", _raising(errno.EPERM))
+    monkeypatch.setattr(fs, "link", _raising(errno.EPERM))
     backend.save(PACK, b"pack bytes")
     backend.save(PACK, b"pack bytes")
     with pytest.raises(AlreadyExists):

@@ -7,6 +7,7 @@ import json
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,14 +78,14 @@ def clock() -> Clock:
 
 
 def make(tmp_path: Path, clock: Clock, *channels: FakeChannel, **policy: object) -> Alerter:
-    values: dict[str, object] = {"silence_after_s": 26 * HOUR, "repeat_s": 24 * HOUR}
+    values: dict[str, Any] = {"silence_after_s": 26 * HOUR, "repeat_s": 24 * HOUR}
     values.update(policy)
     return Alerter(
         channels,
         AlertPolicy(**values),
         tmp_path / "alerts.json",
         clock,
-        host="pc-7",  # type: ignore[arg-type]
+        host="pc-7",
     )
 
 

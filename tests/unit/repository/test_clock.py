@@ -37,7 +37,7 @@ from cairn.repository.prune import PruneOptions, PruneRunning
 from cairn.repository.repository import Repository
 from cairn.snapshot.forget import plan_forget, remove_snapshots
 from cairn.snapshot.retention import Policy
-from repohelpers import (
+from tests.support.repohelpers import (
     PASS,
     Gated,
     Killed,

@@ -104,7 +104,7 @@ def test_a_failed_renewal_stops_the_commit() -> None:
     class Failing(MemoryBackend):
         fail = False
 
-        def save(self, handle, data):  # type: ignore[no-untyped-def]
+        def save(self, handle, data):
             if self.fail:
                 raise TransientBackendError("down")
             super().save(handle, data)

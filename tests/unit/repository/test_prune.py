@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cairn.backends.base import Handle, ObjectInfo, ObjectKind
-from cairn.backends.errors import ListingIncomplete
+from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.memory import MemoryBackend
 from cairn.core.clock import FrozenClock
 from cairn.core.ids import ChunkId, ObjectName
@@ -26,11 +24,12 @@ from cairn.repository.locks import LEASE_MS, SKEW_MS, Session
 from cairn.repository.prune import PruneOptions, PruneRefused, PruneRunning
 from cairn.repository.repository import Repository
 from cairn.snapshot.forget import remove_snapshots
-from repohelpers import (
+from tests.support.repohelpers import (
     PASS,
     SMALL,
     CrashAt,
     Gated,
+    IncompleteLister,
     Killed,
     Stoppable,
     assert_consistent,
@@ -201,23 +200,12 @@ def test_max_repack_size_bounds_the_work() -> None:
     assert 0 < result.repacked_bytes <= 20_000
 
 
-class _Lister(MemoryBackend):
-    """A backend whose listing of one kind cannot finish."""
-
-    broken: ObjectKind | None = None
-
-    def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
-        if kind is self.broken:
-            raise ListingIncomplete(f"{kind.value}: the storage stopped answering")
-        yield from super().list(kind)
-
-
 @pytest.mark.parametrize(
     "kind",
     [ObjectKind.SNAPSHOT, ObjectKind.REFLIST, ObjectKind.INDEX, ObjectKind.PACK, ObjectKind.LOCK],
 )
 def test_an_incomplete_listing_deletes_nothing(kind: ObjectKind) -> None:
-    backend, clock = _Lister(), new_clock()
+    backend, clock = IncompleteLister(), new_clock()
     first, _ = two_snapshots(backend, clock)
     remove_snapshots(open_repo(backend, clock), [first.hex])
     prune(backend, clock, PruneOptions(max_unused=0))
@@ -292,7 +280,7 @@ class _Forgetful(MemoryBackend):
 
     empty: ObjectKind | None = None
 
-    def list(self, kind: ObjectKind):  # type: ignore[no-untyped-def, override]
+    def list(self, kind: ObjectKind):
         if kind is not self.empty:
             yield from super().list(kind)
 

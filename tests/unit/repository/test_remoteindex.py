@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from cairn.core.ids import ChunkId, ObjectName
 from cairn.format.pack import BlobKind, PackEntry
-from cairn.repository.masterindex import Location
+from cairn.repository.chunkindex import Location
 from cairn.repository.remoteindex import RemoteIndex
 
 PACK = ObjectName(b"\x07" * 32)
@@ -100,7 +101,7 @@ def test_the_dedup_decision_is_exactly_once_under_concurrency(prefetch: bool) ->
     def worker(seed: int) -> None:
         order = everything[seed:] + everything[:seed]
         start.wait()
-        mine = []
+        mine: list[Any] = []
         for i in range(0, len(order), 16):
             batch = order[i : i + 16]
             if prefetch:

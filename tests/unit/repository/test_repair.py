@@ -11,7 +11,6 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from test_prune import _Lister
 
 from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.memory import MemoryBackend
@@ -25,10 +24,11 @@ from cairn.repository.prune import PruneOptions, PruneRunning
 from cairn.repository.repair import Repairer, RepairRefused, RepairResult
 from cairn.repository.repository import Repository
 from cairn.snapshot.forget import remove_snapshots
-from repohelpers import (
+from tests.support.repohelpers import (
     PASS,
     SMALL,
     CrashAt,
+    IncompleteLister,
     Killed,
     assert_consistent,
     backup,
@@ -265,7 +265,7 @@ def test_repair_and_prune_never_run_at_once() -> None:
 
 
 def test_an_incomplete_pack_listing_changes_nothing() -> None:
-    backend, clock = _Lister(), new_clock()
+    backend, clock = IncompleteLister(), new_clock()
     two_snapshots(backend, clock)
     for handle in objects(backend, ObjectKind.INDEX):
         backend.remove(handle)

@@ -18,7 +18,7 @@ from cairn.format.index import decode_index
 from cairn.format.pack import BlobKind
 from cairn.repository.repository import Repository
 from cairn.repository.unindexed import UnindexedPacks
-from repohelpers import PASS, SMALL, chunks, new_clock, open_repo
+from tests.support.repohelpers import PASS, SMALL, chunks, new_clock, open_repo
 
 
 class GoneBeforeTheIndex(MemoryBackend):

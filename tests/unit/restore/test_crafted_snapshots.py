@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_restorer import new_repo, restore
 
 from cairn.core.errors import CairnError
 from cairn.core.ids import ChunkId
@@ -26,6 +25,7 @@ from cairn.format.codec import packb
 from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.repository.repository import Repository
+from tests.support.restoring import new_repo, restore
 
 Wire = dict[str, Any]
 

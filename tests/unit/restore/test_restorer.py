@@ -9,12 +9,8 @@ import pytest
 
 from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.memory import MemoryBackend
-from cairn.core.clock import SystemClock
 from cairn.core.errors import IntegrityError
 from cairn.core.ids import ChunkId
-from cairn.core.progress import SilentProgress
-from cairn.crypto.kdf import TEST_KDF
-from cairn.format.config import RepoParams
 from cairn.format.pack import BlobKind
 from cairn.format.snapshot import SnapshotBody
 from cairn.format.tree import Node, encode_tree
@@ -23,15 +19,7 @@ from cairn.restore import fetcher
 from cairn.restore.fetcher import fetch, plan_reads
 from cairn.restore.fswriter import SafeTarget
 from cairn.restore.openfiles import OpenFiles
-from cairn.restore.restorer import RestoreOptions, Restorer, RestoreResult
-
-SMALL = RepoParams(
-    chunk_min=1024, chunk_avg=2048, chunk_max=8192, pack_size=64 * 1024, compression=3
-)
-
-
-def new_repo() -> Repository:
-    return Repository.init(MemoryBackend(), b"pw", SystemClock(), kdf=TEST_KDF, params=SMALL)
+from tests.support.restoring import new_repo, restore
 
 
 def store(repo: Repository, blobs: list[bytes]) -> list[ChunkId]:
@@ -49,11 +37,6 @@ def commit(repo: Repository, nodes: list[Node]) -> ChunkId:
     body = SnapshotBody("2026-11-24T12:00:00+00:00", "host", "user", ["/"], [], tree_id)
     repo.commit_snapshot(body, referenced)
     return tree_id
-
-
-def restore(repo: Repository, tree_id: ChunkId, target: Path, workers: int = 2) -> RestoreResult:
-    options = RestoreOptions(target=target, workers=workers)
-    return Restorer(repo, SilentProgress()).run(tree_id, options)
 
 
 def test_shared_chunks_restore_bit_exact(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role
 from cairn.server.context import Services, Settings
 from cairn.server.errors import DataFolderFull
-from smalldisk import fill, small_disk
+from tests.support.smalldisk import fill, small_disk
 
 
 @pytest.fixture
@@ -86,6 +86,7 @@ def test_request_records_are_written_before_the_answer(tmp_path: Path) -> None:
         assert actions(services)[-1] == (token.id, "list", "keys")
 
 
+@pytest.mark.required("root: a small tmpfs")
 def test_a_full_disk_refuses_admin_operations_and_changes_nothing(
     full_disk_site: tuple[Services, Path],
 ) -> None:
@@ -103,6 +104,7 @@ def test_a_full_disk_refuses_admin_operations_and_changes_nothing(
     assert services.audit.verify() == (4, None) and services.audit.behind() is None
 
 
+@pytest.mark.required("root: a small tmpfs")
 def test_a_full_disk_stops_requests_until_their_records_can_be_written(
     full_disk_site: tuple[Services, Path],
 ) -> None:

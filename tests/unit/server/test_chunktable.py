@@ -51,7 +51,7 @@ def lookup(services: Services, name: str, ids: list[bytes]) -> dict[bytes, tuple
     return {entry[0]: entry[1:] for entry in found}
 
 
-def rows(services: Services, name: str) -> list[tuple[object, ...]]:
+def rows(services: Services, name: str) -> list[tuple[Any, ...]]:
     return (
         services.db.read()
         .execute(

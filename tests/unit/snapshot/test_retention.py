@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cairn.snapshot.retention import Candidate, Policy, PolicyError, apply_policy, parse_duration
+from cairn.snapshot.retention import (
+    Candidate,
+    Policy,
+    PolicyError,
+    apply_policy,
+    parse_retention_span,
+)
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -65,11 +71,11 @@ def test_an_empty_policy_is_refused() -> None:
 @pytest.mark.parametrize(
     ("text", "hours"), [("7d", 168), ("1y2m", 365 * 24 + 60 * 24), ("36h", 36)]
 )
-def test_parse_duration(text: str, hours: int) -> None:
-    assert parse_duration(text) == timedelta(hours=hours)
+def test_parse_retention_span(text: str, hours: int) -> None:
+    assert parse_retention_span(text) == timedelta(hours=hours)
 
 
 @pytest.mark.parametrize("text", ["", "7", "d", "7x", "-1d"])
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(PolicyError):
-        parse_duration(text)
+        parse_retention_span(text)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cairn.core.errors import CairnError
-from cairn.core.units import parse_duration
+from cairn.core.units import parse_interval
 
 T = TypeVar("T")
 DURATION = "a duration such as 90s, 15m, 6h, 2d"
@@ -112,7 +112,7 @@ class Table:
 
 
 def positive(t: Table, name: str, default: float | None = None) -> float:
-    value = t.parsed(name, parse_duration, DURATION)
+    value = t.parsed(name, parse_interval, DURATION)
     if value is None:
         if default is None:
             raise t.fail(name, f"is required ({DURATION})")

@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from notifyfixtures import Certificates, make_certificates
+from tests.support.notifyfixtures import Certificates, make_certificates
 
 _HERE = Path(__file__).resolve().parent
 
@@ -783,7 +783,7 @@ _webdav_folders = itertools.count()
 
 @dataclass
 class WebDavServer:
-    """wsgidav serving `root`, in a process of its own (tests/webdavd.py)."""
+    """wsgidav serving `root`, in a process of its own (tests/support/webdavd.py)."""
 
     root: Path
     auth: str = "digest"

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.middleware.wsgi import WSGIMiddleware
-from wsgidav.wsgidav_app import WsgiDAVApp
+from uvicorn.middleware.wsgi import WSGIMiddleware  # type: ignore[attr-defined]
+from wsgidav.wsgidav_app import WsgiDAVApp  # type: ignore[import-untyped]
 
 
 def main() -> None:

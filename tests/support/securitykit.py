@@ -108,8 +108,8 @@ def make_site(data: Path, address: str = "testclient", releases_locks: bool = Fa
     for tenant in ("acme", "beta"):
         backend = services.tenants.backend(services.tenants.get(tenant))
         for kind, objects in real_repository(tenant).items():
-            for name, data in objects:
-                backend.save(Handle(ObjectKind(kind), name), data)
+            for name, blob in objects:
+                backend.save(Handle(ObjectKind(kind), name), blob)
             site.objects[(tenant, kind)] = objects[0]
     site.restore_objects()
     return site

@@ -20,7 +20,7 @@ from cairn.server.app import open_services
 from cairn.server.auth import Role
 from cairn.server.context import Services, Settings
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def free_port() -> int:

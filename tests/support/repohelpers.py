@@ -1,7 +1,7 @@
 """Driving repositories in-process: small parameters, backups of made-up files, prune runs,
 machines with their own clocks, and backends that stop a run at its k-th storage change.
 
-Shared by tests/unit/repository and tests/properties (tests/ is on the import path).
+Shared by tests/unit/repository and tests/properties (imported as tests.support.repohelpers).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 import pytest
 
 from cairn.backends.base import Backend, Capabilities, Handle, ObjectInfo, ObjectKind
-from cairn.backends.errors import BackendError
+from cairn.backends.errors import BackendError, ListingIncomplete
 from cairn.backends.memory import MemoryBackend
 from cairn.core.clock import Clock, FrozenClock
 from cairn.core.ids import ObjectName
@@ -349,3 +349,14 @@ class ReplayableRandomness:
 
     def restore(self) -> None:
         self._patch.undo()
+
+
+class IncompleteLister(MemoryBackend):
+    """A backend whose listing of one kind cannot finish."""
+
+    broken: ObjectKind | None = None
+
+    def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
+        if kind is self.broken:
+            raise ListingIncomplete(f"{kind.value}: the storage stopped answering")
+        yield from super().list(kind)

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from serverfixture import free_port
+from tests.support.serverfixture import free_port
 
 SMTP_USER = "cairn"
 SMTP_PASSWORD = "smtp secret"
@@ -130,11 +130,17 @@ class Inbox:
                 message,
                 user,
                 session.ssl is not None
-                or server.transport.get_extra_info("ssl_object") is not None,
+                or _transport(server).get_extra_info("ssl_object") is not None,
             )
         )
         self.arrived.set()
         return "250 OK"
+
+
+def _transport(server: SMTP) -> Any:
+    """The connection the server answers on (set for as long as a message is being handled)."""
+    assert server.transport is not None
+    return server.transport
 
 
 def _authenticator(

@@ -1,0 +1,1 @@
+"""Cairn's tests: a package, so helpers are imported by their full name (`tests.support.x`)."""
