@@ -369,8 +369,10 @@ class CuttingRelay:
         client.close()
         upstream.close()
 
-    def _count(self, upstream_bound: bool, size: int) -> bool:
-        """Count `size` bytes; True when the relay must cut now."""
+    def _count(self, upstream_bound: bool, size: int) -> int | None:
+        """Count `size` bytes; None when they all pass, else how many of them to send on before
+        the relay cuts (a one-shot `cut_after` sends what fits under its limit, so a reader sees
+        a body break off midway; the others cut at once)."""
         with self._lock:
             if upstream_bound:
                 self.sent += size
@@ -382,13 +384,15 @@ class CuttingRelay:
             if once is not None and once[0] == upstream_bound and seen >= once[1]:
                 self._once, self._once_fired = None, True
                 self.cuts += 1
-                return True
-            return self.broken or (limit is not None and seen >= limit)
+                return max(0, once[1] - (seen - size))
+            return 0 if self.broken or (limit is not None and seen >= limit) else None
 
     def _pump(self, source: socket.socket, target: socket.socket, upstream_bound: bool) -> None:
         try:
             while data := source.recv(65536):
-                if self._count(upstream_bound, len(data)):
+                allowed = self._count(upstream_bound, len(data))
+                if allowed is not None:
+                    target.sendall(data[:allowed])
                     self.cut()
                     return
                 target.sendall(data)
