@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cairn.cli import target_cmd
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.cli.serverdata import (
@@ -218,6 +219,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     data_option(audit)
     audit.set_defaults(run=run_audit)
     _state_actions(actions, shared)
+    target_cmd.register(actions, shared)
 
 
 def _state_actions(actions: Any, shared: argparse.ArgumentParser) -> None:

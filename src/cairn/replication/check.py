@@ -10,6 +10,8 @@ step is TargetCheckFailed. Nothing here writes outside `<location>/cairn-probe`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +120,17 @@ def _probe_at(location: str, opener: Opener, environ: Mapping[str, str] | None) 
         probe(backend)
     finally:
         backend.close()
+        if is_local(location):
+            _remove_empty_folders(local_path(location))
     return f"write, read, ranged read, list, refused overwrite, delete at {location}"
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Leave a local target as the check found it: the probe's layout, if nothing else is in it
+    (other backends keep theirs, as the server's own storage probe does)."""
+    for folder, _, _ in os.walk(root, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def is_local(location: str) -> bool:

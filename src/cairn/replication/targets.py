@@ -144,6 +144,11 @@ class TargetStore:
         self._db = db
         self._clock = clock
 
+    @property
+    def db(self) -> ReplicationDb:
+        """The database the targets live in (their status and runs are read from it)."""
+        return self._db
+
     def add(self, target: Target, since_ms: int | None = None) -> Target:
         """Save a new target with its cursor; returns it as stored (since_seq, created_ms).
         `since_ms` (only-new) starts it at the first journal entry at or after that time."""

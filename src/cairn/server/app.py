@@ -18,6 +18,8 @@ from cairn.backends.errors import BackendError
 from cairn.backends.location import open_backend
 from cairn.backends.probe import probe
 from cairn.core.clock import Clock, SystemClock
+from cairn.replication.db import ReplicationDb
+from cairn.replication.targets import TargetStore
 from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
@@ -40,6 +42,7 @@ from cairn.server.tenantstore import TenantStorage
 
 log = logging.getLogger("cairn.server")
 DATABASE = "server.db"
+REPLICATION_DATABASE = "replication.db"
 
 
 def open_services(
@@ -67,6 +70,7 @@ def open_services(
     jobs = JobResults(db, clock)
     tokens = TokenStore(db, clock)
     audit = AuditLog(db, clock)
+    targets = TargetStore(ReplicationDb(settings.data / REPLICATION_DATABASE), clock)
     return Services(
         settings=settings,
         db=db,
@@ -95,8 +99,9 @@ def open_services(
         ),
         chunks=chunks,
         admin=AdminOps(
-            db, tenants, tokens, audit, ServerState(db, settings.data, raw, audit, clock)
+            db, tenants, tokens, audit, ServerState(db, settings.data, raw, audit, clock), targets
         ),
+        targets=targets,
         uploads=threading.BoundedSemaphore(settings.max_uploads),
         throttle=Throttle(clock=clock.monotonic),
         clock=clock,

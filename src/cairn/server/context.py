@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from cairn.backends.base import Backend
 from cairn.core.clock import SYSTEM_CLOCK, Clock
+from cairn.replication.targets import TargetStore
 from cairn.server.adminops import Actor, AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
@@ -66,6 +67,8 @@ class Services:
     jobs: JobResults
     chunks: ChunkTable
     admin: AdminOps
+    targets: TargetStore
+    """The replication targets (design 17.5), in `DATA/replication.db`."""
     clock: Clock = SYSTEM_CLOCK
     """The server's one clock (design 14.15): every part that reads the time was given it."""
     alerts: JobAlerts | None = None
