@@ -197,11 +197,14 @@ def run_add(ctx: Context) -> int:
     filters = changes.pop("filters", {})
     target = Target(name=args.name, location=args.location, filters=Filters(**filters), **changes)
     services = server_services(ctx)
+    since_ms = _since_ms(args.since)
+    if since_ms is not None and target.mode is not Mode.ONLY_NEW:
+        raise BadTargetSetting("--since applies to --mode only-new")
     _check_tenants(services, {"filters": filters})
     validate(target)  # a bad setting is refused before any connection is made
     ctx.output.text(f"checking {target.location}:")
     steps = _check(ctx, services, target.location)
-    stored = services.admin.add_target(cli_actor(), target, _since_ms(args.since))
+    stored = services.admin.add_target(cli_actor(), target, since_ms)
     ctx.output.text(f"target {stored.name} added ({stored.mode.value}, {stored.schedule})")
     ctx.output.json({"target": _shown(stored), "check": [_step(s) for s in steps]})
     return 0
@@ -210,13 +213,11 @@ def run_add(ctx: Context) -> int:
 def run_edit(ctx: Context) -> int:
     args = ctx.args
     changes = _changes(args, editing=True)
+    services = server_services(ctx)
     if "filters" in changes:
-        services = server_services(ctx)
         _check_tenants(services, changes)
         old = services.targets.get(args.name)
         changes["filters"] = _merged(old.filters, changes["filters"])
-    else:
-        services = server_services(ctx)
     if args.location is not None:
         changes["location"] = args.location
     if not changes:
