@@ -51,7 +51,7 @@ def offsite(tmp_path: Path) -> Path:
 
 def test_a_good_unicode_folder_is_checked_then_saved(data: Path, offsite: Path) -> None:
     result = target_cmd(data, "add", "nas-1", str(offsite), "--priority", "10")
-    for step in ("open", "list", "probe"):
+    for step in ("open", "connect", "probe"):
         assert f"  {step}" in result.out and "FAILED" not in result.out
     assert "target nas-1 added" in result.out
     assert list(offsite.iterdir()) == [], "the check leaves the folder as it found it"
@@ -61,7 +61,7 @@ def test_a_good_unicode_folder_is_checked_then_saved(data: Path, offsite: Path) 
     ]
     assert audit_actions(data)[-1] == "add-target"
     again = target_cmd(data, "test", "nas-1", "--json").json()
-    assert again["ok"] and [s["step"] for s in again["check"]] == ["open", "list", "probe"]
+    assert again["ok"] and [s["step"] for s in again["check"]] == ["open", "connect", "probe"]
 
 
 def test_a_missing_folder_is_refused_with_e123_and_nothing_is_saved(

@@ -168,7 +168,7 @@ def _check(ctx: Context, services: Services, location: str) -> list[CheckStep]:
 
     def show(step: CheckStep) -> None:
         mark = "ok" if step.ok else "FAILED"
-        ctx.output.text(f"  {step.name:<6} {mark:<6} {step.detail} ({step.seconds:.1f}s)")
+        ctx.output.text(f"  {step.name:<7} {mark:<6} {step.detail} ({step.seconds:.1f}s)")
 
     opener = functools.partial(open_backend, retry_for=CHECK_RETRY_FOR)
     return check_location(

@@ -1,6 +1,6 @@
 """The check a target passes before it is saved, and at any time after (design 17.6): open
-the location (credentials, connection, host key), list it, and run the capability probe under a
-scratch prefix.
+the location, connect to it and list it (login, host key, bucket or folder), and run the
+capability probe under a scratch prefix.
 
 Each step is reported to `on_step` as it ends, so `cairn server target test` shows every
 result, the failed one last. A failure raises: a backend's own error passes through unchanged,
@@ -49,7 +49,7 @@ class Opener(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CheckStep:
-    """One step's result: `open`, `list` or `probe`."""
+    """One step's result: `open`, `connect` or `probe`; `detail` is one line."""
 
     name: str
     ok: bool
@@ -71,7 +71,8 @@ def check_location(
     steps: list[CheckStep] = []
 
     def report(name: str, ok: bool, detail: str, started: float) -> None:
-        step = CheckStep(name, ok, detail, clock.monotonic() - started)
+        first_line = detail.strip().splitlines()[0] if detail.strip() else ""
+        step = CheckStep(name, ok, first_line, clock.monotonic() - started)
         steps.append(step)
         on_step(step)
 
@@ -84,7 +85,7 @@ def check_location(
         raise
     try:
         report("open", True, backend.location(), started)
-        _step(report, "list", lambda: _listing(backend), clock)
+        _step(report, "connect", lambda: _listing(backend), clock)
     finally:
         backend.close()
     _step(report, "probe", lambda: _probe_at(scratch_location(location), opener, environ), clock)
@@ -111,7 +112,7 @@ def _step(
 
 def _listing(backend: Backend) -> str:
     found = sum(1 for _ in backend.list(ObjectKind.CONFIG))
-    return "readable" if not found else f"readable ({found} config object(s) at the top)"
+    return "logged in, listed" if not found else f"listed ({found} config object(s) at the top)"
 
 
 def _probe_at(location: str, opener: Opener, environ: Mapping[str, str] | None) -> str:
