@@ -18,10 +18,12 @@ from tests.support.clitools import Cairn, Result
 UNICODE_FOLDER = "offsite Zürich ☃ 東京"
 
 
-def target_cmd(data: Path, *args: str, check: bool = True, **env: str) -> Result:
+def target_cmd(
+    data: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> Result:
     cairn = Cairn(data)
     return cairn.run(
-        "server", "target", *args, "--data", str(data), check=check, env=cairn.env(**env)
+        "server", "target", *args, "--data", str(data), check=check, env=cairn.env(**(env or {}))
     )
 
 

@@ -32,13 +32,13 @@ def test_an_sftp_target_with_a_unicode_path_is_checked_and_saved(
     folder.mkdir()
     location = sshd.location(folder)
     env = sshd.env(CAIRN_SFTP_NO_AGENT="1")
-    result = target_cmd(data, "add", "offsite", location, "--json", **env).json()
+    result = target_cmd(data, "add", "offsite", location, "--json", env=env).json()
     assert [(s["step"], s["ok"]) for s in result["check"]] == [
         ("open", True), ("connect", True), ("probe", True),
     ]  # fmt: skip
     assert result["target"]["location"] == location
     assert (folder / "cairn-probe").is_dir(), "the probe ran under its scratch prefix"
-    tested = target_cmd(data, "test", "offsite", "--json", **env).json()
+    tested = target_cmd(data, "test", "offsite", "--json", env=env).json()
     assert tested["ok"] is True
 
 
@@ -54,7 +54,7 @@ def test_a_wrong_password_is_e037_and_nothing_is_saved(
         "CAIRN_SFTP_NO_AGENT": "1",
         "HOME": str(tmp_path / "home"),  # no default keys to fall back on
     }
-    result = target_cmd(data, "add", "offsite", sshd.location(tmp_path), check=False, **env)
+    result = target_cmd(data, "add", "offsite", sshd.location(tmp_path), check=False, env=env)
     assert result.code == 37 and "CAIRN-E037" in result.err, result.err
     assert "connect FAILED" in result.out
     assert target_json(data, "list") == []
@@ -66,7 +66,7 @@ def test_a_wrong_key_is_e037_and_nothing_is_saved(
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     env = sshd.env(CAIRN_SFTP_KEY=str(other), CAIRN_SFTP_NO_AGENT="1")
-    result = target_cmd(data, "add", "offsite", sshd.location(tmp_path), check=False, **env)
+    result = target_cmd(data, "add", "offsite", sshd.location(tmp_path), check=False, env=env)
     assert result.code == 37 and "CAIRN-E037" in result.err, result.err
     assert target_json(data, "list") == []
 
@@ -77,7 +77,7 @@ def test_an_unknown_host_key_is_e038_and_nothing_is_saved(
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     env = sshd.env(CAIRN_SFTP_KNOWN_HOSTS=str(empty), CAIRN_SFTP_NO_AGENT="1")
-    result = target_cmd(data, "add", "offsite", sshd.location(tmp_path), check=False, **env)
+    result = target_cmd(data, "add", "offsite", sshd.location(tmp_path), check=False, env=env)
     assert result.code == 38 and "CAIRN-E038" in result.err, result.err
     assert empty.read_text() == "", "a host key is never trusted silently"
     assert target_json(data, "list") == []
@@ -89,10 +89,10 @@ def test_test_reports_a_target_gone_bad_with_its_code(
     sshd: SshServer, data: Path, tmp_path: Path
 ) -> None:
     env = sshd.env(CAIRN_SFTP_NO_AGENT="1")
-    target_cmd(data, "add", "offsite", sshd.location(tmp_path), **env)
+    target_cmd(data, "add", "offsite", sshd.location(tmp_path), env=env)
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     result = target_cmd(
-        data, "test", "offsite", check=False, **sshd.env(CAIRN_SFTP_KNOWN_HOSTS=str(empty))
+        data, "test", "offsite", check=False, env=sshd.env(CAIRN_SFTP_KNOWN_HOSTS=str(empty))
     )
     assert result.code == 38 and "FAILED" in result.out and "probe" not in result.out

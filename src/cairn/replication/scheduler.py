@@ -32,7 +32,7 @@ from cairn.replication.status import (
     target_status,
 )
 from cairn.replication.targets import TargetStore
-from cairn.replication.timing import Continuous, in_windows, next_slot, parse_schedule
+from cairn.replication.timing import Continuous, Every, in_windows, next_slot, parse_schedule
 
 log = logging.getLogger("cairn.replication")
 
@@ -167,6 +167,7 @@ class Scheduler:
             log.warning("replication to %s failed: %s", target.name, exc)
             report = RunReport(target=target.name, started_ms=started, error=_describe(exc))
             report.cursor = self._store.cursor(target.name)
+        report.started_ms = report.started_ms or started
         report.ended_ms = report.ended_ms or epoch_ms(self._clock)
         record_run(self._db, report)
         self._after(target, report)
@@ -223,9 +224,10 @@ class Scheduler:
         if isinstance(schedule, Continuous):
             return head > self._store.cursor(target.name)
         started = last_start_ms(self._db, target)
-        if started is None:
-            return True
-        last = datetime.fromtimestamp(started / 1000, now.tzinfo)
+        if started is None and isinstance(schedule, Every):
+            return True  # a new every-N target runs at once; a cron one waits for its slot
+        reference = started if started is not None else target.created_ms
+        last = datetime.fromtimestamp(reference / 1000, now.tzinfo)
         return now >= next_slot(schedule, last)
 
     def _limited(self, target: Target, backend: Backend) -> Backend:
@@ -262,7 +264,7 @@ class Scheduler:
                 f"{status.last_error}"
             )
             events.append(TargetEvent(EventKind.FAILED, target.name, message, status))
-        if lagging and not memory.told_lagging:
+        if lagging and not memory.told_lagging and not status.failures:  # else: it fails
             memory.told_lagging = True
             message = (
                 f"replication to {target.name} lags {status.lag_s:.0f}s behind "
