@@ -105,7 +105,7 @@ class Scheduler:
     `open_target` opens a target's backend (the server's `open_backend` with its environment);
     `on_run` gets every report (the server's audit log), `on_event` every alert; `tenant_ids`
     gives the tenant name → ID map for filters. `wake` is the event the journal sets after an
-    append.
+    append (made here unless the caller made it first, to hand to the journal).
     """
 
     def __init__(
@@ -121,6 +121,7 @@ class Scheduler:
         tenant_ids: Callable[[], Mapping[str, str]] = dict,
         poll_s: float = POLL_S,
         bucket_sleep: Callable[[float], None] = time.sleep,
+        wake: threading.Event | None = None,
     ) -> None:
         self._db = db
         self._store = store
@@ -133,7 +134,7 @@ class Scheduler:
         self._poll_s = poll_s
         self._bucket_sleep = bucket_sleep
         self._memory: dict[str, _Memory] = {}
-        self.wake = threading.Event()
+        self.wake = wake if wake is not None else threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -191,6 +192,10 @@ class Scheduler:
             except Exception:  # an alert must never stop replication; the log says why
                 log.exception("replication alert for %s failed", event.target)
         return events
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         self._stopping.clear()

@@ -19,6 +19,7 @@ from cairn.backends.location import open_backend
 from cairn.backends.probe import probe
 from cairn.core.clock import Clock, SystemClock
 from cairn.replication.db import ReplicationDb
+from cairn.replication.scheduler import Runner
 from cairn.replication.targets import TargetStore
 from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
@@ -35,6 +36,7 @@ from cairn.server.layouts import raw_backends
 from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
 from cairn.server.openapi import openapi_document
+from cairn.server.replicating import Replication
 from cairn.server.routes import ROUTES, error_response, guard
 from cairn.server.state import ServerState
 from cairn.server.tenants import TenantStore
@@ -46,12 +48,17 @@ REPLICATION_DATABASE = "replication.db"
 
 
 def open_services(
-    settings: Settings, *, create: bool = True, clock: Clock | None = None
+    settings: Settings,
+    *,
+    create: bool = True,
+    clock: Clock | None = None,
+    runner: Runner | None = None,
 ) -> Services:
     """Open the data folder and everything that lives in it. With `create` (serve, init, tests)
     a missing data folder is made; without it (every other admin command) a folder that is not
     a data folder is refused, so a mistyped --data does not make a new, empty server. `clock`
-    is the one clock every part is given (the machine's unless a test passes its own)."""
+    is the one clock every part is given (the machine's unless a test passes its own); with a
+    replication `runner` (the engine), the services carry the replication scheduler."""
     clock = SystemClock() if clock is None else clock
     if create:
         init_data_folder(settings.data)
@@ -71,7 +78,7 @@ def open_services(
     tokens = TokenStore(db, clock)
     audit = AuditLog(db, clock)
     targets = TargetStore(ReplicationDb(settings.data / REPLICATION_DATABASE), clock)
-    return Services(
+    services = Services(
         settings=settings,
         db=db,
         tokens=tokens,
@@ -106,6 +113,11 @@ def open_services(
         throttle=Throttle(clock=clock.monotonic),
         clock=clock,
     )
+    if runner is not None:
+        services.replication = Replication(
+            targets, tenants, services.admin, runner, clock, services.alerts
+        )
+    return services
 
 
 def init_data_folder(data: Path) -> bool:
@@ -180,9 +192,13 @@ def create_app(services: Services) -> Starlette:
             services.janitor.start(settings.gc_every_s, settings.scrub_every_s)
         if services.alerts is not None:
             services.alerts.start()
+        if services.replication is not None:
+            services.replication.start()
         try:
             yield
         finally:
+            if services.replication is not None:
+                services.replication.stop()
             if services.alerts is not None:
                 services.alerts.stop()
             services.janitor.stop()

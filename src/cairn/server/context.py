@@ -22,6 +22,7 @@ from cairn.server.janitor import Janitor
 from cairn.server.jobresults import JobResults
 from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
+from cairn.server.replicating import Replication
 from cairn.server.tenants import Tenant, TenantStore
 from cairn.server.tenantstore import TenantStorage
 
@@ -72,6 +73,9 @@ class Services:
     clock: Clock = SYSTEM_CLOCK
     """The server's one clock (design 14.15): every part that reads the time was given it."""
     alerts: JobAlerts | None = None
+    replication: Replication | None = None
+    """The replication scheduler (design 17.7), when the composition root was given a runner;
+    `serve` starts it when targets exist."""
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(16)
