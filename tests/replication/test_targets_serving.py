@@ -75,3 +75,19 @@ def test_a_failing_target_runs_is_audited_alerted_and_stops_with_the_app(tmp_pat
         runs = [e for e in audit if e["action"] == "replicate"]
         assert runs and runs[-1]["actor"] == "replication"
         assert str(runs[-1]["outcome"]).startswith("failed: ConnectionError")
+
+
+def test_metrics_show_each_targets_lag_and_state(tmp_path: Path) -> None:
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    _, db = runner_for(tmp_path / "data")
+    services = open_services(Settings(data=tmp_path / "data"))
+    services.targets.add(Target(name="nas", location=str(offsite)))
+    journal_one(db)
+    text = services.metrics.exposition().decode()
+    assert 'cairn_replication_lag_bytes{target="nas"} 10.0' in text
+    assert 'cairn_replication_pending_objects{target="nas"} 1.0' in text
+    # the change was journalled at the epoch: far more than twice the 5-minute interval ago
+    assert 'cairn_replication_state{state="lagging",target="nas"} 1.0' in text
+    assert 'cairn_replication_state{state="ok",target="nas"} 0.0' in text
+    assert "cairn_replication_last_success_seconds{" not in text, "never succeeded: absent"

@@ -97,7 +97,7 @@ def open_services(
             partial=settings.data / "partial",
             clock=clock,
         ),
-        metrics=Metrics(tenants),
+        metrics=Metrics(tenants, targets, clock),
         jobs=jobs,
         alerts=None
         if settings.notify is None
