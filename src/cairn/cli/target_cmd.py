@@ -9,6 +9,7 @@ running server. Changes are audited admin operations (`AdminOps.add_target` …)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -181,10 +182,8 @@ def _check(ctx: Context, services: Services, location: str) -> list[CheckStep]:
     )
 
 
-def _check_tenants(services: Services, changes: dict[str, Any]) -> None:
-    filters = changes.get("filters", {})
-    known = {t.name for t in services.tenants.all()}
-    unknown = sorted(set(filters.get("tenants", ())) - known)
+def _check_tenants(services: Services, names: tuple[str, ...]) -> None:
+    unknown = sorted(set(names) - {t.name for t in services.tenants.all()})
     if unknown:
         raise BadTargetSetting(
             f"no tenant named {', '.join(unknown)}: `cairn server tenant list` shows them"
@@ -200,7 +199,7 @@ def run_add(ctx: Context) -> int:
     since_ms = _since_ms(args.since)
     if since_ms is not None and target.mode is not Mode.ONLY_NEW:
         raise BadTargetSetting("--since applies to --mode only-new")
-    _check_tenants(services, {"filters": filters})
+    _check_tenants(services, target.filters.tenants)
     validate(target)  # a bad setting is refused before any connection is made
     ctx.output.text(f"checking {target.location}:")
     steps = _check(ctx, services, target.location)
@@ -211,17 +210,19 @@ def run_add(ctx: Context) -> int:
 
 
 def run_edit(ctx: Context) -> int:
+    """Validate the edited target whole, check a new location, then save."""
     args = ctx.args
-    changes = _changes(args, editing=True)
     services = server_services(ctx)
+    old = services.targets.get(args.name)
+    changes = _changes(args, editing=True)
     if "filters" in changes:
-        _check_tenants(services, changes)
-        old = services.targets.get(args.name)
         changes["filters"] = _merged(old.filters, changes["filters"])
+        _check_tenants(services, changes["filters"].tenants)
     if args.location is not None:
         changes["location"] = args.location
     if not changes:
         raise BadTargetSetting("nothing to change: give at least one setting")
+    validate(dataclasses.replace(old, **changes))
     steps: list[CheckStep] = []
     if args.location is not None:
         ctx.output.text(f"checking {args.location}:")
