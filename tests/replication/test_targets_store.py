@@ -17,6 +17,7 @@ from cairn.replication.status import record_run
 from cairn.replication.targets import (
     BadTargetSetting,
     NoSuchTarget,
+    TargetError,
     TargetExists,
     TargetStore,
     spec_from_json,
@@ -65,6 +66,17 @@ def test_a_spec_survives_its_json_round_trip(store: TargetStore) -> None:
     assert "Zürich ☃" in spec_to_json(stored), "kept as text, not escaped"
     with pytest.raises(TargetExists):
         store.add(full_target())
+
+
+def test_a_spec_from_elsewhere_is_refused_whole(store: TargetStore) -> None:
+    stored = store.add(Target(name="nas", location="/mnt/a"))
+    newer = spec_to_json(stored).replace('"paused"', '"ransom_lock": true, "paused"')
+    other = spec_to_json(stored).replace('"version": 1', '"version": 2')
+    for text in (newer, other, "[]"):
+        with store.db.write() as conn:
+            conn.execute("UPDATE targets SET spec = ? WHERE name = 'nas'", (text,))
+        with pytest.raises(TargetError):
+            store.get("nas")
 
 
 def test_a_location_change_resends_and_other_edits_keep_the_cursor(store: TargetStore) -> None:

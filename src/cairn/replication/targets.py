@@ -118,8 +118,18 @@ def spec_to_json(target: Target) -> str:
 
 
 def spec_from_json(name: str, text: str, created_ms: int) -> Target:
-    """The target a stored spec describes; a spec of another version is refused whole."""
-    spec = json.loads(text)
+    """The target a stored spec describes; a spec of another version, or with a key this
+    version does not know, is refused whole (CAIRN-E126), never half-read."""
+    try:
+        return _from_spec(name, json.loads(text), created_ms)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise TargetError(
+            f"target {name}: its stored settings cannot be read ({exc}); a newer Cairn wrote "
+            "them, or the database was changed by hand"
+        ) from exc
+
+
+def _from_spec(name: str, spec: dict[str, Any], created_ms: int) -> Target:
     if spec.pop("version", None) != SPEC_VERSION:
         raise TargetError(f"target {name}: its stored spec is of another version; upgrade Cairn")
     filters = spec.pop("filters")
