@@ -51,6 +51,10 @@ from cairn.notify.errors import (
     NotifyTlsError,
     NotifyUnreachable,
 )
+from cairn.replication.check import TargetCheckFailed, TargetLocationMissing, TargetRefused
+from cairn.replication.db import ReplicationDbError
+from cairn.replication.targets import BadTargetSetting, NoSuchTarget, TargetExists
+from cairn.replication.targets import TargetError as ReplicationTargetError
 from cairn.repository.errors import (
     KeyManagementError,
     NotARepository,
@@ -232,6 +236,42 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         GarbledAnswer,
         ErrorCode("CAIRN-E106", 106, "check the address points at the storage server, not a proxy"),
+    ),
+    (
+        BadTargetSetting,
+        ErrorCode("CAIRN-E120", EXIT_USAGE, "see `cairn server target add --help`"),
+    ),
+    (
+        NoSuchTarget,
+        ErrorCode("CAIRN-E121", 121, "`cairn server target list` shows the targets"),
+    ),
+    (
+        TargetExists,
+        ErrorCode("CAIRN-E122", 122, "choose another name, or `target edit` the one there"),
+    ),
+    (
+        TargetLocationMissing,
+        ErrorCode("CAIRN-E123", 123, "make the folder, or mount the share, then add it again"),
+    ),
+    (
+        TargetCheckFailed,
+        ErrorCode(
+            "CAIRN-E124",
+            124,
+            "the storage does not do what replication needs; see docs/troubleshooting.md",
+        ),
+    ),
+    (
+        TargetRefused,
+        ErrorCode("CAIRN-E125", 125, "give a place outside the server's data folder"),
+    ),
+    (
+        ReplicationDbError,
+        ErrorCode("CAIRN-E126", 126, "check DATA/replication.db; upgrade Cairn if it is newer"),
+    ),
+    (
+        ReplicationTargetError,
+        ErrorCode("CAIRN-E126", 126, "check DATA/replication.db; upgrade Cairn if it is newer"),
     ),
     (
         NoDataFolder,

@@ -15,7 +15,6 @@ import errno
 import json
 import logging
 import os
-import pwd
 import socket
 import sys
 from collections.abc import Iterator
@@ -24,12 +23,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cairn.cli import target_cmd
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
+from cairn.cli.serverdata import (
+    cli_actor,
+    data_option,
+    parse_quota,
+    server_options,
+    server_services,
+    server_settings,
+)
 from cairn.core.addresses import is_loopback
 from cairn.core.clock import epoch_ms
-from cairn.core.units import format_size, parse_interval, parse_size
-from cairn.server.adminops import Actor
+from cairn.core.units import format_size, parse_interval
 from cairn.server.auth import Role
 from cairn.server.errors import (
     AuditBehind,
@@ -49,16 +56,16 @@ DEFAULT_LISTEN = "127.0.0.1:8443"
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     del common  # the client's options (repository, password, cache) do not apply to a server
-    shared = _server_options()
+    shared = server_options()
     p = sub.add_parser("server", parents=[shared], help="run or administer a backup server")
-    _data_option(p)
+    data_option(p)
     p.set_defaults(data=None)
     actions = p.add_subparsers(dest="server_command", metavar="ACTION", required=True)
 
     init = actions.add_parser(
         "init", parents=[shared], help="make a data folder and its certificate (serve does too)"
     )
-    _data_option(init)
+    data_option(init)
     init.add_argument(
         "--name",
         action="append",
@@ -71,12 +78,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     fingerprint = actions.add_parser(
         "fingerprint", parents=[shared], help="print the server certificate's SHA-256 fingerprint"
     )
-    _data_option(fingerprint)
+    data_option(fingerprint)
     fingerprint.add_argument("--tls-cert", help="this PEM certificate instead of the data folder's")
     fingerprint.set_defaults(run=run_fingerprint)
 
     serve = actions.add_parser("serve", parents=[shared], help="run the server")
-    _data_option(serve)
+    data_option(serve)
     serve.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT (default %(default)s)")
     serve.add_argument("--tls-cert", help="PEM certificate (default: self-signed, made once)")
     serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
@@ -139,7 +146,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     keep = actions.add_parser(
         "retention", parents=[shared], help="set a tenant's server-side retention policy"
     )
-    _data_option(keep)
+    data_option(keep)
     keep.add_argument("tenant")
     for period in PERIODS:
         keep.add_argument(
@@ -150,26 +157,26 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     keep.set_defaults(run=run_retention)
 
     gc = actions.add_parser("gc", parents=[shared], help="run retention and GC now")
-    _data_option(gc)
+    data_option(gc)
     gc.add_argument("tenant", nargs="?", help="one tenant (default: all)")
     gc.set_defaults(run=run_gc)
     scrub = actions.add_parser("scrub", parents=[shared], help="re-hash stored objects now")
-    _data_option(scrub)
+    data_option(scrub)
     scrub.add_argument("tenant", nargs="?", help="one tenant (default: all)")
     scrub.set_defaults(run=run_scrub)
 
     tenant = actions.add_parser("tenant", parents=[shared], help="manage tenants")
     tenants = tenant.add_subparsers(dest="tenant_command", metavar="ACTION", required=True)
     add = tenants.add_parser("add", parents=[shared], help="create a tenant")
-    _data_option(add)
+    data_option(add)
     add.add_argument("name")
     add.add_argument("--quota", help="stored bytes allowed, like 50G (default: none)")
     add.set_defaults(run=run_tenant_add)
     ls = tenants.add_parser("list", parents=[shared], help="list tenants and their usage")
-    _data_option(ls)
+    data_option(ls)
     ls.set_defaults(run=run_tenant_list)
     quota = tenants.add_parser("quota", parents=[shared], help="set or clear a quota")
-    _data_option(quota)
+    data_option(quota)
     quota.add_argument("name")
     quota.add_argument("size", help="like 50G, or none")
     quota.set_defaults(run=run_tenant_quota)
@@ -177,7 +184,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     token = actions.add_parser("token", parents=[shared], help="manage tokens")
     tokens = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     issue = tokens.add_parser("add", parents=[shared], help="issue a token (shown once)")
-    _data_option(issue)
+    data_option(issue)
     issue.add_argument("tenant", nargs="?", help="the tenant (omit for --role server-admin)")
     issue.add_argument("--role", required=True, choices=[r.value for r in Role])
     issue.add_argument("--label", default="", help="a note: which machine, which person")
@@ -188,17 +195,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     issue.set_defaults(run=run_token_add)
     tls = tokens.add_parser("list", parents=[shared], help="list tokens (never their secrets)")
-    _data_option(tls)
+    data_option(tls)
     tls.set_defaults(run=run_token_list)
     revoke = tokens.add_parser("revoke", parents=[shared], help="revoke a token at once")
-    _data_option(revoke)
+    data_option(revoke)
     revoke.add_argument("id", help="the token's ID (the part after cairn_)")
     revoke.set_defaults(run=run_token_revoke)
 
     jobs = actions.add_parser(
         "jobs", parents=[shared], help="the latest result agents reported for each job"
     )
-    _data_option(jobs)
+    data_option(jobs)
     jobs.add_argument("tenant", nargs="?", help="one tenant (default: all)")
     jobs.add_argument(
         "--silent-after",
@@ -209,9 +216,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     jobs.set_defaults(run=run_jobs)
 
     audit = actions.add_parser("audit", parents=[shared], help="check the audit log's chain")
-    _data_option(audit)
+    data_option(audit)
     audit.set_defaults(run=run_audit)
     _state_actions(actions, shared)
+    target_cmd.register(actions, shared)
 
 
 def _state_actions(actions: Any, shared: argparse.ArgumentParser) -> None:
@@ -219,78 +227,15 @@ def _state_actions(actions: Any, shared: argparse.ArgumentParser) -> None:
     export = actions.add_parser(
         "export", parents=[shared], help="write the server's state (not the repositories) as JSON"
     )
-    _data_option(export)
+    data_option(export)
     export.add_argument("file", nargs="?", help="where to write it (default: standard output)")
     export.set_defaults(run=run_export)
     load = actions.add_parser(
         "import", parents=[shared], help="load an exported state into a new data folder"
     )
-    _data_option(load)
+    data_option(load)
     load.add_argument("file", help="the file `cairn server export` wrote ('-': standard input)")
     load.set_defaults(run=run_import)
-
-
-def _server_options() -> argparse.ArgumentParser:
-    """The global options that apply to `cairn server` (accepted before and after the action)."""
-    shared = argparse.ArgumentParser(add_help=False)
-    g = shared.add_argument_group("global options")
-    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
-    g.add_argument(
-        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print less"
-    )
-    return shared
-
-
-def _data_option(parser: argparse.ArgumentParser) -> None:
-    """--data is accepted before or after the action; given nowhere, it stays None."""
-    parser.add_argument(
-        "--data", default=argparse.SUPPRESS, help="the server's data folder (or CAIRN_SERVER_DATA)"
-    )
-
-
-def _settings(ctx: Context) -> Settings:
-    from cairn.server.context import Settings  # every other command would pay for Starlette
-
-    data = ctx.args.data or os.environ.get("CAIRN_SERVER_DATA")
-    if not data:
-        raise UsageError("give the server's data folder: --data DIR or CAIRN_SERVER_DATA")
-    max_uploads = getattr(ctx.args, "max_uploads", 16)
-    if max_uploads < 1:
-        raise UsageError("--max-uploads must be at least 1")
-    max_object = _quota(getattr(ctx.args, "max_object", "64M")) or 0
-    if max_object < 1 << 20:
-        raise UsageError("--max-object must be at least 1M (packs must fit)")
-    notify = getattr(ctx.args, "notify", None)
-    gc_every = getattr(ctx.args, "gc_every", None)
-    if gc_every is not None and gc_every <= 0:
-        raise UsageError("--gc-every must be a positive number of minutes")
-    return Settings(
-        data=Path(data).expanduser().resolve(),
-        max_uploads=max_uploads,
-        max_object_bytes=max_object,
-        gc_every_s=gc_every * 60 if gc_every is not None else None,
-        scrub_every_s=getattr(ctx.args, "scrub_every", 24.0) * 3600,
-        gc_grace_ms=int(getattr(ctx.args, "gc_grace", 0.0) * 3600 * 1000),
-        notify=Path(notify).expanduser().resolve() if notify else None,
-        backup_releases_locks=bool(getattr(ctx.args, "backup_releases_locks", False)),
-        storage=getattr(ctx.args, "storage", None),
-    )
-
-
-def _services(ctx: Context) -> Services:
-    """The services of an existing data folder: only serve and init make one (NoDataFolder)."""
-    from cairn.server.app import open_services  # see _settings
-
-    return open_services(_settings(ctx), create=False, clock=ctx.clock)
-
-
-def _actor() -> Actor:
-    """Who runs an admin command, for the audit log: ``cli:<unix user>``."""
-    try:
-        user = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:  # a uid with no name (a container): the number says who
-        user = str(os.getuid())
-    return Actor(f"cli:{user}", "local")
 
 
 def run_serve(ctx: Context) -> int:
@@ -298,7 +243,7 @@ def run_serve(ctx: Context) -> int:
     use fails with E076 before anything is written or said."""
     from cairn.server.app import open_services, probe_storage
 
-    settings = _settings(ctx)
+    settings = server_settings(ctx)
     if not ctx.args.client_timeout > 0:
         raise UsageError("--client-timeout must be a positive number of seconds")
     host, port = _listen(ctx.args.listen)
@@ -408,7 +353,7 @@ def run_init(ctx: Context) -> int:
     fingerprint clients pin; on an existing data folder, change nothing and show it again."""
     from cairn.server.app import init_data_folder
 
-    settings = _settings(ctx)
+    settings = server_settings(ctx)
     made = init_data_folder(settings.data)
     cert, _key = _certificate(ctx, settings, ctx.args.name)
     shown = _fingerprint(cert)
@@ -428,8 +373,8 @@ def run_fingerprint(ctx: Context) -> int:
     if ctx.args.tls_cert:
         cert = Path(ctx.args.tls_cert)
     else:
-        settings = _settings(ctx)
-        _services(ctx)  # a mistyped --data is refused like everywhere else
+        settings = server_settings(ctx)
+        server_services(ctx)  # a mistyped --data is refused like everywhere else
         cert = settings.data / "tls" / "cert.pem"
         if not cert.exists():
             raise ServerSetupError(
@@ -451,8 +396,8 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def run_tenant_add(ctx: Context) -> int:
-    quota = _quota(ctx.args.quota)
-    tenant, token = _services(ctx).admin.create_tenant(_actor(), ctx.args.name, quota)
+    quota = parse_quota(ctx.args.quota)
+    tenant, token = server_services(ctx).admin.create_tenant(cli_actor(), ctx.args.name, quota)
     ctx.output.text(f"tenant {tenant.name} created; quota: {_show_quota(quota)}")
     ctx.output.text(f"tenant-admin token (shown once; run `cairn init` with it): {token}")
     ctx.output.json({"tenant": tenant.name, "quota": quota, "admin_token": str(token)})
@@ -460,7 +405,7 @@ def run_tenant_add(ctx: Context) -> int:
 
 
 def run_tenant_list(ctx: Context) -> int:
-    tenants = _services(ctx).tenants.all()
+    tenants = server_services(ctx).tenants.all()
     rows = [[t.name, format_size(t.used), _show_quota(t.quota)] for t in tenants]
     ctx.output.table(["tenant", "used", "quota"], rows)
     ctx.output.json([{"name": t.name, "used": t.used, "quota": t.quota} for t in tenants])
@@ -468,8 +413,8 @@ def run_tenant_list(ctx: Context) -> int:
 
 
 def run_tenant_quota(ctx: Context) -> int:
-    quota = None if ctx.args.size == "none" else _quota(ctx.args.size)
-    _services(ctx).admin.set_quota(_actor(), ctx.args.name, quota)
+    quota = None if ctx.args.size == "none" else parse_quota(ctx.args.size)
+    server_services(ctx).admin.set_quota(cli_actor(), ctx.args.name, quota)
     ctx.output.text(f"quota of {ctx.args.name}: {_show_quota(quota)}")
     ctx.output.json({"tenant": ctx.args.name, "quota": quota})
     return 0
@@ -481,8 +426,8 @@ def run_token_add(ctx: Context) -> int:
     if (role is Role.SERVER_ADMIN) == (tenant is not None):
         raise UsageError("a server-admin token has no tenant; every other role needs one")
     expires_ms = _expiry(ctx.args.expires, ctx) if ctx.args.expires else None
-    admin = _services(ctx).admin
-    token = admin.issue_token(_actor(), role, tenant, ctx.args.label, expires_ms)
+    admin = server_services(ctx).admin
+    token = admin.issue_token(cli_actor(), role, tenant, ctx.args.label, expires_ms)
     ctx.output.text(f"{role.value} token{f' for {tenant}' if tenant else ''} (shown once): {token}")
     if expires_ms is not None:
         ctx.output.text(f"it expires at {_show_time(expires_ms)}")
@@ -522,7 +467,7 @@ def _token_state(token: dict[str, Any], now_ms: int) -> str:
 
 
 def run_token_list(ctx: Context) -> int:
-    tokens = _services(ctx).tokens.list()
+    tokens = server_services(ctx).tokens.list()
     now_ms = epoch_ms(ctx.clock)
     rows = [
         [
@@ -540,7 +485,7 @@ def run_token_list(ctx: Context) -> int:
 
 
 def run_token_revoke(ctx: Context) -> int:
-    _services(ctx).admin.revoke_token(_actor(), ctx.args.id)
+    server_services(ctx).admin.revoke_token(cli_actor(), ctx.args.id)
     ctx.output.text(f"token {ctx.args.id} revoked")
     ctx.output.json({"revoked": ctx.args.id})
     return 0
@@ -549,7 +494,7 @@ def run_token_revoke(ctx: Context) -> int:
 def run_audit(ctx: Context) -> int:
     """Verify the chain (E070 when broken), then that no change in the database is newer than
     the newest entry (E077: records lost, or entries removed from the end)."""
-    services = _services(ctx)
+    services = server_services(ctx)
     count, broken = services.audit.verify()
     behind = services.audit.behind() if broken is None else None
     full = _disk_full(services.settings.data)
@@ -591,30 +536,21 @@ def _disk_full(folder: Path) -> bool:
         return False
 
 
-def _quota(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise UsageError(f"quota {text!r}: use a size like 500M, 50G or 2T") from exc
-
-
 def _show_quota(quota: int | None) -> str:
     return "none" if quota is None else format_size(quota)
 
 
 def run_retention(ctx: Context) -> int:
-    services = _services(ctx)
+    services = server_services(ctx)
     args = ctx.args
     if args.clear:
-        services.admin.set_retention(_actor(), args.tenant, None)
+        services.admin.set_retention(cli_actor(), args.tenant, None)
         ctx.output.text(f"{args.tenant}: no server-side retention")
         ctx.output.json({"tenant": args.tenant, "retention": None})
         return 0
     periods = {p: getattr(args, f"keep_{p}") for p in PERIODS}
     policy = parse_policy(args.keep_within, **periods)
-    services.admin.set_retention(_actor(), args.tenant, policy)
+    services.admin.set_retention(cli_actor(), args.tenant, policy)
     ctx.output.text(f"{args.tenant}: keep {policy.describe()} (by arrival, per uploading token)")
     ctx.output.json({"tenant": args.tenant, "retention": policy.describe()})
     return 0
@@ -629,7 +565,7 @@ def run_jobs(ctx: Context) -> int:
         silent_after = parse_interval(ctx.args.silent_after)
     except ValueError as exc:
         raise UsageError(f"--silent-after: {exc}") from exc
-    services = _services(ctx)
+    services = server_services(ctx)
     now_ms = epoch_ms(ctx.clock)
     rows: list[list[str]] = []
     found: list[dict[str, Any]] = []
@@ -677,7 +613,7 @@ def _age(seconds: float) -> str:
 
 
 def run_gc(ctx: Context) -> int:
-    services = _services(ctx)
+    services = server_services(ctx)
     reports = [services.janitor.collect(t) for t in _chosen_tenants(services, ctx.args.tenant)]
     for r in reports:
         line = (
@@ -692,7 +628,7 @@ def run_gc(ctx: Context) -> int:
 
 
 def run_scrub(ctx: Context) -> int:
-    services = _services(ctx)
+    services = server_services(ctx)
     reports = [services.janitor.scrub(t) for t in _chosen_tenants(services, ctx.args.tenant)]
     for r in reports:
         ctx.output.text(f"{r.tenant}: {len(r.damaged)} damaged objects")
@@ -710,8 +646,8 @@ def run_scrub(ctx: Context) -> int:
 def run_export(ctx: Context) -> int:
     """The state as one JSON document: tenants, token hashes, quotas, retention, arrivals, job
     results, the audit log, alert state. The file is made 0600 (it holds token hashes)."""
-    services = _services(ctx)
-    text = json.dumps(services.admin.export_state(_actor()), indent=1) + "\n"
+    services = server_services(ctx)
+    text = json.dumps(services.admin.export_state(cli_actor()), indent=1) + "\n"
     if not ctx.args.file:
         sys.stdout.write(text)
         return 0
@@ -731,12 +667,12 @@ def run_import(ctx: Context) -> int:
     from cairn.server.app import open_services  # see _settings
     from cairn.server.state import check_document, require_empty
 
-    settings = _settings(ctx)
+    settings = server_settings(ctx)
     document = _read_state(ctx.args.file)
     check_document(document)  # before anything is made
     require_empty(settings.data)
     services = open_services(settings, clock=ctx.clock)
-    counts = services.admin.import_state(_actor(), document)
+    counts = services.admin.import_state(cli_actor(), document)
     ctx.output.text(
         f"imported {counts['tenants']} tenants, {counts['tokens']} tokens, "
         f"{counts['snapshots']} arrivals, {counts['job_results']} job results and "

@@ -1,5 +1,5 @@
-"""The server's admin operations: the one place that changes tenants, tokens, quotas and
-retention policies, each with its audit record.
+"""The server's admin operations: the one place that changes tenants, tokens, quotas,
+retention policies and replication targets, each with its audit record.
 
 The admin API (server/admin.py), the admin CLI (`cairn server tenant|token|retention …`) and
 the coming console are thin callers of this module: they parse and present, it changes. Each
@@ -15,6 +15,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from cairn.replication.model import RunReport, Target
+from cairn.replication.targets import TargetStore
 from cairn.server.audit import AuditLog
 from cairn.server.auth import IssuedToken, Role, TokenStore
 from cairn.server.db import Database
@@ -43,8 +45,10 @@ class AdminOps:
         tokens: TokenStore,
         audit: AuditLog,
         state: ServerState,
+        targets: TargetStore,
     ) -> None:
         self._db = db
+        self._targets = targets
         self._state = state
         self._tenants = tenants
         self._tokens = tokens
@@ -101,6 +105,50 @@ class AdminOps:
     def import_state(self, actor: Actor, document: Any) -> dict[str, int]:
         """Load an exported state into this new data folder, recorded after the imported log."""
         return self._state.load(document, actor.name, actor.address)
+
+    def add_target(self, actor: Actor, target: Target, since_ms: int | None = None) -> Target:
+        """Save a target that passed its check (replication/check.py), with its cursor. The
+        change commits in replication.db inside the audit's transaction: a refusal leaves no
+        record (design 17.5)."""
+        with self._db.write() as conn:
+            stored = self._targets.add(target, since_ms)
+            shown = f"{stored.name} {stored.location} mode={stored.mode.value}"
+            self._record(conn, actor, None, "add-target", shown)
+        return stored
+
+    def edit_target(self, actor: Actor, name: str, **changes: Any) -> Target:
+        with self._db.write() as conn:
+            edited = self._targets.edit(name, **changes)
+            self._record(conn, actor, None, "edit-target", f"{name} {' '.join(sorted(changes))}")
+        return edited
+
+    def pause_target(self, actor: Actor, name: str) -> Target:
+        with self._db.write() as conn:
+            target = self._targets.pause(name)
+            self._record(conn, actor, None, "pause-target", name)
+        return target
+
+    def resume_target(self, actor: Actor, name: str) -> Target:
+        with self._db.write() as conn:
+            target = self._targets.resume(name)
+            self._record(conn, actor, None, "resume-target", name)
+        return target
+
+    def remove_target(self, actor: Actor, name: str) -> None:
+        with self._db.write() as conn:
+            self._targets.remove(name)
+            self._record(conn, actor, None, "remove-target", name)
+
+    def record_replication_run(self, report: RunReport) -> None:
+        """One replication run in the audit log (actor `replication`; outcome `failed` with
+        its error), written through at once, as a request's entry is."""
+        shown = (
+            f"{report.target} sent={report.objects_sent} bytes={report.bytes_sent} "
+            f"cursor={report.cursor}"
+        )
+        outcome = "ok" if report.error is None else f"failed: {report.error}"
+        self._audit.append("replication", None, "replicate", shown, outcome, "-")
+        self._audit.write_through()
 
     def _record(
         self,

@@ -1,6 +1,6 @@
 """The server's alerts on the job results agents report (design 15.5): the same `cairn.notify`
 decisions the agent makes (failure, recovery, silence, summary report), over every tenant's
-jobs, with the server's clock.
+jobs, with the server's clock; and on its replication targets (design 17.8).
 
 Reports are handed to one worker thread, so a slow mail server never holds up a request; the
 worker also ticks once a minute for silence and reports. A job is known to the alerter as
@@ -18,6 +18,7 @@ from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms, epoch_s
 from cairn.notify.alerts import Alerter, channel_for
 from cairn.notify.config import load_notify_file
 from cairn.notify.message import Outcome, RunSummary
+from cairn.replication.scheduler import EventKind, TargetEvent
 from cairn.server.jobresults import JobResult, JobResults
 from cairn.server.tenants import TenantStore
 
@@ -66,6 +67,27 @@ class JobAlerts:
             self._queue.put_nowait(summary_of(tenant, result, epoch_ms(self._clock)))
         except queue.Full:
             log.warning("alert queue full: the report of %s/%s is not alerted", tenant, result.job)
+
+    def replication_event(self, event: TargetEvent) -> None:
+        """A replication target failed, lags or recovered (design 17.8): told as the job
+        `replication/<target>`, a failure or lag as a failed run, a recovery as a good one, so
+        the alerter's rules (tell once, repeat daily, tell the recovery) apply."""
+        now = epoch_s(self._clock)
+        outcome = Outcome.SUCCESS if event.kind is EventKind.RECOVERED else Outcome.FAILURE
+        run = RunSummary(
+            job=f"replication/{event.target}",
+            host="replication",
+            started=now,
+            ended=now,
+            outcome=outcome,
+            bytes_added=event.status.bytes_sent,
+            error_code=None,
+            message=event.message,
+        )
+        try:
+            self._queue.put_nowait(run)
+        except queue.Full:
+            log.warning("alert queue full: replication to %s is not alerted", event.target)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._work, name="job-alerts", daemon=True)

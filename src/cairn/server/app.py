@@ -18,6 +18,9 @@ from cairn.backends.errors import BackendError
 from cairn.backends.location import open_backend
 from cairn.backends.probe import probe
 from cairn.core.clock import Clock, SystemClock
+from cairn.replication.db import ReplicationDb
+from cairn.replication.scheduler import Runner
+from cairn.replication.targets import TargetStore
 from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
@@ -33,6 +36,7 @@ from cairn.server.layouts import raw_backends
 from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
 from cairn.server.openapi import openapi_document
+from cairn.server.replicating import Replication
 from cairn.server.routes import ROUTES, error_response, guard
 from cairn.server.state import ServerState
 from cairn.server.tenants import TenantStore
@@ -40,15 +44,21 @@ from cairn.server.tenantstore import TenantStorage
 
 log = logging.getLogger("cairn.server")
 DATABASE = "server.db"
+REPLICATION_DATABASE = "replication.db"
 
 
 def open_services(
-    settings: Settings, *, create: bool = True, clock: Clock | None = None
+    settings: Settings,
+    *,
+    create: bool = True,
+    clock: Clock | None = None,
+    runner: Runner | None = None,
 ) -> Services:
     """Open the data folder and everything that lives in it. With `create` (serve, init, tests)
     a missing data folder is made; without it (every other admin command) a folder that is not
     a data folder is refused, so a mistyped --data does not make a new, empty server. `clock`
-    is the one clock every part is given (the machine's unless a test passes its own)."""
+    is the one clock every part is given (the machine's unless a test passes its own); with a
+    replication `runner` (the engine), the services carry the replication scheduler."""
     clock = SystemClock() if clock is None else clock
     if create:
         init_data_folder(settings.data)
@@ -67,7 +77,8 @@ def open_services(
     jobs = JobResults(db, clock)
     tokens = TokenStore(db, clock)
     audit = AuditLog(db, clock)
-    return Services(
+    targets = TargetStore(ReplicationDb(settings.data / REPLICATION_DATABASE), clock)
+    services = Services(
         settings=settings,
         db=db,
         tokens=tokens,
@@ -86,7 +97,7 @@ def open_services(
             partial=settings.data / "partial",
             clock=clock,
         ),
-        metrics=Metrics(tenants),
+        metrics=Metrics(tenants, targets, clock),
         jobs=jobs,
         alerts=None
         if settings.notify is None
@@ -95,12 +106,18 @@ def open_services(
         ),
         chunks=chunks,
         admin=AdminOps(
-            db, tenants, tokens, audit, ServerState(db, settings.data, raw, audit, clock)
+            db, tenants, tokens, audit, ServerState(db, settings.data, raw, audit, clock), targets
         ),
+        targets=targets,
         uploads=threading.BoundedSemaphore(settings.max_uploads),
         throttle=Throttle(clock=clock.monotonic),
         clock=clock,
     )
+    if runner is not None:
+        services.replication = Replication(
+            targets, tenants, services.admin, runner, clock, services.alerts
+        )
+    return services
 
 
 def init_data_folder(data: Path) -> bool:
@@ -175,9 +192,13 @@ def create_app(services: Services) -> Starlette:
             services.janitor.start(settings.gc_every_s, settings.scrub_every_s)
         if services.alerts is not None:
             services.alerts.start()
+        if services.replication is not None:
+            services.replication.start()
         try:
             yield
         finally:
+            if services.replication is not None:
+                services.replication.stop()
             if services.alerts is not None:
                 services.alerts.stop()
             services.janitor.stop()

@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from cairn.backends.base import Backend
 from cairn.core.clock import SYSTEM_CLOCK, Clock
+from cairn.replication.targets import TargetStore
 from cairn.server.adminops import Actor, AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
@@ -21,6 +22,7 @@ from cairn.server.janitor import Janitor
 from cairn.server.jobresults import JobResults
 from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
+from cairn.server.replicating import Replication
 from cairn.server.tenants import Tenant, TenantStore
 from cairn.server.tenantstore import TenantStorage
 
@@ -66,9 +68,14 @@ class Services:
     jobs: JobResults
     chunks: ChunkTable
     admin: AdminOps
+    targets: TargetStore
+    """The replication targets (design 17.5), in `DATA/replication.db`."""
     clock: Clock = SYSTEM_CLOCK
     """The server's one clock (design 14.15): every part that reads the time was given it."""
     alerts: JobAlerts | None = None
+    replication: Replication | None = None
+    """The replication scheduler (design 17.7), when the composition root was given a runner;
+    `serve` starts it when targets exist."""
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(16)

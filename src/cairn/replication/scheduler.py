@@ -1,0 +1,289 @@
+"""The loop in `serve` that runs each due target (design 17.7): continuous (woken by the
+journal within a second, or by a poll), every N, or cron; one run at a time in priority order;
+retries with exponential backoff; the upload limit inside the target's windows; every run
+recorded; alerts when a target fails, lags, or recovers (17.8).
+
+`tick()` is one pass and reads the time only from the clock it was given, so tests drive it
+with a FrozenClock and a fake runner, no sleeps; `start()` runs ticks in a thread until `stop()`.
+The runner is the engine (`Replicator.run`); this module only decides when, and records.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Protocol
+
+from cairn.backends.base import Backend
+from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
+from cairn.core.clock import Clock, epoch_ms
+from cairn.replication.db import ReplicationDb
+from cairn.replication.model import RunReport, Target
+from cairn.replication.status import (
+    State,
+    TargetStatus,
+    last_start_ms,
+    record_run,
+    target_status,
+)
+from cairn.replication.targets import TargetStore
+from cairn.replication.timing import Continuous, Every, in_windows, next_slot, parse_schedule
+
+log = logging.getLogger("cairn.replication")
+
+POLL_S = 5.0
+MAX_BACKOFF_S = 3600.0
+"""The longest wait between two attempts; a failing continuous target is tried this often."""
+
+
+class Runner(Protocol):
+    """One run for one target: the engine's `Replicator`. It persists the new cursor itself."""
+
+    def run(self, target: Target, backend: Backend, *, cursor: int) -> RunReport: ...
+
+
+class EventKind(Enum):
+    FAILED = "failed"
+    """The target's retries are spent: it failed `retries + 1` runs in a row."""
+    LAGGING = "lagging"
+    """Its lag exceeds twice its interval."""
+    RECOVERED = "recovered"
+    """After a failed or lagging event: a good run, with the lag back under the limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetEvent:
+    kind: EventKind
+    target: str
+    message: str
+    status: TargetStatus
+
+
+class WindowedBucket(TokenBucket):
+    """A token bucket that charges only inside `windows` (always, when there are none): outside
+    them a target's uploads run at line speed."""
+
+    def __init__(
+        self,
+        rate: int,
+        windows: tuple[str, ...],
+        clock: Clock,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(rate, monotonic=clock.monotonic, sleep=sleep)
+        self._windows = windows
+        self._clock = clock
+
+    def take(self, n: int) -> float:
+        if not in_windows(self._windows, self._clock.now()):
+            return 0.0
+        return super().take(n)
+
+
+@dataclass(slots=True)
+class _Memory:
+    """What the scheduler remembers of a target between ticks (not across restarts)."""
+
+    retry_at: float | None = None
+    """Monotonic time before which a failed target is not tried again."""
+    told_failed: bool = False
+    told_lagging: bool = False
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+class Scheduler:
+    """Runs `store`'s due targets through `runner` (see the module docstring).
+
+    `open_target` opens a target's backend (the server's `open_backend` with its environment);
+    `on_run` gets every report (the server's audit log), `on_event` every alert; `tenant_ids`
+    gives the tenant name → ID map for filters. `wake` is the event the journal sets after an
+    append (made here unless the caller made it first, to hand to the journal).
+    """
+
+    def __init__(
+        self,
+        db: ReplicationDb,
+        store: TargetStore,
+        runner: Runner,
+        open_target: Callable[[Target], Backend],
+        clock: Clock,
+        *,
+        on_run: Callable[[RunReport], None] = _ignore,
+        on_event: Callable[[TargetEvent], None] = _ignore,
+        tenant_ids: Callable[[], Mapping[str, str]] = dict,
+        poll_s: float = POLL_S,
+        bucket_sleep: Callable[[float], None] = time.sleep,
+        wake: threading.Event | None = None,
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._runner = runner
+        self._open = open_target
+        self._clock = clock
+        self._on_run = on_run
+        self._on_event = on_event
+        self._tenant_ids = tenant_ids
+        self._poll_s = poll_s
+        self._bucket_sleep = bucket_sleep
+        self._memory: dict[str, _Memory] = {}
+        self.wake = wake if wake is not None else threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def due(self) -> list[Target]:
+        """The targets to run now, in the order to run them (priority, then name)."""
+        now = self._clock.now()
+        head = self._store.head()
+        return [t for t in self._store.list() if self._is_due(t, now, head)]
+
+    def tick(self) -> list[RunReport]:
+        """Run every due target once, then look at every target's health for alerts."""
+        reports = []
+        for target in self.due():
+            if self._stopping.is_set():
+                break
+            reports.append(self.run_one(target))
+        self.watch()
+        return reports
+
+    def run_one(self, target: Target) -> RunReport:
+        """One run of `target` now, recorded whatever happens; a runner that raises makes a
+        failed report."""
+        started = epoch_ms(self._clock)
+        try:
+            backend = self._limited(target, self._open(target))
+            try:
+                report = self._runner.run(target, backend, cursor=self._store.cursor(target.name))
+            finally:
+                backend.close()
+        except Exception as exc:
+            log.warning("replication to %s failed: %s", target.name, exc)
+            report = RunReport(target=target.name, started_ms=started, error=_describe(exc))
+            report.cursor = self._store.cursor(target.name)
+        report.started_ms = report.started_ms or started
+        report.ended_ms = report.ended_ms or epoch_ms(self._clock)
+        record_run(self._db, report)
+        self._after(target, report)
+        self._on_run(report)
+        return report
+
+    def statuses(self) -> list[TargetStatus]:
+        now, ids = self._clock.now(), self._tenant_ids()
+        return [target_status(self._db, t, now, ids) for t in self._store.list()]
+
+    def watch(self) -> list[TargetEvent]:
+        """Alerts for every target from its current status (failed, lagging, recovered)."""
+        now, ids = self._clock.now(), self._tenant_ids()
+        events = []
+        for target in self._store.list():
+            status = target_status(self._db, target, now, ids)
+            events += self._events(target, status, self._memory.setdefault(target.name, _Memory()))
+        for event in events:
+            try:
+                self._on_event(event)
+            except Exception:  # an alert must never stop replication; the log says why
+                log.exception("replication alert for %s failed", event.target)
+        return events
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="replication", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop after the run in progress (waits up to `timeout` for it)."""
+        self._stopping.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self.wake.clear()
+            try:
+                self.tick()
+            except Exception:  # a broken pass must not end replication; the next poll retries
+                log.exception("replication scheduler pass failed")
+            self.wake.wait(self._poll_s)
+
+    def _is_due(self, target: Target, now: datetime, head: int) -> bool:
+        if target.paused:
+            return False
+        memory = self._memory.get(target.name)
+        if memory is not None and memory.retry_at is not None:
+            return self._clock.monotonic() >= memory.retry_at  # a retry, whatever the schedule
+        schedule = parse_schedule(target.schedule)
+        if isinstance(schedule, Continuous):
+            return head > self._store.cursor(target.name)
+        started = last_start_ms(self._db, target)
+        if started is None and isinstance(schedule, Every):
+            return True  # a new every-N target runs at once; a cron one waits for its slot
+        reference = started if started is not None else target.created_ms
+        last = datetime.fromtimestamp(reference / 1000, now.tzinfo)
+        return now >= next_slot(schedule, last)
+
+    def _limited(self, target: Target, backend: Backend) -> Backend:
+        if target.limit_bps is None:
+            return backend
+        bucket = WindowedBucket(target.limit_bps, target.windows, self._clock, self._bucket_sleep)
+        return RateLimitedBackend(backend, bucket)
+
+    def _after(self, target: Target, report: RunReport) -> None:
+        """Set the wait before the next attempt from the failures in a row."""
+        memory = self._memory.setdefault(target.name, _Memory())
+        if report.error is None:
+            memory.retry_at = None
+            return
+        failures = target_status(self._db, target, self._clock.now()).failures
+        if failures <= target.retries:
+            wait = min(target.backoff_s * 2 ** (failures - 1), MAX_BACKOFF_S)
+        elif isinstance(parse_schedule(target.schedule), Continuous):
+            wait = MAX_BACKOFF_S  # retries spent: a continuous target is tried hourly
+        else:
+            memory.retry_at = None  # retries spent: the schedule's next slot tries again
+            return
+        memory.retry_at = self._clock.monotonic() + wait
+
+    def _events(self, target: Target, status: TargetStatus, memory: _Memory) -> list[TargetEvent]:
+        if status.state is State.PAUSED:
+            return []
+        events = []
+        lagging = status.lag_s > 2 * status.interval_s
+        if status.failures > target.retries and not memory.told_failed:
+            memory.told_failed = True
+            message = (
+                f"replication to {target.name} failed {status.failures} times in a row: "
+                f"{status.last_error}"
+            )
+            events.append(TargetEvent(EventKind.FAILED, target.name, message, status))
+        if lagging and not memory.told_lagging and not status.failures:  # else: it fails
+            memory.told_lagging = True
+            message = (
+                f"replication to {target.name} lags {status.lag_s:.0f}s behind "
+                f"({status.lag_objects} objects, {status.lag_bytes} bytes pending), over "
+                f"twice its interval of {status.interval_s:.0f}s"
+            )
+            events.append(TargetEvent(EventKind.LAGGING, target.name, message, status))
+        told = memory.told_failed or memory.told_lagging
+        if told and status.failures == 0 and not lagging:
+            memory.told_failed = memory.told_lagging = False
+            message = f"replication to {target.name} has recovered"
+            events.append(TargetEvent(EventKind.RECOVERED, target.name, message, status))
+        return events
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

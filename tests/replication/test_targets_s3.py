@@ -1,0 +1,42 @@
+"""`cairn server target add` against SeaweedFS's S3 gateway: a bucket prefix with Unicode in
+it is checked (the probe's object written and deleted) and saved; a missing bucket (E039) and
+wrong keys (E037) pass through with their codes and nothing is saved (design 17.6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cairn.server.app import open_services
+from cairn.server.context import Settings
+from tests.replication.test_targets_cli import target_cmd, target_json
+from tests.support.storageservers import SeaweedS3
+
+pytestmark = pytest.mark.required("an S3 server (SeaweedFS)")
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    open_services(Settings(data=folder))
+    return folder
+
+
+def test_an_s3_target_is_checked_and_saved(seaweed: SeaweedS3, data: Path) -> None:
+    prefix = f"{seaweed.fresh_prefix()}/Zürich ☃"
+    location = seaweed.location(prefix=prefix)
+    result = target_cmd(data, "add", "s3-eu", location, "--json", env=seaweed.env()).json()
+    assert [s["step"] for s in result["check"] if s["ok"]] == ["open", "connect", "probe"]
+    assert target_json(data, "list")[0]["location"] == location
+    assert seaweed.keys(prefix=prefix) == [], "the probe deleted what it wrote"
+
+
+def test_a_missing_bucket_is_e039_and_wrong_keys_e037(seaweed: SeaweedS3, data: Path) -> None:
+    missing = seaweed.location(bucket="no-such-bucket", prefix="x")
+    result = target_cmd(data, "add", "s3-eu", missing, check=False, env=seaweed.env())
+    assert result.code == 39 and "CAIRN-E039" in result.err, result.err
+    wrong = seaweed.env(AWS_SECRET_ACCESS_KEY="not the secret")
+    result = target_cmd(data, "add", "s3-eu", seaweed.location(), check=False, env=wrong)
+    assert result.code == 37 and "CAIRN-E037" in result.err, result.err
+    assert target_json(data, "list") == []
