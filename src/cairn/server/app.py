@@ -18,6 +18,9 @@ from cairn.backends.errors import BackendError
 from cairn.backends.location import open_backend
 from cairn.backends.probe import probe
 from cairn.core.clock import Clock, SystemClock
+from cairn.replication.db import ReplicationDb
+from cairn.replication.journal import Journal
+from cairn.replication.layout import server_id
 from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
@@ -40,6 +43,7 @@ from cairn.server.tenantstore import TenantStorage
 
 log = logging.getLogger("cairn.server")
 DATABASE = "server.db"
+REPLICATION_DATABASE = "replication.db"
 
 
 def open_services(
@@ -61,7 +65,8 @@ def open_services(
     chunks = ChunkTable(db, clock=clock)
     raw = raw_backends(settings, tenant_storage(settings))
     tenants = TenantStore(db, settings.data / "tenants", clock, raw)
-    storage = TenantStorage(tenants, chunks)
+    replication = ReplicationDb(settings.data / REPLICATION_DATABASE)
+    storage = TenantStorage(tenants, chunks, Journal(replication, clock))
     arrivals = Arrivals(db, clock)
     lock_owners = LockOwners(db)
     jobs = JobResults(db, clock)
@@ -100,6 +105,8 @@ def open_services(
         uploads=threading.BoundedSemaphore(settings.max_uploads),
         throttle=Throttle(clock=clock.monotonic),
         clock=clock,
+        replication=replication,
+        server_id=server_id(settings.data),
     )
 
 

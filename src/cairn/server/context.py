@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from cairn.backends.base import Backend
 from cairn.core.clock import SYSTEM_CLOCK, Clock
+from cairn.replication.db import ReplicationDb
 from cairn.server.adminops import Actor, AdminOps
 from cairn.server.alerting import JobAlerts
 from cairn.server.arrivals import Arrivals
@@ -69,6 +70,11 @@ class Services:
     clock: Clock = SYSTEM_CLOCK
     """The server's one clock (design 14.15): every part that reads the time was given it."""
     alerts: JobAlerts | None = None
+    replication: ReplicationDb | None = None
+    """`DATA/replication.db`: the journal every tenant's storage stack writes, the targets, their
+    cursors and runs (design 17.2, 17.8)."""
+    server_id: str = ""
+    """`DATA/server-id`: this server's folder on every target (design 17.3)."""
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(16)
@@ -97,7 +103,8 @@ class Call:
 
     def backend(self) -> Backend:
         """The tenant's storage stack as a client's request uses it (quota checked)."""
-        return self.services.storage.for_client(self.tenant)
+        token = self.principal.token_id if self.principal is not None else ""
+        return self.services.storage.for_client(self.tenant, token)
 
     @property
     def actor(self) -> Actor:
