@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cairn.backends.base import Backend
+from cairn.backends.location import open_backend
 from cairn.core.clock import FrozenClock
 from cairn.replication.db import ReplicationDb
 from cairn.replication.engine import Replicator
@@ -48,13 +49,17 @@ class Engine:
     def tenant_id(self, name: str) -> str:
         return self.tenants.get(name).id
 
-    def layouts(self, location: str, opened: list[str] | None = None) -> TargetLayouts:
+    def layouts(
+        self, location: str, opened: list[str] | None = None, retry_for: float | None = None
+    ) -> TargetLayouts:
         """The target's layouts; `opened` collects every location opened (a run that opens
-        none makes no request to the target)."""
+        none makes no request to the target); `retry_for` shortens the retries' budget."""
 
         def opener(where: str) -> Backend:
             if opened is not None:
                 opened.append(where)
+            if retry_for is not None:
+                return open_backend(where, create=True, retry_for=retry_for)
             return open_target(where)
 
         return TargetLayouts(location, self.server_id, opener)

@@ -20,6 +20,7 @@ from cairn.server.app import open_services
 from cairn.server.context import Settings
 from tests.integration.test_cli_server import Client, admin, tree
 from tests.replication.support import Engine
+from tests.support.clitools import Cairn, manifest
 from tests.support.serverfixture import RunningServer, running_server
 from tests.support.storageservers import CuttingRelay, SeaweedS3
 
@@ -104,6 +105,43 @@ def test_a_cut_in_the_middle_of_a_large_pack_resends_at_most_one_part(
         assert again.objects_sent == 0 and relay.sent == quiet, "no-change run: no request"
     finally:
         relay.close()
+
+
+def test_a_run_that_gives_up_mid_pack_resumes_in_the_next_run(
+    primary: RunningServer, seaweed: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    client = machine(primary, "resumed", tmp_path / "home")
+    services = open_services(Settings(data=primary.data), create=False)
+    big = os.urandom(20 * MiB)
+    handle = Handle(ObjectKind.PACK, object_name(big).hex)
+    services.storage.for_maintenance(services.tenants.get("resumed")).save(handle, big)
+    source = tree(tmp_path / "src", 5, size=100_000)
+    client.run("backup", str(source))  # journalled after the large pack
+
+    engine = Engine(primary.data)
+    relay = CuttingRelay(seaweed.port)
+    prefix = seaweed.fresh_prefix()
+    try:
+        location = seaweed.location(prefix=prefix, port=relay.port)
+        target = engine.register(Target("resumed", location, filters=_only("resumed")))
+        relay.cut_after_sent = relay.sent + 12 * MiB  # down from there on, until healed
+        before = relay.sent
+        broken = engine.replicator.run(target, engine.layouts(location, retry_for=1.0))
+        assert broken.error is not None and broken.cursor == 0 == engine.replicator.cursor(
+            "resumed"
+        )
+        relay.heal()
+        done = engine.replicator.run(target, engine.layouts(location))
+        assert done.error is None and done.cursor == engine.replicator.cursor("resumed") > 0
+        assert relay.sent - before <= 20 * MiB + done.bytes_sent - len(big) + 9 * MiB
+    finally:
+        relay.close()
+    direct = engine.copy_location(seaweed.location(prefix=prefix), "resumed")
+    copy = Cairn(direct, cache=tmp_path / "cache")
+    copy.run("restore", "latest", "--target", str(tmp_path / "out"), env=copy.env(**seaweed.env()))
+    assert manifest(tmp_path / "out" / source.relative_to("/")) == manifest(source)
 
 
 def test_mirror_keeps_a_forgotten_snapshot_until_due_and_never_empties_a_target(
