@@ -51,6 +51,8 @@ from cairn.notify.errors import (
     NotifyTlsError,
     NotifyUnreachable,
 )
+from cairn.replication.db import ReplicationDbError
+from cairn.replication.layout import ServerIdUnusable
 from cairn.repository.errors import (
     KeyManagementError,
     NotARepository,
@@ -255,6 +257,8 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         ),
     ),
     (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
+    (ServerIdUnusable, ErrorCode("CAIRN-E071", 71, "fix the data folder's server-id file")),
+    (ReplicationDbError, ErrorCode("CAIRN-E071", 71, "fix the data folder's replication.db")),
     (
         AuditBehind,
         ErrorCode("CAIRN-E077", 77, "the audit log misses changes; see docs/troubleshooting.md"),

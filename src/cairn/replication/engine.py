@@ -203,16 +203,16 @@ class Replicator:
         report: RunReport,
     ) -> None:
         for tenant_id, items in group_by_tenant(entries).items():
-            adds = sorted(
-                (e for e in items if e.action is Action.ADD), key=lambda e: SEND_ORDER.index(e.kind)
-            )
+            adds = [e for e in items if e.action is Action.ADD]
             if adds:
-                source, dest = self._source.open(tenant_id), layouts.open(tenant_id)
-                for entry in adds:
-                    if target.mode is Mode.MIRROR:
+                if target.mode is Mode.MIRROR:
+                    for entry in adds:
                         self._release(target, entry)
-                    handle = Handle(entry.kind, entry.name)
-                    sender.send(source, dest, handle, entry.size, where=tenant_id)
+                source, dest = self._source.open(tenant_id), layouts.open(tenant_id)
+                for kind in SEND_ORDER:
+                    handles = [Handle(e.kind, e.name) for e in adds if e.kind is kind]
+                    sizes = [e.size for e in adds if e.kind is kind]
+                    sender.send_all(source, dest, handles, sizes, where=tenant_id)
             removals = [e for e in items if e.action is Action.REMOVE and e.kind in DELETE_ORDER]
             report.quarantined += self._quarantine(target, removals)
 

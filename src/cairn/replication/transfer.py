@@ -4,6 +4,9 @@ every `read_back_every`-th object read back and hashed there."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -14,6 +17,10 @@ from cairn.replication.errors import TargetCorrupt
 
 READ_BACK_EVERY = 16
 """Every so many objects sent (and the first), one is read back whole from the target."""
+
+
+MAX_PARALLEL = 8
+"""At most so many objects in flight to one target (a backend's `connections` is less)."""
 
 
 class Outcome(Enum):
@@ -43,6 +50,33 @@ class Sender:
     bytes_sent: int = 0
     skipped: int = 0
     damaged: list[str] = field(default_factory=list)
+    _verified: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send_all(
+        self,
+        source: Backend,
+        target: Backend,
+        handles: Sequence[Handle],
+        sizes: Sequence[int],
+        *,
+        where: str,
+    ) -> None:
+        """Send objects of one kind, as many at once as the target has connections (their
+        order within a kind does not matter; the caller waits for every one before the next
+        kind, 17.4). The first failure is raised once every send has ended."""
+        workers = min(len(handles), max(1, target.capabilities.connections), MAX_PARALLEL)
+        if workers <= 1:
+            for handle, size in zip(handles, sizes, strict=True):
+                self.send(source, target, handle, size, where=where)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="cairn-replicate") as pool:
+            futures = [
+                pool.submit(self.send, source, target, handle, size, where=where)
+                for handle, size in zip(handles, sizes, strict=True)
+            ]
+        for future in futures:
+            future.result()
 
     def send(
         self,
@@ -58,19 +92,25 @@ class Sender:
         with that size; `missing` says a listing just showed it absent (no stat then). `where`
         names the tenant in reports."""
         if not missing and self._already_there(target, handle, size):
-            self.skipped += 1
+            with self._lock:
+                self.skipped += 1
             return Outcome.SKIPPED
         try:
             data = source.load(handle)
         except NotFound:
             return Outcome.GONE
         if not hashes_to_name(handle, data):
-            self.damaged.append(f"{where}/{handle}")
+            with self._lock:
+                self.damaged.append(f"{where}/{handle}")
             return Outcome.DAMAGED
         target.save(handle, data)
-        self._verify(target, handle, data, where)
-        self.sent += 1
-        self.bytes_sent += len(data)
+        with self._lock:
+            read_back = self._verified % self.read_back_every == 0
+            self._verified += 1
+        self._verify(target, handle, data, where, read_back=read_back)
+        with self._lock:
+            self.sent += 1
+            self.bytes_sent += len(data)
         return Outcome.SENT
 
     def _already_there(self, target: Backend, handle: Handle, size: int) -> bool:
@@ -85,13 +125,15 @@ class Sender:
             )
         return True
 
-    def _verify(self, target: Backend, handle: Handle, data: bytes, where: str) -> None:
+    def _verify(
+        self, target: Backend, handle: Handle, data: bytes, where: str, *, read_back: bool
+    ) -> None:
         held = target.stat(handle).size
         if held != len(data):
             raise TargetCorrupt(
                 f"{target.location()}: {handle} was sent with {len(data)} bytes and holds {held}"
             )
-        if self.sent % self.read_back_every == 0 and target.load(handle) != data:
+        if read_back and target.load(handle) != data:
             raise TargetCorrupt(
                 f"{target.location()}: {handle} ({where}) reads back other bytes than were sent"
             )
