@@ -26,16 +26,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import corpus  # noqa: E402  (beside this script)
-from cairn.backends.base import Backend, Handle, ObjectKind  # noqa: E402
-from cairn.backends.local import LocalBackend  # noqa: E402
-from cairn.core.clock import FrozenClock  # noqa: E402
-from cairn.replication.db import ReplicationDb  # noqa: E402
-from cairn.replication.engine import SEND_ORDER, Replicator  # noqa: E402
-from cairn.replication.journal import Journal  # noqa: E402
-from cairn.replication.layout import TargetLayouts  # noqa: E402
-from cairn.replication.model import Action, Target  # noqa: E402
-from tests.support.storageservers import S3_BUCKET, seaweed_s3, ssh_server  # noqa: E402
+import corpus
+from cairn.backends.base import Backend, Handle
+from cairn.backends.local import LocalBackend
+from cairn.core.clock import FrozenClock
+from cairn.replication.db import ReplicationDb
+from cairn.replication.engine import SEND_ORDER, Replicator
+from cairn.replication.journal import Journal
+from cairn.replication.layout import TargetLayouts
+from cairn.replication.model import Action, Target
+from tests.support.storageservers import S3_BUCKET, seaweed_s3, ssh_server
 
 MiB = 2**20
 TENANT = "0" * 32
@@ -155,7 +155,10 @@ def main() -> None:
             target = Target(name, location)
             layouts = TargetLayouts(location, "bench-server")
             took, sent = replicate(replicator, target, layouts)
-            results[name] = {"initial": took, "initial_rclone": rclone_sync(repo, remote, rclone_env)}
+            results[name] = {
+                "initial": took,
+                "initial_rclone": rclone_sync(repo, remote, rclone_env),
+            }
             results[name]["initial_bytes"] = sent
             layouts.close()
         corpus.change(source, options.scale)
@@ -176,8 +179,10 @@ def main() -> None:
             results[name]["idle_rclone"] = rclone_sync(repo, remote, rclone_env)
             layouts.close()
 
-    rows.append(f"Repository: {initial_bytes / MiB:.1f} MiB; the day of changes added "
-                f"{new_bytes / MiB:.1f} MiB (scale {options.scale}).\n")
+    rows.append(
+        f"Repository: {initial_bytes / MiB:.1f} MiB; the day of changes added "
+        f"{new_bytes / MiB:.1f} MiB (scale {options.scale}).\n"
+    )
     rows.append("| target | run | Cairn s | rclone sync s | ratio | Cairn bytes sent / new data |")
     rows.append("| --- | --- | ---: | ---: | ---: | ---: |")
     for name, r in results.items():

@@ -125,3 +125,13 @@ def test_the_audit_sends_what_the_journal_missed_and_reports_drift(tmp_path: Pat
     assert audit.objects_sent == 1 and copy.exists(unjournalled)
     assert audit.extra_on_target == [f"t1/snapshots/{stray.name}"]
     assert copy.exists(stray), "the audit never deletes"
+
+
+def test_every_replication_code_is_documented() -> None:
+    from cairn.replication import errors
+
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
+    codes = [errors.MassDeletionRefused.code, errors.TargetCorrupt.code]
+    codes += [errors.SourceLooksEmpty.code, errors.DAMAGED_AT_SOURCE]
+    for code in codes:
+        assert f"| {code} |" in documented, code
