@@ -63,7 +63,7 @@ def test_a_bit_flipped_pack_is_reported_never_sent_and_blocks_nothing(
     target = engine.register(Target("flip", location, filters=_only("flipped")))
     report = engine.replicator.run(target, engine.layouts(location))
     assert report.damaged_at_source == [f"{engine.tenant_id('flipped')}/packs/{pack.name}"]
-    assert report.error is not None and report.error.startswith("CAIRN-E134")
+    assert report.error is None, "damage at the source does not stop the run"
     copy = copy_of(location, engine, "flipped")
     assert pack.name not in names(copy, ObjectKind.PACK)
     assert names(copy, ObjectKind.SNAPSHOT) and names(copy, ObjectKind.INDEX), "the rest went"

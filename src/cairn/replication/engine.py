@@ -22,7 +22,6 @@ from cairn.core.errors import CairnError
 from cairn.replication.audit import run_audit
 from cairn.replication.db import ReplicationDb
 from cairn.replication.errors import (
-    DAMAGED_AT_SOURCE,
     MassDeletionRefused,
     ReplicationError,
     SourceLooksEmpty,
@@ -167,12 +166,7 @@ class Replicator:
             report.objects_sent += sender.sent
             report.bytes_sent += sender.bytes_sent
             report.objects_skipped += sender.skipped
-            report.damaged_at_source += sender.damaged
-            if sender.damaged and report.error is None:
-                report.error = (
-                    f"{DAMAGED_AT_SOURCE}: {len(sender.damaged)} object(s) on the server do not "
-                    "hash to their names and were not sent"
-                )
+            report.damaged_at_source += sender.damaged  # CAIRN-E134: not an error, a finding
 
     def _takes(self, target: Target, entry: JournalEntry, names: dict[str, str | None]) -> bool:
         """Whether `target` takes `entry` (17.5); the cursor passes it either way."""
