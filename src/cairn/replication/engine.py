@@ -18,6 +18,7 @@ from typing import Protocol
 from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.errors import BackendError, NotFound
 from cairn.core.clock import Clock, epoch_ms
+from cairn.core.crashpoints import crashpoint
 from cairn.core.errors import CairnError
 from cairn.replication.audit import run_audit
 from cairn.replication.db import ReplicationDb
@@ -110,6 +111,7 @@ class Replicator:
         return int(found[0]) if found else 0
 
     def _move_cursor(self, target: str, seq: int) -> None:
+        crashpoint("replication.cursor")
         try:
             with self._db.write() as conn:
                 conn.execute(
@@ -224,6 +226,7 @@ class Replicator:
     def _quarantine(self, target: Target, removals: Sequence[JournalEntry]) -> int:
         if not removals:
             return 0
+        crashpoint("replication.quarantine")
         now = epoch_ms(self._clock)
         due = now + target.quarantine_s * 1000
         with self._db.write() as conn:
@@ -264,6 +267,7 @@ class Replicator:
             for handle in sorted(handles, key=lambda h: DELETE_ORDER.index(h.kind)):
                 if not source.exists(handle):
                     # NotFound: done already (a run cut after the removal, before the row went)
+                    crashpoint("replication.remove")
                     with contextlib.suppress(NotFound):
                         dest.remove(handle)
                     report.deletions += 1
@@ -276,6 +280,7 @@ class Replicator:
             )
 
     def _forget(self, target: Target, tenant_id: str, handle: Handle) -> None:
+        crashpoint("replication.forget")
         with self._db.write() as conn:
             conn.execute(
                 "DELETE FROM quarantine WHERE target = ? AND tenant_id = ? AND kind = ? "

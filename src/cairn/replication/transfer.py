@@ -12,6 +12,7 @@ from enum import Enum
 
 from cairn.backends.base import Backend, Handle, ObjectKind
 from cairn.backends.errors import NotFound
+from cairn.core.crashpoints import crashpoint
 from cairn.crypto.hashing import object_name
 from cairn.replication.errors import TargetCorrupt
 
@@ -103,6 +104,7 @@ class Sender:
             with self._lock:
                 self.damaged.append(f"{where}/{handle}")
             return Outcome.DAMAGED
+        crashpoint("replication.save")
         target.save(handle, data)
         with self._lock:
             read_back = self._verified % self.read_back_every == 0
