@@ -98,3 +98,24 @@ def test_three_targets_restore_bit_exact_after_the_server_is_gone(
         source = sources[tenant]
         assert manifest(out / source.relative_to("/")) == manifest(source), (kind, tenant)
         copy.run("check", "--read-data")
+
+
+def test_two_servers_replicate_into_one_target_without_collisions(tmp_path: Path) -> None:
+    shared = str(tmp_path / "one-offsite")
+    copies, sources = [], []
+    for site in ("east", "west"):
+        with running_server(tmp_path / f"{site}-data") as server:
+            token = str(admin(server, "tenant", "add", "alpha")["admin_token"])
+            machine = Client(server, "alpha", tmp_path / f"{site}-home", token)
+            machine.run("init")
+            sources.append(tree(tmp_path / f"{site}-src", len(site), size=60_000))
+            machine.run("backup", str(sources[-1]))
+            engine = Engine(server.data)
+            target = engine.register(Target("offsite", shared))
+            assert engine.replicator.run(target, engine.layouts(shared)).error is None
+            copies.append(engine.copy_location(shared, "alpha"))
+    assert len({Path(c).parent.name for c in copies}) == 2, "one folder per server ID"
+    for index, (copy, source) in enumerate(zip(copies, sources, strict=True)):
+        out = tmp_path / f"out{index}"
+        Cairn(copy, cache=tmp_path / f"cache{index}").run("restore", "latest", "--target", str(out))
+        assert manifest(out / source.relative_to("/")) == manifest(source)
