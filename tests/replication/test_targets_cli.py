@@ -1,4 +1,4 @@
-"""`cairn server target …` through the real `cairn` command (design 17.5-17.8): a target is
+"""`cairn server target …` through the real `cairn` command (design 17.9-17.12): a target is
 checked before it is saved, a bad one leaves nothing behind, every change is in the audit log,
 and `status --json` carries the fields the operator watches."""
 

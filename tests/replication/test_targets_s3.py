@@ -1,6 +1,6 @@
 """`cairn server target add` against SeaweedFS's S3 gateway: a bucket prefix with Unicode in
 it is checked (the probe's object written and deleted) and saved; a missing bucket (E039) and
-wrong keys (E037) pass through with their codes and nothing is saved (design 17.6)."""
+wrong keys (E037) pass through with their codes and nothing is saved (design 17.10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The scheduler (design 17.7-17.8) driven tick by tick with a FrozenClock and a fake runner in
+"""The scheduler (design 17.11-17.12) driven tick by tick with a FrozenClock and a fake runner in
 place of the engine: which targets are due and in what order, retries with exponential
 backoff, pause, the upload limit's windows, the runs recorded, and the alert events."""
 
@@ -16,12 +16,23 @@ from cairn.backends.memory import MemoryBackend
 from cairn.backends.wrappers.ratelimited import RateLimitedBackend
 from cairn.core.clock import FrozenClock, epoch_ms
 from cairn.replication.db import ReplicationDb
+from cairn.replication.engine import TargetStorage
 from cairn.replication.model import Mode, RunReport, Target
 from cairn.replication.scheduler import EventKind, Scheduler, TargetEvent, WindowedBucket
 from cairn.replication.status import State, target_status
 from cairn.replication.targets import TargetStore
 
 NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+class MemoryLayouts:
+    """A target whose every tenant's copy is kept in memory."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Backend] = {}
+
+    def open(self, tenant_id: str) -> Backend:
+        return self._open.setdefault(tenant_id, MemoryBackend())
 
 
 @dataclass
@@ -32,11 +43,11 @@ class FakeRunner:
     db: ReplicationDb
     failures: int = 0
     raises: bool = False
-    calls: list[tuple[str, int, Backend]] = field(default_factory=list)
+    calls: list[tuple[str, int, TargetStorage]] = field(default_factory=list)
     ran: threading.Event = field(default_factory=threading.Event)
 
-    def run(self, target: Target, backend: Backend, *, cursor: int) -> RunReport:
-        self.calls.append((target.name, cursor, backend))
+    def run(self, target: Target, layouts: TargetStorage, *, cursor: int) -> RunReport:
+        self.calls.append((target.name, cursor, layouts))
         self.ran.set()
         report = RunReport(target=target.name, started_ms=0)
         if self.failures:
@@ -64,7 +75,7 @@ class World:
             self.db,
             self.store,
             self.runner,
-            lambda target: MemoryBackend(),
+            lambda target: MemoryLayouts(),
             self.clock,
             on_run=self.reports.append,
             on_event=self.events.append,
@@ -247,13 +258,13 @@ def test_the_limit_applies_inside_its_windows_only(world: World) -> None:
     world.add("limited", limit_bps=2**20, windows=("22:00-06:00",))
     world.journal()
     world.scheduler.tick()
-    (_, _, backend) = world.runner.calls[-1]
-    assert isinstance(backend, RateLimitedBackend)
+    (_, _, layouts) = world.runner.calls[-1]
+    assert isinstance(layouts.open("t1"), RateLimitedBackend)
 
 
 def test_start_wakes_on_the_journal_event_and_stop_waits(world: World) -> None:
     scheduler = Scheduler(
-        world.db, world.store, world.runner, lambda t: MemoryBackend(), world.clock, poll_s=3600
+        world.db, world.store, world.runner, lambda t: MemoryLayouts(), world.clock, poll_s=3600
     )
     world.add("live")
     scheduler.start()

@@ -1,4 +1,4 @@
-"""The replication scheduler inside the server (design 17.7, 17.8): started with the app only
+"""The replication scheduler inside the server (design 17.11, 17.12): started with the app only
 when targets exist, each run in the audit log, a failing target alerted through the `--notify`
 channels (a real webhook receiver), stopped when the app stops. The engine is replaced by the
 scheduler tests' fake runner until it is merged."""
@@ -43,12 +43,19 @@ def wait_until(condition: object, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_no_targets_no_scheduler(tmp_path: Path) -> None:
-    runner, _ = runner_for(tmp_path / "data")
+def test_a_target_added_while_serving_is_taken_up(tmp_path: Path) -> None:
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    runner, db = runner_for(tmp_path / "data")
     services = open_services(Settings(data=tmp_path / "data"), runner=runner)
     assert services.replication is not None
     with TestClient(create_app(services)):
-        assert not services.replication.scheduler.running
+        assert services.replication.scheduler.running, "running with no target yet"
+        services.targets.add(Target(name="nas", location=str(offsite)))
+        journal_one(db)
+        services.replication.wake.set()
+        wait_until(lambda: runner.calls, "a run of the target added while serving")
+    assert not services.replication.scheduler.running
     assert open_services(Settings(data=tmp_path / "data")).replication is None, "no engine"
 
 

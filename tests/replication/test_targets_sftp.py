@@ -1,6 +1,6 @@
 """`cairn server target add` against a real OpenSSH sshd: a good SFTP target is checked and
 saved; a wrong password or an unknown host key fails with the backend's own code (E037, E038)
-and nothing is saved (design 17.6)."""
+and nothing is saved (design 17.10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The target registry and its words (design 17.5): a spec survives its JSON round trip, the
+"""The target registry and its words (design 17.9): a spec survives its JSON round trip, the
 cursor is placed at add and moved only by a new location, and the schedule and window parsers
 refuse what cannot work."""
 

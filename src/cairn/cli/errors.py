@@ -53,6 +53,7 @@ from cairn.notify.errors import (
 )
 from cairn.replication.check import TargetCheckFailed, TargetLocationMissing, TargetRefused
 from cairn.replication.db import ReplicationDbError
+from cairn.replication.layout import ServerIdUnusable
 from cairn.replication.targets import BadTargetSetting, NoSuchTarget, TargetExists
 from cairn.replication.targets import TargetError as ReplicationTargetError
 from cairn.repository.errors import (
@@ -295,6 +296,7 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
         ),
     ),
     (ServerSetupError, ErrorCode("CAIRN-E071", 71, "fix the data folder or certificate")),
+    (ServerIdUnusable, ErrorCode("CAIRN-E071", 71, "fix the data folder's server-id file")),
     (
         AuditBehind,
         ErrorCode("CAIRN-E077", 77, "the audit log misses changes; see docs/troubleshooting.md"),

@@ -259,7 +259,7 @@ def run_serve(ctx: Context) -> int:
     requests = logging.getLogger("cairn.server.requests")
     requests.setLevel(logging.INFO if ctx.args.access_log else logging.WARNING)
     with _bound(host, port) as listener:
-        services = open_services(settings, clock=ctx.clock)
+        services = open_services(settings, clock=ctx.clock, replicate=True)
         probe_storage(services)
         for tenant in services.tenants.all():
             services.tenants.recount(tenant)

@@ -1,4 +1,4 @@
-"""cairn server target: the places the server replicates to (design 17.5-17.8).
+"""cairn server target: the places the server replicates to (design 17.9-17.12).
 
 `add` checks the location (credentials, connection, capabilities) before it saves anything;
 `test` repeats the check at any time; `status` reads the replication database, so it needs no
@@ -165,7 +165,7 @@ def _since_ms(text: str | None) -> int | None:
 
 
 def _check(ctx: Context, services: Services, location: str) -> list[CheckStep]:
-    """The check of design 17.6, each step printed as it ends."""
+    """The check of design 17.10, each step printed as it ends."""
 
     def show(step: CheckStep) -> None:
         mark = "ok" if step.ok else "FAILED"

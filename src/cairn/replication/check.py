@@ -1,4 +1,4 @@
-"""The check a target passes before it is saved, and at any time after (design 17.6): open
+"""The check a target passes before it is saved, and at any time after (design 17.10): open
 the location, connect to it and list it (login, host key, bucket or folder), and run the
 capability probe under a scratch prefix.
 

@@ -8,6 +8,7 @@ one connection per thread, WAL mode.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -75,6 +76,7 @@ class ReplicationDb:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        _create_private(path)
         migrate(self._connect(), MIGRATIONS, path, ReplicationDbError)
 
     def _connect(self) -> sqlite3.Connection:
@@ -99,3 +101,14 @@ class ReplicationDb:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _create_private(path: Path) -> None:
+    """Made here, the file is 0600 whatever the umask (as `server.db`: the journal names every
+    tenant's objects); SQLite gives its `-wal` and `-shm` the same mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ReplicationDbError(f"cannot make the replication database {path}: {exc}") from exc

@@ -79,7 +79,8 @@ class Target:
     filters: Filters = field(default_factory=Filters)
     paused: bool = False
     since_seq: int = 0
-    """For only-new: the first journal sequence the target takes."""
+    """For only-new: the journal's head when the target was added (or at `--since`); the
+    target takes the entries after it (and every config and keys entry, 17.5)."""
     quarantine_s: int = 14 * 86400
     """For mirror: how long a deletion waits on the target (restorable there meanwhile)."""
     max_delete_count: int = 1000
@@ -100,7 +101,9 @@ class RunReport:
     objects_skipped: int = 0
     """Already on the target (same name and size)."""
     deletions: int = 0
+    """Objects deleted on the target (mirror, once their quarantine was due)."""
     quarantined: int = 0
+    """Removals this run put in quarantine (mirror)."""
     retries: int = 0
     damaged_at_source: list[str] = field(default_factory=list)
     """Objects that did not hash to their name on the server: reported, never sent."""
@@ -108,3 +111,25 @@ class RunReport:
     """The error code and message that stopped the run, if one did."""
     cursor: int = 0
     """The journal sequence the target has now taken everything up to."""
+
+
+@dataclass(slots=True)
+class AuditReport:
+    """What one audit of one target found and repaired (design 17.7). Objects are named
+    `<tenant-id>/<kind>/<name>`."""
+
+    target: str
+    started_ms: int
+    ended_ms: int = 0
+    objects_sent: int = 0
+    """Missing on the target, sent now: the drift the journal did not carry."""
+    bytes_sent: int = 0
+    extra_on_target: list[str] = field(default_factory=list)
+    """On the target, not on the server: reported, never deleted."""
+    mismatched_on_target: list[str] = field(default_factory=list)
+    """On the target with another size than the server's: a damaged copy (CAIRN-E132)."""
+    damaged_at_source: list[str] = field(default_factory=list)
+    source_empty: list[str] = field(default_factory=list)
+    """Tenants whose storage on the server lists nothing while their copy holds objects: left
+    alone (CAIRN-E133)."""
+    error: str | None = None

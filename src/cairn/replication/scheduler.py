@@ -1,7 +1,7 @@
-"""The loop in `serve` that runs each due target (design 17.7): continuous (woken by the
+"""The loop in `serve` that runs each due target (design 17.11): continuous (woken by the
 journal within a second, or by a poll), every N, or cron; one run at a time in priority order;
 retries with exponential backoff; the upload limit inside the target's windows; every run
-recorded; alerts when a target fails, lags, or recovers (17.8).
+recorded; alerts when a target fails, lags, or recovers (17.12).
 
 `tick()` is one pass and reads the time only from the clock it was given, so tests drive it
 with a FrozenClock and a fake runner, no sleeps; `start()` runs ticks in a thread until `stop()`.
@@ -23,7 +23,8 @@ from cairn.backends.base import Backend
 from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.core.clock import Clock, epoch_ms
 from cairn.replication.db import ReplicationDb
-from cairn.replication.model import RunReport, Target
+from cairn.replication.engine import TargetStorage
+from cairn.replication.model import Mode, RunReport, Target
 from cairn.replication.status import (
     State,
     TargetStatus,
@@ -44,7 +45,18 @@ MAX_BACKOFF_S = 3600.0
 class Runner(Protocol):
     """One run for one target: the engine's `Replicator`. It persists the new cursor itself."""
 
-    def run(self, target: Target, backend: Backend, *, cursor: int) -> RunReport: ...
+    def run(self, target: Target, layouts: TargetStorage, *, cursor: int) -> RunReport: ...
+
+
+class _LimitedLayouts:
+    """A target's per-tenant backends, all drawing on one upload limit."""
+
+    def __init__(self, inner: TargetStorage, bucket: TokenBucket) -> None:
+        self._inner = inner
+        self._bucket = bucket
+
+    def open(self, tenant_id: str) -> Backend:
+        return RateLimitedBackend(self._inner.open(tenant_id), self._bucket)
 
 
 class EventKind(Enum):
@@ -113,7 +125,7 @@ class Scheduler:
         db: ReplicationDb,
         store: TargetStore,
         runner: Runner,
-        open_target: Callable[[Target], Backend],
+        open_target: Callable[[Target], TargetStorage],
         clock: Clock,
         *,
         on_run: Callable[[RunReport], None] = _ignore,
@@ -159,11 +171,8 @@ class Scheduler:
         failed report."""
         started = epoch_ms(self._clock)
         try:
-            backend = self._limited(target, self._open(target))
-            try:
-                report = self._runner.run(target, backend, cursor=self._store.cursor(target.name))
-            finally:
-                backend.close()
+            layouts = self._limited(target, self._open(target))
+            report = self._runner.run(target, layouts, cursor=self._store.cursor(target.name))
         except Exception as exc:
             log.warning("replication to %s failed: %s", target.name, exc)
             report = RunReport(target=target.name, started_ms=started, error=_describe(exc))
@@ -227,7 +236,7 @@ class Scheduler:
             return self._clock.monotonic() >= memory.retry_at  # a retry, whatever the schedule
         schedule = parse_schedule(target.schedule)
         if isinstance(schedule, Continuous):
-            return head > self._store.cursor(target.name)
+            return head > self._store.cursor(target.name) or self._deletions_due(target)
         started = last_start_ms(self._db, target)
         if started is None and isinstance(schedule, Every):
             return True  # a new every-N target runs at once; a cron one waits for its slot
@@ -235,11 +244,22 @@ class Scheduler:
         last = datetime.fromtimestamp(reference / 1000, now.tzinfo)
         return now >= next_slot(schedule, last)
 
-    def _limited(self, target: Target, backend: Backend) -> Backend:
+    def _deletions_due(self, target: Target) -> bool:
+        """A mirror target's quarantined deletions have come due (a run does them even when
+        the journal has nothing new)."""
+        if target.mode is not Mode.MIRROR:
+            return False
+        row = self._db.read().execute(
+            "SELECT 1 FROM quarantine WHERE target = ? AND due_ms <= ? LIMIT 1",
+            (target.name, epoch_ms(self._clock)),
+        )
+        return row.fetchone() is not None
+
+    def _limited(self, target: Target, layouts: TargetStorage) -> TargetStorage:
         if target.limit_bps is None:
-            return backend
+            return layouts
         bucket = WindowedBucket(target.limit_bps, target.windows, self._clock, self._bucket_sleep)
-        return RateLimitedBackend(backend, bucket)
+        return _LimitedLayouts(layouts, bucket)
 
     def _after(self, target: Target, report: RunReport) -> None:
         """Set the wait before the next attempt from the failures in a row."""

@@ -1,4 +1,4 @@
-"""What a target's state is (design 17.8), computed from the database alone, so that
+"""What a target's state is (design 17.12), computed from the database alone, so that
 `cairn server target status` needs no running server: the lag (the journal entries past its
 cursor that its filters take), the runs it made, its quarantine.
 
@@ -36,7 +36,7 @@ class State(Enum):
 
 @dataclass(frozen=True, slots=True)
 class TargetStatus:
-    """One target's health, as `target status --json` prints it (the fields of design 17.8)."""
+    """One target's health, as `target status --json` prints it (the fields of design 17.12)."""
 
     name: str
     state: State

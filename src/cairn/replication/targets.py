@@ -1,4 +1,4 @@
-"""The registry of targets (design 17.5): add, get, list, edit, remove, pause, resume, over the
+"""The registry of targets (design 17.9): add, get, list, edit, remove, pause, resume, over the
 `targets` and `cursors` tables of `ReplicationDb`.
 
 A target is kept as a JSON spec (`spec_to_json`), validated whole before anything is written,

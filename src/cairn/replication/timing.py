@@ -1,4 +1,4 @@
-"""When a target runs and when its upload limit applies (design 17.5, 17.7): its schedule
+"""When a target runs and when its upload limit applies (design 17.9, 17.11): its schedule
 (`continuous`, `every 15m`, a cron line) and its time-of-day windows (`22:00-06:00`).
 
 Parsed from the strings a `Target` keeps, so a spec stays plain JSON; every parser raises
@@ -18,7 +18,7 @@ from cronsim import CronSim, CronSimError
 from cairn.core.units import parse_interval
 
 CONTINUOUS_INTERVAL_S = 300.0
-"""The nominal interval of a continuous target, for its lag alert (design 17.8)."""
+"""The nominal interval of a continuous target, for its lag alert (design 17.12)."""
 
 
 @dataclass(frozen=True, slots=True)

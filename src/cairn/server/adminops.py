@@ -109,7 +109,7 @@ class AdminOps:
     def add_target(self, actor: Actor, target: Target, since_ms: int | None = None) -> Target:
         """Save a target that passed its check (replication/check.py), with its cursor. The
         change commits in replication.db inside the audit's transaction: a refusal leaves no
-        record (design 17.5)."""
+        record (design 17.9)."""
         with self._db.write() as conn:
             stored = self._targets.add(target, since_ms)
             shown = f"{stored.name} {stored.location} mode={stored.mode.value}"

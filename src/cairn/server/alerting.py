@@ -1,6 +1,6 @@
 """The server's alerts on the job results agents report (design 15.5): the same `cairn.notify`
 decisions the agent makes (failure, recovery, silence, summary report), over every tenant's
-jobs, with the server's clock; and on its replication targets (design 17.8).
+jobs, with the server's clock; and on its replication targets (design 17.12).
 
 Reports are handed to one worker thread, so a slow mail server never holds up a request; the
 worker also ticks once a minute for silence and reports. A job is known to the alerter as
@@ -69,7 +69,7 @@ class JobAlerts:
             log.warning("alert queue full: the report of %s/%s is not alerted", tenant, result.job)
 
     def replication_event(self, event: TargetEvent) -> None:
-        """A replication target failed, lags or recovered (design 17.8): told as the job
+        """A replication target failed, lags or recovered (design 17.12): told as the job
         `replication/<target>`, a failure or lag as a failed run, a recovery as a good one, so
         the alerter's rules (tell once, repeat daily, tell the recovery) apply."""
         now = epoch_s(self._clock)

@@ -19,6 +19,9 @@ from cairn.backends.location import open_backend
 from cairn.backends.probe import probe
 from cairn.core.clock import Clock, SystemClock
 from cairn.replication.db import ReplicationDb
+from cairn.replication.engine import Replicator
+from cairn.replication.journal import Journal
+from cairn.replication.layout import server_id
 from cairn.replication.scheduler import Runner
 from cairn.replication.targets import TargetStore
 from cairn.server.adminops import AdminOps
@@ -36,7 +39,8 @@ from cairn.server.layouts import raw_backends
 from cairn.server.lockowners import LockOwners
 from cairn.server.metrics import Metrics
 from cairn.server.openapi import openapi_document
-from cairn.server.replicating import Replication
+from cairn.server.replicating import Replication, TargetOpener
+from cairn.server.replication import ServerSource
 from cairn.server.routes import ROUTES, error_response, guard
 from cairn.server.state import ServerState
 from cairn.server.tenants import TenantStore
@@ -53,12 +57,14 @@ def open_services(
     create: bool = True,
     clock: Clock | None = None,
     runner: Runner | None = None,
+    replicate: bool = False,
 ) -> Services:
     """Open the data folder and everything that lives in it. With `create` (serve, init, tests)
     a missing data folder is made; without it (every other admin command) a folder that is not
     a data folder is refused, so a mistyped --data does not make a new, empty server. `clock`
     is the one clock every part is given (the machine's unless a test passes its own); with a
-    replication `runner` (the engine), the services carry the replication scheduler."""
+    replication `runner`, or with `replicate` (serve: the engine, `Replicator`), the services carry
+    the replication scheduler, woken by the journal after each append."""
     clock = SystemClock() if clock is None else clock
     if create:
         init_data_folder(settings.data)
@@ -71,13 +77,15 @@ def open_services(
     chunks = ChunkTable(db, clock=clock)
     raw = raw_backends(settings, tenant_storage(settings))
     tenants = TenantStore(db, settings.data / "tenants", clock, raw)
-    storage = TenantStorage(tenants, chunks)
+    replication_db = ReplicationDb(settings.data / REPLICATION_DATABASE)
+    journal = Journal(replication_db, clock)
+    storage = TenantStorage(tenants, chunks, journal)
     arrivals = Arrivals(db, clock)
     lock_owners = LockOwners(db)
     jobs = JobResults(db, clock)
     tokens = TokenStore(db, clock)
     audit = AuditLog(db, clock)
-    targets = TargetStore(ReplicationDb(settings.data / REPLICATION_DATABASE), clock)
+    targets = TargetStore(replication_db, clock)
     services = Services(
         settings=settings,
         db=db,
@@ -112,11 +120,22 @@ def open_services(
         uploads=threading.BoundedSemaphore(settings.max_uploads),
         throttle=Throttle(clock=clock.monotonic),
         clock=clock,
+        replication_db=replication_db,
+        server_id=server_id(settings.data),
     )
+    if replicate and runner is None:
+        runner = Replicator(replication_db, ServerSource(tenants), services.server_id, clock)
     if runner is not None:
         services.replication = Replication(
-            targets, tenants, services.admin, runner, clock, services.alerts
+            targets,
+            tenants,
+            services.admin,
+            runner,
+            clock,
+            TargetOpener(services.server_id),
+            services.alerts,
         )
+        journal.wake = services.replication.wake
     return services
 
 

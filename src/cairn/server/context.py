@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from cairn.backends.base import Backend
 from cairn.core.clock import SYSTEM_CLOCK, Clock
+from cairn.replication.db import ReplicationDb
 from cairn.replication.targets import TargetStore
 from cairn.server.adminops import Actor, AdminOps
 from cairn.server.alerting import JobAlerts
@@ -76,6 +77,11 @@ class Services:
     replication: Replication | None = None
     """The replication scheduler (design 17.7), when the composition root was given a runner;
     `serve` starts it when targets exist."""
+    replication_db: ReplicationDb | None = None
+    """`DATA/replication.db`: the journal every tenant's storage stack writes, the targets, their
+    cursors and runs (design 17.2, 17.8)."""
+    server_id: str = ""
+    """`DATA/server-id`: this server's folder on every target (design 17.3)."""
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(16)
@@ -104,7 +110,8 @@ class Call:
 
     def backend(self) -> Backend:
         """The tenant's storage stack as a client's request uses it (quota checked)."""
-        return self.services.storage.for_client(self.tenant)
+        token = self.principal.token_id if self.principal is not None else ""
+        return self.services.storage.for_client(self.tenant, token)
 
     @property
     def actor(self) -> Actor:

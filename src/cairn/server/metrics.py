@@ -41,7 +41,7 @@ class TenantCollector(Collector):
 
 
 class TargetCollector(Collector):
-    """Each replication target's status (design 17.8), read from the database when scraped."""
+    """Each replication target's status (design 17.12), read from the database when scraped."""
 
     GAUGES = (
         ("lag_seconds", "age of the oldest change not yet replicated", "lag_s"),

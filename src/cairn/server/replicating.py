@@ -1,4 +1,4 @@
-"""The server's side of replication (design 17.7, 17.8): the scheduler thread in `serve`, over
+"""The server's side of replication (design 17.11, 17.12): the scheduler thread in `serve`, over
 the targets in `DATA/replication.db`, started only when targets exist; each run in the audit
 log; alerts through the `--notify` channels.
 
@@ -13,9 +13,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from cairn.backends.base import Backend
-from cairn.backends.location import open_backend
 from cairn.core.clock import Clock
+from cairn.replication.engine import TargetStorage
+from cairn.replication.layout import TargetLayouts
 from cairn.replication.model import Target
 from cairn.replication.scheduler import Runner, Scheduler, TargetEvent
 from cairn.replication.targets import TargetStore
@@ -26,10 +26,32 @@ from cairn.server.tenants import TenantStore
 log = logging.getLogger("cairn.server")
 
 
-def open_target(target: Target) -> Backend:
-    """A target's backend, with the server's environment for its credentials (as the storage
-    probe opens `--storage`)."""
-    return open_backend(target.location)
+class TargetOpener:
+    """Each target's per-tenant backends (`TargetLayouts`: `LOCATION/<server-id>/<tenant-id>`),
+    opened with the server's environment for credentials and kept open from run to run (an
+    S3 client costs a quarter of a second to set up); a target whose location was edited gets
+    new ones."""
+
+    def __init__(self, server_id: str) -> None:
+        self._server_id = server_id
+        self._open: dict[str, TargetLayouts] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, target: Target) -> TargetStorage:
+        with self._guard:
+            layouts = self._open.get(target.name)
+            if layouts is not None and layouts.location != target.location:
+                layouts.close()
+                layouts = None
+            if layouts is None:
+                layouts = self._open[target.name] = TargetLayouts(target.location, self._server_id)
+            return layouts
+
+    def close(self) -> None:
+        with self._guard:
+            opened, self._open = list(self._open.values()), {}
+        for layouts in opened:
+            layouts.close()
 
 
 class Replication:
@@ -42,11 +64,12 @@ class Replication:
         admin: AdminOps,
         runner: Runner,
         clock: Clock,
+        opener: Callable[[Target], TargetStorage],
         alerts: JobAlerts | None = None,
-        opener: Callable[[Target], Backend] = open_target,
         poll_s: float = 5.0,
     ) -> None:
         self.wake = threading.Event()
+        self._opener = opener
         self._targets = targets
         self._scheduler = Scheduler(
             targets.db,
@@ -67,20 +90,19 @@ class Replication:
     def scheduler(self) -> Scheduler:
         return self._scheduler
 
-    def start(self) -> bool:
-        """Start the thread if any target exists (a target added later is picked up at the
-        next start of `serve`); returns whether it started."""
-        if not self._targets.list():
-            return False
+    def start(self) -> None:
+        """Start the thread. It reads the registry on every pass, so a target added while
+        `serve` runs is taken up within a poll (5 s)."""
         self._scheduler.start()
         self._running = True
         log.info("replicating to %d target(s)", len(self._targets.list()))
-        return True
 
     def stop(self) -> None:
         """Stop after the run in progress, before the databases close."""
         if self._running:
             self._scheduler.stop()
+            if isinstance(self._opener, TargetOpener):
+                self._opener.close()
             self._running = False
 
     def _alert(self, event: TargetEvent) -> None:

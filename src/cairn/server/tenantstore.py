@@ -5,7 +5,9 @@
       → AccountedBackend: usage and the chunk table follow every save and removal; a client's
         save is checked against the quota, the server's own maintenance is charged but never
         refused (a tenant at its quota must be able to free space)
-      → [the epoch fence, the replication journal: `TenantStorage._wrap`]
+      → JournalBackend: every save and removal appended to the replication journal (design
+        17.2), with the public ID of the token whose request made it
+      → [the epoch fence, to come: `TenantStorage._wrap`]
 
 No other module opens a tenant's backend for writing, so a change to how every write is
 accounted, fenced or journalled is a change here.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from cairn.backends.base import Backend, Handle
 from cairn.backends.wrappers.forwarding import ForwardingBackend
+from cairn.replication.journal import Journal, JournalBackend
 from cairn.server.chunktable import ChunkTable
 from cairn.server.errors import QuotaExceeded
 from cairn.server.tenants import Tenant, TenantStore
@@ -66,17 +69,21 @@ class AccountedBackend(ForwardingBackend):
 class TenantStorage:
     """Builds the storage stack of any tenant (see the module docstring)."""
 
-    def __init__(self, tenants: TenantStore, chunks: ChunkTable) -> None:
+    def __init__(
+        self, tenants: TenantStore, chunks: ChunkTable, journal: Journal | None = None
+    ) -> None:
         self._tenants = tenants
         self._chunks = chunks
+        self._journal = journal
 
-    def for_client(self, tenant: Tenant) -> Backend:
-        """The stack a request works on: saves are checked against the tenant's quota."""
-        return self._wrap(tenant, self._accounted(tenant, enforce_quota=True))
+    def for_client(self, tenant: Tenant, token: str = "") -> Backend:
+        """The stack a request works on: saves are checked against the tenant's quota and
+        journalled with `token`, the public ID of the request's token."""
+        return self._wrap(tenant, self._accounted(tenant, enforce_quota=True), token)
 
     def for_maintenance(self, tenant: Tenant) -> Backend:
         """The stack the janitor works on: its saves are charged, never refused."""
-        return self._wrap(tenant, self._accounted(tenant, enforce_quota=False))
+        return self._wrap(tenant, self._accounted(tenant, enforce_quota=False), "")
 
     def admit(self, tenant: Tenant, size: int, held_elsewhere: int = 0) -> None:
         """Refuse, before any byte of it is received, an object of `size` bytes that cannot
@@ -98,8 +105,10 @@ class TenantStorage:
             raw, self._tenants, tenant, self._chunks, enforce_quota=enforce_quota
         )
 
-    def _wrap(self, tenant: Tenant, accounted: Backend) -> Backend:
-        """The place of the coming layers above accounting: the epoch fence (refuses the writes
-        of a demoted primary, so a fenced write is neither charged nor journalled) and the
-        replication journal (records each save and removal for the targets). None yet."""
-        return accounted
+    def _wrap(self, tenant: Tenant, accounted: Backend, token: str) -> Backend:
+        """The layers above accounting: the replication journal (records each save and removal
+        for the targets, design 17.2), and to come above it the epoch fence (refuses the writes
+        of a demoted primary, so a fenced write is neither charged nor journalled)."""
+        if self._journal is None:
+            return accounted
+        return JournalBackend(accounted, self._journal, tenant.id, token)
