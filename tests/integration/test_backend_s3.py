@@ -223,7 +223,7 @@ def test_a_full_store_fails_the_backup_cleanly(tmp_path: Path) -> None:
         assert tool.run("snapshots", "--json", env=env).json() == []
         tool.run("check", env=env)
     finally:
-        store.stop()
+        store.kill()  # its folder is the test's: no graceful stop to wait for
 
 
 def test_a_backup_cut_off_from_the_store_fails_cleanly_and_the_next_succeeds(
