@@ -1,4 +1,5 @@
-"""Test-wide settings: hypothesis profiles, and no test reads the user's real cache or config."""
+"""Test-wide settings: hypothesis profiles, no test reads the user's real cache or config, and
+the slow tests run first."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ settings.register_profile(
 )
 settings.register_profile("soak", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` (the kill harness's shards, a minute each) go first, in their order;
+    the rest keep theirs. Run last, a slow test would hold one xdist worker long after the others
+    ran out of work; run first, the others' short tests fill in around it (scripts/check runs
+    xdist with `--dist worksteal`, so an idle worker takes queued tests from a busy one)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

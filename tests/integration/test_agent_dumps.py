@@ -25,13 +25,13 @@ from cairn.agent.spec import DumpSpec
 from tests.support.agentfixtures import (
     MariadbServer,
     PostgresServer,
-    free_port,
     in_ci,
     mariadb_fixture,  # noqa: F401 (the `mariadb` fixture)
     postgres_fixture,  # noqa: F401 (the `postgres` fixture)
     servers_missing,
 )
 from tests.support.clitools import Cairn
+from tests.support.serverfixture import free_port
 
 pytestmark = pytest.mark.required("PostgreSQL and MariaDB servers")
 

@@ -66,8 +66,8 @@ def test_plain_ftp_and_a_password_file(
     assert manifest(tmp_path / "out" / src.relative_to("/")) == manifest(src)
 
 
-def refused(cairn: Cairn, code: str) -> str:
-    result = cairn.run("snapshots", check=False)
+def refused(cairn: Cairn, code: str, **env: str) -> str:
+    result = cairn.run("snapshots", check=False, env=cairn.env(**env))
     assert result.code != 0
     assert code in result.err, result.err
     assert "Traceback" not in result.err
@@ -139,5 +139,7 @@ def test_an_unreachable_server_is_e033_after_retries(ftp_env: PureFtpd, tmp_path
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]  # nothing listens once it is closed
-    err = refused(Cairn(ftp_env.location("/x", port=closed), cache=tmp_path / "c"), "CAIRN-E033")
-    assert "127.0.0.1" in err
+    tool = Cairn(ftp_env.location("/x", port=closed), cache=tmp_path / "c")
+    # a short retry budget: the default (60 s) would be waited out to the end for nothing
+    err = refused(tool, "CAIRN-E033", CAIRN_RETRY_FOR="3s")
+    assert "127.0.0.1" in err and "retried for 3 s" in err

@@ -217,13 +217,14 @@ def test_a_full_store_fails_the_backup_cleanly(tmp_path: Path) -> None:
         src = tmp_path / "src"
         src.mkdir()
         (src / "big.bin").write_bytes(os.urandom(4 * 1024 * 1024))
-        failed = tool.run("backup", str(src), check=False, env=env)
+        # a short retry budget: a full store stays full, the default 60 s would only be waited out
+        failed = tool.run("backup", str(src), check=False, env={**env, "CAIRN_RETRY_FOR": "3s"})
         assert failed.code == 33 and "CAIRN-E033" in failed.err, failed.err
-        assert "Traceback" not in failed.err
+        assert "retried for 3 s" in failed.err and "Traceback" not in failed.err
         assert tool.run("snapshots", "--json", env=env).json() == []
         tool.run("check", env=env)
     finally:
-        store.stop()
+        store.kill()  # its folder is the test's: no graceful stop to wait for
 
 
 def test_a_backup_cut_off_from_the_store_fails_cleanly_and_the_next_succeeds(
@@ -242,8 +243,10 @@ def test_a_backup_cut_off_from_the_store_fails_cleanly_and_the_next_succeeds(
         for i in range(4):
             (src / f"f{i}.bin").write_bytes(os.urandom(5 * 1024 * 1024))
         relay.cut_after_sent = relay.sent + 7 * 1024 * 1024  # in the middle of the uploads
-        failed = tool.run("backup", str(src), check=False, env=env)
+        # the relay stays cut: a short retry budget, not the default 60 s, is waited out
+        failed = tool.run("backup", str(src), check=False, env={**env, "CAIRN_RETRY_FOR": "3s"})
         assert failed.code == 33 and "CAIRN-E033" in failed.err, failed.err
+        assert "retried for 3 s" in failed.err
         relay.heal()
         assert tool.run("snapshots", "--json", env=env).json() == []
         tool.run("backup", str(src), env=env)

@@ -32,7 +32,13 @@ from cairn.backends.sftp import (
 )
 from cairn.backends.testing.conformance import object_name
 from tests.support.clitools import Cairn, manifest
-from tests.support.storageservers import SFTP_PASSWORD, CuttingRelay, SshServer, require, ssh_server
+from tests.support.storageservers import (
+    SFTP_PASSWORD,
+    CuttingRelay,
+    SshServer,
+    missing_server,
+    ssh_server,
+)
 from tests.support.storageservers import sshd as sshd  # the session's server
 
 
@@ -123,7 +129,8 @@ def test_a_wrong_key_is_login_refused_e037(sshd: SshServer, tmp_path: Path) -> N
 
 
 def test_password_logins(sshd: SshServer, tmp_path: Path) -> None:
-    require("a password for sshd's user (root, unshare and openssl)", sshd.passwords)
+    if not sshd.passwords:
+        missing_server("a password for sshd's user (root, unshare and openssl)")
     backend = backend_at(sshd, tmp_path / "api", key_file=None, password=SFTP_PASSWORD)
     backend.close()
     with pytest.raises(StorageLoginRefused, match="the password"):
@@ -296,7 +303,8 @@ def test_sshd_restarted_mid_run(tmp_path: Path) -> None:
 
 
 def test_a_full_target_is_e030_and_leaves_nothing_half_written(tmp_path: Path) -> None:
-    require("root, to mount a small tmpfs", os.geteuid() == 0)
+    if os.geteuid() != 0:
+        missing_server("root, to mount a small tmpfs")
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)], check=True)

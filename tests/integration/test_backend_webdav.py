@@ -259,8 +259,9 @@ def test_a_server_restarted_mid_run(tmp_path: Path) -> None:
         assert backend.load(handle_for(ObjectKind.SNAPSHOT, first)) == first
         backend.close()
         server.stop()
-        down = cairn.run("snapshots", check=False)
+        down = cairn.run("snapshots", check=False, env=cairn.env(CAIRN_RETRY_FOR="3s"))
         assert down.code != 0 and "CAIRN-E033" in down.err and "Traceback" not in down.err
+        assert "retried for 3 s" in down.err  # (not the default 60 s: nothing to wait for)
         server.start()
         (src / "new").write_text("new file")
         cairn.run("backup", str(src))

@@ -17,7 +17,8 @@ and verifies with no manual step:
 - the next backup and a prune succeed, the prune leaves no lock behind (every process has
   ended), and `check --read-data` passes again.
 
-Environment: CAIRN_ROBUSTNESS=full kills at every hit (default: a sample, see `choose`);
+Environment: CAIRN_ROBUSTNESS=full kills at every hit (default, CI: one hit of each process and
+point, see `choose`);
 CAIRN_ROBUSTNESS_ONLY="<process>@<point>:<k>" replays one hit; CAIRN_ROBUSTNESS_REPORT=<folder>
 gets a JSON file of figures per workload (or shard of one, or series of random trials).
 """
@@ -427,7 +428,8 @@ class Workload:
     prepare: Callable[[Lab], None]
     commands: Commands
     shards: int = 1
-    """CI splits the kills of a long workload into this many tests (xdist runs them in parallel)."""
+    """The kills of a long workload are split into this many tests, which xdist runs on several
+    workers (each shard prepares and traces the workload again: a few seconds)."""
 
 
 # ---- verification ---------------------------------------------------------------------------
@@ -556,19 +558,32 @@ def full_mode() -> bool:
 
 
 def choose(hits: list[Hit], full: bool) -> list[Hit]:
-    """Every hit; or, for CI, per (process, point) its first and last k, and the middle one of
-    a point hit at least 5 times (a run of saves: some done, some not yet)."""
+    """Every hit; or, for CI, one hit of each (process, point) site, so every site is killed at
+    once: of a site hit several times, its first, middle (5 hits or more) or last hit, picked by
+    a hash of the site. Across the sites all three kinds are killed at, each site always at the
+    same kind; `CAIRN_ROBUSTNESS=full` (scripts/soak) kills at every hit of every site."""
     if full:
         return sorted(set(hits))
     last: dict[tuple[str, str], int] = {}
     for hit in hits:
         site = (hit.process, hit.point)
         last[site] = max(last.get(site, 0), hit.k)
-    return sorted(
-        Hit(process, point, k)
-        for (process, point), n in last.items()
-        for k in sorted({1, n} | ({(n + 1) // 2} if n >= 5 else set()))
-    )
+    chosen = []
+    for (process, point), n in last.items():
+        kinds = sorted({1, n} | ({(n + 1) // 2} if n >= 5 else set()))
+        chosen.append(Hit(process, point, kinds[_crc(f"{process}@{point}") % len(kinds)]))
+    return sorted(chosen)
+
+
+def shard_of(hit: Hit, shards: int, full: bool) -> int:
+    """The shard that kills at `hit`: by a hash of the hit (full: a site's hits spread over the
+    shards), or in CI by a hash of its site, so that a site whose hit count differs between two
+    shards' traces is still killed in exactly one of them."""
+    return _crc(str(hit) if full else f"{hit.process}@{hit.point}") % shards
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode())
 
 
 @dataclass
@@ -679,7 +694,7 @@ def kill_and_verify(
 
 def systematic(workload: Workload, tmp: Path, shard: int = 0, seed: int = 1) -> Summary:
     """Prepare the workload's lab, trace it, and kill it at each chosen hit of this shard (by a
-    hash of the hit, so shards whose traces differ a little still split the hits between them);
+    hash, `shard_of`, so shards whose traces differ a little still split the hits between them);
     failures are collected (up to MAX_FAILURES) into the summary."""
     started = time.monotonic()
     lab = Lab(tmp / "lab", name=workload.name, seed=seed)
@@ -696,8 +711,7 @@ def systematic(workload: Workload, tmp: Path, shard: int = 0, seed: int = 1) -> 
     if only:
         mine = [Hit.parse(only)] if shard == 0 else []
     else:
-        chosen = choose(hits, full)
-        mine = [h for h in chosen if zlib.crc32(str(h).encode()) % workload.shards == shard]
+        mine = [h for h in choose(hits, full) if shard_of(h, workload.shards, full) == shard]
     for n, hit in enumerate(mine):
         replay = f"{ONLY_ENV}='{hit}' pytest tests/robustness -k {workload.name}"
         where = f"{context}, kill {hit} (replay: {replay})"

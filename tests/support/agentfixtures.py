@@ -23,7 +23,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.serverfixture import free_port
 
 PG_PASSWORD = "pg sécret:with\\colon"
 """The superuser's password: a colon and a backslash test the PGPASSFILE escaping."""
@@ -185,12 +186,6 @@ def missing(what: str) -> None:
     """Skip; the tests that need a database server are marked `required`, so in CI the skip
     is a failure (tests/support/required.py), never a silently smaller suite."""
     pytest.skip(f"{what} not installed (Debian: apt-get install -y postgresql mariadb-server)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def postgresql_bindir() -> Path | None:

@@ -23,10 +23,24 @@ from cairn.server.context import Services, Settings
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports (held open together so none is chosen twice): the
+    one free-port helper of tests/support."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """One free loopback port."""
+    return free_ports(1)[0]
 
 
 @dataclass

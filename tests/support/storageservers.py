@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from tests.support.notifyfixtures import Certificates, make_certificates
+from tests.support.serverfixture import free_port, free_ports
 
 _HERE = Path(__file__).resolve().parent
 
@@ -48,26 +49,6 @@ def missing_server(what: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{what} is missing: CI must install it (.ci/run, the test extra)")
     pytest.skip(f"{what} is not installed")
-
-
-def require(what: str, present: bool) -> None:
-    """`missing_server(what)` unless it is `present`."""
-    if not present:
-        missing_server(what)
-
-
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports (held open together so none is chosen twice)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 # ---- SeaweedFS: an S3-compatible object store -----------------------------------------------
@@ -96,7 +77,7 @@ class SeaweedS3:
         self.data = root / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.volume_size_mb = volume_size_mb
-        ports = _free_ports(8)
+        ports = free_ports(8)
         self.ports = dict(
             zip(
                 ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3"],
@@ -169,6 +150,7 @@ class SeaweedS3:
             "-master.telemetry=false",
             f"-master.volumeSizeLimitMB={self.volume_size_mb}",
             f"-volume.max={self.volumes}",
+            "-volume.preStopSeconds=0",  # no 10 s wait on stop for a master to move writes away
             "-metricsPort=0",
         ]
         with (self.root / "weed.log").open("ab") as log:
@@ -267,7 +249,7 @@ def seaweed_s3(root: Path) -> Iterator[SeaweedS3]:
     try:
         yield server
     finally:
-        server.stop()
+        server.kill()  # its folder is thrown away: a graceful stop would wait 15 s for nothing
 
 
 # ---- a TCP relay that counts and cuts --------------------------------------------------------
@@ -405,12 +387,6 @@ class CuttingRelay:
 
 
 # ---- pure-ftpd: an FTP and FTPS server -----------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _free_range(count: int) -> tuple[int, int]:
@@ -758,7 +734,8 @@ def _keygen(path: Path) -> None:
 @contextmanager
 def ssh_server(folder: Path, port: int = 0) -> Iterator[SshServer]:
     """A running sshd; stopped on exit."""
-    require("OpenSSH sshd (Debian openssh-server)", Path(SSHD).exists())
+    if not Path(SSHD).exists():
+        missing_server("OpenSSH sshd (Debian openssh-server)")
     server = SshServer(folder, port=port)
     server.setup()
     server.start()
@@ -856,7 +833,8 @@ def webdav_server(
     folder: Path, auth: str = "digest", tls: bool = True, root: Path | None = None
 ) -> Iterator[WebDavServer]:
     """wsgidav on a free loopback port, over TLS with a private CA unless `tls` is False."""
-    require("wsgidav (pip install wsgidav)", importlib.util.find_spec("wsgidav") is not None)
+    if importlib.util.find_spec("wsgidav") is None:
+        missing_server("wsgidav (pip install wsgidav)")
     share = root or folder / "share"
     share.mkdir(parents=True, exist_ok=True)
     certs = make_certificates(folder / "certs") if tls else None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
-from cairn.backends.errors import BackendError
+from cairn.backends.errors import BackendError, NotFound
 
 
 class ObjectKind(Enum):
@@ -121,6 +121,17 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release connections and file descriptors."""
         ...
+
+
+def exists_by_stat(backend: Backend, handle: Handle) -> bool:
+    """`exists` for a backend whose `stat` is one cheap request (a file, a HEAD, an SFTP stat):
+    the stat, with NotFound as False. The one definition the storage backends share, so they
+    all agree that any other error is raised, not taken for "missing"."""
+    try:
+        backend.stat(handle)
+    except NotFound:
+        return False
+    return True
 
 
 ChunkAnswer = tuple[bytes, int, int, int]

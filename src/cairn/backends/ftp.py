@@ -27,11 +27,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind, exists_by_stat
 from cairn.backends.contract import CONFIG_NAME, check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
@@ -47,6 +46,7 @@ from cairn.backends.errors import (
     StorageTlsFailed,
     TransientBackendError,
 )
+from cairn.backends.passwordfile import read_password_file
 from cairn.core.ids import is_hex_name
 
 T = TypeVar("T")
@@ -117,13 +117,7 @@ def ftp_password(environ: dict[str, str] | None = None) -> str | None:
     env = os.environ if environ is None else environ
     file = env.get("CAIRN_FTP_PASSWORD_FILE")
     if file:
-        try:
-            lines = Path(file).read_text().splitlines()
-        except OSError as exc:
-            raise FtpSetupError(
-                f"cannot read the FTP password file {file}: {exc.strerror or exc}"
-            ) from exc
-        return lines[0] if lines else ""
+        return read_password_file(file, "FTP", FtpSetupError)
     return env.get("CAIRN_FTP_PASSWORD")
 
 
@@ -264,11 +258,7 @@ class FtpBackend:
         return self._with_connection("stat", path, run)
 
     def exists(self, handle: Handle) -> bool:
-        try:
-            self.stat(handle)
-        except NotFound:
-            return False
-        return True
+        return exists_by_stat(self, handle)
 
     def remove(self, handle: Handle) -> None:
         check_handle(handle)

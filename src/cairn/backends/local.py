@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Self
 
-from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind, exists_by_stat
 from cairn.backends.contract import CONFIG_NAME, check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
@@ -138,11 +138,7 @@ class LocalBackend:
         _sync_folder(self._fs, path.parent, "local.remove.dirsync")
 
     def exists(self, handle: Handle) -> bool:
-        try:
-            self.stat(handle)
-        except NotFound:
-            return False
-        return True
+        return exists_by_stat(self, handle)
 
     def close(self) -> None:
         """Nothing to release: no descriptor stays open between calls."""

@@ -26,6 +26,7 @@ from cairn.backends.base import Backend
 from cairn.backends.errors import BackendError
 from cairn.backends.local import LocalBackend
 from cairn.backends.memory import MemoryBackend
+from cairn.backends.passwordfile import read_password_file
 from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.backends.wrappers.retrying import DEFAULT_RETRY_FOR, RetryingBackend
 
@@ -206,13 +207,7 @@ def sftp_credentials(environ: Mapping[str, str]) -> SftpCredentials:
 
     password = environ.get("CAIRN_SFTP_PASSWORD")
     if password_file := environ.get("CAIRN_SFTP_PASSWORD_FILE"):
-        try:
-            lines = Path(password_file).read_text().splitlines()
-        except OSError as exc:
-            raise SftpPasswordFileUnreadable(
-                f"cannot read the SFTP password file {password_file}: {exc.strerror or exc}"
-            ) from exc
-        password = lines[0] if lines else ""
+        password = read_password_file(password_file, "SFTP", SftpPasswordFileUnreadable)
     key, known = environ.get("CAIRN_SFTP_KEY"), environ.get("CAIRN_SFTP_KNOWN_HOSTS")
     return SftpCredentials(
         key_file=Path(key).expanduser() if key else None,

@@ -23,7 +23,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from cairn.backends.base import Capabilities, ChunkAnswer, Handle, ObjectInfo, ObjectKind
+from cairn.backends.base import (
+    Capabilities,
+    ChunkAnswer,
+    Handle,
+    ObjectInfo,
+    ObjectKind,
+    exists_by_stat,
+)
 from cairn.backends.contract import check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
@@ -388,11 +395,7 @@ class RemoteBackend:
         return found
 
     def exists(self, handle: Handle) -> bool:
-        try:
-            self.stat(handle)
-        except NotFound:
-            return False
-        return True
+        return exists_by_stat(self, handle)
 
     def post_json(self, path: str, body: object) -> object:
         """POST `body` as JSON to the tenant's `path` (like ``jobs``); the answer's JSON. For the

@@ -40,7 +40,7 @@ import urllib3.exceptions
 from botocore.config import Config
 from botocore.parsers import ResponseParserError
 
-from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind, exists_by_stat
 from cairn.backends.contract import CONFIG_NAME, check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
@@ -531,11 +531,7 @@ class S3Backend:
         )
 
     def exists(self, handle: Handle) -> bool:
-        try:
-            self.stat(handle)
-        except NotFound:
-            return False
-        return True
+        return exists_by_stat(self, handle)
 
     def close(self) -> None:
         self._client.close()

@@ -52,7 +52,7 @@ import paramiko
 from paramiko.sftp import CMD_DATA, CMD_EXTENDED, CMD_READ, CMD_STATUS, CMD_WRITE, SFTP_OK
 from paramiko.sftp_client import SFTPClient
 
-from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind, exists_by_stat
 from cairn.backends.contract import CONFIG_NAME, check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
@@ -272,11 +272,7 @@ class SftpBackend:
             sftp.remove(str(path))
 
     def exists(self, handle: Handle) -> bool:
-        try:
-            self.stat(handle)
-        except NotFound:
-            return False
-        return True
+        return exists_by_stat(self, handle)
 
     def close(self) -> None:
         with self._lock:

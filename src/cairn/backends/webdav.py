@@ -37,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from xml.etree.ElementTree import Element, ParseError
@@ -46,7 +45,7 @@ import defusedxml.ElementTree as SafeXml
 import httpx
 from defusedxml import DefusedXmlException
 
-from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind
+from cairn.backends.base import Capabilities, Handle, ObjectInfo, ObjectKind, exists_by_stat
 from cairn.backends.contract import CONFIG_NAME, check_handle, read_span
 from cairn.backends.errors import (
     AlreadyExists,
@@ -61,6 +60,7 @@ from cairn.backends.errors import (
     StorageTlsFailed,
     TransientBackendError,
 )
+from cairn.backends.passwordfile import read_password_file
 from cairn.core.addresses import is_loopback
 from cairn.core.clock import SYSTEM_CLOCK, utc_now
 from cairn.core.ids import is_hex_name
@@ -165,11 +165,7 @@ def webdav_credentials(
     env = environ or {}
     password = env.get("CAIRN_WEBDAV_PASSWORD")
     if file := env.get("CAIRN_WEBDAV_PASSWORD_FILE"):
-        try:
-            lines = Path(file).read_text().splitlines()
-        except OSError as exc:
-            raise BackendError(f"cannot read the WebDAV password file {file}: {exc}") from exc
-        password = lines[0] if lines else ""
+        password = read_password_file(file, "WebDAV", BackendError)
     user = address.user or env.get("CAIRN_WEBDAV_USER")
     return WebDavCredentials(user, password, env.get("CAIRN_WEBDAV_CA") or None)
 
@@ -381,11 +377,7 @@ class WebDavBackend:
             self._fail(response, handle, "DELETE")
 
     def exists(self, handle: Handle) -> bool:
-        try:
-            self.stat(handle)
-        except NotFound:
-            return False
-        return True
+        return exists_by_stat(self, handle)
 
     def close(self) -> None:
         self._client.close()
