@@ -327,7 +327,7 @@ class Repository:
 
     # ---- blobs --------------------------------------------------------------------------
 
-    def start_writing(self, connections: int = 4) -> None:
+    def start_writing(self, connections: int = 2) -> None:
         if self._uploader is None:
             self._uploader = PackUploader(
                 self.backend,
