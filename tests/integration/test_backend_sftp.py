@@ -122,6 +122,32 @@ def test_a_wrong_key_is_login_refused_e037(sshd: SshServer, tmp_path: Path) -> N
     assert not (tmp_path / "repo").exists()
 
 
+def test_a_host_alias_of_the_users_ssh_config(sshd: SshServer, tmp_path: Path) -> None:
+    """``sftp:nas:/path`` where ~/.ssh/config says what nas is (HostName, Port, User and
+    IdentityFile), with no CAIRN_SFTP_KEY: the CLI logs in as OpenSSH's client would."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host nas\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  IdentityFile {sshd.key}\n"
+    )
+    (home / ".ssh" / "known_hosts").write_text(sshd.known_hosts.read_text())
+    repo = tmp_path / "repo"
+    cairn = Cairn(f"sftp:nas:{repo}", cache=tmp_path / "cache")
+    env = cairn.env(HOME=str(home), CAIRN_SFTP_NO_AGENT="1")
+    env.pop("CAIRN_SFTP_KEY", None)
+    env.pop("CAIRN_SFTP_KNOWN_HOSTS", None)
+    cairn.run("init", env=env)
+    src = make_source(tmp_path)
+    cairn.run("backup", str(src), env=env)
+    assert (repo / "config").is_file() and len(files_under(repo / "snapshots")) == 1
+    (home / ".ssh" / "config").write_text(
+        f"Host nas\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+    )  # no IdentityFile, and no default key under this HOME: refused, naming what was tried
+    refused = cairn.run("snapshots", check=False, env=env)
+    assert refused.code == 37 and "CAIRN-E037" in refused.err
+
+
 def test_password_logins(sshd: SshServer, tmp_path: Path) -> None:
     require("a password for sshd's user (root, unshare and openssl)", sshd.passwords)
     backend = backend_at(sshd, tmp_path / "api", key_file=None, password=SFTP_PASSWORD)

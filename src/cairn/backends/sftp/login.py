@@ -72,12 +72,14 @@ def connect(address: SftpAddress, credentials: SftpCredentials) -> Session:
         raise HostKeyUnknown(f"cannot read the known hosts file {known}: {exc}") from exc
     client.set_missing_host_key_policy(_RefuseUnknown(address, known))
     key = credentials.key_file
+    # paramiko takes a list of key files too (its stubs say one).
+    keys: Any = [str(key)] if key else list(address.identity_files) or None
     try:
         client.connect(
             address.host,
             address.port,
             username=address.user,
-            key_filename=str(key) if key else None,
+            key_filename=keys,
             password=credentials.password,
             allow_agent=credentials.agent,
             look_for_keys=key is None,
@@ -114,8 +116,11 @@ def _raise_connect_error(
         raise exc
     if isinstance(exc, paramiko.BadHostKeyException):
         raise HostKeyUnknown(_changed_key_message(address, known, exc)) from exc
-    if isinstance(exc, paramiko.AuthenticationException):
-        tried = _tried(credentials)
+    if isinstance(exc, paramiko.AuthenticationException) or (
+        # paramiko's word when it found no key, no agent and no password to try: no retry helps.
+        isinstance(exc, paramiko.SSHException) and "No authentication methods" in str(exc)
+    ):
+        tried = _tried(address, credentials)
         raise StorageLoginRefused(
             f"{address.user}@{address.host}:{address.port} refused the login as "
             f"{address.user!r} (tried: {tried})"
@@ -135,8 +140,10 @@ def _raise_connect_error(
     raise exc
 
 
-def _tried(credentials: SftpCredentials) -> str:
+def _tried(address: SftpAddress, credentials: SftpCredentials) -> str:
     tried = [f"the key {credentials.key_file}" if credentials.key_file else "the keys in ~/.ssh"]
+    if credentials.key_file is None and address.identity_files:
+        tried.insert(0, "the IdentityFile keys of ~/.ssh/config")
     if credentials.agent:
         tried.append("the SSH agent")
     if credentials.password is not None:
