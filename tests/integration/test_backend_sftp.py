@@ -5,6 +5,7 @@ large upload that resumes where it broke."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -355,6 +356,27 @@ def test_missing_objects_and_folders(sshd: SshServer, tmp_path: Path) -> None:
     backend = SftpBackend(parse_address(sshd.location(tmp_path / "nothing")), credentials(sshd))
     with pytest.raises(NotFound):
         backend.load(Handle(ObjectKind.CONFIG, "config"))
+    backend.close()
+
+
+def test_a_missing_folder_is_an_incomplete_listing_on_a_usable_connection(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    """The pipelined listing answers every request it sent before it raises, so the session
+    goes back to the pool working; a shard folder that is gone only has no packs to list."""
+    repo = tmp_path / "repo"
+    backend = backend_at(sshd, repo)
+    data = b"an index"
+    backend.save(Handle(ObjectKind.INDEX, object_name(data)), data)
+    pack = object_name(b"a pack")
+    backend.save(Handle(ObjectKind.PACK, pack), b"a pack")
+    (repo / "snapshots").rmdir()
+    shutil.rmtree(repo / "packs" / ("00" if pack[:2] != "00" else "01"))
+    for _ in range(3):
+        with pytest.raises(ListingIncomplete):
+            list(backend.list(ObjectKind.SNAPSHOT))
+        assert [i.handle.name for i in backend.list(ObjectKind.INDEX)] == [object_name(data)]
+        assert [i.handle.name for i in backend.list(ObjectKind.PACK)] == [pack]
     backend.close()
 
 
