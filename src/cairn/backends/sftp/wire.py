@@ -110,15 +110,6 @@ def exchange(sftp: SFTPClient, requests: Sequence[tuple[int, tuple[object, ...]]
     return [collected.got[n] for n in numbers]
 
 
-def status_of(answer: Answer) -> tuple[int, str] | None:
-    """A status answer's (code, text) when it is a failure; None for success or data."""
-    t, msg = answer
-    if t != CMD_STATUS:
-        return None
-    code, text = msg.get_int(), msg.get_text()
-    return None if code == SFTP_OK else (code, text or f"status {code}")
-
-
 def attributes_of(answer: Answer) -> SFTPAttributes | None:
     """The attributes an FSTAT or STAT answered, or None if it failed."""
     t, msg = answer
@@ -132,8 +123,8 @@ def open_handle(sftp: SFTPClient, path: PurePosixPath, flags: int) -> bytes:
     """Open `path` with SFTP's open flags; raises paramiko's OSError on a failure status."""
     raw = Raw(sftp)
     t, msg = raw.request(CMD_OPEN, str(path), flags, SFTPAttributes())
-    if t != CMD_HANDLE or msg is None:
-        raise paramiko.SFTPError(f"expected a handle, got answer {t}")
+    if t != CMD_HANDLE or msg is None:  # a server that breaks the protocol: as a broken link
+        raise paramiko.SSHException(f"expected a handle, got answer {t}")
     return bytes(msg.get_binary())
 
 
@@ -201,13 +192,6 @@ def write_and_close(
 
 def _size(attrs: SFTPAttributes | None) -> int | None:
     return None if attrs is None or attrs.st_size is None else int(attrs.st_size)
-
-
-def fsync_folder(sftp: SFTPClient, folder: PurePosixPath) -> None:
-    """Make a rename durable where the server lets a folder be opened and fsynced (OpenSSH's
-    does on Linux); elsewhere it is as durable as the server makes it. Two round trips: the
-    open, then the fsync and the close together."""
-    sync_and_close(sftp, handle_in(exchange(sftp, [open_request(folder, READ)])[0]))
 
 
 # ---- reading ------------------------------------------------------------------------------
