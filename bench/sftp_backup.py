@@ -1,9 +1,11 @@
 """Backup and restore over SFTP, measured: the bench corpus (bench/corpus.py) backed up and
 restored by Cairn to a local folder and to a real OpenSSH sshd on loopback (started here, as the
 tests start it), by restic to the same sshd, and copied there and back by `rclone copy` (Debian's
-restic and rclone). Prints a Markdown table; no timing is asserted anywhere.
+restic and rclone). With ``--rounds N`` every tool runs N times, one after another in each round
+(so Cairn's local and SFTP runs interleave and share the machine's load alike), each into a fresh
+folder, and the table shows the medians. Prints a Markdown table; no timing is asserted anywhere.
 
-    python bench/sftp_backup.py --scale 0.2 --workdir /tmp/sftpbackup
+    python bench/sftp_backup.py --scale 0.2 --rounds 3 --workdir /tmp/sftpbackup
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +42,8 @@ def same_tree(a: Path, b: Path) -> bool:
 
 
 def runs(server: SshServer, work: Path, corpus: Path) -> dict[str, tuple[float, float, bool]]:
+    """One round: every tool once, into folders under `work` (which must be new)."""
+    work.mkdir(parents=True)
     env = {
         **os.environ,
         **server.env(CAIRN_SFTP_NO_AGENT="1"),
@@ -108,6 +113,7 @@ def runs(server: SshServer, work: Path, corpus: Path) -> dict[str, tuple[float, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=0.2)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/sftpbackup"))
     args = parser.parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -117,11 +123,22 @@ def main() -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file() and not p.is_symlink())
     with ssh_server(args.workdir / "sshd") as server:
-        results = runs(server, args.workdir, corpus)
+        rounds = [runs(server, args.workdir / f"round{i}", corpus) for i in range(args.rounds)]
+    results = {
+        name: (
+            statistics.median(r[name][0] for r in rounds),
+            statistics.median(r[name][1] for r in rounds),
+            all(r[name][2] for r in rounds),
+        )
+        for name in rounds[0]
+    }
     local = results["Cairn, local folder"][0]
     print(
-        f"corpus: {size / 2**20:.0f} MiB, scale {args.scale}; loopback; seconds (lower is better)"
+        f"corpus: {size / 2**20:.0f} MiB, scale {args.scale}; loopback; seconds (lower is better), "
+        f"median of {args.rounds}"
     )
+    for name in results:
+        print(f"  {name}: backups " + " ".join(f"{r[name][0]:.1f}" for r in rounds))
     print("| tool | initial backup s | full restore s | backup vs Cairn local | restored intact |")
     print("|---|---:|---:|---:|---|")
     for name, (up, down, intact) in results.items():

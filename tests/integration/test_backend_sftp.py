@@ -5,6 +5,7 @@ large upload that resumes where it broke."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -126,6 +127,32 @@ def test_a_wrong_key_is_login_refused_e037(sshd: SshServer, tmp_path: Path) -> N
     )  # fmt: skip
     assert result.code == 37 and "CAIRN-E037" in result.err
     assert not (tmp_path / "repo").exists()
+
+
+def test_a_host_alias_of_the_users_ssh_config(sshd: SshServer, tmp_path: Path) -> None:
+    """``sftp:nas:/path`` where ~/.ssh/config says what nas is (HostName, Port, User and
+    IdentityFile), with no CAIRN_SFTP_KEY: the CLI logs in as OpenSSH's client would."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host nas\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  IdentityFile {sshd.key}\n"
+    )
+    (home / ".ssh" / "known_hosts").write_text(sshd.known_hosts.read_text())
+    repo = tmp_path / "repo"
+    cairn = Cairn(f"sftp:nas:{repo}", cache=tmp_path / "cache")
+    env = cairn.env(HOME=str(home), CAIRN_SFTP_NO_AGENT="1")
+    env.pop("CAIRN_SFTP_KEY", None)
+    env.pop("CAIRN_SFTP_KNOWN_HOSTS", None)
+    cairn.run("init", env=env)
+    src = make_source(tmp_path)
+    cairn.run("backup", str(src), env=env)
+    assert (repo / "config").is_file() and len(files_under(repo / "snapshots")) == 1
+    (home / ".ssh" / "config").write_text(
+        f"Host nas\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+    )  # no IdentityFile, and no default key under this HOME: refused, naming what was tried
+    refused = cairn.run("snapshots", check=False, env=env)
+    assert refused.code == 37 and "CAIRN-E037" in refused.err
 
 
 def test_password_logins(sshd: SshServer, tmp_path: Path) -> None:
@@ -337,6 +364,27 @@ def test_missing_objects_and_folders(sshd: SshServer, tmp_path: Path) -> None:
     backend = SftpBackend(parse_address(sshd.location(tmp_path / "nothing")), credentials(sshd))
     with pytest.raises(NotFound):
         backend.load(Handle(ObjectKind.CONFIG, "config"))
+    backend.close()
+
+
+def test_a_missing_folder_is_an_incomplete_listing_on_a_usable_connection(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    """The pipelined listing answers every request it sent before it raises, so the session
+    goes back to the pool working; a shard folder that is gone only has no packs to list."""
+    repo = tmp_path / "repo"
+    backend = backend_at(sshd, repo)
+    data = b"an index"
+    backend.save(Handle(ObjectKind.INDEX, object_name(data)), data)
+    pack = object_name(b"a pack")
+    backend.save(Handle(ObjectKind.PACK, pack), b"a pack")
+    (repo / "snapshots").rmdir()
+    shutil.rmtree(repo / "packs" / ("00" if pack[:2] != "00" else "01"))
+    for _ in range(3):
+        with pytest.raises(ListingIncomplete):
+            list(backend.list(ObjectKind.SNAPSHOT))
+        assert [i.handle.name for i in backend.list(ObjectKind.INDEX)] == [object_name(data)]
+        assert [i.handle.name for i in backend.list(ObjectKind.PACK)] == [pack]
     backend.close()
 
 

@@ -191,7 +191,7 @@ def _open_sftp(location: str, create: bool, environ: Mapping[str, str]) -> Backe
     # Imported here: paramiko costs every command that does not use SFTP its import time.
     from cairn.backends.sftp import SftpBackend, parse_address
 
-    address = parse_address(location)
+    address = parse_address(location, Path("~/.ssh/config").expanduser())
     credentials = sftp_credentials(environ)
     if create:
         return SftpBackend.create(address, credentials)

@@ -309,8 +309,11 @@ class Repository:
         worst a chunk is stored twice). Chunks only a missing pack held stay missing, and check
         reports the pack.
         """
+        named = self.index.packs()
+        if not named:
+            return []  # nothing to drop: an initial backup need not list storage's packs
         listed = {ObjectName.from_hex(i.handle.name) for i in self.backend.list(ObjectKind.PACK)}
-        missing = self.index.packs() - listed
+        missing = named - listed
         if missing:
             self.index.drop_packs(missing)
         return sorted(missing)

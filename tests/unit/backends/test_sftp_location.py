@@ -29,6 +29,34 @@ def test_location_forms(location: str, address: SftpAddress) -> None:
     assert parse_address(location) == address
 
 
+def test_a_host_alias_resolves_through_the_ssh_config(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text(
+        "Host nas\n  HostName 192.0.2.7\n  Port 2200\n  User backup\n"
+        "  IdentityFile ~/.ssh/nas_key\n"
+        "Host jump\n  ProxyJump bastion\n"
+    )
+    home_key = str(Path("~/.ssh/nas_key").expanduser())
+    assert parse_address("sftp:nas:/srv", config) == SftpAddress(
+        "192.0.2.7", "/srv", "backup", 2200, (home_key,)
+    )
+    # What the location says wins over the file, as with OpenSSH's client.
+    assert parse_address("sftp://me@nas:2222/srv", config) == SftpAddress(
+        "192.0.2.7", "/srv", "me", 2222, (home_key,)
+    )
+    assert parse_address("sftp:other:/srv", config) == SftpAddress(
+        "other", "/srv", getpass.getuser()
+    )
+    assert parse_address("sftp:nas:/srv", tmp_path / "missing") == SftpAddress(
+        "nas", "/srv", getpass.getuser()
+    )
+    with pytest.raises(BackendError, match="ProxyJump"):
+        parse_address("sftp:jump:/srv", config)
+    config.write_text("Host nas\n  Port notaport\n")
+    with pytest.raises(BackendError, match="Port"):
+        parse_address("sftp:nas:/srv", config)
+
+
 @pytest.mark.parametrize(
     "location",
     [
