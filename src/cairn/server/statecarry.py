@@ -1,8 +1,9 @@
 """The server's state carried to its replication targets (design 17.15): after each pass of the
-scheduler, every target that is not paused gets the sealed state when the audit log moved since
-its last push there (every change that matters is audited), or every 15 minutes; the newest few
-are kept on each target. Sealed with the operator's state key (`DATA/state-key`); without one,
-nothing is carried.
+scheduler, every target that is not paused gets the sealed state at once when its tenants or
+tokens changed (a tenant, a quota, a retention policy, a token issued or revoked), within a
+minute when anything else audited happened (a replication run, a request), and at least every
+15 minutes; the newest few are kept on each target. Sealed with the operator's state key
+(`DATA/state-key`); without one, nothing is carried.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ log = logging.getLogger("cairn.server")
 
 EVERY_S = 15 * 60.0
 """The longest time between two pushes to a target, whatever changed."""
+GAP_S = 60.0
+"""The shortest time between two pushes for a change that is not a tenant's or a token's: the
+audit log moves with every request, so a busy server would otherwise push every pass."""
+_ESSENTIALS = (
+    "SELECT name, id, quota, retention FROM tenants ORDER BY id",
+    "SELECT id, tenant, role, hash, label, revoked_ms, expires_ms FROM tokens ORDER BY id",
+)
 TLS_FILES = ("cert.pem", "key.pem")
 
 
@@ -46,6 +54,7 @@ def tls_files(data: Path) -> dict[str, str]:
 @dataclass(slots=True)
 class _Pushed:
     head: int
+    essentials: int
     at: float
     """Monotonic time of the push."""
 
@@ -81,8 +90,8 @@ class StateCarrier:
         wanted = [t for t in targets if not t.paused]
         if not wanted:
             return []
-        head = self._audit_head()
-        due = [t for t in wanted if self._due(t, head)]
+        head, essentials = self._audit_head(), self._essentials()
+        due = [t for t in wanted if self._due(t, head, essentials)]
         if not due:
             return []
         key = self._key()
@@ -96,7 +105,7 @@ class StateCarrier:
             except (BackendError, CairnError, OSError) as exc:
                 log.warning("the server's state did not reach %s: %s", target.name, exc)
                 continue
-            self._pushed[_place(target)] = _Pushed(head, self._clock.monotonic())
+            self._pushed[_place(target)] = _Pushed(head, essentials, self._clock.monotonic())
             pushed.append(target.name)
         return pushed
 
@@ -124,11 +133,17 @@ class StateCarrier:
             )
         return key
 
-    def _due(self, target: Target, head: int) -> bool:
+    def _due(self, target: Target, head: int, essentials: int) -> bool:
         last = self._pushed.get(_place(target))
-        if last is None:
+        if last is None or essentials != last.essentials:
             return True
-        return head != last.head or self._clock.monotonic() - last.at >= self._every_s
+        age = self._clock.monotonic() - last.at
+        return (head != last.head and age >= GAP_S) or age >= self._every_s
+
+    def _essentials(self) -> int:
+        """A fingerprint of the tenants and tokens (not usage): small tables, read each pass."""
+        conn = self._db.read()
+        return hash(tuple(tuple(conn.execute(query)) for query in _ESSENTIALS))
 
     def _audit_head(self) -> int:
         row = self._db.read().execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()
