@@ -133,9 +133,9 @@ def test_restore_from_rebuilds_the_whole_server(
     none = restore_from(tmp_path, str(empty), "--data", str(tmp_path / "y"))
     assert none.code == 146 and "CAIRN-E146" in none.err, none
 
-    # From S3 (the server ID given: a bucket cannot be searched for folders).
+    # From S3: the only server under the prefix is found by a listing.
     from_s3 = tmp_path / "from-s3"
-    done = restore_from(tmp_path, targets["s3"], "--data", str(from_s3), "--server-id", me)
+    done = restore_from(tmp_path, targets["s3"], "--data", str(from_s3))
     assert done.code == 0, done.err
     assert done.json()["server_id"] == me and sorted(done.json()["tenants"]) == ["alpha", "beta"]
     assert admin_at(from_s3, "audit")["intact"] is True

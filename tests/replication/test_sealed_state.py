@@ -102,7 +102,7 @@ def test_a_target_keeps_the_newest_five_and_restore_finds_the_server(tmp_path: P
     assert SERVER in str(which.value) and which.value.code == "CAIRN-E147"
     assert choose_server_id(str(offsite), SERVER) == SERVER
     with pytest.raises(ServerIdNeeded):
-        choose_server_id("s3:https://example.invalid/bucket", None)
+        choose_server_id("sftp:backup@example.invalid:/offsite", None)
     backend.remove(Handle(KIND, names[-1]))
     assert open_sealed(newest(backend, where), PASS)[0] == {"state": {"n": 7}}
 

@@ -55,8 +55,11 @@ def newest(backend: Backend, where: str) -> bytes:
 
 
 def find_server_ids(location: str) -> list[str]:
-    """The server IDs with a `server-state/` at a local or NAS `location`; other kinds cannot
-    list folders through the backend protocol, so they need the ID given (ServerIdNeeded)."""
+    """The server IDs with a `server-state/` at `location`: a local or NAS folder, or an S3
+    prefix (both list folders); other kinds cannot through the backend protocol, so they need
+    the ID given (ServerIdNeeded)."""
+    if location.startswith("s3:"):
+        return _s3_server_ids(location)
     if _REMOTE.match(location) and not location.startswith("local:"):
         raise ServerIdNeeded(
             f"{location} cannot be searched for servers: give --server-id (the 32-hex-digit "
@@ -68,6 +71,38 @@ def find_server_ids(location: str) -> list[str]:
     except OSError as exc:
         raise NoServerState(f"cannot read {root}: {exc.strerror or exc}") from exc
     return [name for name in entries if _SERVER_ID.match(name)]
+
+
+def _s3_server_ids(location: str) -> list[str]:
+    """The `<id>/` "folders" under an S3 prefix (a delimiter listing) that hold a state."""
+    import botocore.exceptions  # only an S3 location pays for boto3
+
+    from cairn.backends.s3 import parse_location, s3_client
+
+    where = parse_location(location)
+    client = s3_client(where.endpoint, 1, 60.0)
+    base = f"{where.prefix}/" if where.prefix else ""
+    try:
+        found: list[str] = []
+        options = {"Bucket": where.bucket, "Prefix": base, "Delimiter": "/"}
+        while True:
+            page = client.list_objects_v2(**options)
+            found += [p["Prefix"][len(base) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            if not page.get("IsTruncated"):
+                break
+            options["ContinuationToken"] = page["NextContinuationToken"]
+        ids = [name for name in found if _SERVER_ID.match(name)]
+        return sorted(
+            name
+            for name in ids
+            if client.list_objects_v2(
+                Bucket=where.bucket, Prefix=f"{base}{name}/{STATE_FOLDER}/", MaxKeys=1
+            ).get("KeyCount")
+        )
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise NoServerState(f"cannot list {location}: {exc}") from exc
+    finally:
+        client.close()
 
 
 def choose_server_id(location: str, given: str | None) -> str:
