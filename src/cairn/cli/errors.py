@@ -53,6 +53,13 @@ from cairn.notify.errors import (
 )
 from cairn.replication.check import TargetCheckFailed, TargetLocationMissing, TargetRefused
 from cairn.replication.db import ReplicationDbError
+from cairn.replication.errors import (
+    CopiedObjectsDamaged,
+    NoServerState,
+    ServerIdNeeded,
+    StateSealError,
+    WrongStatePassphrase,
+)
 from cairn.replication.layout import ServerIdUnusable
 from cairn.replication.targets import BadTargetSetting, NoSuchTarget, TargetExists
 from cairn.replication.targets import TargetError as ReplicationTargetError
@@ -265,6 +272,26 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         TargetRefused,
         ErrorCode("CAIRN-E125", 125, "give a place outside the server's data folder"),
+    ),
+    (
+        WrongStatePassphrase,
+        ErrorCode("CAIRN-E145", 145, "give the passphrase set with `cairn server state-key set`"),
+    ),
+    (
+        NoServerState,
+        ErrorCode("CAIRN-E146", 146, "check the location and --server-id; see troubleshooting"),
+    ),
+    (
+        ServerIdNeeded,
+        ErrorCode("CAIRN-E147", 147, "give --server-id (the 32-hex-digit folder at the target)"),
+    ),
+    (
+        CopiedObjectsDamaged,
+        ErrorCode("CAIRN-E149", 149, "the target damaged them: see docs/troubleshooting.md"),
+    ),
+    (
+        StateSealError,
+        ErrorCode("CAIRN-E148", 148, "take an older state, or check DATA/state-key"),
     ),
     (
         ReplicationDbError,

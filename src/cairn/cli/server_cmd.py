@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cairn.cli import target_cmd
+from cairn.cli import statekey_cmd, target_cmd
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.cli.serverdata import (
@@ -220,6 +220,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     audit.set_defaults(run=run_audit)
     _state_actions(actions, shared)
     target_cmd.register(actions, shared)
+    statekey_cmd.register(actions, shared)
 
 
 def _state_actions(actions: Any, shared: argparse.ArgumentParser) -> None:

@@ -46,3 +46,40 @@ def describe(exc: BaseException) -> str:
     code = getattr(exc, "code", None)
     label = code if isinstance(code, str) else type(exc).__name__
     return f"{label}: {exc}"
+
+
+class StateSealError(CairnError):
+    """The server's sealed state on a target (design 17.15) cannot be used."""
+
+    code: ClassVar[str] = "CAIRN-E148"
+
+
+class WrongStatePassphrase(StateSealError):
+    """The passphrase does not open the state key wrapped in the sealed state."""
+
+    code = "CAIRN-E145"
+
+
+class NoServerState(StateSealError):
+    """The location holds no sealed server state (or none under the server ID given)."""
+
+    code = "CAIRN-E146"
+
+
+class ServerIdNeeded(StateSealError):
+    """Several servers' states at the location and no --server-id, or the location's kind cannot
+    list its folders."""
+
+    code = "CAIRN-E147"
+
+
+class StateSealDamaged(StateSealError):
+    """The sealed state is damaged or not a server state, or no state key is set."""
+
+    code = "CAIRN-E148"
+
+
+class CopiedObjectsDamaged(StateSealError):
+    """Objects read from a target during restore-from do not hash to their names."""
+
+    code = "CAIRN-E149"

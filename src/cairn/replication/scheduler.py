@@ -116,8 +116,9 @@ class Scheduler:
 
     `open_target` opens a target's backend (the server's `open_backend` with its environment);
     `on_run` gets every report (the server's audit log), `on_event` every alert; `tenant_ids`
-    gives the tenant name → ID map for filters. `wake` is the event the journal sets after an
-    append (made here unless the caller made it first, to hand to the journal).
+    gives the tenant name → ID map for filters; `after_tick` is called at the end of each pass
+    (the server carries its sealed state to the targets there, 17.15). `wake` is the event the
+    journal sets after an append (made here unless the caller made it first, to hand to it).
     """
 
     def __init__(
@@ -134,8 +135,10 @@ class Scheduler:
         poll_s: float = POLL_S,
         bucket_sleep: Callable[[float], None] = time.sleep,
         wake: threading.Event | None = None,
+        after_tick: Callable[[], object] = lambda: None,
     ) -> None:
         self._db = db
+        self._after_tick = after_tick
         self._store = store
         self._runner = runner
         self._open = open_target
@@ -164,6 +167,10 @@ class Scheduler:
                 break
             reports.append(self.run_one(target))
         self.watch()
+        try:
+            self._after_tick()
+        except Exception:  # what follows a pass must never stop replication; the log says why
+            log.exception("the step after a replication pass failed")
         return reports
 
     def run_one(self, target: Target) -> RunReport:

@@ -12,6 +12,7 @@ change that was rolled back. Whoever asks is an `Actor`: the token ID for the AP
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,14 @@ class AdminOps:
     def import_state(self, actor: Actor, document: Any) -> dict[str, int]:
         """Load an exported state into this new data folder, recorded after the imported log."""
         return self._state.load(document, actor.name, actor.address)
+
+    def set_state_key(self, actor: Actor, write: Callable[[], object], shown: str) -> None:
+        """Write the operator's state key (`write`, design 17.15) inside the audit's
+        transaction: a write that raises leaves no record; the record moves the audit head, so
+        the state sealed under the new passphrase reaches the targets at the next pass."""
+        with self._db.write() as conn:
+            write()
+            self._record(conn, actor, None, "set-state-key", shown)
 
     def add_target(self, actor: Actor, target: Target, since_ms: int | None = None) -> Target:
         """Save a target that passed its check (replication/check.py), with its cursor. The

@@ -43,6 +43,7 @@ from cairn.server.replicating import Replication, TargetOpener
 from cairn.server.replication import ServerSource
 from cairn.server.routes import ROUTES, error_response, guard
 from cairn.server.state import ServerState
+from cairn.server.statecarry import StateCarrier
 from cairn.server.tenants import TenantStore
 from cairn.server.tenantstore import TenantStorage
 
@@ -134,6 +135,13 @@ def open_services(
             clock,
             TargetOpener(services.server_id),
             services.alerts,
+            carrier=StateCarrier(
+                ServerState(db, settings.data, raw, audit, clock),
+                db,
+                settings.data,
+                services.server_id,
+                clock,
+            ),
         )
         journal.wake = services.replication.wake
     return services

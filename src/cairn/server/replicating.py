@@ -1,6 +1,7 @@
 """The server's side of replication (design 17.11, 17.12): the scheduler thread in `serve`, over
 the targets in `DATA/replication.db`, started only when targets exist; each run in the audit
-log; alerts through the `--notify` channels.
+log; alerts through the `--notify` channels; after each pass, the server's sealed state to the
+targets (`StateCarrier`, 17.15).
 
 The runner (the engine's `Replicator`) is given by the composition root (`open_services`); so
 is `wake`, the event the journal sets after each append, so a continuous target starts within
@@ -21,6 +22,7 @@ from cairn.replication.scheduler import Runner, Scheduler, TargetEvent
 from cairn.replication.targets import TargetStore
 from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
+from cairn.server.statecarry import StateCarrier
 from cairn.server.tenants import TenantStore
 
 log = logging.getLogger("cairn.server")
@@ -67,10 +69,12 @@ class Replication:
         opener: Callable[[Target], TargetStorage],
         alerts: JobAlerts | None = None,
         poll_s: float = 5.0,
+        carrier: StateCarrier | None = None,
     ) -> None:
         self.wake = threading.Event()
         self._opener = opener
         self._targets = targets
+        self._carrier = carrier
         self._scheduler = Scheduler(
             targets.db,
             targets,
@@ -82,6 +86,7 @@ class Replication:
             tenant_ids=lambda: {t.name: t.id for t in tenants.all()},
             poll_s=poll_s,
             wake=self.wake,
+            after_tick=self._carry,
         )
         self._alerts = alerts
         self._running = False
@@ -103,7 +108,14 @@ class Replication:
             self._scheduler.stop()
             if isinstance(self._opener, TargetOpener):
                 self._opener.close()
+            if self._carrier is not None:
+                self._carrier.close()
             self._running = False
+
+    def _carry(self) -> None:
+        """After each pass: the sealed server state to the targets that are due (17.15)."""
+        if self._carrier is not None:
+            self._carrier.carry(self._targets.list())
 
     def _alert(self, event: TargetEvent) -> None:
         log.warning("%s", event.message)
