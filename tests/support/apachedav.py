@@ -85,6 +85,11 @@ class ApacheDav:
             env["CAIRN_WEBDAV_CA"] = str(self.certs.ca_file)
         return env
 
+    @property
+    def pid(self) -> int | None:
+        """httpd's parent process, also the id of its process group (its workers)."""
+        return self._process.pid if self._process is not None else None
+
     def log(self) -> str:
         return (self.base / "error.log").read_text(errors="replace")
 
@@ -94,8 +99,8 @@ class ApacheDav:
         self.port = self.port or _free_port()
         if self.auth == "digest":
             # htdigest's format is MD5 by definition (RFC 2617 HA1)
-            ha1 = hashlib.md5(f"{USER}:{REALM}:{PASSWORD}".encode(), usedforsecurity=False)
-            ha1 = ha1.hexdigest()
+            digest = hashlib.md5(f"{USER}:{REALM}:{PASSWORD}".encode(), usedforsecurity=False)
+            ha1 = digest.hexdigest()
             (self.base / "users").write_text(f"{USER}:{REALM}:{ha1}\n")
         else:
             hashed = subprocess.run(
@@ -194,9 +199,12 @@ class ApacheDav:
 
 
 @contextlib.contextmanager
-def apache_dav(auth: str = "basic", tls: bool = True) -> Iterator[ApacheDav]:
-    """A running Apache mod_dav in a fresh folder of its own, removed afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="cairn-apache-"))
+def apache_dav(
+    auth: str = "basic", tls: bool = True, parent: Path | None = None
+) -> Iterator[ApacheDav]:
+    """A running Apache mod_dav in a fresh folder of its own (in `parent`, else the system's
+    temporary folder), removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="cairn-apache-", dir=parent))
     certs = make_certificates(base / "certs") if tls else None
     server = ApacheDav(base, auth, certs)
     try:

@@ -809,6 +809,10 @@ class WebDavServer:
         """A folder name no test used before (the backend's `create` makes it)."""
         return f"t{next(_webdav_folders)}-{os.getpid()}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def environ(self) -> dict[str, str]:
         """What a client's environment needs to log in and trust the server's certificate."""
         env = {"CAIRN_WEBDAV_USER": WEBDAV_USER, "CAIRN_WEBDAV_PASSWORD": WEBDAV_PASSWORD}
