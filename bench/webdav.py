@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(_ROOT), str(_ROOT / "bench")]
 
 import corpus  # noqa: E402
+from cputime import timed  # noqa: E402
 from tests.support import apachedav  # noqa: E402
 from tests.support.storageservers import WebDavServer  # noqa: E402
 
@@ -37,36 +36,6 @@ Share = WebDavServer | apachedav.ApacheDav
 
 Row = tuple[str, float, float, float]
 """A step: its label, wall seconds, the client's CPU seconds and the server's CPU seconds."""
-
-
-def timed(
-    cmd: list[str], env: dict[str, str], server: int | None = None
-) -> tuple[float, float, float]:
-    """Wall seconds, the command's CPU seconds (user + system) and those of the server's
-    processes (`server`: its pid, also its process group's id for Apache) meanwhile."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    served = server_cpu(server)
-    start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return wall, used, server_cpu(server) - served
-
-
-def server_cpu(root: int | None) -> float:
-    """CPU seconds used so far by process `root` and the processes of its group."""
-    if root is None:
-        return 0.0
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(stat.parent.name) == root or int(fields[2]) == root:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def size_of(root: Path) -> int:

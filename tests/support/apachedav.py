@@ -91,7 +91,8 @@ class ApacheDav:
         return self._process.pid if self._process is not None else None
 
     def log(self) -> str:
-        return (self.base / "error.log").read_text(errors="replace")
+        logs = [self.base / "stdout.log", self.base / "error.log"]
+        return "".join(p.read_text(errors="replace") for p in logs if p.exists())
 
     def setup(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -90,8 +90,19 @@ class SeaweedS3:
     (and every gRPC port, which SeaweedFS would otherwise put at port + 10000) chosen free.
     Identities: an administrator, and a reader that may only read and list."""
 
-    def __init__(self, root: Path, volume_size_mb: int = 64, volumes: int = 200) -> None:
+    def __init__(
+        self,
+        root: Path,
+        volume_size_mb: int = 64,
+        volumes: int = 200,
+        launcher: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        """`launcher` goes before weed's command line (the S3 bench: ``taskset -c 1``), `extra`
+        after it (settings a bench tries)."""
         self.root = root
+        self.launcher = launcher
+        self.extra = extra
         self.volumes = volumes
         self.data = root / "data"
         self.data.mkdir(parents=True, exist_ok=True)
@@ -170,10 +181,15 @@ class SeaweedS3:
             f"-master.volumeSizeLimitMB={self.volume_size_mb}",
             f"-volume.max={self.volumes}",
             "-metricsPort=0",
+            *self.extra,
         ]
         with (self.root / "weed.log").open("ab") as log:
             self.process = subprocess.Popen(
-                args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+                [*self.launcher, *args],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self._wait_until_writable()
 
