@@ -57,7 +57,9 @@ from cairn.replication.errors import (
     CopiedObjectsDamaged,
     NoServerState,
     ServerIdNeeded,
+    SourceLooksEmpty,
     StateSealError,
+    TargetCorrupt,
     WrongStatePassphrase,
 )
 from cairn.replication.layout import ServerIdUnusable
@@ -272,6 +274,16 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         TargetRefused,
         ErrorCode("CAIRN-E125", 125, "give a place outside the server's data folder"),
+    ),
+    (
+        TargetCorrupt,
+        ErrorCode(
+            "CAIRN-E132", 132, "the target's storage damages what it holds; see troubleshooting"
+        ),
+    ),
+    (
+        SourceLooksEmpty,
+        ErrorCode("CAIRN-E133", 133, "mount the data folder (or the bucket) the tenants live in"),
     ),
     (
         WrongStatePassphrase,

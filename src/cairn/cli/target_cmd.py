@@ -54,6 +54,9 @@ def register(actions: Any, shared: argparse.ArgumentParser) -> None:
     _action(sub, shared, "pause", "stop replicating to a target until resumed", run_pause)
     _action(sub, shared, "resume", "resume a paused target", run_resume)
     _action(sub, shared, "test", "check a target's location now, step by step", run_test)
+    _action(
+        sub, shared, "audit", "compare a target's copies with the server's storage now", run_audit
+    )
     status = _action(sub, shared, "status", "state, lag and runs of targets", run_status, False)
     status.add_argument("name", metavar="NAME", nargs="?", help="one target (default: all)")
 
@@ -296,6 +299,51 @@ def run_test(ctx: Context) -> int:
     steps = _check(ctx, services, target.location)
     ctx.output.text(f"target {target.name}: every check passed")
     ctx.output.json({"target": target.name, "ok": True, "check": [_step(s) for s in steps]})
+    return 0
+
+
+def run_audit(ctx: Context) -> int:
+    """The audit `serve` runs daily (design 17.7), now: each tenant's copy listed against the
+    server's storage; what is missing is sent, the rest reported; nothing is deleted."""
+    from cairn.replication.engine import Replicator
+    from cairn.replication.errors import ReplicationError, SourceLooksEmpty, TargetCorrupt
+    from cairn.replication.layout import TargetLayouts
+    from cairn.replication.scheduler import describe_audit
+    from cairn.server.replication import ServerSource
+
+    services = server_services(ctx)
+    target = services.targets.get(ctx.args.name)
+    assert services.replication_db is not None
+    engine = Replicator(
+        services.replication_db, ServerSource(services.tenants), services.server_id, ctx.clock
+    )
+    layouts = TargetLayouts(target.location, services.server_id)
+    try:
+        report = engine.audit(target, layouts)
+    finally:
+        layouts.close()
+    services.admin.record_replication_audit(report)
+    ctx.output.text(f"audit of {target.name}: {describe_audit(report)}")
+    for label, found in (
+        ("other size on the target", report.mismatched_on_target),
+        ("on the target only (left alone)", report.extra_on_target),
+        ("damaged on the server (not sent)", report.damaged_at_source),
+    ):
+        for name in found:
+            ctx.output.text(f"  {label}: {name}")
+    ctx.output.json(dataclasses.asdict(report))
+    if report.error is not None:
+        raise ReplicationError(f"the audit of {target.name} stopped: {report.error}")
+    if report.mismatched_on_target:
+        raise TargetCorrupt(
+            f"{len(report.mismatched_on_target)} object(s) on {target.name} differ from the "
+            "server's: the copy is damaged there"
+        )
+    if report.source_empty:
+        raise SourceLooksEmpty(
+            f"the server's storage of {', '.join(report.source_empty)} lists nothing while "
+            f"{target.name} holds a copy: is the data folder mounted?"
+        )
     return 0
 
 

@@ -24,7 +24,7 @@ from cairn.backends.wrappers.ratelimited import RateLimitedBackend, TokenBucket
 from cairn.core.clock import Clock, epoch_ms
 from cairn.replication.db import ReplicationDb
 from cairn.replication.engine import TargetStorage
-from cairn.replication.model import Mode, RunReport, Target
+from cairn.replication.model import AuditReport, Mode, RunReport, Target
 from cairn.replication.status import (
     State,
     TargetStatus,
@@ -38,6 +38,9 @@ from cairn.replication.timing import Continuous, Every, in_windows, next_slot, p
 log = logging.getLogger("cairn.replication")
 
 POLL_S = 5.0
+AUDIT_EVERY_S = 86400.0
+"""How often each target's copy is audited (design 17.7): the first pass after `serve` starts,
+then daily."""
 MAX_BACKOFF_S = 3600.0
 """The longest wait between two attempts; a failing continuous target is tried this often."""
 
@@ -46,6 +49,12 @@ class Runner(Protocol):
     """One run for one target: the engine's `Replicator`. It persists the new cursor itself."""
 
     def run(self, target: Target, layouts: TargetStorage, *, cursor: int) -> RunReport: ...
+
+
+class Auditor(Protocol):
+    """The audit of one target's copies (the engine's `Replicator.audit`, design 17.7)."""
+
+    def audit(self, target: Target, layouts: TargetStorage) -> AuditReport: ...
 
 
 class _LimitedLayouts:
@@ -105,6 +114,8 @@ class _Memory:
     """Monotonic time before which a failed target is not tried again."""
     told_failed: bool = False
     told_lagging: bool = False
+    audited_at: float | None = None
+    """Monotonic time of the last audit (None: not since `serve` started)."""
 
 
 def _ignore(_: object) -> None:
@@ -136,6 +147,9 @@ class Scheduler:
         bucket_sleep: Callable[[float], None] = time.sleep,
         wake: threading.Event | None = None,
         after_tick: Callable[[], object] = lambda: None,
+        auditor: Auditor | None = None,
+        on_audit: Callable[[AuditReport], None] = _ignore,
+        audit_every_s: float = AUDIT_EVERY_S,
     ) -> None:
         self._db = db
         self._after_tick = after_tick
@@ -149,6 +163,9 @@ class Scheduler:
         self._poll_s = poll_s
         self._bucket_sleep = bucket_sleep
         self._memory: dict[str, _Memory] = {}
+        self._auditor = auditor
+        self._on_audit = on_audit
+        self._audit_every_s = audit_every_s
         self.wake = wake if wake is not None else threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,6 +183,7 @@ class Scheduler:
             if self._stopping.is_set():
                 break
             reports.append(self.run_one(target))
+        self.audit_due()
         self.watch()
         try:
             self._after_tick()
@@ -190,6 +208,31 @@ class Scheduler:
         self._after(target, report)
         self._on_run(report)
         return report
+
+    def audit_due(self) -> list[AuditReport]:
+        """Audit each target whose audit is due and that is neither paused nor failing: its
+        copies listed against the server's storage, the missing sent, the rest reported."""
+        if self._auditor is None:
+            return []
+        reports = []
+        for target in self._store.list():
+            memory = self._memory.setdefault(target.name, _Memory())
+            now = self._clock.monotonic()
+            due = memory.audited_at is None or now - memory.audited_at >= self._audit_every_s
+            if target.paused or memory.retry_at is not None or not due or self._stopping.is_set():
+                continue
+            memory.audited_at = now
+            try:
+                layouts = self._limited(target, self._open(target))
+                report = self._auditor.audit(target, layouts)
+            except Exception as exc:
+                log.warning("the audit of %s failed: %s", target.name, exc)
+                report = AuditReport(target.name, epoch_ms(self._clock), error=_describe(exc))
+            if report.objects_sent or report.mismatched_on_target or report.source_empty:
+                log.warning("audit of %s: %s", target.name, describe_audit(report))
+            self._on_audit(report)
+            reports.append(report)
+        return reports
 
     def statuses(self) -> list[TargetStatus]:
         now, ids = self._clock.now(), self._tenant_ids()
@@ -314,3 +357,19 @@ class Scheduler:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def describe_audit(report: AuditReport) -> str:
+    """One line for a log or the audit log: what the audit found and did."""
+    parts = [f"sent={report.objects_sent} bytes={report.bytes_sent}"]
+    for label, found in (
+        ("mismatched", report.mismatched_on_target),
+        ("extra", report.extra_on_target),
+        ("damaged-at-source", report.damaged_at_source),
+        ("source-empty", report.source_empty),
+    ):
+        if found:
+            parts.append(f"{label}={len(found)}")
+    if report.error:
+        parts.append(f"error={report.error}")
+    return " ".join(parts)

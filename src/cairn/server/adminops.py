@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cairn.replication.model import RunReport, Target
+from cairn.replication.model import AuditReport, RunReport, Target
+from cairn.replication.scheduler import describe_audit
 from cairn.replication.targets import TargetStore
 from cairn.server.audit import AuditLog
 from cairn.server.auth import IssuedToken, Role, TokenStore
@@ -157,6 +158,23 @@ class AdminOps:
         )
         outcome = "ok" if report.error is None else f"failed: {report.error}"
         self._audit.append("replication", None, "replicate", shown, outcome, "-")
+        self._audit.write_through()
+
+    def record_replication_audit(self, report: AuditReport) -> None:
+        """One audit of a target's copies in the audit log (actor `replication`), with what it
+        sent and found (design 17.7)."""
+        bad = report.error or report.mismatched_on_target or report.source_empty
+        outcome = (
+            "ok" if not bad else "drift" if report.error is None else f"failed: {report.error}"
+        )
+        self._audit.append(
+            "replication",
+            None,
+            "audit-target",
+            f"{report.target} {describe_audit(report)}",
+            outcome,
+            "-",
+        )
         self._audit.write_through()
 
     def _record(

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 
 from cairn.core.clock import Clock
-from cairn.replication.engine import TargetStorage
+from cairn.replication.engine import Replicator, TargetStorage
 from cairn.replication.layout import TargetLayouts
 from cairn.replication.model import Target
 from cairn.replication.scheduler import Runner, Scheduler, TargetEvent
@@ -87,6 +87,8 @@ class Replication:
             poll_s=poll_s,
             wake=self.wake,
             after_tick=self._carry,
+            auditor=runner if isinstance(runner, Replicator) else None,
+            on_audit=admin.record_replication_audit,
         )
         self._alerts = alerts
         self._running = False
