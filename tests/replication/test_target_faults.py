@@ -10,7 +10,8 @@ a local-folder target, after a run. The audit finds the truncated one by its siz
 the size, so only `audit(..., read_data=True)` finds it, by hashing the target's copy. Both are
 reported (`mismatched_on_target`, CAIRN-E132); a run does not repair them (the journal names
 nothing new, so it makes no request); once the damaged copy is removed, the next audit sends it
-again."""
+again. On S3, no stat before a save: other bytes already under a name are refused (CAIRN-E132),
+the same bytes accepted."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 
 from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.local import LocalBackend
+from cairn.backends.location import open_backend
 from cairn.crypto.hashing import object_name
 from cairn.replication.model import Filters, Target
 from cairn.server.app import open_services
@@ -31,7 +33,7 @@ from tests.integration.test_cli_server import Client, admin, tree
 from tests.replication.support import Engine
 from tests.support.clitools import Cairn
 from tests.support.serverfixture import RunningServer, running_server
-from tests.support.storageservers import CuttingRelay, PureFtpd, SshServer, ftp_server
+from tests.support.storageservers import CuttingRelay, PureFtpd, SeaweedS3, SshServer, ftp_server
 from tests.support.storageservers import sshd as sshd  # the session's server
 
 __all__ = ["ftp_server"]
@@ -162,3 +164,36 @@ def test_a_target_that_damages_its_copy_is_found_by_the_audit(
     repaired = engine.replicator.audit(target, engine.layouts(location), read_data=True)
     assert (repaired.objects_sent, repaired.mismatched_on_target) == (2, []), repaired
     Cairn(str(copy), cache=tmp_path / "cache2").run("check", "--read-data")
+
+
+def test_an_s3_target_holding_other_bytes_under_a_name_is_e132_the_same_bytes_pass(
+    primary: RunningServer, seaweed: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No stat before a PUT to S3 (create-only, `If-None-Match: *`): the save itself finds an
+    object already there, accepts it when its bytes are the server's (a run cut after the PUT,
+    sent again) and refuses it otherwise."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    token = str(admin(primary, "tenant", "add", "planted")["admin_token"])
+    client = Client(primary, "planted", tmp_path / "home", token)
+    client.run("init")
+    client.run("backup", str(tree(tmp_path / "src", 11, size=150_000)))
+    engine = Engine(primary.data)
+    services = open_services(Settings(data=primary.data), create=False)
+    server_side = services.storage.for_maintenance(services.tenants.get("planted"))
+    pack = next(iter(server_side.list(ObjectKind.PACK))).handle
+    location = seaweed.location(prefix=seaweed.fresh_prefix())
+    copy = open_backend(engine.copy_location(location, "planted"))
+    copy.save(pack, b"not the pack")
+    target = engine.register(Target("planted", location, filters=only("planted")))
+    refused = engine.replicator.run(target, engine.layouts(location))
+    assert refused.error is not None and refused.error.startswith("CAIRN-E132"), refused
+    assert copy.load(pack) == b"not the pack", "never overwritten"
+
+    copy.remove(pack)
+    copy.save(pack, server_side.load(pack))  # what a cut run left: the right bytes
+    done = engine.replicator.run(target, engine.layouts(location))
+    assert done.error is None and done.cursor == engine.replicator.cursor("planted"), done
+    copy.close()
+    checked = Cairn(engine.copy_location(location, "planted"), cache=tmp_path / "cache")
+    checked.run("check", "--read-data", env=checked.env(**seaweed.env()))
