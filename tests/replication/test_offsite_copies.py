@@ -152,7 +152,7 @@ def test_two_sites_each_replicate_to_the_other_and_survive_the_loss_of_one(
             machine.run("backup", str(sources[name]))
             copies[name] = Engine(server.data).copy_location(offsite, "alpha")
         deadline = time.monotonic() + 180  # a bound on a wait, not a measurement
-        for name, server in servers.items():
+        for server in servers.values():
             while [row["lag_objects"] for row in admin(server, "target", "status")] != [0]:
                 assert time.monotonic() < deadline, server.log()[-3000:]
                 time.sleep(0.3)

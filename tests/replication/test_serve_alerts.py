@@ -54,7 +54,12 @@ def test_a_failing_target_sends_an_alert_and_then_the_recovery(
         )
         inbox = mail.inbox.messages
         data = tmp_path / "data"
-        with running_server(data, True, "--notify", str(notify),) as server:
+        with running_server(
+            data,
+            True,
+            "--notify",
+            str(notify),
+        ) as server:
             token = str(admin(server, "tenant", "add", "acme")["admin_token"])
             client = Client(server, "acme", tmp_path / "home", token)
             client.run("init")

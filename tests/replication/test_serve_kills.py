@@ -22,7 +22,6 @@ import shutil
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +104,7 @@ def in_step(lab: Lab) -> bool:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     root = tmp_path_factory.mktemp("lab")
     prepared = Lab(root, root / "src", tmp_path_factory.mktemp("target") / "offsite", free_port())
     with running_server(prepared.data, port=prepared.port) as server:
@@ -127,7 +126,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         client.run("backup", str(prepared.source))
     assert not in_step(prepared), "the paused target has work to do"
     prepared.keep_offsite()
-    yield prepared
+    return prepared
 
 
 def kill_run(lab: Lab, point: str | None, k: int = 0, trace: Path | None = None) -> None:
