@@ -112,6 +112,8 @@ class _Memory:
 
     retry_at: float | None = None
     """Monotonic time before which a failed target is not tried again."""
+    failed_as: Target | None = None
+    """The target's settings when it failed: an edit (or a pause) ends the wait."""
     told_failed: bool = False
     told_lagging: bool = False
     audited_at: float | None = None
@@ -279,11 +281,15 @@ class Scheduler:
             self.wake.wait(self._poll_s)
 
     def _is_due(self, target: Target, now: datetime, head: int) -> bool:
-        if target.paused:
-            return False
         memory = self._memory.get(target.name)
+        if target.paused:
+            if memory is not None:
+                memory.retry_at = None  # resumed, it is tried at once
+            return False
         if memory is not None and memory.retry_at is not None:
-            return self._clock.monotonic() >= memory.retry_at  # a retry, whatever the schedule
+            if memory.failed_as == target:
+                return self._clock.monotonic() >= memory.retry_at  # a retry, whatever the schedule
+            memory.retry_at = None  # edited since it failed (fixed?): tried at once
         schedule = parse_schedule(target.schedule)
         if isinstance(schedule, Continuous):
             return head > self._store.cursor(target.name) or self._deletions_due(target)
@@ -314,6 +320,7 @@ class Scheduler:
     def _after(self, target: Target, report: RunReport) -> None:
         """Set the wait before the next attempt from the failures in a row."""
         memory = self._memory.setdefault(target.name, _Memory())
+        memory.failed_as = target
         if report.error is None:
             memory.retry_at = None
             return
