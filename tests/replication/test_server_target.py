@@ -83,7 +83,9 @@ def test_a_copy_on_a_second_server_restores_bit_exact_after_the_primary_is_gone(
     again = replicate(engine, location)
     assert (again.objects_sent, again.error) == (0, None)
     copy = engine.copy_location(location, "alpha")
-    assert copy == f"{location}/{engine.server_id}/{engine.tenant_id('alpha')}"
+    ids = {t["name"]: t["id"] for t in admin(primary, "tenant", "list")}  # what an operator reads
+    server_id = (primary.data / "server-id").read_text().strip()
+    assert copy == f"{location}/{server_id}/{ids['alpha']}"
 
     primary.process.terminate()
     primary.process.wait(timeout=20)

@@ -131,7 +131,7 @@ class TenantStore:
         place = CopyPlace(folder, tenant.id, server, copy)
         if not self.has_copy(tenant, server, copy):
             raise NoSuchObject("no such object")
-        return self._raw.open_copy(place, create=folder == "removed")
+        return self._raw.open_copy(place, create=True)  # recorded: its layout is due
 
     def make_copy(self, tenant: Tenant, server: str, copy: str) -> None:
         """Record the copy (so the recount finds it) and make its layout, once."""
