@@ -90,6 +90,8 @@ def test_a_copy_on_a_second_server_restores_bit_exact_after_the_primary_is_gone(
     primary.process.terminate()
     primary.process.wait(timeout=20)
     shutil.rmtree(primary.data)
+    admin(receiver, "gc", AREA)  # the receiver's own maintenance leaves copies alone
+    admin(receiver, "scrub", AREA)
 
     restore_token = str(admin(receiver, "token", "add", AREA, "--role", "restore")["token"])
     client = Cairn(copy, cache=tmp_path / "restorer-cache")
