@@ -20,9 +20,11 @@ import pytest
 from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.location import open_backend
 from cairn.crypto.hashing import object_name
+from cairn.replication.layout import server_id
 from cairn.replication.model import RunReport, Target
 from tests.integration.test_cli_server import Client, admin, tree
 from tests.replication.support import Engine
+from tests.replication.test_serve_replicates import wait_for_copies
 from tests.support.clitools import Cairn, manifest
 from tests.support.serverfixture import RunningServer, running_server
 
@@ -103,6 +105,22 @@ def test_a_copy_on_a_second_server_restores_bit_exact_after_the_primary_is_gone(
     usage = admin(receiver, "tenant", "list")
     used = next(t for t in usage if t["name"] == AREA)["used"]
     assert used >= report.bytes_sent > 0, usage
+
+
+def test_serve_replicates_each_backup_to_a_second_server_continuously(
+    receiver: RunningServer, sender_env: dict[str, str], tmp_path: Path
+) -> None:
+    """As a user runs it: `serve` started with the replication token in its environment, the
+    target added with the CLI; a backup reaches the copy with nobody running anything else."""
+    with running_server(tmp_path / "serving") as primary:
+        location = receiver.location(AREA)
+        assert admin(primary, "target", "add", "offsite", location)["target"]["name"] == "offsite"
+        back_up(primary, tmp_path)
+        tenant_id = primary.services().tenants.get("alpha").id
+        copy = f"{location}/{server_id(primary.data)}/{tenant_id}"
+        wait_for_copies(primary, {"offsite": copy}, str(primary.data / "tenants" / tenant_id))
+        (row,) = admin(primary, "target", "status")
+        assert row["lag_objects"] == 0 and row["last_error"] in (None, ""), row
 
 
 def test_the_replication_token_reaches_only_its_own_area(
