@@ -21,7 +21,7 @@ from cairn.backends.base import Handle, ObjectKind
 from cairn.backends.location import open_backend
 from cairn.crypto.hashing import object_name
 from cairn.replication.layout import server_id
-from cairn.replication.model import RunReport, Target
+from cairn.replication.model import Mode, RunReport, Target
 from tests.integration.test_cli_server import Client, admin, tree
 from tests.replication.support import Engine
 from tests.replication.test_serve_replicates import wait_for_copies
@@ -29,6 +29,8 @@ from tests.support.clitools import Cairn, manifest
 from tests.support.serverfixture import RunningServer, running_server
 
 AREA = "site-a"
+AREA_FOLDER = "{area}/{server}"
+"""A copy's folder below `copies/` (and `removed/`) in the receiver's data folder."""
 
 
 @pytest.fixture
@@ -123,6 +125,41 @@ def test_serve_replicates_each_backup_to_a_second_server_continuously(
         assert row["lag_objects"] == 0 and row["last_error"] in (None, ""), row
 
 
+def test_a_mirror_removal_is_moved_aside_and_the_copy_still_restores(
+    primary: RunningServer, receiver: RunningServer, sender_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Design 17.14: the receiver keeps what a mirror target removes, beside the copy."""
+    token = str(admin(primary, "tenant", "add", "alpha")["admin_token"])
+    machine = Client(primary, "alpha", tmp_path / "home", token)
+    machine.run("init")
+    source = tree(tmp_path / "src", 5, size=80_000)
+    machine.run("backup", str(source))
+    (source / "later.txt").write_text("the second backup\n" * 400)
+    machine.run("backup", str(source))
+    location = receiver.location(AREA)
+    engine = Engine(primary.data)
+    mirror = engine.register(Target("offsite", location, Mode.MIRROR, quarantine_s=0))
+    assert replicate_target(engine, mirror).error is None
+
+    machine.run("forget", "--keep-last", "1", "--group-by", "")
+    report = replicate_target(engine, mirror)
+    assert report.error is None and report.deletions >= 1, report
+
+    area_id = receiver.services().tenants.get(AREA).id
+    where = Path(AREA_FOLDER.format(area=area_id, server=engine.server_id))
+    copy_folder = receiver.data / "copies" / where / engine.tenant_id("alpha")
+    removed_folder = receiver.data / "removed" / where / engine.tenant_id("alpha")
+    assert len(list((copy_folder / "snapshots").iterdir())) == 1
+    assert len(list((removed_folder / "snapshots").iterdir())) >= 1
+    restore_token = str(admin(receiver, "token", "add", AREA, "--role", "restore")["token"])
+    client = Cairn(engine.copy_location(location, "alpha"), cache=tmp_path / "cache")
+    env = client.env(CAIRN_TOKEN=restore_token, XDG_CONFIG_HOME=str(tmp_path / "restorer"))
+    out = tmp_path / "restored"
+    client.run("restore", "latest", "--target", str(out), env=env)
+    assert manifest(out / source.relative_to("/")) == manifest(source)
+    client.run("check", env=env)
+
+
 def test_the_replication_token_reaches_only_its_own_area(
     receiver: RunningServer, sender_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -206,10 +243,15 @@ def test_the_area_quota_stops_a_run(
 
 
 def replicate(engine: Engine, location: str, retry_for: float | None = None) -> RunReport:
-    """One run of the engine to `location`, its connections closed after it."""
-    layouts = engine.layouts(location, retry_for=retry_for)
+    """One run of the engine to `location` (a copy target), its connections closed after it."""
+    target = engine.register(Target("offsite", location))
+    return replicate_target(engine, target, retry_for)
+
+
+def replicate_target(engine: Engine, target: Target, retry_for: float | None = None) -> RunReport:
+    layouts = engine.layouts(target.location, retry_for=retry_for)
     try:
-        return engine.replicator.run(engine.register(Target("offsite", location)), layouts)
+        return engine.replicator.run(target, layouts)
     finally:
         layouts.close()
 
