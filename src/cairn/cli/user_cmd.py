@@ -13,7 +13,6 @@ from typing import Any
 from cairn.cli.context import Context, read_secret_file
 from cairn.cli.serverdata import cli_actor, data_option, server_services
 from cairn.server.users import ConsoleRole, ConsoleUser, NoPassword
-from cairn.web.dashboard import show_time
 
 
 def register(actions: Any, shared: argparse.ArgumentParser) -> None:
@@ -49,6 +48,8 @@ def run_add(ctx: Context) -> int:
 
 
 def run_list(ctx: Context) -> int:
+    from cairn.web.dashboard import show_time  # the server stack: only when a command needs it
+
     users = server_services(ctx).admin.users.list()
     rows = [[u.name, u.role.value, u.tenant or "-", show_time(u.created_ms)] for u in users]
     ctx.output.table(["name", "role", "tenant", "added"], rows)
