@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
 
 import pytest
 from starlette.routing import Route
@@ -40,7 +39,7 @@ NOT_SIGNED_IN = ("no cookie", "forged session", "anonymous session", "removed us
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def services(tmp_path_factory: pytest.TempPathFactory) -> Services:
     services = open_services(Settings(data=tmp_path_factory.mktemp("console") / "data"))
     services.tenants.create("acme")
     for role in ConsoleRole:
@@ -100,9 +99,9 @@ def test_serve_serves_exactly_the_two_route_tables(services: Services) -> None:
     tables, so every route passes through a guard."""
     app = mount_console(create_app(services), services)
     served = [(r.path, r.methods) for r in app.routes if isinstance(r, Route)]
+    pairs = [(s.path, s.method) for s in ROUTES] + [(r.path, r.method) for r in CONSOLE_ROUTES]
     declared = [
-        (s.path, {s.method} | ({"HEAD"} if s.method == "GET" else set()))
-        for s in (*ROUTES, *CONSOLE_ROUTES)
+        (path, {method} | ({"HEAD"} if method == "GET" else set())) for path, method in pairs
     ]
     assert served == declared
     assert len(app.routes) == len(ROUTES) + len(CONSOLE_ROUTES)
