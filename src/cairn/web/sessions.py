@@ -23,6 +23,9 @@ SIGNED_IN_S = 8 * 3600
 """A signed-in session lasts a working day, then the user signs in again."""
 ANONYMOUS_S = 30 * 60
 """The sign-in form's session: long enough to type a password."""
+MAX_ANONYMOUS = 10_000
+"""Sign-in forms opened and not used: past this many the oldest go, so a flood of page loads
+cannot grow the table without bound (it only ends other people's unused forms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,10 @@ def _hash(session_id: str) -> bytes:
 
 
 class SessionStore:
-    def __init__(self, db: Database, users: UserStore, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, users: UserStore, clock: Clock, max_anonymous: int = MAX_ANONYMOUS
+    ) -> None:
+        self._max_anonymous = max_anonymous
         self._db = db
         self._users = users
         self._clock = clock
@@ -55,6 +61,11 @@ class SessionStore:
         )
         with self._db.write() as conn:
             conn.execute("DELETE FROM console_sessions WHERE expires_ms <= ?", (now,))
+            conn.execute(
+                "DELETE FROM console_sessions WHERE user IS NULL AND rowid <= (SELECT rowid "
+                "FROM console_sessions WHERE user IS NULL ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
+                (self._max_anonymous - 1,),
+            )
             conn.execute(
                 "INSERT INTO console_sessions (id_hash, user, csrf, expires_ms) VALUES (?,?,?,?)",
                 (

@@ -133,6 +133,14 @@ def test_sessions_expire_and_go_with_their_user(services: Services) -> None:
     assert store.find(again.id) is None
 
 
+def test_unused_sign_in_forms_are_bounded(services: Services) -> None:
+    store = SessionStore(services.db, services.admin.users, services.clock, max_anonymous=3)
+    forms = [store.start(None) for _ in range(6)]
+    assert [store.find(f.id) is not None for f in forms] == [False] * 3 + [True] * 3
+    count = services.db.read().execute("SELECT COUNT(*) FROM console_sessions").fetchone()[0]
+    assert count == 3
+
+
 def test_the_console_stays_shut_until_a_server_admin_exists(services: Services) -> None:
     client = client_of(services)
     page = client.get("/console/")
