@@ -90,6 +90,7 @@ from cairn.server.errors import (
     ServerFull,
     ServerSetupError,
 )
+from cairn.server.users import NoPassword, NoSuchUser, UserError
 from cairn.snapshot.retention import PolicyError
 
 EXIT_OK = 0
@@ -284,6 +285,12 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         SourceLooksEmpty,
         ErrorCode("CAIRN-E133", 133, "mount the data folder (or the bucket) the tenants live in"),
+    ),
+    (UserError, ErrorCode("CAIRN-E150", 150, "see `cairn server user add --help`")),
+    (NoSuchUser, ErrorCode("CAIRN-E151", 151, "`cairn server user list` shows the users")),
+    (
+        NoPassword,
+        ErrorCode("CAIRN-E152", 152, "give --password-file FILE, or run it on a terminal"),
     ),
     (
         WrongStatePassphrase,

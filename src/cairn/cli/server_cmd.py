@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cairn.cli import statekey_cmd, target_cmd
+from cairn.cli import statekey_cmd, target_cmd, user_cmd
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.cli.serverdata import (
@@ -221,6 +221,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     _state_actions(actions, shared)
     target_cmd.register(actions, shared)
     statekey_cmd.register(actions, shared)
+    user_cmd.register(actions, shared)
 
 
 def _state_actions(actions: Any, shared: argparse.ArgumentParser) -> None:
@@ -284,9 +285,10 @@ def _run_uvicorn(
 
     from cairn.server.app import create_app
     from cairn.server.deadlines import deadline_protocol  # imports uvicorn too
+    from cairn.web.console import mount_console
 
     config = uvicorn.Config(
-        create_app(services),
+        mount_console(create_app(services), services),
         log_level="warning",
         timeout_keep_alive=30,
         limit_concurrency=512,

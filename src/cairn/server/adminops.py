@@ -1,5 +1,5 @@
 """The server's admin operations: the one place that changes tenants, tokens, quotas,
-retention policies and replication targets, each with its audit record.
+retention policies, replication targets and console users, each with its audit record.
 
 The admin API (server/admin.py), the admin CLI (`cairn server tenant|token|retention …`) and
 the coming console are thin callers of this module: they parse and present, it changes. Each
@@ -25,6 +25,7 @@ from cairn.server.db import Database
 from cairn.server.retention import ServerPolicy
 from cairn.server.state import ServerState
 from cairn.server.tenants import Tenant, TenantStore
+from cairn.server.users import ConsoleUser, UserStore
 
 FIRST_LABEL = "made with the tenant"
 
@@ -48,8 +49,10 @@ class AdminOps:
         audit: AuditLog,
         state: ServerState,
         targets: TargetStore,
+        users: UserStore | None = None,
     ) -> None:
         self._db = db
+        self.users = UserStore(db) if users is None else users
         self._targets = targets
         self._state = state
         self._tenants = tenants
@@ -91,6 +94,18 @@ class AdminOps:
             target = f"{tenant or '-'} {role.value} {token.id}"
             self._record(conn, actor, tenant, "create-token", target)
         return token
+
+    def add_user(self, actor: Actor, user: ConsoleUser, password: str) -> ConsoleUser:
+        """A console user (design 18.1); the record names the user and role, never the hash."""
+        with self._db.write() as conn:
+            made = self.users.add(conn, user, password)
+            self._record(conn, actor, user.tenant, "add-user", f"{user.name} {user.role.value}")
+        return made
+
+    def remove_user(self, actor: Actor, name: str) -> None:
+        with self._db.write() as conn:
+            self.users.remove(conn, name)
+            self._record(conn, actor, None, "remove-user", name)
 
     def revoke_token(self, actor: Actor, token_id: str) -> None:
         with self._db.write() as conn:

@@ -46,6 +46,7 @@ from cairn.server.state import ServerState
 from cairn.server.statecarry import StateCarrier
 from cairn.server.tenants import TenantStore
 from cairn.server.tenantstore import TenantStorage
+from cairn.server.users import UserStore
 
 log = logging.getLogger("cairn.server")
 DATABASE = "server.db"
@@ -115,7 +116,13 @@ def open_services(
         ),
         chunks=chunks,
         admin=AdminOps(
-            db, tenants, tokens, audit, ServerState(db, settings.data, raw, audit, clock), targets
+            db,
+            tenants,
+            tokens,
+            audit,
+            ServerState(db, settings.data, raw, audit, clock),
+            targets,
+            UserStore(db, clock),
         ),
         targets=targets,
         uploads=threading.BoundedSemaphore(settings.max_uploads),

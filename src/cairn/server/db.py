@@ -1,5 +1,5 @@
 """The server's own state in SQLite: tenants, tokens, usage, received snapshots, lock owners,
-the audit log, job results, the chunk table.
+the audit log, job results, the chunk table, the console's users and sessions.
 
 Migrations are numbered SQL scripts, applied in order, each in one transaction, and recorded in
 ``PRAGMA user_version``. A database written by a newer Cairn is refused rather than guessed at.
@@ -133,6 +133,22 @@ MIGRATIONS: tuple[str, ...] = (
         copy TEXT NOT NULL,
         created_ms INTEGER NOT NULL,
         PRIMARY KEY (tenant, server, copy)
+    );
+    """,
+    # 7: the console's users (argon2id password hashes) and its server-side sessions (design 18)
+    """
+    CREATE TABLE console_users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        tenant TEXT REFERENCES tenants(name),
+        hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE console_sessions (
+        id_hash BLOB PRIMARY KEY,
+        user TEXT REFERENCES console_users(name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
     );
     """,
 )

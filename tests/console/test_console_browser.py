@@ -1,0 +1,133 @@
+"""The console in a real browser (issue 16): a real `cairn server serve`, a console user made
+with `cairn server user add`, a job result reported by the agent's own reporting code, then
+Chromium signs in through the page by its labels, reads the dashboard (a failed job in red, a
+name with markup shown as text), and signs out; a wrong password is refused, a POST without the
+CSRF token is refused, and no page may be framed. Screenshots of each page are kept in the
+test's folder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from cairn.agent.report import report_run
+from cairn.agent.spec import Every, JobSpec
+from cairn.notify.message import Outcome, RunSummary
+from cairn.server.auth import Role
+from tests.support.clitools import Cairn
+from tests.support.serverfixture import RunningServer, running_server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Page
+
+pytestmark = pytest.mark.required("Chromium and Playwright (the browser tests)")
+
+PASSWORD = "a long console password"
+MARKUP_HOST = "<script>alert('x')</script>"
+RED = "rgb(180, 35, 24)"
+"""The console's --bad colour (console.css), a failed job's badge."""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    folder = tmp_path_factory.mktemp("console")
+    with running_server(folder / "data") as running:
+        running.tenant("acme", quota=10 * 2**30)
+        token_file = folder / "backup.token"
+        token_file.write_text(running.token("acme", Role.BACKUP) + "\n")
+        for host, outcome in (("laptop-7", Outcome.FAILURE), (MARKUP_HOST, Outcome.SUCCESS)):
+            job = JobSpec(
+                name="home",
+                repository=running.location("acme"),
+                paths=("/home",),
+                schedule=Every(3600.0),
+                token_file=str(token_file),
+            )
+            now = time.time()
+            report_run(
+                job,
+                RunSummary(job="home", host=host, started=now - 60, ended=now, outcome=outcome),
+            )
+        yield running
+
+
+def add_admin(server: RunningServer, folder: Path) -> None:
+    password_file = folder / "admin.password"
+    password_file.write_text(PASSWORD + "\n")
+    Cairn(server.data).run(
+        "server", "user", "add", "admin", "--role", "server-admin",
+        "--password-file", str(password_file), "--data", str(server.data),
+    )  # fmt: skip
+
+
+def sign_in(page: Page, server: RunningServer, password: str) -> None:
+    page.goto(f"{server.url}/console/sign-in")
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_console_in_a_browser(
+    server: RunningServer, browser_context: BrowserContext, tmp_path: Path
+) -> None:
+    page = browser_context.new_page()
+    first = page.goto(f"{server.url}/console/")
+    assert first is not None and first.status == 503  # no admin yet: the set-up page
+    page.screenshot(path=tmp_path / "0-setup.png", full_page=True)
+    assert page.get_by_text("cairn server user add admin").is_visible()
+    add_admin(server, tmp_path)
+
+    sign_in(page, server, "not the password")
+    assert page.get_by_role("alert").inner_text().startswith("CAIRN-E153")
+    page.screenshot(path=tmp_path / "1-refused.png", full_page=True)
+
+    sign_in(page, server, PASSWORD)
+    page.wait_for_url(f"{server.url}/console/")
+    assert page.locator("html").get_attribute("lang") == "en"
+    page.screenshot(path=tmp_path / "2-dashboard.png", full_page=True)
+    failed = page.locator("tr", has_text="laptop-7")
+    badge = failed.locator(".badge")
+    assert badge.inner_text() == "failure"
+    assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == RED
+    assert page.get_by_role("cell", name=MARKUP_HOST, exact=True).is_visible()  # text, not code
+    assert page.locator("script").count() == 0
+    assert page.get_by_role("cell", name="acme").first.is_visible()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{server.url}/console/sign-in")
+    page.goto(f"{server.url}/console/")
+    assert page.url == f"{server.url}/console/sign-in"  # the session is gone
+    page.screenshot(path=tmp_path / "3-signed-out.png", full_page=True)
+
+
+def test_forms_need_the_csrf_token_and_no_page_may_be_framed(
+    server: RunningServer, browser_context: BrowserContext, tmp_path: Path
+) -> None:
+    if (
+        "admin"
+        not in Cairn(server.data).run("server", "user", "list", "--data", str(server.data)).out
+    ):
+        add_admin(server, tmp_path)
+    page = browser_context.new_page()
+    sign_in(page, server, PASSWORD)
+    page.wait_for_url(f"{server.url}/console/")
+    # the browser's own cookie, a form without the token: refused
+    forged = page.request.post(f"{server.url}/console/sign-out", form={"nothing": "here"})
+    assert forged.status == 403 and "CAIRN-E154" in forged.text()
+    page.reload()
+    assert page.url == f"{server.url}/console/"  # still signed in
+    answer = httpx.get(f"{server.url}/console/sign-in", verify=False)
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    # a page on another origin that frames the console gets nothing shown
+    framer = browser_context.new_page()
+    framer.set_content(f'<iframe id="f" src="{server.url}/console/sign-in"></iframe>')
+    # set_content returns once the page and its frame have loaded (or been refused)
+    child = framer.frames[1]
+    assert child.url.startswith("chrome-error://")  # Chromium refused to show it
+    assert child.get_by_label("User name").count() == 0
