@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions
+import botocore.session
 import urllib3.exceptions
 from botocore.config import Config
 from botocore.parsers import ResponseParserError
@@ -152,7 +153,9 @@ def parse_location(location: str) -> S3Location:
     return S3Location(endpoint, bucket, prefix)
 
 
-def s3_client(endpoint: str, connections: int, timeout: float) -> Any:
+def s3_client(
+    endpoint: str, connections: int, timeout: float, environ: Mapping[str, str] | None = None
+) -> Any:
     """A boto3 S3 client for `endpoint`: path-style addresses (S3-compatible servers rarely have
     wildcard DNS), checksums only when an operation requires them, no retries of its own (the
     RetryingBackend above retries once, for every backend alike).
@@ -172,11 +175,37 @@ def s3_client(endpoint: str, connections: int, timeout: float) -> Any:
         user_agent_extra="cairn",
     )
     try:
-        session = boto3.session.Session()
+        session = _session(environ)
         region = session.region_name or DEFAULT_REGION
-        return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+        verify = environ.get("AWS_CA_BUNDLE") if environ is not None else None
+        return session.client(
+            "s3", endpoint_url=endpoint, region_name=region, config=config, verify=verify
+        )
     except botocore.exceptions.BotoCoreError as exc:
         raise StorageLoginRefused(f"cannot set up S3 credentials for {endpoint}: {exc}") from exc
+
+
+def _session(environ: Mapping[str, str] | None) -> Any:
+    """A boto3 session from the process's environment, or from `environ` when given (a
+    replication target's own credentials, design 17.9): its keys, profile, profile files and
+    region, each over what botocore would find by itself."""
+    if environ is None:
+        return boto3.session.Session()
+    core = botocore.session.Session()
+    for variable, setting in (
+        ("AWS_SHARED_CREDENTIALS_FILE", "credentials_file"),
+        ("AWS_CONFIG_FILE", "config_file"),
+        ("AWS_PROFILE", "profile"),
+    ):
+        if environ.get(variable):
+            core.set_config_variable(setting, environ[variable])
+    return boto3.session.Session(
+        aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=environ.get("AWS_SESSION_TOKEN") or None,
+        region_name=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
+        botocore_session=core,
+    )
 
 
 class S3Backend:
@@ -192,11 +221,14 @@ class S3Backend:
         part_size: int = PART_SIZE,
         conditional: bool = True,
         page_size: int = 1000,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._where = where
         self._connections = connections
         self._client = (
-            client if client is not None else s3_client(where.endpoint, connections, timeout)
+            client
+            if client is not None
+            else s3_client(where.endpoint, connections, timeout, environ)
         )
         self._multipart_above = multipart_above
         self._part_size = part_size
