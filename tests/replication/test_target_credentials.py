@@ -37,8 +37,10 @@ NO_SFTP_VARIABLES: dict[str, str] = {}
 """The server's environment in these tests: no CAIRN_SFTP_* at all."""
 
 
-def credentials_file(path: Path, mode: int = 0o600, **variables: str) -> Path:
-    path.write_text("# a target's own login\n\n" + "".join(f"{k}={v}\n" for k, v in variables.items()))
+def credentials_file(path: Path, *, mode: int = 0o600, **variables: str) -> Path:
+    path.write_text(
+        "# a target's own login\n\n" + "".join(f"{k}={v}\n" for k, v in variables.items())
+    )
     path.chmod(mode)
     return path
 
@@ -60,7 +62,7 @@ def test_only_known_names_are_taken_and_the_line_is_named(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
 def test_a_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
-    shared = credentials_file(tmp_path / "creds", mode, CAIRN_SFTP_PASSWORD="secret")
+    shared = credentials_file(tmp_path / "creds", mode=mode, CAIRN_SFTP_PASSWORD="secret")
     with pytest.raises(CredentialsFileUnusable, match=f"mode {mode:04o}.*chmod 600"):
         read_credentials(shared)
     with pytest.raises(CredentialsFileUnusable, match="cannot read"):
@@ -90,7 +92,7 @@ def test_cli_refuses_a_world_readable_file_and_stores_the_path(
     folder.mkdir()
     creds = credentials_file(
         tmp_path / "creds",
-        0o644,
+        mode=0o644,
         CAIRN_SFTP_KEY=str(sshd.key),
         CAIRN_SFTP_KNOWN_HOSTS=str(sshd.known_hosts),
         CAIRN_SFTP_NO_AGENT="1",
@@ -114,13 +116,18 @@ def test_two_sftp_targets_with_their_own_logins_check_and_replicate(
 ) -> None:
     if not sshd.passwords:
         missing_server("a password for sshd's user (root, unshare and openssl)")
-    trust = {"CAIRN_SFTP_KNOWN_HOSTS": str(sshd.known_hosts), "CAIRN_SFTP_NO_AGENT": "1"}
-    by_key = credentials_file(tmp_path / "by-key", CAIRN_SFTP_KEY=str(sshd.key), **trust)
+    known, agent = str(sshd.known_hosts), "1"
+    by_key = credentials_file(
+        tmp_path / "by-key",
+        CAIRN_SFTP_KEY=str(sshd.key),
+        CAIRN_SFTP_KNOWN_HOSTS=known,
+        CAIRN_SFTP_NO_AGENT=agent,
+    )
     by_password = credentials_file(
         tmp_path / "by-password",
-        CAIRN_SFTP_PASSWORD=SFTP_PASSWORD,
-        CAIRN_SFTP_KEY=str(tmp_path / "no-such-key"),  # no key to fall back on
-        **trust,
+        CAIRN_SFTP_PASSWORD=SFTP_PASSWORD,  # sshd authorizes no key but the fixture's
+        CAIRN_SFTP_KNOWN_HOSTS=known,
+        CAIRN_SFTP_NO_AGENT=agent,
     )
     clock = FrozenClock(datetime(2026, 12, 7, tzinfo=UTC))
     db = ReplicationDb(tmp_path / "replication.db")

@@ -77,7 +77,7 @@ def read_credentials(path: str | Path) -> dict[str, str]:
 
 def _read_private(path: Path) -> str:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise CredentialsFileUnusable(
             f"cannot read the credentials file {path}: {exc.strerror or exc}"
