@@ -20,7 +20,7 @@ from cairn.replication.credentials import target_environ
 from cairn.replication.engine import Replicator, TargetStorage
 from cairn.replication.layout import TargetLayouts, open_target
 from cairn.replication.model import Target
-from cairn.replication.scheduler import Runner, Scheduler, TargetEvent
+from cairn.replication.scheduler import WORKERS, Runner, Scheduler, TargetEvent
 from cairn.replication.targets import TargetStore
 from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
@@ -98,6 +98,7 @@ class Replication:
             after_tick=self._carry,
             auditor=runner if isinstance(runner, Replicator) else None,
             on_audit=admin.record_replication_audit,
+            workers=WORKERS,
         )
         self._alerts = alerts
         self._running = False
