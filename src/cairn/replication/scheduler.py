@@ -30,6 +30,7 @@ from cairn.replication.model import AuditReport, Mode, RunReport, Target
 from cairn.replication.status import (
     State,
     TargetStatus,
+    failing_streak,
     last_start_ms,
     record_run,
     target_status,
@@ -112,7 +113,9 @@ class WindowedBucket(TokenBucket):
 
 @dataclass(slots=True)
 class _Memory:
-    """What the scheduler remembers of a target between ticks (not across restarts)."""
+    """What the scheduler remembers of a target between ticks; the retry time is derived from
+    the `runs` table when a target is first seen (`Scheduler._remember`), so it survives a
+    restart."""
 
     retry_at: float | None = None
     """Monotonic time before which a failed target is not tried again."""
@@ -236,7 +239,7 @@ class Scheduler:
         now, due = self._clock.monotonic(), []
         with self._lock:
             for target in self._store.list():
-                memory = self._memory.setdefault(target.name, _Memory())
+                memory = self._remember(target)
                 stale = memory.audited_at is None or now - memory.audited_at >= self._audit_every_s
                 if stale and not target.paused and memory.retry_at is None:
                     due.append(target)
@@ -245,7 +248,7 @@ class Scheduler:
     def audit_one(self, target: Target) -> AuditReport:
         """One audit of `target` now, reported whatever happens."""
         with self._lock:
-            self._memory.setdefault(target.name, _Memory()).audited_at = self._clock.monotonic()
+            self._remember(target).audited_at = self._clock.monotonic()
         try:
             if self._auditor is None:
                 raise RuntimeError("this scheduler has no auditor")
@@ -272,7 +275,7 @@ class Scheduler:
                 continue  # judged when its job ends (the worker wakes the next pass)
             status = target_status(self._db, target, now, ids)
             with self._lock:
-                memory = self._memory.setdefault(target.name, _Memory())
+                memory = self._remember(target)
                 events += self._events(target, status, memory)
         for event in events:
             try:
@@ -359,8 +362,7 @@ class Scheduler:
         if target.paused:
             return False
         with self._lock:
-            memory = self._memory.get(target.name)
-            retry_at = None if memory is None else memory.retry_at
+            retry_at = self._remember(target).retry_at
         if retry_at is not None:
             return self._clock.monotonic() >= retry_at  # a retry, whatever the schedule
         schedule = parse_schedule(target.schedule)
@@ -396,9 +398,20 @@ class Scheduler:
         if report.error is not None:
             failures = target_status(self._db, target, self._clock.now()).failures
         with self._lock:
-            self._memory.setdefault(target.name, _Memory()).retry_at = self._retry_at(
-                target, failures
-            )
+            self._remember(target).retry_at = self._retry_at(target, failures)
+
+    def _remember(self, target: Target) -> _Memory:
+        """The memory of `target` (call with the lock held); made on first sight with the
+        wait its failures in a row call for, from the end of its latest run (17.11)."""
+        memory = self._memory.get(target.name)
+        if memory is None:
+            failures, ended_ms = failing_streak(self._db, target)
+            retry_at = self._retry_at(target, failures)
+            if retry_at is not None and ended_ms is not None:
+                since_s = max(0.0, (epoch_ms(self._clock) - ended_ms) / 1000)
+                retry_at = max(self._clock.monotonic(), retry_at - since_s)
+            memory = self._memory[target.name] = _Memory(retry_at=retry_at)
+        return memory
 
     def _retry_at(self, target: Target, failures: int) -> float | None:
         """The monotonic time before which a target that failed `failures` runs in a row is
