@@ -149,25 +149,25 @@ def main() -> None:
         initial_bytes = journal_changes(journal, {}, first)
         rows: list[str] = []
         results: dict[str, dict[str, float]] = {}
+        opened: dict[str, TargetLayouts] = {}  # kept open from run to run, as `serve` does
         for name, (location, remote) in kinds.items():
             with db.write() as conn:
                 conn.execute("INSERT INTO targets VALUES (?, '{}', 0)", (name,))
             target = Target(name, location)
-            layouts = TargetLayouts(location, "bench-server")
+            layouts = opened[name] = TargetLayouts(location, "bench-server")
             took, sent = replicate(replicator, target, layouts)
             results[name] = {
                 "initial": took,
                 "initial_rclone": rclone_sync(repo, remote, rclone_env),
             }
             results[name]["initial_bytes"] = sent
-            layouts.close()
         corpus.change(source, options.scale)
         cairn(["backup", str(source)], repo, work)
         second = listing(repo)
         new_bytes = journal_changes(journal, first, second)
         for name, (location, remote) in kinds.items():
             target = Target(name, location)
-            layouts = TargetLayouts(location, "bench-server")
+            layouts = opened[name]
             took, sent = replicate(replicator, target, layouts)
             results[name]["day"] = took
             results[name]["day_bytes"] = sent

@@ -1,11 +1,15 @@
 """Replication end to end (issue 14, design 17): a real `cairn server serve` with two tenants,
 real `cairn backup` clients, then the engine to a local folder, to S3 on SeaweedFS and to SFTP
 on OpenSSH's sshd; the server's data folder deleted, each copy restores bit-exact with only the
-passphrase and passes `check --read-data`. A no-change run opens no target at all."""
+passphrase and passes `check --read-data`. A no-change run opens no target at all. Many-to-one
+(two servers into one target) and cross-site (two servers each replicating to the other's
+site)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +123,47 @@ def test_two_servers_replicate_into_one_target_without_collisions(tmp_path: Path
         out = tmp_path / f"out{index}"
         Cairn(copy, cache=tmp_path / f"cache{index}").run("restore", "latest", "--target", str(out))
         assert manifest(out / source.relative_to("/")) == manifest(source)
+
+
+def test_two_sites_each_replicate_to_the_other_and_survive_the_loss_of_one(
+    tmp_path: Path,
+) -> None:
+    """Cross-site: server A (site A) replicates continuously to storage at site B, server B to
+    storage at site A, both running at once with a tenant of the same name; each copy restores
+    bit-exact. Then site A burns (its server's data and the storage there, which held B's copy):
+    A's machine restores from site B with only its passphrase."""
+    sites = {name: tmp_path / f"site-{name}" for name in ("a", "b")}
+    for folder in sites.values():
+        (folder / "offsite").mkdir(parents=True)
+    other = {"a": "b", "b": "a"}
+    with contextlib.ExitStack() as stack:
+        servers = {
+            name: stack.enter_context(running_server(folder / "data"))
+            for name, folder in sites.items()
+        }
+        sources, copies = {}, {}
+        for name, server in servers.items():
+            offsite = str(sites[other[name]] / "offsite")
+            admin(server, "target", "add", f"site-{other[name]}", offsite)
+            token = str(admin(server, "tenant", "add", "alpha")["admin_token"])
+            machine = Client(server, "alpha", sites[name] / "home", token)
+            machine.run("init")
+            sources[name] = tree(tmp_path / f"src-{name}", ord(name), size=80_000)
+            machine.run("backup", str(sources[name]))
+            copies[name] = Engine(server.data).copy_location(offsite, "alpha")
+        deadline = time.monotonic() + 180  # a bound on a wait, not a measurement
+        for server in servers.values():
+            while [row["lag_objects"] for row in admin(server, "target", "status")] != [0]:
+                assert time.monotonic() < deadline, server.log()[-3000:]
+                time.sleep(0.3)
+    assert Path(copies["a"]).parents[2] == sites["b"] and Path(copies["b"]).parents[2] == sites["a"]
+    for name, copy in copies.items():
+        out = tmp_path / f"out-{name}"
+        Cairn(copy, cache=tmp_path / f"cache-{name}").run("restore", "latest", "--target", str(out))
+        assert manifest(out / sources[name].relative_to("/")) == manifest(sources[name])
+    shutil.rmtree(sites["a"])
+    out = tmp_path / "after-the-fire"
+    survivor = Cairn(copies["a"], cache=tmp_path / "cache-fire")
+    survivor.run("restore", "latest", "--target", str(out))
+    assert manifest(out / sources["a"].relative_to("/")) == manifest(sources["a"])
+    survivor.run("check", "--read-data")

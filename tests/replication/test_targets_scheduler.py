@@ -199,6 +199,30 @@ def test_retries_back_off_exponentially_then_alert_once_and_recover(
     assert status.state is State.OK and status.failures == 0 and status.last_error is None
 
 
+def test_an_edit_of_a_failing_target_ends_its_wait(world: World) -> None:
+    """The operator fixed the target (an edit, or a pause and resume): it is tried at once,
+    not after the hour a failing continuous target otherwise waits, and the recovery is told."""
+    world.add("fixed", retries=0, backoff_s=30.0)
+    world.runner.failures = 1
+    world.journal()
+    world.scheduler.tick()
+    assert world.ran() == ["fixed"] and world.kinds() == [EventKind.FAILED]
+    assert world.scheduler.due() == []
+    world.store.edit("fixed", backoff_s=10.0)
+    assert [t.name for t in world.scheduler.due()] == ["fixed"]
+    world.scheduler.tick()
+    assert world.ran() == ["fixed"] and world.kinds() == [EventKind.RECOVERED]
+
+    world.runner.failures = 1
+    world.journal()
+    world.scheduler.tick()
+    assert world.ran() == ["fixed"] and world.scheduler.due() == []
+    world.store.pause("fixed")
+    assert world.scheduler.due() == []
+    world.store.resume("fixed")
+    assert [t.name for t in world.scheduler.due()] == ["fixed"]
+
+
 def test_a_failed_every_n_target_retries_before_its_next_slot(world: World) -> None:
     world.add("hourly", schedule="every 1h", retries=1, backoff_s=60.0)
     world.runner.failures = 2

@@ -35,31 +35,54 @@ from cairn.server.app import create_app
 from cairn.server.auth import Role, Throttle
 from cairn.server.errors import Unauthenticated
 from cairn.server.routes import ROUTES, RouteSpec, Scope
-from tests.support.securitykit import KINDS, TENANT_ROLES, Site, hex_name, make_site, picture
+from tests.support.securitykit import (
+    COPY,
+    KINDS,
+    TENANT_ROLES,
+    Site,
+    hex_name,
+    make_site,
+    picture,
+)
 from tests.support.serverfixture import RunningServer, running_server
 
 OBJECT = "/v1/t/{tenant}/{kind}/{name}"
 LIST = "/v1/t/{tenant}/{kind}/"
 UPLOAD = "/v1/t/{tenant}/uploads/{kind}/{name}"
+COPY_PATH = "/v1/t/{tenant}/c/{server}/{copy}"
+COPY_OBJECT = COPY_PATH + "/{kind}/{name}"
+COPY_LIST = COPY_PATH + "/{kind}/"
+COPY_UPLOAD = COPY_PATH + "/uploads/{kind}/{name}"
 READ = frozenset({Role.BACKUP, Role.RESTORE, Role.TENANT_ADMIN})
+AREA_READ = READ | {Role.REPLICATION}
+"""Design 17.14: a replication token reads its area's root (the target check lists it)."""
 WRITE = frozenset({Role.BACKUP, Role.TENANT_ADMIN})
+COPY_READ = frozenset({Role.RESTORE, Role.TENANT_ADMIN, Role.REPLICATION})
+COPY_WRITE = frozenset({Role.TENANT_ADMIN, Role.REPLICATION})
 ADMIN = (Scope.SERVER, frozenset({Role.SERVER_ADMIN}))
 PUBLIC = (Scope.PUBLIC, frozenset[Role]())
 
 EXPECTED_RULES: dict[tuple[str, str], tuple[Scope, frozenset[Role]]] = {
     ("GET", "/v1/health"): PUBLIC,
     ("GET", "/v1/openapi.json"): PUBLIC,
-    ("GET", LIST): (Scope.TENANT, READ),
-    ("HEAD", OBJECT): (Scope.TENANT, READ),
-    ("GET", OBJECT): (Scope.TENANT, READ),
+    ("GET", LIST): (Scope.TENANT, AREA_READ),
+    ("HEAD", OBJECT): (Scope.TENANT, AREA_READ),
+    ("GET", OBJECT): (Scope.TENANT, AREA_READ),
     ("PUT", OBJECT): (Scope.TENANT, WRITE),
     ("DELETE", OBJECT): (Scope.TENANT, WRITE),
-    ("GET", "/v1/t/{tenant}/usage"): (Scope.TENANT, READ),
+    ("GET", "/v1/t/{tenant}/usage"): (Scope.TENANT, AREA_READ),
     ("GET", "/v1/t/{tenant}/status"): (Scope.TENANT, READ),
     ("POST", "/v1/t/{tenant}/jobs"): (Scope.TENANT, READ),  # every role: agents hold backup
     ("POST", "/v1/t/{tenant}/chunks"): (Scope.TENANT, READ),
     ("HEAD", UPLOAD): (Scope.TENANT, WRITE),
     ("PATCH", UPLOAD): (Scope.TENANT, WRITE),
+    ("GET", COPY_LIST): (Scope.TENANT, COPY_READ),
+    ("HEAD", COPY_UPLOAD): (Scope.TENANT, COPY_WRITE),
+    ("PATCH", COPY_UPLOAD): (Scope.TENANT, COPY_WRITE),
+    ("HEAD", COPY_OBJECT): (Scope.TENANT, COPY_READ),
+    ("GET", COPY_OBJECT): (Scope.TENANT, COPY_READ),
+    ("PUT", COPY_OBJECT): (Scope.TENANT, COPY_WRITE),
+    ("DELETE", COPY_OBJECT): (Scope.TENANT, COPY_WRITE),
     ("GET", "/v1/metrics"): ADMIN,
     ("GET", "/v1/admin/tenants"): ADMIN,
     ("POST", "/v1/admin/tenants"): ADMIN,
@@ -106,19 +129,24 @@ def _json(value: object) -> bytes:
     return json.dumps(value).encode()
 
 
-def _object_call(method: str) -> Callable[[Site, str, str], Call]:
+def _in(copy: bool) -> str:
+    """The path between the tenant and the object: '' or a copy in its area (design 17.14)."""
+    return "/c/{}/{}".format(*COPY) if copy else ""
+
+
+def _object_call(method: str, copy: bool = False) -> Callable[[Site, str, str], Call]:
     def build(site: Site, tenant: str, kind: str) -> Call:
         name, data = site.objects[("acme", kind)]
         body = data if method == "PUT" else b""
-        return Call(method, f"/v1/t/{tenant}/{kind}/{name}", body)
+        return Call(method, f"/v1/t/{tenant}{_in(copy)}/{kind}/{name}", body)
 
     return build
 
 
-def _upload_call(method: str) -> Callable[[Site, str, str], Call]:
+def _upload_call(method: str, copy: bool = False) -> Callable[[Site, str, str], Call]:
     def build(site: Site, tenant: str, kind: str) -> Call:
         name, data = site.objects[("acme", kind)]
-        path = f"/v1/t/{tenant}/uploads/{kind}/{name}"
+        path = f"/v1/t/{tenant}{_in(copy)}/uploads/{kind}/{name}"
         if method == "HEAD":
             return Call("HEAD", path)
         headers = (("upload-offset", "0"), ("upload-length", str(len(data))))
@@ -156,6 +184,15 @@ CALLS: dict[tuple[str, str], Callable[[Site, str, str], Call]] = {
     ),
     ("HEAD", UPLOAD): _upload_call("HEAD"),
     ("PATCH", UPLOAD): _upload_call("PATCH"),
+    ("GET", COPY_LIST): lambda site, tenant, kind: Call(
+        "GET", f"/v1/t/{tenant}{_in(True)}/{kind}/"
+    ),
+    ("HEAD", COPY_UPLOAD): _upload_call("HEAD", copy=True),
+    ("PATCH", COPY_UPLOAD): _upload_call("PATCH", copy=True),
+    ("HEAD", COPY_OBJECT): _object_call("HEAD", copy=True),
+    ("GET", COPY_OBJECT): _object_call("GET", copy=True),
+    ("PUT", COPY_OBJECT): _object_call("PUT", copy=True),
+    ("DELETE", COPY_OBJECT): _object_call("DELETE", copy=True),
     ("GET", "/v1/metrics"): lambda site, tenant, kind: Call("GET", "/v1/metrics"),
     ("GET", "/v1/admin/tenants"): lambda site, tenant, kind: Call("GET", "/v1/admin/tenants"),
     ("POST", "/v1/admin/tenants"): lambda site, tenant, kind: Call(

@@ -526,7 +526,12 @@ def test_the_corpus_finds_no_server_error_and_touches_nothing_outside_the_tenant
     data = server.data
     sentinel = Path(target.outside).parent
     own = {target.tenant_root, data / "partial" / target.tenant_root.name}  # resumable uploads
-    skip = own | {data / "server.log"} | set(data.glob("server.db*"))
+    skip = (
+        own
+        | {data / "server.log"}
+        | set(data.glob("server.db*"))
+        | set(data.glob("replication.db*"))
+    )
     before = picture(data, skip), picture(sentinel, set())
     corpus = build_corpus(target)
     answers: list[tuple[Case, RawAnswer]] = []

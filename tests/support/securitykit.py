@@ -29,7 +29,9 @@ from cairn.server.app import create_app, open_services
 from cairn.server.auth import Role, Throttle
 from cairn.server.context import Services, Settings
 
-TENANT_ROLES = (Role.BACKUP, Role.RESTORE, Role.TENANT_ADMIN)
+TENANT_ROLES = (Role.BACKUP, Role.RESTORE, Role.TENANT_ADMIN, Role.REPLICATION)
+COPY = ("a" * 32, "b" * 32)
+"""The copy another server replicated into each tenant of the site (design 17.14)."""
 KINDS = tuple(kind.value for kind in ObjectKind)
 
 
@@ -88,6 +90,9 @@ class Site:
             handle = Handle(ObjectKind(kind), name)
             if not backend.exists(handle):
                 backend.save(handle, data)
+            copy = self.services.tenants.copy_backend(self.services.tenants.get(tenant), *COPY)
+            if not copy.exists(handle):  # a copy holds the tenant's objects too
+                copy.save(handle, data)
         for tenant in ("acme", "beta"):  # usage as the server counts it at start
             self.services.tenants.recount(self.services.tenants.get(tenant))
 
@@ -106,6 +111,7 @@ def make_site(data: Path, address: str = "testclient", releases_locks: bool = Fa
     client = TestClient(create_app(services), client=(address, 50000))
     site = Site(services, client, tokens, str(gone))
     for tenant in ("acme", "beta"):
+        services.tenants.make_copy(services.tenants.get(tenant), *COPY)
         backend = services.tenants.backend(services.tenants.get(tenant))
         for kind, objects in real_repository(tenant).items():
             for name, blob in objects:

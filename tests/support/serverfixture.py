@@ -75,19 +75,25 @@ class RunningServer:
 
 @contextmanager
 def running_server(
-    data: Path, tls: bool = True, *extra: str, port: int | None = None
+    data: Path,
+    tls: bool = True,
+    *extra: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
-    """With `port`, on that port (a server stopped and started again where clients know it)."""
+    """With `port`, on that port (a server stopped and started again where clients know it);
+    `env` is added to the server's environment only (a crash point armed in it, not in the
+    test's own commands)."""
     port = port or free_port()
     data.mkdir(parents=True, exist_ok=True)
     args = ["server", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}", *extra]
     args.append("--access-log")  # tests read the request lines (server.log) to see what was asked
     if not tls:
         args.append("--insecure-http")
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    environ = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
     with (data / "server.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cairn.cli.main", *args], stdout=log, stderr=log, env=env
+            [sys.executable, "-m", "cairn.cli.main", *args], stdout=log, stderr=log, env=environ
         )
     server = RunningServer(data, port, process, tls)
     try:

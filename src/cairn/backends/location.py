@@ -123,11 +123,14 @@ def open_backend(
     second (None: no limit); `retry_for` is how long a server that does not answer is retried
     (seconds, design 14.9). `environ` (the process's by default) holds the SFTP credentials'
     variables, and those of S3, FTP and WebDAV when given (a replication target's own
-    credentials, design 17.9)."""
+    credentials, design 17.9), and a server location's token and pin when `remote` is not
+    given (design 17.14: a Cairn server as a replication target)."""
     bucket = TokenBucket(upload_limit) if upload_limit else None
     if location == "memory:":
         return _limited(MemoryBackend(), bucket)
     if location.startswith(("cairn://", "cairns://")):
+        if remote is None:  # a server's own use (a replication target): its environment's
+            remote = remote_credentials(None, os.environ if environ is None else environ)
         return RetryingBackend(_limited(_open_remote(location, remote), bucket), retry_for)
     if location.startswith("s3:"):
         return RetryingBackend(_limited(_open_s3(location, environ), bucket), retry_for)

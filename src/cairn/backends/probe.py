@@ -19,10 +19,12 @@ class ProbeFailed(BackendError):
     """The storage failed one step of the capability probe; the message names the step."""
 
 
-def probe(backend: Backend) -> None:
-    """Run every step against `backend`; raise ProbeFailed at the first that fails."""
-    handle = Handle(ObjectKind.LOCK, secrets.token_hex(32))
+def probe(backend: Backend, name_of: Callable[[bytes], str] | None = None) -> None:
+    """Run every step against `backend`; raise ProbeFailed at the first that fails. With
+    `name_of`, the probe object is named by it (a Cairn server stores only objects that hash
+    to their names; backends may not import the hash, so the caller passes it)."""
     data = b"cairn capability probe " + secrets.token_bytes(64)
+    handle = Handle(ObjectKind.LOCK, name_of(data) if name_of else secrets.token_hex(32))
     where = backend.location()
 
     def step(name: str, check: Callable[[], bool]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import ssl
 import struct
 import threading
@@ -73,6 +74,9 @@ class ServerAddress:
     host: str
     port: int
     tenant: str
+    copy: str = ""
+    """`<server-id>/<tenant-id>`: a copy another server replicated into the tenant, its area
+    (design 17.14); '' for the tenant's own repository."""
 
     @property
     def base_url(self) -> str:
@@ -81,22 +85,37 @@ class ServerAddress:
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}/{self.tenant}"
+        copy = f"/{self.copy}" if self.copy else ""
+        return f"{self.scheme}://{host}:{self.port}/{self.tenant}{copy}"
+
+    @property
+    def prefix(self) -> str:
+        """The path of the repository's routes on the server (docs/wire-protocol.md)."""
+        return f"/v1/t/{self.tenant}" + (f"/c/{self.copy}" if self.copy else "")
+
+
+_COPY_SEGMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 def parse_address(location: str) -> ServerAddress:
-    """``cairns://host[:port]/tenant`` (default port 8443) or ``cairn://`` on loopback."""
+    """``cairns://host[:port]/tenant`` (default port 8443) or ``cairn://`` on loopback; a
+    copy replicated into the tenant adds ``/<server-id>/<tenant-id>`` (design 17.14)."""
     parts = urlsplit(location)
-    tenant = parts.path.strip("/")
+    tenant, _, copy = parts.path.strip("/").partition("/")
     if parts.scheme not in ("cairn", "cairns") or not parts.hostname or not tenant:
         raise BackendError(f"{location!r}: use cairns://HOST:PORT/TENANT")
-    if "/" in tenant or parts.query or parts.fragment or parts.username:
-        raise BackendError(f"{location!r}: the path is one tenant name, with nothing after it")
+    segments = copy.split("/") if copy else []
+    valid_copy = len(segments) == 2 and all(_COPY_SEGMENT.fullmatch(s) for s in segments)
+    if (copy and not valid_copy) or parts.query or parts.fragment or parts.username:
+        raise BackendError(
+            f"{location!r}: the path is one tenant name, or a tenant and a copy in it "
+            "(TENANT/SERVER-ID/TENANT-ID), with nothing after it"
+        )
     try:
         port = parts.port or 8443
     except ValueError as exc:
         raise BackendError(f"{location!r}: bad port") from exc
-    address = ServerAddress(parts.scheme, parts.hostname, port, tenant)
+    address = ServerAddress(parts.scheme, parts.hostname, port, tenant, copy)
     if address.scheme == "cairn" and not is_loopback(address.host):
         raise BackendError(
             f"{location!r}: plain cairn:// is for loopback only; use cairns:// (TLS) for "
@@ -233,13 +252,15 @@ class RemoteBackend:
         self._timeout = timeout
         self._http: httpx.Client | None = None
         self._connecting = threading.Lock()
-        self._prefix = f"/v1/t/{address.tenant}"
+        self._prefix = address.prefix
         self._refusal: AuthenticationFailed | None = None
         """The server's first refusal of the token: every later call raises it again, unsent."""
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(connections=self._connections, local=False, chunk_query=True)
+        # A copy answers no chunk query (design 17.14): it is restored from, never backed up to
+        chunk_query = not self._address.copy
+        return Capabilities(connections=self._connections, local=False, chunk_query=chunk_query)
 
     def _client(self) -> httpx.Client:
         """The HTTP client, made at the first request: the certificate is fetched (and pinned)

@@ -409,7 +409,9 @@ def run_tenant_list(ctx: Context) -> int:
     tenants = server_services(ctx).tenants.all()
     rows = [[t.name, format_size(t.used), _show_quota(t.quota)] for t in tenants]
     ctx.output.table(["tenant", "used", "quota"], rows)
-    ctx.output.json([{"name": t.name, "used": t.used, "quota": t.quota} for t in tenants])
+    ctx.output.json(
+        [{"name": t.name, "id": t.id, "used": t.used, "quota": t.quota} for t in tenants]
+    )
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 from cairn.backends.base import Backend, ObjectKind
 from cairn.backends.probe import ProbeFailed, probe
 from cairn.core.clock import Clock
+from cairn.crypto.hashing import object_name
 from cairn.replication.targets import TargetError
 
 SCRATCH = "cairn-probe"
@@ -118,7 +119,7 @@ def _listing(backend: Backend) -> str:
 def _probe_at(location: str, opener: Opener, environ: Mapping[str, str] | None) -> str:
     backend = opener(location, True, environ=environ)
     try:
-        probe(backend)
+        probe(backend, name_of=lambda data: object_name(data).hex)
     finally:
         backend.close()
         if is_local(location):
@@ -134,6 +135,10 @@ def _remove_empty_folders(root: Path) -> None:
             os.rmdir(folder)
 
 
+def is_server(location: str) -> bool:
+    return location.startswith(("cairn://", "cairns://"))
+
+
 def is_local(location: str) -> bool:
     return location.startswith("local:") or not location.startswith((*_SCHEMES, "memory:"))
 
@@ -143,7 +148,10 @@ def local_path(location: str) -> Path:
 
 
 def scratch_location(location: str) -> str:
-    """`<location>/cairn-probe`, in the location's own syntax."""
+    """`<location>/cairn-probe`, in the location's own syntax; on a Cairn server
+    `<location>/cairn-probe/check`, since a copy there is two levels below its area (17.14)."""
+    if is_server(location):
+        return f"{location.rstrip('/')}/{SCRATCH}/check"
     if is_local(location):
         return str(local_path(location) / SCRATCH)
     if location.endswith(":"):  # sftp:user@host: is the login's home folder

@@ -37,6 +37,7 @@ KNOWN_NAMES: dict[str, tuple[str, ...]] = {
         "AWS_CA_BUNDLE",
     ),
     "FTP": ("CAIRN_FTP_PASSWORD", "CAIRN_FTP_PASSWORD_FILE", "CAIRN_FTP_CA"),
+    "Cairn server": ("CAIRN_TOKEN", "CAIRN_TOKEN_FILE", "CAIRN_SERVER_FINGERPRINT"),
     "WebDAV": (
         "CAIRN_WEBDAV_USER",
         "CAIRN_WEBDAV_PASSWORD",

@@ -276,9 +276,12 @@ class Replicator:
 
     # ---- the audit (17.7) ----
 
-    def audit(self, target: Target, layouts: TargetStorage) -> AuditReport:
+    def audit(
+        self, target: Target, layouts: TargetStorage, *, read_data: bool = False
+    ) -> AuditReport:
         """Compare each tenant's listings at the source and on the target, send what is
-        missing, report the rest. Never deletes."""
+        missing, report the rest. Never deletes. `read_data` also reads and hashes every copy
+        on the target (a flipped byte keeps the size a listing shows)."""
         report = AuditReport(target=target.name, started_ms=epoch_ms(self._clock))
         wanted = self._wanted(target)
         try:
@@ -293,6 +296,7 @@ class Replicator:
                     report,
                     kinds=self._audited_kinds(target),
                     wanted=None if wanted is None else wanted.get(tenant_id, set()),
+                    read_data=read_data,
                 )
         except (BackendError, ReplicationError, OSError) as exc:
             report.error = describe(exc)

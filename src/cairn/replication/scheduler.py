@@ -119,6 +119,8 @@ class _Memory:
 
     retry_at: float | None = None
     """Monotonic time before which a failed target is not tried again."""
+    failed_as: Target | None = None
+    """The target's settings when it failed: an edit (or a pause) ends the wait."""
     told_failed: bool = False
     told_lagging: bool = False
     audited_at: float | None = None
@@ -359,10 +361,14 @@ class Scheduler:
             self.wake.wait(self._poll_s)
 
     def _is_due(self, target: Target, now: datetime, head: int) -> bool:
-        if target.paused:
-            return False
         with self._lock:
-            retry_at = self._remember(target).retry_at
+            memory = self._remember(target)
+            if target.paused:
+                memory.retry_at = None  # resumed, it is tried at once
+                return False
+            if memory.retry_at is not None and memory.failed_as != target:
+                memory.retry_at = None  # edited since it failed (fixed?): tried at once
+            retry_at = memory.retry_at
         if retry_at is not None:
             return self._clock.monotonic() >= retry_at  # a retry, whatever the schedule
         schedule = parse_schedule(target.schedule)
@@ -398,7 +404,9 @@ class Scheduler:
         if report.error is not None:
             failures = target_status(self._db, target, self._clock.now()).failures
         with self._lock:
-            self._remember(target).retry_at = self._retry_at(target, failures)
+            memory = self._remember(target)
+            memory.failed_as = target
+            memory.retry_at = self._retry_at(target, failures)
 
     def _remember(self, target: Target) -> _Memory:
         """The memory of `target` (call with the lock held); made on first sight with the
@@ -410,7 +418,7 @@ class Scheduler:
             if retry_at is not None and ended_ms is not None:
                 since_s = max(0.0, (epoch_ms(self._clock) - ended_ms) / 1000)
                 retry_at = max(self._clock.monotonic(), retry_at - since_s)
-            memory = self._memory[target.name] = _Memory(retry_at=retry_at)
+            memory = self._memory[target.name] = _Memory(retry_at=retry_at, failed_as=target)
         return memory
 
     def _retry_at(self, target: Target, failures: int) -> float | None:

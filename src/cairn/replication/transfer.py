@@ -1,6 +1,12 @@
 """Sending one object from the server's storage to a target, verified at both ends (design
 17.4, 17.6): hashed at the source before it is sent, its size checked on the target after, and
-every `read_back_every`-th object read back and hashed there."""
+every `read_back_every`-th object read back and hashed there.
+
+Whether the target holds an object already is asked before the save (a stat), except where the
+save answers it in the same request: a target with `conditional_create` (S3's create-only PUT,
+`If-None-Match: *`) refuses an existing name, and the backend then accepts it if the bytes are
+the same (`AlreadyExists` otherwise). Objects after a cursor are new on the target but for the
+few a cut run sent, so the stat was a request per object spent on the rare case."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from cairn.backends.base import Backend, Handle, ObjectKind
-from cairn.backends.errors import NotFound
+from cairn.backends.errors import AlreadyExists, NotFound
 from cairn.core.crashpoints import crashpoint
 from cairn.crypto.hashing import object_name
 from cairn.replication.errors import TargetCorrupt
@@ -92,7 +98,7 @@ class Sender:
         """Send `handle` (`size` bytes at the source, -1 if unknown) unless the target holds it
         with that size; `missing` says a listing just showed it absent (no stat then). `where`
         names the tenant in reports."""
-        if not missing and self._already_there(target, handle, size):
+        if self._asks_first(target, missing) and self._already_there(target, handle, size):
             with self._lock:
                 self.skipped += 1
             return Outcome.SKIPPED
@@ -105,7 +111,13 @@ class Sender:
                 self.damaged.append(f"{where}/{handle}")
             return Outcome.DAMAGED
         crashpoint("replication.save")
-        target.save(handle, data)
+        try:
+            target.save(handle, data)
+        except AlreadyExists as exc:
+            raise TargetCorrupt(
+                f"{target.location()}: {handle} ({where}) holds other bytes than the server's: "
+                "the target damaged it (an audit lists every such object)"
+            ) from exc
         with self._lock:
             read_back = self._verified % self.read_back_every == 0
             self._verified += 1
@@ -114,6 +126,11 @@ class Sender:
             self.sent += 1
             self.bytes_sent += len(data)
         return Outcome.SENT
+
+    @staticmethod
+    def _asks_first(target: Backend, missing: bool) -> bool:
+        """Whether to stat before saving (see the module docstring)."""
+        return not missing and not target.capabilities.conditional_create
 
     def _already_there(self, target: Backend, handle: Handle, size: int) -> bool:
         try:

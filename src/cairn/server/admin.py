@@ -71,7 +71,7 @@ async def create_token(call: Call) -> Response:
     try:
         role = Role(body.get("role"))
     except ValueError as exc:
-        raise BadRequest("role must be backup, restore or tenant-admin") from exc
+        raise BadRequest("role must be backup, restore, tenant-admin or replication") from exc
     if role is Role.SERVER_ADMIN:
         raise BadRequest("server-admin tokens are made with `cairn server token add` only")
     label = body.get("label", "")

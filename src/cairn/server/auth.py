@@ -43,6 +43,8 @@ class Role(Enum):
     RESTORE = "restore"
     TENANT_ADMIN = "tenant-admin"
     SERVER_ADMIN = "server-admin"
+    REPLICATION = "replication"
+    """Another server's replication into this tenant as its area (design 17.14)."""
 
 
 @dataclass(frozen=True, slots=True)

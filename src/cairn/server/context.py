@@ -97,6 +97,9 @@ class Call:
     principal: Principal | None
     tenant_or_none: Tenant | None
     address: str
+    copy: tuple[str, str] | None = None
+    """A copy another server replicates into the tenant, as (server, copy): the request works
+    on that repository of the tenant's area instead of the tenant's own (design 17.14)."""
 
     @property
     def who(self) -> Principal:
@@ -110,8 +113,15 @@ class Call:
 
     def backend(self) -> Backend:
         """The tenant's storage stack as a client's request uses it (quota checked)."""
+        if self.copy is not None:
+            return self.services.storage.for_copy(self.tenant, *self.copy)
         token = self.principal.token_id if self.principal is not None else ""
         return self.services.storage.for_client(self.tenant, token)
+
+    @property
+    def copy_path(self) -> str:
+        """`<server>/<copy>/` for a request on a copy, '' on the tenant's own repository."""
+        return f"{self.copy[0]}/{self.copy[1]}/" if self.copy is not None else ""
 
     @property
     def actor(self) -> Actor:
@@ -122,4 +132,5 @@ class Call:
         """Record what this request did; the route table writes it before the answer goes out."""
         actor = self.principal.token_id if self.principal is not None else "-"
         tenant = self.tenant_or_none.name if self.tenant_or_none is not None else None
-        self.services.audit.append(actor, tenant, action, target, outcome, self.address)
+        where = self.copy_path + target
+        self.services.audit.append(actor, tenant, action, where, outcome, self.address)

@@ -124,6 +124,17 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX chunks_by_index ON chunks (idx);
     """,
+    # 6: the copies other servers replicate into a tenant (its area, design 17.14), recorded at
+    # their first write so the usage recount finds them on every kind of storage
+    """
+    CREATE TABLE copies (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        server TEXT NOT NULL,
+        copy TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, server, copy)
+    );
+    """,
 )
 
 

@@ -9,7 +9,9 @@ never request text.
 
 from __future__ import annotations
 
+import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,6 +38,37 @@ class RawBackends(Protocol):
         """The backend location of `folder` in the tenants' storage; None for the data folder."""
         ...
 
+    def open_copy(self, place: CopyPlace, create: bool) -> Backend:
+        """The raw backend of a copy another server replicates into a tenant (design 17.14);
+        with `create`, its empty layout is made first where the kind needs one."""
+        ...
+
+
+COPY_SEGMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+"""A segment of a copy's path inside its area: no dot, no slash, so it can name a folder."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopyPlace:
+    """Where one copy lives: `folder` (`copies`, or `removed` for what was moved aside), the
+    area tenant's ID, and the copy's two segments `<server-id>/<tenant-id>`, checked here
+    because they come from a request's path."""
+
+    folder: str
+    tenant_id: str
+    server: str
+    copy: str
+
+    def __post_init__(self) -> None:
+        if self.folder not in ("copies", "removed"):
+            raise ValueError(f"no copy folder {self.folder!r}")
+        if not (COPY_SEGMENT.fullmatch(self.server) and COPY_SEGMENT.fullmatch(self.copy)):
+            raise ValueError("a copy's path is two segments of lowercase letters, digits, dashes")
+
+    @property
+    def relative(self) -> str:
+        return f"{self.folder}/{self.tenant_id}/{self.server}/{self.copy}"
+
 
 class LocalLayouts:
     """One local-backend layout per tenant under `root` (``<data>/tenants/<tenant id>/``)."""
@@ -57,6 +90,16 @@ class LocalLayouts:
 
     def storage_location(self, folder: str) -> str | None:
         return None
+
+    def open_copy(self, place: CopyPlace, create: bool) -> Backend:
+        """Under the data folder: ``<data>/copies/<tenant id>/<server>/<copy>/``."""
+        path = self._root.parent / place.relative
+        with self._guard:
+            backend = self._open.get(place.relative)
+            if backend is None or (create and not path.is_dir()):
+                maker = LocalBackend.create if create else LocalBackend
+                backend = self._open[place.relative] = maker(path)
+            return backend
 
 
 class StoredLayouts:
@@ -81,6 +124,15 @@ class StoredLayouts:
 
     def storage_location(self, folder: str) -> str | None:
         return f"{self._location}/{folder}"
+
+    def open_copy(self, place: CopyPlace, create: bool) -> Backend:
+        """``LOCATION/copies/<tenant id>/<server>/<copy>``: a prefix, made by its first object."""
+        with self._guard:
+            backend = self._open.get(place.relative)
+            if backend is None:
+                location = f"{self._location}/{place.relative}"
+                backend = self._open[place.relative] = open_backend(location)
+            return backend
 
 
 def raw_backends(settings: Settings, storage: str | None = None) -> RawBackends:

@@ -190,6 +190,8 @@ def _save(call: Call, handle: Handle, data: bytes) -> bool:
             _storage(backend.save, handle, data)  # Conflict unless it holds the same bytes
         return False  # a hashed name with its size promises the same bytes: nothing to write
     _storage(backend.save, handle, data)
+    if call.copy is not None:  # a copy follows its source: no retention, no sessions here
+        return True
     if handle.kind is ObjectKind.SNAPSHOT:
         call.services.arrivals.record(call.tenant.name, handle.name, len(data), call.who.token_id)
     if handle.kind is ObjectKind.LOCK:
@@ -204,13 +206,34 @@ async def remove_object(call: Call) -> Response:
 
     def remove() -> None:
         check_removable(call, handle)  # a database read: off the event loop
+        if call.copy is not None and call.who.role is Role.REPLICATION:
+            _storage(move_aside, call, handle)
+            return
         _storage(backend.remove, handle)  # the stack refunds the usage and drops chunk rows
-        if handle.kind is ObjectKind.LOCK:
+        if handle.kind is ObjectKind.LOCK and call.copy is None:
             owners.drop(call.tenant.name, [handle.name])
 
     await run_in_threadpool(remove)
     call.audit("delete", str(handle))
     return Response(status_code=204)
+
+
+def move_aside(call: Call, handle: Handle) -> None:
+    """A replication token's removal in a copy (design 17.14): a lock goes (a session's, never
+    data); anything else moves to the copy's removed layout and stays on the area's quota, so
+    no replication token can destroy what a copy holds."""
+    if call.copy is None:
+        raise ValueError("only a copy's objects are moved aside")
+    tenants = call.services.tenants
+    if handle.kind is ObjectKind.LOCK:
+        call.backend().remove(handle)
+        return
+    live = tenants.copy_backend(call.tenant, *call.copy)
+    removed = tenants.copy_backend(call.tenant, *call.copy, folder="removed")
+    data = live.load(handle)
+    if not removed.exists(handle):
+        removed.save(handle, data)
+    live.remove(handle)  # raw: the bytes are still on the server's disk, on the same quota
 
 
 async def read_body(call: Call, limit: int) -> bytes:

@@ -14,6 +14,7 @@ from typing import Any
 from cairn import __version__
 from cairn.backends.base import ObjectKind
 from cairn.server import jobresults as jr
+from cairn.server.layouts import COPY_SEGMENT
 from cairn.server.routes import ROUTES, RouteSpec, Scope
 from cairn.server.tenants import MAX_QUOTA, TENANT_NAME
 
@@ -26,6 +27,8 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "kind": {"type": "string", "enum": [kind.value for kind in ObjectKind]},
     "name": {"type": "string", "pattern": "^([0-9a-f]{64}|config)$"},
     "id": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+    "server": {"type": "string", "pattern": f"^{COPY_SEGMENT.pattern}$"},
+    "copy": {"type": "string", "pattern": f"^{COPY_SEGMENT.pattern}$"},
 }
 
 _QUOTA = {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_QUOTA}
@@ -73,7 +76,10 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("POST", "/v1/admin/tenants/{tenant}/tokens"): _json_body(
         {
-            "role": {"type": "string", "enum": ["backup", "restore", "tenant-admin"]},
+            "role": {
+                "type": "string",
+                "enum": ["backup", "restore", "tenant-admin", "replication"],
+            },
             "label": {"type": "string", "maxLength": 200},
             "expires_s": {"type": "integer", "minimum": 1, "maximum": 9_999_999_999},
         },
@@ -195,8 +201,14 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
+def _described(spec: RouteSpec) -> tuple[str, str]:
+    """The key of a route's description: a copy's routes are described as the tenant's own
+    (design 17.14: the same requests on another repository of the tenant's area)."""
+    return (spec.method, spec.path.replace("/c/{server}/{copy}", ""))
+
+
 def _operation(spec: RouteSpec) -> dict[str, Any]:
-    key = (spec.method, spec.path)
+    key = _described(spec)
     parameters = [
         {"name": part[1:-1], "in": "path", "required": True, "schema": PATH_PARAMETERS[part[1:-1]]}
         for part in spec.path.split("/")
@@ -215,7 +227,7 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
 
 
 def _responses(spec: RouteSpec) -> dict[str, Any]:
-    answers = dict(ANSWERS.get((spec.method, spec.path), {}))
+    answers = dict(ANSWERS.get(_described(spec), {}))
     if spec.rule.scope is not Scope.PUBLIC:
         answers |= REFUSALS
     if "{" in spec.path:
@@ -224,7 +236,7 @@ def _responses(spec: RouteSpec) -> dict[str, Any]:
         str(status): _response(description, status >= 400 and spec.method != "HEAD")
         for status, description in sorted(answers.items())
     }
-    if (spec.method, spec.path) not in ANSWERS:
+    if _described(spec) not in ANSWERS:
         responses["default"] = {"description": "not described yet"}
     return responses
 

@@ -27,6 +27,7 @@ from cairn.server.errors import (
     TokenRevoked,
     Unauthenticated,
 )
+from cairn.server.layouts import COPY_SEGMENT
 from cairn.server.metrics import log_request
 
 Handler = Callable[[Call], Awaitable[Response]]
@@ -59,9 +60,16 @@ class RouteSpec:
 READERS = frozenset({Role.BACKUP, Role.RESTORE, Role.TENANT_ADMIN})
 WRITERS = frozenset({Role.BACKUP, Role.TENANT_ADMIN})
 ADMINS = frozenset({Role.TENANT_ADMIN})
+AREA_READERS = READERS | {Role.REPLICATION}
+"""Who may read a tenant's own repository: a replication token reads the root of its area (the
+target check lists it, design 17.14), and writes only in copies."""
+COPY_READERS = frozenset({Role.RESTORE, Role.TENANT_ADMIN, Role.REPLICATION})
+COPY_WRITERS = frozenset({Role.TENANT_ADMIN, Role.REPLICATION})
 PUBLIC = Rule(Scope.PUBLIC)
 SERVER = Rule(Scope.SERVER, frozenset({Role.SERVER_ADMIN}))
 OBJECT = "/v1/t/{tenant}/{kind}/{name}"
+COPY = "/v1/t/{tenant}/c/{server}/{copy}"
+"""A copy another server replicates into the tenant, its area (design 17.14)."""
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/v1/health", admin.health, PUBLIC, "is the server up"),
@@ -70,15 +78,15 @@ ROUTES: tuple[RouteSpec, ...] = (
         "GET",
         "/v1/t/{tenant}/{kind}/",
         objects.list_objects,
-        Rule(Scope.TENANT, READERS),
+        Rule(Scope.TENANT, AREA_READERS),
         "list the objects of one kind (NDJSON, last line says complete)",
     ),
-    RouteSpec("HEAD", OBJECT, objects.stat_object, Rule(Scope.TENANT, READERS), "object size"),
+    RouteSpec("HEAD", OBJECT, objects.stat_object, Rule(Scope.TENANT, AREA_READERS), "object size"),
     RouteSpec(
         "GET",
         OBJECT,
         objects.load_object,
-        Rule(Scope.TENANT, READERS),
+        Rule(Scope.TENANT, AREA_READERS),
         "object bytes, or a range of them",
     ),
     RouteSpec(
@@ -99,7 +107,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "GET",
         "/v1/t/{tenant}/usage",
         admin.tenant_usage,
-        Rule(Scope.TENANT, READERS),
+        Rule(Scope.TENANT, AREA_READERS),
         "the tenant's usage and quota",
     ),
     RouteSpec(
@@ -122,6 +130,55 @@ ROUTES: tuple[RouteSpec, ...] = (
         uploads.upload_part,
         Rule(Scope.TENANT, WRITERS),
         "append a part to a resumable upload; the last one stores it",
+    ),
+    RouteSpec(
+        "GET",
+        COPY + "/{kind}/",
+        objects.list_objects,
+        Rule(Scope.TENANT, COPY_READERS),
+        "list the objects of one kind in a copy (design 17.14)",
+    ),
+    RouteSpec(
+        "HEAD",
+        COPY + "/uploads/{kind}/{name}",
+        uploads.upload_offset,
+        Rule(Scope.TENANT, COPY_WRITERS),
+        "how much of a resumable upload into a copy the server holds",
+    ),
+    RouteSpec(
+        "PATCH",
+        COPY + "/uploads/{kind}/{name}",
+        uploads.upload_part,
+        Rule(Scope.TENANT, COPY_WRITERS),
+        "append a part to a resumable upload into a copy",
+    ),
+    RouteSpec(
+        "HEAD",
+        COPY + "/{kind}/{name}",
+        objects.stat_object,
+        Rule(Scope.TENANT, COPY_READERS),
+        "object size in a copy",
+    ),
+    RouteSpec(
+        "GET",
+        COPY + "/{kind}/{name}",
+        objects.load_object,
+        Rule(Scope.TENANT, COPY_READERS),
+        "object bytes in a copy, or a range of them",
+    ),
+    RouteSpec(
+        "PUT",
+        COPY + "/{kind}/{name}",
+        objects.save_object,
+        Rule(Scope.TENANT, COPY_WRITERS),
+        "store an object in a copy (it must hash to its name); never overwrites",
+    ),
+    RouteSpec(
+        "DELETE",
+        COPY + "/{kind}/{name}",
+        objects.remove_object,
+        Rule(Scope.TENANT, COPY_WRITERS),
+        "remove an object of a copy (a replication token's removal moves it aside)",
     ),
     RouteSpec("GET", "/v1/admin/tenants", admin.list_tenants, SERVER, "every tenant, with usage"),
     RouteSpec("POST", "/v1/admin/tenants", admin.create_tenant, SERVER, "create a tenant"),
@@ -211,7 +268,22 @@ def _authorised_call(spec: RouteSpec, request: Request, services: Services, addr
     name = request.path_params["tenant"]
     if principal.tenant != name:
         raise NoSuchObject("no such object")
-    return Call(request, services, principal, services.tenants.get(name), address)
+    tenant = services.tenants.get(name)
+    copy = _copy_of(request)
+    if copy is not None and principal.role is Role.REPLICATION:
+        services.tenants.make_copy(tenant, *copy)  # its first request makes it (design 17.14)
+    return Call(request, services, principal, tenant, address, copy)
+
+
+def _copy_of(request: Request) -> tuple[str, str] | None:
+    """The copy a request on `COPY` routes names (design 17.14). Its segments become folder
+    names, so they are checked first; one that fails is 404, as a path that names nothing."""
+    server, copy = request.path_params.get("server"), request.path_params.get("copy")
+    if server is None or copy is None:
+        return None
+    if not (COPY_SEGMENT.fullmatch(server) and COPY_SEGMENT.fullmatch(copy)):
+        raise NoSuchObject("no such object")
+    return (server, copy)
 
 
 def _role_refusal(role: Role, spec: RouteSpec) -> str:

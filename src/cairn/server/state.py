@@ -57,7 +57,11 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "audit",
         ("seq", "at_ms", "actor", "tenant", "action", "target", "outcome", "address", "hash"),
     ),
+    ("copies", ("tenant", "server", "copy", "created_ms")),
 )
+ADDED_IN_VERSION_1 = frozenset({"copies"})
+"""Tables added since version 1 was first written: a document without one holds none of its
+rows (the copies other servers replicate into an area, design 17.14)."""
 """Every table of the state with its columns, parents before children (foreign keys)."""
 BYTES = frozenset({("tokens", "hash"), ("audit", "hash")})
 """The columns that hold byte strings (hex in the document)."""
@@ -131,6 +135,9 @@ def check_document(document: Any) -> dict[str, list[list[Any]]]:
             f"{VERSION}; import it with the Cairn that exported it or a newer one"
         )
     tables = document.get("tables")
+    if isinstance(tables, dict):
+        for name in ADDED_IN_VERSION_1:
+            tables.setdefault(name, [])
     if not isinstance(tables, dict) or any(
         not isinstance(tables.get(name), list) for name, _ in TABLES
     ):

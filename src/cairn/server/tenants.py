@@ -25,7 +25,7 @@ from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cairn.core.units import format_size
 from cairn.server.db import Database
 from cairn.server.errors import BadRequest, Conflict, NoSuchObject, QuotaExceeded
-from cairn.server.layouts import LocalLayouts, RawBackends
+from cairn.server.layouts import CopyPlace, LocalLayouts, RawBackends
 from cairn.server.retention import ServerPolicy
 
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -123,6 +123,56 @@ class TenantStore:
         """The location of `folder` in the tenants' storage (None: the data folder)."""
         return self._raw.storage_location(folder)
 
+    def copy_backend(
+        self, tenant: Tenant, server: str, copy: str, folder: str = "copies"
+    ) -> Backend:
+        """The raw backend of a copy another server replicates into `tenant` (its area, design
+        17.14); NoSuchObject until the copy's first write made it (`make_copy`)."""
+        place = CopyPlace(folder, tenant.id, server, copy)
+        if not self.has_copy(tenant, server, copy):
+            raise NoSuchObject("no such object")
+        return self._raw.open_copy(place, create=True)  # recorded: its layout is due
+
+    def make_copy(self, tenant: Tenant, server: str, copy: str) -> None:
+        """Record the copy (so the recount finds it) and make its layout, once."""
+        if self.has_copy(tenant, server, copy):
+            return
+        self._raw.open_copy(CopyPlace("copies", tenant.id, server, copy), create=True)
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO copies (tenant, server, copy, created_ms) "
+                "VALUES (?, ?, ?, ?)",
+                (tenant.name, server, copy, epoch_ms(self._clock)),
+            )
+
+    def has_copy(self, tenant: Tenant, server: str, copy: str) -> bool:
+        row = (
+            self._db.read()
+            .execute(
+                "SELECT 1 FROM copies WHERE tenant = ? AND server = ? AND copy = ?",
+                (tenant.name, server, copy),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    def copies(self, tenant: Tenant) -> list[tuple[str, str]]:
+        """The copies in `tenant`'s area, as (server, copy)."""
+        rows = self._db.read().execute(
+            "SELECT server, copy FROM copies WHERE tenant = ? ORDER BY server, copy", (tenant.name,)
+        )
+        return [(str(server), str(copy)) for server, copy in rows]
+
+    def _stored_backends(self, tenant: Tenant) -> list[Backend]:
+        """Every backend whose bytes are on `tenant`'s quota: its own, its copies', and what
+        was moved aside from them (design 17.14)."""
+        backends = [self.backend(tenant)]
+        for server, copy in self.copies(tenant):
+            for folder in ("copies", "removed"):
+                place = CopyPlace(folder, tenant.id, server, copy)
+                backends.append(self._raw.open_copy(place, create=True))
+        return backends
+
     @contextmanager
     def charging(self, tenant: Tenant, size: int) -> Iterator[None]:
         """Reserve `size` bytes against the quota for the body of the `with` (the save), then
@@ -166,9 +216,14 @@ class TenantStore:
 
     def recount(self, tenant: Tenant) -> int:
         """Count the bytes on storage again (at start: a crash may have left usage stale)."""
-        backend = self.backend(tenant)
+        backends = self._stored_backends(tenant)
         with self._lock_of(tenant):
-            used = sum(info.size for kind in ObjectKind for info in backend.list(kind))
+            used = sum(
+                info.size
+                for backend in backends
+                for kind in ObjectKind
+                for info in backend.list(kind)
+            )
             with self._db.write() as conn:
                 conn.execute("UPDATE tenants SET used = ? WHERE name = ?", (used, tenant.name))
         return used

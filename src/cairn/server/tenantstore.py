@@ -15,6 +15,8 @@ accounted, fenced or journalled is a change here.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 from cairn.backends.base import Backend, Handle
 from cairn.backends.wrappers.forwarding import ForwardingBackend
 from cairn.replication.journal import Journal, JournalBackend
@@ -28,14 +30,15 @@ class AccountedBackend(ForwardingBackend):
 
     With `enforce_quota` (a client's request) a save of a new object reserves its size against
     the quota while it runs and is refused past it (QuotaExceeded); without (the janitor) it is
-    only charged."""
+    only charged. Without `chunks` (a copy another server replicates in, design 17.14) no chunk
+    table follows it."""
 
     def __init__(
         self,
         inner: Backend,
         tenants: TenantStore,
         tenant: Tenant,
-        chunks: ChunkTable,
+        chunks: ChunkTable | None,
         *,
         enforce_quota: bool,
     ) -> None:
@@ -49,21 +52,28 @@ class AccountedBackend(ForwardingBackend):
         if self._inner.exists(handle):  # same bytes, or the backend's conflict: no new usage
             self._inner.save(handle, data)
         elif self._enforce_quota:
-            with (
-                self._tenants.charging(self._tenant, len(data)),
-                self._chunks.saving(self._tenant.name, handle, data),
-            ):
+            with self._tenants.charging(self._tenant, len(data)), self._saving(handle, data):
                 self._inner.save(handle, data)
         else:
-            with self._chunks.saving(self._tenant.name, handle, data):
+            with self._saving(handle, data):
                 self._inner.save(handle, data)
             self._tenants.charged(self._tenant, len(data))
 
     def remove(self, handle: Handle) -> None:
         size = self._inner.stat(handle).size
-        with self._chunks.removing(self._tenant.name, handle):
+        with self._removing(handle):
             self._inner.remove(handle)
         self._tenants.refunded(self._tenant, size)
+
+    def _saving(self, handle: Handle, data: bytes | memoryview) -> AbstractContextManager[None]:
+        if self._chunks is None:
+            return nullcontext()
+        return self._chunks.saving(self._tenant.name, handle, data)
+
+    def _removing(self, handle: Handle) -> AbstractContextManager[None]:
+        if self._chunks is None:
+            return nullcontext()
+        return self._chunks.removing(self._tenant.name, handle)
 
 
 class TenantStorage:
@@ -84,6 +94,13 @@ class TenantStorage:
     def for_maintenance(self, tenant: Tenant) -> Backend:
         """The stack the janitor works on: its saves are charged, never refused."""
         return self._wrap(tenant, self._accounted(tenant, enforce_quota=False), "")
+
+    def for_copy(self, tenant: Tenant, server: str, copy: str) -> Backend:
+        """The stack of a copy another server replicates into `tenant`, its area (design
+        17.14): charged to the area and checked against its quota; no chunk table (a copy's
+        indexes are not the area's) and no journal (a received copy is not replicated onward)."""
+        raw = self._tenants.copy_backend(tenant, server, copy)
+        return AccountedBackend(raw, self._tenants, tenant, None, enforce_quota=True)
 
     def admit(self, tenant: Tenant, size: int, held_elsewhere: int = 0) -> None:
         """Refuse, before any byte of it is received, an object of `size` bytes that cannot

@@ -28,7 +28,10 @@ PART_LIMIT = 16 * 1024 * 1024
 def _partial(call: Call) -> Path:
     handle = handle_of(call)
     folder = call.services.settings.data / "partial" / call.tenant.id
-    return folder / f"{handle.kind.value}.{handle.name}"
+    # A copy's parts beside the area's own, so they count on the area's quota together;
+    # the copy's segments have no dot (design 17.14), so names cannot collide.
+    prefix = "c.{}.{}.".format(*call.copy) if call.copy is not None else ""
+    return folder / f"{prefix}{handle.kind.value}.{handle.name}"
 
 
 async def upload_offset(call: Call) -> Response:
