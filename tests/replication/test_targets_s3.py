@@ -40,3 +40,20 @@ def test_a_missing_bucket_is_e039_and_wrong_keys_e037(seaweed: SeaweedS3, data: 
     result = target_cmd(data, "add", "s3-eu", seaweed.location(), check=False, env=wrong)
     assert result.code == 37 and "CAIRN-E037" in result.err, result.err
     assert target_json(data, "list") == []
+
+
+def test_an_s3_target_logs_in_with_its_own_credentials_file(
+    seaweed: SeaweedS3, data: Path, tmp_path: Path
+) -> None:
+    """Design 17.9: the file's keys, not the environment's, for this target alone."""
+    creds = tmp_path / "s3.creds"
+    creds.write_text("".join(f"{name}={value}\n" for name, value in seaweed.env().items()))
+    creds.chmod(0o600)
+    location = seaweed.location(prefix=seaweed.fresh_prefix())
+    added = target_json(data, "add", "s3-own", location, "--credentials", str(creds))
+    assert added["target"]["credentials"] == str(creds), "no AWS_* in the command's environment"
+    creds.write_text(
+        "".join(f"{k}={v}\n" for k, v in seaweed.env(AWS_SECRET_ACCESS_KEY="rotated").items())
+    )
+    result = target_cmd(data, "test", "s3-own", check=False, env=seaweed.env())
+    assert result.code == 37 and "CAIRN-E037" in result.err, "the file wins over the environment"

@@ -305,3 +305,39 @@ def _kinds(*kinds: ObjectKind) -> object:
     from cairn.replication.model import Filters
 
     return Filters(kinds=kinds)
+
+
+def test_a_restart_keeps_a_failing_targets_wait(world: World) -> None:
+    world.add("flaky", retries=5, backoff_s=30.0)
+    world.runner.failures = 10
+    world.journal()
+    world.scheduler.tick()  # the first failure: 30 s
+    world.clock.advance(30)
+    world.scheduler.tick()  # the second: 60 s
+    assert world.ran() == ["flaky", "flaky"]
+    world.clock.advance(20)
+    restarted = Scheduler(
+        world.db, world.store, world.runner, lambda target: MemoryLayouts(), world.clock
+    )
+    assert restarted.due() == [], "a restart does not try a failing target at once"
+    world.clock.advance(39)
+    assert restarted.due() == []
+    world.clock.advance(1)
+    assert [t.name for t in restarted.due()] == ["flaky"], "60 s after the last run ended"
+
+
+def test_a_restart_after_the_wait_tries_at_once_and_a_good_target_is_not_held(
+    world: World,
+) -> None:
+    world.add("flaky", retries=5, backoff_s=30.0)
+    world.add("good")
+    world.runner.failures = 1
+    world.journal()
+    world.scheduler.tick()
+    assert sorted(world.ran()) == ["flaky", "good"]
+    world.journal()
+    world.clock.advance(31)
+    restarted = Scheduler(
+        world.db, world.store, world.runner, lambda target: MemoryLayouts(), world.clock
+    )
+    assert [t.name for t in restarted.due()] == ["flaky", "good"]

@@ -98,3 +98,32 @@ def test_metrics_show_each_targets_lag_and_state(tmp_path: Path) -> None:
     assert 'cairn_replication_state{state="lagging",target="nas"} 1.0' in text
     assert 'cairn_replication_state{state="ok",target="nas"} 0.0' in text
     assert "cairn_replication_last_success_seconds{" not in text, "never succeeded: absent"
+
+
+def test_a_restart_does_not_tell_a_failure_again(tmp_path: Path) -> None:
+    """The alerter's state file (15.6) remembers the failure it told: the event the restarted
+    scheduler raises again for a target still failing sends nothing (design 17.12)."""
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    with webhook_server(None) as hook:
+        notify = tmp_path / "notify.toml"
+        notify.write_text(f'[[notify]]\nkind = "webhook"\nurl = "{hook.url}"\n')
+        data = tmp_path / "data"
+        runner, db = runner_for(data, failures=100, raises=True)
+        services = open_services(Settings(data=data, notify=notify), runner=runner)
+        services.targets.add(Target(name="nas", location=str(offsite), retries=0))
+        journal_one(db)
+        assert services.replication is not None
+        with TestClient(create_app(services)):
+            services.replication.wake.set()
+            wait_until(lambda: hook.hits, "the failure webhook")
+        for _ in range(2):  # two restarts, each seeing the target still failing
+            services = open_services(Settings(data=data, notify=notify), runner=runner)
+            assert services.replication is not None and services.alerts is not None
+            services.alerts.start()
+            events = services.replication.scheduler.watch()
+            assert [e.kind.value for e in events] == ["failed"]
+            assert services.replication.scheduler.due() == [], "it waits, not tried at once"
+            services.alerts.stop()  # every queued alert handled
+        assert len(hook.hits) == 1, [h.body for h in hook.hits]
+        assert len(runner.calls) == 1

@@ -122,8 +122,9 @@ def open_backend(
     server's tenant already exists: its administrator made it). `upload_limit` is in bytes a
     second (None: no limit); `retry_for` is how long a server that does not answer is retried
     (seconds, design 14.9). `environ` (the process's by default) holds the SFTP credentials'
-    variables, and a server location's token and pin when `remote` is not given (design
-    17.14: a Cairn server as a replication target)."""
+    variables, and those of S3, FTP and WebDAV when given (a replication target's own
+    credentials, design 17.9), and a server location's token and pin when `remote` is not
+    given (design 17.14: a Cairn server as a replication target)."""
     bucket = TokenBucket(upload_limit) if upload_limit else None
     if location == "memory:":
         return _limited(MemoryBackend(), bucket)
@@ -132,14 +133,17 @@ def open_backend(
             remote = remote_credentials(None, os.environ if environ is None else environ)
         return RetryingBackend(_limited(_open_remote(location, remote), bucket), retry_for)
     if location.startswith("s3:"):
-        return RetryingBackend(_limited(_open_s3(location), bucket), retry_for)
+        return RetryingBackend(_limited(_open_s3(location, environ), bucket), retry_for)
     if location.startswith(("ftp://", "ftps://")):
-        return RetryingBackend(_limited(_open_ftp(location, create), bucket), retry_for)
+        ftp = _open_ftp(location, create, os.environ if environ is None else environ)
+        return RetryingBackend(_limited(ftp, bucket), retry_for)
     if location.startswith("sftp:"):
         sftp = _open_sftp(location, create, os.environ if environ is None else environ)
         return RetryingBackend(_limited(sftp, bucket), retry_for)
     if location.startswith("webdav:"):
-        return RetryingBackend(_limited(_open_webdav(location, create, remote), bucket), retry_for)
+        webdav_env = environ if environ is not None else remote.environ if remote else None
+        webdav = _open_webdav(location, create, webdav_env)
+        return RetryingBackend(_limited(webdav, bucket), retry_for)
     path = _local_path(location)
     if create:
         return _limited(LocalBackend.create(path), bucket)
@@ -164,23 +168,21 @@ def _open_remote(location: str, remote: RemoteCredentials | None) -> Backend:
     return RemoteBackend(address, remote.token, known, remote.fingerprint)
 
 
-def _open_s3(location: str) -> Backend:
+def _open_s3(location: str, environ: Mapping[str, str] | None) -> Backend:
     # Imported here: boto3 costs ~0.3 s to import, and only an S3 location needs it.
     from cairn.backends.s3 import S3Backend, parse_location
 
-    return S3Backend.open(parse_location(location))
+    return S3Backend.open(parse_location(location), environ=environ)
 
 
-def _open_ftp(location: str, create: bool) -> Backend:
+def _open_ftp(location: str, create: bool, environ: Mapping[str, str]) -> Backend:
     # Imported here: only an FTP location pays for ftplib and ssl. The password and CA come from
     # CAIRN_FTP_PASSWORD_FILE / CAIRN_FTP_PASSWORD and CAIRN_FTP_CA, never from the location.
-    import os
-
     from cairn.backends.ftp import FtpBackend, ftp_password, parse_ftp_location, tls_context
 
     where = parse_ftp_location(location)
-    context = tls_context(os.environ.get("CAIRN_FTP_CA")) if where.tls else None
-    backend = FtpBackend(where, ftp_password(dict(os.environ)), context)
+    context = tls_context(environ.get("CAIRN_FTP_CA")) if where.tls else None
+    backend = FtpBackend(where, ftp_password(dict(environ)), context)
     if create:
         backend.create()
     return backend
@@ -220,13 +222,13 @@ def sftp_credentials(environ: Mapping[str, str]) -> SftpCredentials:
     )
 
 
-def _open_webdav(location: str, create: bool, remote: RemoteCredentials | None) -> Backend:
+def _open_webdav(location: str, create: bool, environ: Mapping[str, str] | None) -> Backend:
     # Imported here for the same reason as the server's client: only a WebDAV location pays
     # for the XML parser.
     from cairn.backends.webdav import WebDavBackend, parse_location, webdav_credentials
 
     address = parse_location(location)
-    credentials = webdav_credentials(address, remote.environ if remote is not None else None)
+    credentials = webdav_credentials(address, environ)
     if create:
         return WebDavBackend.create(address, credentials)
     return WebDavBackend(address, credentials)

@@ -29,7 +29,7 @@ import base64
 import contextlib
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
@@ -169,7 +169,9 @@ def _models() -> botocore.loaders.Loader:
         return _loader
 
 
-def s3_client(endpoint: str, connections: int, timeout: float) -> Any:
+def s3_client(
+    endpoint: str, connections: int, timeout: float, environ: Mapping[str, str] | None = None
+) -> Any:
     """A boto3 S3 client for `endpoint`: path-style addresses (S3-compatible servers rarely have
     wildcard DNS), checksums only when an operation requires them, no retries of its own (the
     RetryingBackend above retries once, for every backend alike).
@@ -189,12 +191,41 @@ def s3_client(endpoint: str, connections: int, timeout: float) -> Any:
         user_agent_extra="cairn",
     )
     try:
-        session = botocore.session.get_session()
-        session.register_component("data_loader", _models())
+        session = _session(environ)
         region = session.get_config_variable("region") or DEFAULT_REGION
-        return session.create_client("s3", endpoint_url=endpoint, region_name=region, config=config)
+        verify = environ.get("AWS_CA_BUNDLE") or None if environ is not None else None
+        return session.create_client(
+            "s3", endpoint_url=endpoint, region_name=region, config=config, verify=verify
+        )
     except botocore.exceptions.BotoCoreError as exc:
         raise StorageLoginRefused(f"cannot set up S3 credentials for {endpoint}: {exc}") from exc
+
+
+def _session(environ: Mapping[str, str] | None) -> botocore.session.Session:
+    """A botocore session with the process's shared models, its credentials resolved from the
+    process's environment, or from `environ` when given (a replication target's own
+    credentials, design 17.9): its keys, profile, profile files and region over what botocore
+    would find by itself."""
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _models())
+    if environ is None:
+        return session
+    for variable, setting in (
+        ("AWS_SHARED_CREDENTIALS_FILE", "credentials_file"),
+        ("AWS_CONFIG_FILE", "config_file"),
+        ("AWS_PROFILE", "profile"),
+        ("AWS_DEFAULT_REGION", "region"),
+        ("AWS_REGION", "region"),
+    ):
+        if environ.get(variable):
+            session.set_config_variable(setting, environ[variable])
+    if environ.get("AWS_ACCESS_KEY_ID") or environ.get("AWS_SECRET_ACCESS_KEY"):
+        session.set_credentials(
+            environ.get("AWS_ACCESS_KEY_ID", ""),
+            environ.get("AWS_SECRET_ACCESS_KEY", ""),
+            environ.get("AWS_SESSION_TOKEN") or None,
+        )
+    return session
 
 
 class S3Backend:
@@ -210,11 +241,14 @@ class S3Backend:
         part_size: int = PART_SIZE,
         conditional: bool = True,
         page_size: int = 1000,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._where = where
         self._connections = connections
         self._client = (
-            client if client is not None else s3_client(where.endpoint, connections, timeout)
+            client
+            if client is not None
+            else s3_client(where.endpoint, connections, timeout, environ)
         )
         self._multipart_above = multipart_above
         self._part_size = part_size

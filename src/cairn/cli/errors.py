@@ -52,6 +52,7 @@ from cairn.notify.errors import (
     NotifyUnreachable,
 )
 from cairn.replication.check import TargetCheckFailed, TargetLocationMissing, TargetRefused
+from cairn.replication.credentials import CredentialsFileUnusable
 from cairn.replication.db import ReplicationDbError
 from cairn.replication.errors import (
     CopiedObjectsDamaged,
@@ -251,6 +252,10 @@ CODES: list[tuple[type[BaseException], ErrorCode]] = [
     (
         BadTargetSetting,
         ErrorCode("CAIRN-E120", EXIT_USAGE, "see `cairn server target add --help`"),
+    ),
+    (
+        CredentialsFileUnusable,
+        ErrorCode("CAIRN-E127", 127, "chmod 600 the credentials file, or fix its path"),
     ),
     (
         NoSuchTarget,

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cairn.backends.base import ObjectKind
@@ -22,6 +23,7 @@ from cairn.cli.context import Context
 from cairn.cli.serverdata import cli_actor, data_option, server_services
 from cairn.core.units import format_duration, format_size, parse_interval, parse_rate, parse_size
 from cairn.replication.check import CheckStep, check_location
+from cairn.replication.credentials import read_credentials, target_environ
 from cairn.replication.model import Filters, Mode, Target
 from cairn.replication.status import target_status
 from cairn.replication.targets import BadTargetSetting, spec_to_json, validate
@@ -106,6 +108,13 @@ def _settings_options(p: argparse.ArgumentParser, editing: bool) -> None:
     )
     if not editing:
         p.add_argument("--since", metavar="DATE", help="only-new: from this date, like 2026-01-31")
+    p.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="this target's own NAME=value credentials (mode 600), read at every open and laid "
+        "over the server's environment"
+        + ("; none: the server's environment alone" if editing else ""),
+    )
     p.add_argument("--quarantine", metavar="DURATION", help="mirror: deletions wait this (14d)")
     p.add_argument("--max-delete-count", type=int, metavar="N", help="mirror: stop above (1000)")
     p.add_argument("--max-delete-bytes", metavar="SIZE", help="mirror: stop above (50G)")
@@ -133,10 +142,21 @@ def _changes(args: argparse.Namespace, editing: bool) -> dict[str, Any]:
         changes["limit_bps"] = None if cleared else _parsed("--limit-upload", parse_rate, limit)
     if args.window is not None:
         changes["windows"] = () if editing and args.window == ["none"] else tuple(args.window)
+    if args.credentials is not None:
+        cleared = editing and args.credentials == "none"
+        changes["credentials"] = None if cleared else _credentials_path(args.credentials)
     filters = _filters(args)
     if filters:
         changes["filters"] = filters
     return changes
+
+
+def _credentials_path(text: str) -> str:
+    """The file's absolute path (`serve` runs elsewhere), read now so that a bad name, line or
+    mode is refused before anything is saved (design 17.9)."""
+    path = Path(text).expanduser().absolute()
+    read_credentials(path)
+    return str(path)
 
 
 def _filters(args: argparse.Namespace) -> dict[str, tuple[Any, ...]]:
@@ -167,7 +187,7 @@ def _since_ms(text: str | None) -> int | None:
     return int(when.timestamp() * 1000)  # a naive date is local time, as people mean it
 
 
-def _check(ctx: Context, services: Services, location: str) -> list[CheckStep]:
+def _check(ctx: Context, services: Services, target: Target) -> list[CheckStep]:
     """The check of design 17.10, each step printed as it ends."""
 
     def show(step: CheckStep) -> None:
@@ -176,11 +196,11 @@ def _check(ctx: Context, services: Services, location: str) -> list[CheckStep]:
 
     opener = functools.partial(open_backend, retry_for=CHECK_RETRY_FOR)
     return check_location(
-        location,
+        target.location,
         opener,
         ctx.clock,
         data_folder=services.settings.data,
-        environ=os.environ,
+        environ=target_environ(target, os.environ),
         on_step=show,
     )
 
@@ -205,7 +225,7 @@ def run_add(ctx: Context) -> int:
     _check_tenants(services, target.filters.tenants)
     validate(target)  # a bad setting is refused before any connection is made
     ctx.output.text(f"checking {target.location}:")
-    steps = _check(ctx, services, target.location)
+    steps = _check(ctx, services, target)
     stored = services.admin.add_target(cli_actor(), target, since_ms)
     ctx.output.text(f"target {stored.name} added ({stored.mode.value}, {stored.schedule})")
     ctx.output.json({"target": _shown(stored), "check": [_step(s) for s in steps]})
@@ -225,11 +245,12 @@ def run_edit(ctx: Context) -> int:
         changes["location"] = args.location
     if not changes:
         raise BadTargetSetting("nothing to change: give at least one setting")
-    validate(dataclasses.replace(old, **changes))
+    new = dataclasses.replace(old, **changes)
+    validate(new)
     steps: list[CheckStep] = []
-    if args.location is not None:
-        ctx.output.text(f"checking {args.location}:")
-        steps = _check(ctx, services, args.location)
+    if args.location is not None or "credentials" in changes:
+        ctx.output.text(f"checking {new.location}:")
+        steps = _check(ctx, services, new)
     edited = services.admin.edit_target(cli_actor(), args.name, **changes)
     ctx.output.text(f"target {edited.name} changed: {', '.join(sorted(changes))}")
     ctx.output.json({"target": _shown(edited), "check": [_step(s) for s in steps]})
@@ -296,7 +317,7 @@ def run_test(ctx: Context) -> int:
     services = server_services(ctx)
     target = services.targets.get(ctx.args.name)
     ctx.output.text(f"checking {target.name} at {target.location}:")
-    steps = _check(ctx, services, target.location)
+    steps = _check(ctx, services, target)
     ctx.output.text(f"target {target.name}: every check passed")
     ctx.output.json({"target": target.name, "ok": True, "check": [_step(s) for s in steps]})
     return 0
@@ -307,7 +328,7 @@ def run_audit(ctx: Context) -> int:
     server's storage; what is missing is sent, the rest reported; nothing is deleted."""
     from cairn.replication.engine import Replicator
     from cairn.replication.errors import ReplicationError, SourceLooksEmpty, TargetCorrupt
-    from cairn.replication.layout import TargetLayouts
+    from cairn.replication.layout import TargetLayouts, target_opener
     from cairn.replication.scheduler import describe_audit
     from cairn.server.replication import ServerSource
 
@@ -317,7 +338,7 @@ def run_audit(ctx: Context) -> int:
     engine = Replicator(
         services.replication_db, ServerSource(services.tenants), services.server_id, ctx.clock
     )
-    layouts = TargetLayouts(target.location, services.server_id)
+    layouts = TargetLayouts(target.location, services.server_id, target_opener(target))
     try:
         report = engine.audit(target, layouts)
     finally:

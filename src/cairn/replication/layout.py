@@ -8,17 +8,20 @@ every backend kind and every wrapper `open_backend` adds (retries, the upload li
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from cairn.backends.base import Backend
 from cairn.backends.errors import BackendError
 from cairn.backends.location import open_backend
+from cairn.replication.credentials import target_environ
 from cairn.replication.errors import ReplicationError
+from cairn.replication.model import Target
 
 SERVER_ID_FILE = "server-id"
 _SERVER_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -64,10 +67,18 @@ def _make_server_id(path: Path) -> None:
         os.unlink(temp)
 
 
-def open_target(location: str) -> Backend:
+def open_target(location: str, environ: Mapping[str, str] | None = None) -> Backend:
     """The default opener: `open_backend` with the layout made where the kind needs it (a local
-    folder, SFTP, FTP, WebDAV; a bucket prefix needs nothing)."""
-    return open_backend(location, create=True)
+    folder, SFTP, FTP, WebDAV; a bucket prefix needs nothing), with `environ` for credentials
+    (the process's when None; a target's own laid over it, 17.9)."""
+    return open_backend(location, create=True, environ=environ)
+
+
+def target_opener(target: Target, base: Mapping[str, str] | None = None) -> Opener:
+    """An opener for `target`'s locations with its credentials file read now and laid over
+    `base` (the process's environment by default)."""
+    environ = target_environ(target, base)
+    return functools.partial(open_target, environ=environ)
 
 
 def tenant_location(location: str, server: str, tenant_id: str) -> str:

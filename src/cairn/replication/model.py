@@ -87,6 +87,9 @@ class Target:
     """For mirror: more deletions than this in one run stop the target and alert."""
     max_delete_bytes: int = 50 * 2**30
     created_ms: int = 0
+    credentials: str | None = None
+    """The absolute path of the target's credentials file (design 17.9), read at each open and
+    laid over the server's environment; None: the server's environment alone. Never a secret."""
 
 
 @dataclass(slots=True)

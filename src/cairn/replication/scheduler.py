@@ -1,10 +1,12 @@
-"""The loop in `serve` that runs each due target (design 17.11): continuous (woken by the
-journal within a second, or by a poll), every N, or cron; one run at a time in priority order;
-retries with exponential backoff; the upload limit inside the target's windows; every run
-recorded; alerts when a target fails, lags, or recovers (17.12).
+"""The loop in `serve` that runs each due target (design 17.11): continuous (woken by the journal
+within a second, or by a poll), every N, or cron; each target in a worker thread of its own, at
+most `WORKERS` at once, started in priority order; retries with exponential backoff; the upload
+limit inside the target's windows; every run recorded; alerts when a target fails, lags, or
+recovers (17.12).
 
-`tick()` is one pass and reads the time only from the clock it was given, so tests drive it
-with a FrozenClock and a fake runner, no sleeps; `start()` runs ticks in a thread until `stop()`.
+`tick()` is one pass and reads the time only from the clock it was given; with `workers=0` it
+runs every job inline and returns the reports, so tests drive it with a FrozenClock and a fake
+runner, no sleeps; `start()` runs ticks in a thread until `stop()`.
 The runner is the engine (`Replicator.run`); this module only decides when, and records.
 """
 
@@ -28,6 +30,7 @@ from cairn.replication.model import AuditReport, Mode, RunReport, Target
 from cairn.replication.status import (
     State,
     TargetStatus,
+    failing_streak,
     last_start_ms,
     record_run,
     target_status,
@@ -41,6 +44,8 @@ POLL_S = 5.0
 AUDIT_EVERY_S = 86400.0
 """How often each target's copy is audited (design 17.7): the first pass after `serve` starts,
 then daily."""
+WORKERS = 4
+"""How many targets `serve` replicates to at once (design 17.11)."""
 MAX_BACKOFF_S = 3600.0
 """The longest wait between two attempts; a failing continuous target is tried this often."""
 
@@ -108,7 +113,9 @@ class WindowedBucket(TokenBucket):
 
 @dataclass(slots=True)
 class _Memory:
-    """What the scheduler remembers of a target between ticks (not across restarts)."""
+    """What the scheduler remembers of a target between ticks; the retry time is derived from
+    the `runs` table when a target is first seen (`Scheduler._remember`), so it survives a
+    restart."""
 
     retry_at: float | None = None
     """Monotonic time before which a failed target is not tried again."""
@@ -152,8 +159,14 @@ class Scheduler:
         auditor: Auditor | None = None,
         on_audit: Callable[[AuditReport], None] = _ignore,
         audit_every_s: float = AUDIT_EVERY_S,
+        workers: int = 0,
     ) -> None:
         self._db = db
+        self._workers = workers
+        self._lock = threading.Lock()
+        """Guards `_memory` and `_busy`: workers end runs while the scheduler's thread decides."""
+        self._busy: dict[str, threading.Thread] = {}
+        """The targets with a job (a run or an audit) in a worker now."""
         self._after_tick = after_tick
         self._store = store
         self._runner = runner
@@ -179,13 +192,18 @@ class Scheduler:
         return [t for t in self._store.list() if self._is_due(t, now, head)]
 
     def tick(self) -> list[RunReport]:
-        """Run every due target once, then look at every target's health for alerts."""
+        """Run every due target once (inline with `workers=0`, returning the reports; else a
+        worker started for each due target not running already, while workers are free), then
+        look at every target's health for alerts."""
         reports = []
-        for target in self.due():
-            if self._stopping.is_set():
-                break
-            reports.append(self.run_one(target))
-        self.audit_due()
+        if self._workers <= 0:
+            for target in self.due():
+                if self._stopping.is_set():
+                    break
+                reports.append(self.run_one(target))
+            self.audit_due()
+        else:
+            self._dispatch()
         self.watch()
         try:
             self._after_tick()
@@ -212,29 +230,39 @@ class Scheduler:
         return report
 
     def audit_due(self) -> list[AuditReport]:
-        """Audit each target whose audit is due and that is neither paused nor failing: its
-        copies listed against the server's storage, the missing sent, the rest reported."""
-        if self._auditor is None:
+        """Audit (inline) each target whose audit is due and that is neither paused nor
+        failing: its copies listed against the server's storage, the missing sent, the rest
+        reported."""
+        return [self.audit_one(target) for target in self._audits_due()]
+
+    def _audits_due(self) -> list[Target]:
+        if self._auditor is None or self._stopping.is_set():
             return []
-        reports = []
-        for target in self._store.list():
-            memory = self._memory.setdefault(target.name, _Memory())
-            now = self._clock.monotonic()
-            due = memory.audited_at is None or now - memory.audited_at >= self._audit_every_s
-            if target.paused or memory.retry_at is not None or not due or self._stopping.is_set():
-                continue
-            memory.audited_at = now
-            try:
-                layouts = self._limited(target, self._open(target))
-                report = self._auditor.audit(target, layouts)
-            except Exception as exc:
-                log.warning("the audit of %s failed: %s", target.name, exc)
-                report = AuditReport(target.name, epoch_ms(self._clock), error=_describe(exc))
-            if report.objects_sent or report.mismatched_on_target or report.source_empty:
-                log.warning("audit of %s: %s", target.name, describe_audit(report))
-            self._on_audit(report)
-            reports.append(report)
-        return reports
+        now, due = self._clock.monotonic(), []
+        with self._lock:
+            for target in self._store.list():
+                memory = self._remember(target)
+                stale = memory.audited_at is None or now - memory.audited_at >= self._audit_every_s
+                if stale and not target.paused and memory.retry_at is None:
+                    due.append(target)
+        return due
+
+    def audit_one(self, target: Target) -> AuditReport:
+        """One audit of `target` now, reported whatever happens."""
+        with self._lock:
+            self._remember(target).audited_at = self._clock.monotonic()
+        try:
+            if self._auditor is None:
+                raise RuntimeError("this scheduler has no auditor")
+            layouts = self._limited(target, self._open(target))
+            report = self._auditor.audit(target, layouts)
+        except Exception as exc:
+            log.warning("the audit of %s failed: %s", target.name, exc)
+            report = AuditReport(target.name, epoch_ms(self._clock), error=_describe(exc))
+        if report.objects_sent or report.mismatched_on_target or report.source_empty:
+            log.warning("audit of %s: %s", target.name, describe_audit(report))
+        self._on_audit(report)
+        return report
 
     def statuses(self) -> list[TargetStatus]:
         now, ids = self._clock.now(), self._tenant_ids()
@@ -245,8 +273,12 @@ class Scheduler:
         now, ids = self._clock.now(), self._tenant_ids()
         events = []
         for target in self._store.list():
+            if target.name in self.busy:
+                continue  # judged when its job ends (the worker wakes the next pass)
             status = target_status(self._db, target, now, ids)
-            events += self._events(target, status, self._memory.setdefault(target.name, _Memory()))
+            with self._lock:
+                memory = self._remember(target)
+                events += self._events(target, status, memory)
         for event in events:
             try:
                 self._on_event(event)
@@ -264,12 +296,60 @@ class Scheduler:
         self._thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Stop after the run in progress (waits up to `timeout` for it)."""
+        """Stop after the runs in progress (waits up to `timeout` for them)."""
         self._stopping.set()
         self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        with self._lock:
+            workers = list(self._busy.values())
+        for worker in workers:
+            worker.join(timeout)
+
+    @property
+    def busy(self) -> list[str]:
+        """The targets with a run or an audit in a worker now."""
+        with self._lock:
+            return sorted(self._busy)
+
+    def _dispatch(self) -> None:
+        """Start a worker for each due target (priority order), then for each due audit,
+        while workers are free; a target with a job in progress is skipped."""
+        jobs: list[tuple[Target, Callable[[Target], object]]] = [
+            (target, self.run_one) for target in self.due()
+        ]
+        jobs += [(target, self.audit_one) for target in self._audits_due()]
+        for target, job in jobs:
+            if not self._start(target, job):
+                return
+
+    def _start(self, target: Target, job: Callable[[Target], object]) -> bool:
+        """False when no worker is free (or stopping): nothing more starts this pass."""
+        with self._lock:
+            if self._stopping.is_set() or len(self._busy) >= self._workers:
+                return False
+            if target.name in self._busy:
+                return True
+            worker = threading.Thread(
+                target=self._work,
+                args=(target, job),
+                name=f"replication-{target.name}",
+                daemon=True,
+            )
+            self._busy[target.name] = worker
+        worker.start()
+        return True
+
+    def _work(self, target: Target, job: Callable[[Target], object]) -> None:
+        try:
+            job(target)
+        except Exception:  # run_one and audit_one report failures; this is a bug's last stop
+            log.exception("replication job for %s failed", target.name)
+        finally:
+            with self._lock:
+                self._busy.pop(target.name, None)
+            self.wake.set()  # the next pass starts what waited for a worker, and alerts
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -281,15 +361,16 @@ class Scheduler:
             self.wake.wait(self._poll_s)
 
     def _is_due(self, target: Target, now: datetime, head: int) -> bool:
-        memory = self._memory.get(target.name)
-        if target.paused:
-            if memory is not None:
+        with self._lock:
+            memory = self._remember(target)
+            if target.paused:
                 memory.retry_at = None  # resumed, it is tried at once
-            return False
-        if memory is not None and memory.retry_at is not None:
-            if memory.failed_as == target:
-                return self._clock.monotonic() >= memory.retry_at  # a retry, whatever the schedule
-            memory.retry_at = None  # edited since it failed (fixed?): tried at once
+                return False
+            if memory.retry_at is not None and memory.failed_as != target:
+                memory.retry_at = None  # edited since it failed (fixed?): tried at once
+            retry_at = memory.retry_at
+        if retry_at is not None:
+            return self._clock.monotonic() >= retry_at  # a retry, whatever the schedule
         schedule = parse_schedule(target.schedule)
         if isinstance(schedule, Continuous):
             return head > self._store.cursor(target.name) or self._deletions_due(target)
@@ -319,20 +400,39 @@ class Scheduler:
 
     def _after(self, target: Target, report: RunReport) -> None:
         """Set the wait before the next attempt from the failures in a row."""
-        memory = self._memory.setdefault(target.name, _Memory())
-        memory.failed_as = target
-        if report.error is None:
-            memory.retry_at = None
-            return
-        failures = target_status(self._db, target, self._clock.now()).failures
+        failures = 0
+        if report.error is not None:
+            failures = target_status(self._db, target, self._clock.now()).failures
+        with self._lock:
+            memory = self._remember(target)
+            memory.failed_as = target
+            memory.retry_at = self._retry_at(target, failures)
+
+    def _remember(self, target: Target) -> _Memory:
+        """The memory of `target` (call with the lock held); made on first sight with the
+        wait its failures in a row call for, from the end of its latest run (17.11)."""
+        memory = self._memory.get(target.name)
+        if memory is None:
+            failures, ended_ms = failing_streak(self._db, target)
+            retry_at = self._retry_at(target, failures)
+            if retry_at is not None and ended_ms is not None:
+                since_s = max(0.0, (epoch_ms(self._clock) - ended_ms) / 1000)
+                retry_at = max(self._clock.monotonic(), retry_at - since_s)
+            memory = self._memory[target.name] = _Memory(retry_at=retry_at, failed_as=target)
+        return memory
+
+    def _retry_at(self, target: Target, failures: int) -> float | None:
+        """The monotonic time before which a target that failed `failures` runs in a row is
+        not tried again; None: at its schedule."""
+        if failures == 0:
+            return None
         if failures <= target.retries:
-            wait = min(target.backoff_s * 2 ** (failures - 1), MAX_BACKOFF_S)
+            wait = min(target.backoff_s * 2.0 ** (failures - 1), MAX_BACKOFF_S)
         elif isinstance(parse_schedule(target.schedule), Continuous):
             wait = MAX_BACKOFF_S  # retries spent: a continuous target is tried hourly
         else:
-            memory.retry_at = None  # retries spent: the schedule's next slot tries again
-            return
-        memory.retry_at = self._clock.monotonic() + wait
+            return None  # retries spent: the schedule's next slot tries again
+        return self._clock.monotonic() + wait
 
     def _events(self, target: Target, status: TargetStatus, memory: _Memory) -> list[TargetEvent]:
         if status.state is State.PAUSED:

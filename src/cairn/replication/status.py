@@ -87,6 +87,14 @@ def last_start_ms(db: ReplicationDb, target: Target) -> int | None:
     return None if found is None else int(found)
 
 
+def failing_streak(db: ReplicationDb, target: Target) -> tuple[int, int | None]:
+    """The failed runs in a row now, and when the latest run ended (None: it never ran): what
+    the scheduler derives a failing target's wait from after a restart (design 17.11)."""
+    conn = db.read()
+    failures, _ = _failures(conn, target)
+    return failures, _runs(conn, target)["last_run"]
+
+
 def target_status(
     db: ReplicationDb,
     target: Target,

@@ -66,6 +66,12 @@ def validate(target: Target) -> None:
     except ValueError as exc:
         raise BadTargetSetting(f"target {target.name}: {exc}") from exc
     _check_filters(target)
+    if target.credentials is not None and (
+        not target.credentials.startswith("/") or any(c in target.credentials for c in "\0\n\r")
+    ):
+        raise BadTargetSetting(
+            f"target {target.name}: the credentials file must be given as an absolute path"
+        )
     for label, value in (
         ("quarantine", target.quarantine_s),
         ("max-delete-count", target.max_delete_count),
@@ -114,6 +120,8 @@ def spec_to_json(target: Target) -> str:
         "max_delete_count": target.max_delete_count,
         "max_delete_bytes": target.max_delete_bytes,
     }
+    if target.credentials is not None:  # only when set: an older Cairn reads the rest
+        spec["credentials"] = target.credentials
     return json.dumps(spec, sort_keys=True, ensure_ascii=False)
 
 

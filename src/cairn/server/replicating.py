@@ -10,15 +10,17 @@ a second of a new object.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cairn.core.clock import Clock
+from cairn.replication.credentials import target_environ
 from cairn.replication.engine import Replicator, TargetStorage
-from cairn.replication.layout import TargetLayouts
+from cairn.replication.layout import TargetLayouts, open_target
 from cairn.replication.model import Target
-from cairn.replication.scheduler import Runner, Scheduler, TargetEvent
+from cairn.replication.scheduler import WORKERS, Runner, Scheduler, TargetEvent
 from cairn.replication.targets import TargetStore
 from cairn.server.adminops import AdminOps
 from cairn.server.alerting import JobAlerts
@@ -30,28 +32,35 @@ log = logging.getLogger("cairn.server")
 
 class TargetOpener:
     """Each target's per-tenant backends (`TargetLayouts`: `LOCATION/<server-id>/<tenant-id>`),
-    opened with the server's environment for credentials and kept open from run to run (an
-    S3 client costs a quarter of a second to set up); a target whose location was edited gets
-    new ones."""
+    opened with the server's environment (`environ`, the process's by default) and the
+    target's credentials file laid over it (17.9), and kept open from run to run (an S3 client
+    costs a quarter of a second to set up). The credentials file is read at every call: a
+    target whose location or credentials changed gets new backends, so a rotated secret is
+    taken at the next run."""
 
-    def __init__(self, server_id: str) -> None:
+    def __init__(self, server_id: str, environ: Mapping[str, str] | None = None) -> None:
         self._server_id = server_id
-        self._open: dict[str, TargetLayouts] = {}
+        self._environ = environ
+        self._open: dict[str, tuple[Mapping[str, str], TargetLayouts]] = {}
         self._guard = threading.Lock()
 
     def __call__(self, target: Target) -> TargetStorage:
+        environ = target_environ(target, self._environ)  # raises E127/E120: the run fails
         with self._guard:
-            layouts = self._open.get(target.name)
-            if layouts is not None and layouts.location != target.location:
+            found = self._open.get(target.name)
+            if found is not None:
+                opened_with, layouts = found
+                if layouts.location == target.location and opened_with == environ:
+                    return layouts
                 layouts.close()
-                layouts = None
-            if layouts is None:
-                layouts = self._open[target.name] = TargetLayouts(target.location, self._server_id)
+            opener = functools.partial(open_target, environ=environ)
+            layouts = TargetLayouts(target.location, self._server_id, opener)
+            self._open[target.name] = (environ, layouts)
             return layouts
 
     def close(self) -> None:
         with self._guard:
-            opened, self._open = list(self._open.values()), {}
+            opened, self._open = [layouts for _, layouts in self._open.values()], {}
         for layouts in opened:
             layouts.close()
 
@@ -89,6 +98,7 @@ class Replication:
             after_tick=self._carry,
             auditor=runner if isinstance(runner, Replicator) else None,
             on_audit=admin.record_replication_audit,
+            workers=WORKERS,
         )
         self._alerts = alerts
         self._running = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from cairn.backends.base import Backend
 from cairn.backends.errors import BackendError
 from cairn.core.clock import Clock, epoch_ms
 from cairn.core.errors import CairnError
+from cairn.replication.credentials import target_environ
 from cairn.replication.layout import open_target
 from cairn.replication.model import Target
 from cairn.replication.sealedstate import StateKey, load_key, seal
@@ -69,7 +70,7 @@ class StateCarrier:
         data: Path,
         server_id: str,
         clock: Clock,
-        opener: Callable[[str], Backend] = open_target,
+        opener: Callable[[str, Mapping[str, str]], Backend] = open_target,
         every_s: float = EVERY_S,
     ) -> None:
         self._state = state
@@ -80,7 +81,7 @@ class StateCarrier:
         self._opener = opener
         self._every_s = every_s
         self._pushed: dict[str, _Pushed] = {}
-        self._open: dict[str, Backend] = {}
+        self._open: dict[str, tuple[Mapping[str, str], Backend]] = {}
         self._guard = threading.Lock()
         self._told_no_key = False
 
@@ -101,7 +102,7 @@ class StateCarrier:
         pushed = []
         for target in due:
             try:
-                push(self._backend(target.location), name, blob)
+                push(self._backend(target), name, blob)
             except (BackendError, CairnError, OSError) as exc:
                 log.warning("the server's state did not reach %s: %s", target.name, exc)
                 continue
@@ -114,7 +115,7 @@ class StateCarrier:
 
     def close(self) -> None:
         with self._guard:
-            opened, self._open = list(self._open.values()), {}
+            opened, self._open = [backend for _, backend in self._open.values()], {}
         for backend in opened:
             with contextlib.suppress(BackendError):  # closing loses nothing if it fails
                 backend.close()
@@ -149,12 +150,20 @@ class StateCarrier:
         row = self._db.read().execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()
         return int(row[0])
 
-    def _backend(self, location: str) -> Backend:
-        where = state_location(location, self._server_id)
+    def _backend(self, target: Target) -> Backend:
+        """The target's state folder, opened with its credentials (17.9), read each time: new
+        credentials open it again."""
+        where = state_location(target.location, self._server_id)
+        environ = target_environ(target)
         with self._guard:
-            backend = self._open.get(where)
-            if backend is None:
-                backend = self._open[where] = self._opener(where)
+            found = self._open.get(where)
+            if found is not None and found[0] == environ:
+                return found[1]
+            if found is not None:
+                with contextlib.suppress(BackendError):
+                    found[1].close()
+            backend = self._opener(where, environ)
+            self._open[where] = (environ, backend)
             return backend
 
 
