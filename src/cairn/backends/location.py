@@ -122,8 +122,8 @@ def open_backend(
     server's tenant already exists: its administrator made it). `upload_limit` is in bytes a
     second (None: no limit); `retry_for` is how long a server that does not answer is retried
     (seconds, design 14.9). `environ` (the process's by default) holds the SFTP credentials'
-    variables, and a server location's token and pin when `remote` is not given (design
-    17.14: a Cairn server as a replication target)."""
+    variables, and a server location's token and pin and a WebDAV share's login when `remote`
+    is not given (design 17.14: a Cairn server's own targets)."""
     bucket = TokenBucket(upload_limit) if upload_limit else None
     if location == "memory:":
         return _limited(MemoryBackend(), bucket)
@@ -139,7 +139,9 @@ def open_backend(
         sftp = _open_sftp(location, create, os.environ if environ is None else environ)
         return RetryingBackend(_limited(sftp, bucket), retry_for)
     if location.startswith("webdav:"):
-        return RetryingBackend(_limited(_open_webdav(location, create, remote), bucket), retry_for)
+        # A server's own target (no `remote`) logs in with its environment's CAIRN_WEBDAV_*.
+        env = remote.environ if remote is not None else os.environ if environ is None else environ
+        return RetryingBackend(_limited(_open_webdav(location, create, env), bucket), retry_for)
     path = _local_path(location)
     if create:
         return _limited(LocalBackend.create(path), bucket)
@@ -220,13 +222,13 @@ def sftp_credentials(environ: Mapping[str, str]) -> SftpCredentials:
     )
 
 
-def _open_webdav(location: str, create: bool, remote: RemoteCredentials | None) -> Backend:
+def _open_webdav(location: str, create: bool, environ: Mapping[str, str]) -> Backend:
     # Imported here for the same reason as the server's client: only a WebDAV location pays
     # for the XML parser.
     from cairn.backends.webdav import WebDavBackend, parse_location, webdav_credentials
 
     address = parse_location(location)
-    credentials = webdav_credentials(address, remote.environ if remote is not None else None)
+    credentials = webdav_credentials(address, environ)
     if create:
         return WebDavBackend.create(address, credentials)
     return WebDavBackend(address, credentials)
