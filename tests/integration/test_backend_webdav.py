@@ -207,7 +207,9 @@ def test_an_upload_cut_midway_is_sent_again_whole(
         assert not backend.capabilities.resumable_writes
         assert backend.load(handle) == data
         assert [i.handle for i in backend.list(ObjectKind.PACK)] == [handle]
-        assert temporaries(webdav_tls_server.root / folder) == []
+        # The cut PUT's temporary may outlive the DELETE sent after it (wsgidav may still be
+        # writing it when the DELETE arrives): never listed, swept once stale (STALE_TEMP_AGE).
+        assert len(temporaries(webdav_tls_server.root / folder)) <= 1
     finally:
         backend.close()
         relay.close()

@@ -11,12 +11,16 @@ the size, so only `audit(..., read_data=True)` finds it, by hashing the target's
 reported (`mismatched_on_target`, CAIRN-E132); a run does not repair them (the journal names
 nothing new, so it makes no request); once the damaged copy is removed, the next audit sends it
 again. On S3, no stat before a save: other bytes already under a name are refused (CAIRN-E132),
-the same bytes accepted."""
+the same bytes accepted.
+
+WebDAV has no partial PUT (the capability table's "retry whole"): a cut mid-pack costs at most
+that one object sent again. A target restarted mid-pack (the SFTP target's sshd stopped, its
+sessions with it, and started again on the same port) costs no more than a cut."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +37,14 @@ from tests.integration.test_cli_server import Client, admin, tree
 from tests.replication.support import Engine
 from tests.support.clitools import Cairn
 from tests.support.serverfixture import RunningServer, running_server
-from tests.support.storageservers import CuttingRelay, PureFtpd, SeaweedS3, SshServer, ftp_server
+from tests.support.storageservers import (
+    CuttingRelay,
+    PureFtpd,
+    SeaweedS3,
+    SshServer,
+    ftp_server,
+    webdav_server,
+)
 from tests.support.storageservers import sshd as sshd  # the session's server
 
 __all__ = ["ftp_server"]
@@ -117,6 +128,101 @@ def test_a_cut_mid_pack_on_ftp_resends_less_than_a_part(
         print(f"ftp: {resent} bytes sent beyond the objects' for one cut")
         assert resent <= PART, f"{resent} bytes sent again: more than one part"
         copy = ftp_server.data / engine.copy_location(folder, "ftp-cut").strip("/")
+        stored = LocalBackend(copy).load(Handle(ObjectKind.PACK, object_name(big).hex))
+        assert stored == big
+    finally:
+        relay.close()
+
+
+def test_a_cut_mid_pack_on_webdav_resends_at_most_that_object(
+    primary: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wsgidav over plain HTTP on loopback behind the relay: the PUT of the 20 MiB pack breaks
+    after 12 MiB; the backend's retry PUTs it again whole, in the same run."""
+    big = large_pack(primary, "dav-cut")
+    engine = Engine(primary.data)
+    with webdav_server(tmp_path / "dav", tls=False) as dav:
+        for name, value in dav.environ().items():
+            monkeypatch.setenv(name, value)
+        relay = CuttingRelay(dav.port)
+        try:
+            folder = dav.fresh_folder()
+            location = dav.location(folder, port=relay.port)
+            target = engine.register(Target("dav-cut", location, filters=only("dav-cut")))
+            relay.cut_after(12 * MiB)
+            before = relay.sent
+            layouts = engine.layouts(location)
+            report = engine.replicator.run(target, layouts)
+            layouts.close()
+            assert report.error is None, report
+            assert relay.cuts == 1 and report.bytes_sent >= len(big)
+            resent = relay.sent - before - report.bytes_sent  # HTTP requests and headers too
+            print(f"webdav: {resent} bytes sent beyond the objects' for one cut")
+            assert resent <= len(big), f"{resent} bytes sent again: more than the cut object"
+            copy = dav.root / engine.copy_location(folder, "dav-cut")
+            stored = LocalBackend(copy).load(Handle(ObjectKind.PACK, object_name(big).hex))
+            assert stored == big
+        finally:
+            relay.close()
+
+
+class RestartingRelay(CuttingRelay):
+    """The shared relay, which instead of cutting restarts the server behind it once `after`
+    more bytes have gone up: from inside the relay's pump, so the restart lands mid-object
+    however fast the upload runs (no polling, no sleep)."""
+
+    def __init__(self, target_port: int, restart: Callable[[], None]) -> None:
+        super().__init__(target_port)
+        self.restart = restart
+        self.restarts = 0
+        self._restart_at: int | None = None
+
+    def restart_after(self, count: int) -> None:
+        self._restart_at = self.sent + count
+
+    def _count(self, upstream_bound: bool, size: int) -> int | None:
+        allowed = super()._count(upstream_bound, size)
+        if upstream_bound and self._restart_at is not None and self.sent >= self._restart_at:
+            self._restart_at = None
+            self.restart()  # the server's end of this connection is gone with its session
+            self.restarts += 1
+        return allowed
+
+
+def test_an_sftp_target_restarted_mid_pack_completes_with_the_copy_intact(
+    primary: RunningServer, sshd: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in sshd.env().items():
+        monkeypatch.setenv(name, value)
+    big = large_pack(primary, "sftp-restart")
+    engine = Engine(primary.data)
+
+    def restart() -> None:
+        sshd.stop()
+        sshd.start()
+
+    relay = RestartingRelay(sshd.port, restart)
+    sshd.write_known_hosts([sshd.port, relay.port])
+    try:
+        location = sshd.location(tmp_path / "sftp-restarted", port=relay.port)
+        target = engine.register(Target("sftp-restart", location, filters=only("sftp-restart")))
+        relay.restart_after(12 * MiB)
+        before = relay.sent
+        reports = []
+        for _ in range(2):  # the run itself, or else the next one
+            layouts = engine.layouts(location)
+            reports.append(engine.replicator.run(target, layouts))
+            layouts.close()
+            if reports[-1].error is None:
+                break
+        assert reports[-1].error is None, reports
+        assert relay.restarts == 1
+        sent = sum(report.bytes_sent for report in reports)
+        assert sent >= len(big)
+        resent = relay.sent - before - sent  # SSH's framing, handshakes and requests included
+        print(f"sftp restart: {len(reports)} run(s), {resent} bytes sent beyond the objects'")
+        assert resent <= PART, f"{resent} bytes sent again: more than one part"
+        copy = Path(engine.copy_location(str(tmp_path / "sftp-restarted"), "sftp-restart"))
         stored = LocalBackend(copy).load(Handle(ObjectKind.PACK, object_name(big).hex))
         assert stored == big
     finally:

@@ -141,8 +141,8 @@ def open_backend(
         sftp = _open_sftp(location, create, os.environ if environ is None else environ)
         return RetryingBackend(_limited(sftp, bucket), retry_for)
     if location.startswith("webdav:"):
-        webdav_env = environ if environ is not None else remote.environ if remote else None
-        webdav = _open_webdav(location, create, webdav_env)
+        env = environ if environ is not None else remote.environ if remote else os.environ
+        webdav = _open_webdav(location, create, env)
         return RetryingBackend(_limited(webdav, bucket), retry_for)
     path = _local_path(location)
     if create:
@@ -222,7 +222,7 @@ def sftp_credentials(environ: Mapping[str, str]) -> SftpCredentials:
     )
 
 
-def _open_webdav(location: str, create: bool, environ: Mapping[str, str] | None) -> Backend:
+def _open_webdav(location: str, create: bool, environ: Mapping[str, str]) -> Backend:
     # Imported here for the same reason as the server's client: only a WebDAV location pays
     # for the XML parser.
     from cairn.backends.webdav import WebDavBackend, parse_location, webdav_credentials

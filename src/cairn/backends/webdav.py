@@ -2,7 +2,8 @@
 
 ``webdav:https://[user@]host[:port]/path`` (``webdav:http://`` on loopback only, where a password
 cannot be overheard). The layout is the local folder's (docs/design.md section 2): ``config``,
-one folder per kind, packs in 256 shard folders made on first use (MKCOL).
+one folder per kind, packs in 256 shard folders made on first use (MKCOL: after a PUT refused
+with 409 for a small body, before the PUT for a large one, which is not sent twice).
 
 How each obligation of the Backend protocol is met with plain WebDAV methods:
 
@@ -72,6 +73,11 @@ STALE_TEMP_AGE = timedelta(hours=24)
 MAX_LISTING_BYTES = 128 * 1024 * 1024
 """A PROPFIND answer larger than this is refused (a folder of Cairn's holds ~400 bytes an entry)."""
 DEFAULT_RETRY_AFTER = 2.0
+MKCOL_FIRST_BYTES = 1024 * 1024
+"""A body this large is not PUT into a folder this backend has not seen yet: the folder is made
+first (MKCOL). A PUT into a shard folder not made yet is refused (409) only after its whole body
+went up, so the first pack of each of the 256 shards went up twice; smaller bodies still try the
+PUT first (one request where the folder exists)."""
 _FOLDER_KINDS = tuple(kind for kind in ObjectKind if kind is not ObjectKind.CONFIG)
 _LAYOUT_NAMES = frozenset([CONFIG_NAME, *(kind.value for kind in _FOLDER_KINDS)])
 _SHARDS = frozenset(f"{i:02x}" for i in range(256))
@@ -225,6 +231,8 @@ class WebDavBackend:
         # made one request in ~200 fail with EBADF. Never more requests than connections, so
         # none ever waits in the pool.
         self._slots = threading.BoundedSemaphore(connections)
+        self._folders: set[str] = set()
+        """Folders this backend made or wrote into (a large PUT into one needs no MKCOL)."""
         auth = None
         if credentials.user is not None:
             auth = _ChallengedAuth(credentials.user, credentials.password or "")
@@ -407,9 +415,12 @@ class WebDavBackend:
     # ---- saving ---------------------------------------------------------------------------
 
     def _put(self, temp: str, body: bytes, folder: str, handle: Handle) -> None:
+        if folder and len(body) >= MKCOL_FIRST_BYTES and folder not in self._folders:
+            self._make_folder(folder)
         for attempt in range(2):
             response = self._request("PUT", temp, content=body)
             if response.status_code in (200, 201, 204):
+                self._folders.add(folder)
                 return
             if response.status_code == 409 and attempt == 0 and folder:
                 self._make_folder(folder)  # a shard folder made on first use
@@ -441,10 +452,12 @@ class WebDavBackend:
     def _make_folder(self, folder: str) -> None:
         response = self._request("MKCOL", folder + "/")
         if response.status_code in (200, 201):
+            self._folders.add(folder)
             return
         # Made meanwhile by another save: 405 says so; some servers (wsgidav) answer 500 when
         # two MKCOLs race, so any refusal is checked against the folder's existence.
         if response.status_code not in (401, 403) and self._is_folder(folder):
+            self._folders.add(folder)
             return
         self._fail(response, None, "MKCOL", folder)
 
