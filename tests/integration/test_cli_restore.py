@@ -181,6 +181,11 @@ def _stopped(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_restore_completes_when_run_again(
     cairn: Cairn, tmp_path: Path, signum: int
@@ -194,6 +199,10 @@ def test_an_interrupted_restore_completes_when_run_again(
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # A test run earlier in this worker may have left SIGINT ignored, and a child inherits
+        # an ignored signal (then Python installs no KeyboardInterrupt handler): start it as a
+        # shell would start a foreground command.
+        preexec_fn=_default_signals,
     )
     deadline = time.monotonic() + 120
     while not _stopped(proc.pid):
