@@ -32,9 +32,13 @@ _PASV = re.compile(rb"^227 .*\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with a TCP reset, as a broken network or a killed peer leaves it."""
+    """Close with a TCP reset, as a broken network or a killed peer leaves it. The shutdown
+    first wakes a relay thread blocked reading the same socket: while a read is in progress
+    the kernel would not close it (and the peer would wait for its timeout instead)."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
     sock.close()
 
 
@@ -58,6 +62,9 @@ class FtpRelay:
         self.cut_control = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        # Per control connection, the downloads still being relayed: the end-of-transfer answer
+        # waits for them, as it would reach a client behind a real link only after the data.
+        self._relaying: dict[int, list[threading.Event]] = {}
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self) -> None:
@@ -101,12 +108,23 @@ class FtpRelay:
                 buffer += block
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
+                    if line[:1] in (b"2", b"4") and line[:3] not in (b"227", b"200"):
+                        self._after_data(control)
                     client.sendall(self._rewrite(line, control) + b"\n")
         except OSError:
             pass
         finally:
             for sock in (upstream, client):
                 _reset(sock)
+
+    def _after_data(self, control: tuple[socket.socket, socket.socket]) -> None:
+        """Hold an answer back until the data this control connection's transfers carry has
+        been relayed (or cut). Without this the server's 226 could overtake the last bytes
+        still in the relay's buffers, and a cut meant for mid-transfer would come too late."""
+        with self._lock:
+            pending = self._relaying.pop(id(control), [])
+        for done in pending:
+            done.wait(30)
 
     def _rewrite(self, line: bytes, control: tuple[socket.socket, socket.socket]) -> bytes:
         match = _PASV.match(line)
@@ -129,14 +147,31 @@ class FtpRelay:
                 return
         upstream = socket.create_connection(("127.0.0.1", real))
         self._sockets += [client, upstream]
+        done = threading.Event()
+        with self._lock:
+            self._relaying.setdefault(id(control), []).append(done)
         threading.Thread(
             target=self._counted, args=(client, upstream, "up", control), daemon=True
         ).start()
         threading.Thread(
-            target=self._counted, args=(upstream, client, "down", control), daemon=True
+            target=self._counted, args=(upstream, client, "down", control, done), daemon=True
         ).start()
 
     def _counted(
+        self,
+        source: socket.socket,
+        target: socket.socket,
+        direction: str,
+        control: tuple[socket.socket, socket.socket],
+        done: threading.Event | None = None,
+    ) -> None:
+        try:
+            self._relay_counted(source, target, direction, control)
+        finally:
+            if done is not None:
+                done.set()
+
+    def _relay_counted(
         self,
         source: socket.socket,
         target: socket.socket,
