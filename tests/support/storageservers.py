@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -407,16 +408,25 @@ class CuttingRelay:
 
 
 def _free_range(count: int) -> tuple[int, int]:
-    """`count` consecutive free loopback ports (for a passive port range)."""
+    """`count` consecutive free loopback ports (for a passive port range), taken outside the
+    kernel's ephemeral range: inside it, the relays' and clients' own connections (and their
+    TIME_WAIT leftovers) soon leave no 200 consecutive ports free."""
+    low, high = _ephemeral_range()
+    spans = [(s, e) for s, e in ((10000, low - 1), (high + 1, 65535)) if e - s >= count]
     for _ in range(200):
-        base = free_port()
-        if base + count > 65000:
-            continue
+        if spans:
+            start, end = random.choice(spans)
+            base = random.randint(start, end - count + 1)
+        else:
+            base = free_port()
+            if base + count > 65535:
+                continue
         socks = []
         try:
             for port in range(base, base + count):
                 sock = socket.socket()
                 socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(("127.0.0.1", port))
         except OSError:
             continue
@@ -425,6 +435,14 @@ def _free_range(count: int) -> tuple[int, int]:
                 sock.close()
         return base, base + count - 1
     raise RuntimeError("no range of free ports found")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> None:
