@@ -22,7 +22,10 @@ Deviations and choices:
 - Objects over `RESUMABLE_ABOVE` go up under a temporary name derived from their own (``.part-``
   + name): a save after a broken one finds the part, checks its last bytes against what it would
   send, sends only the rest from there, and reads the whole part back to verify it before the
-  rename (capability ``resumable_writes``).
+  rename (capability ``resumable_writes``). Concurrent saves of one object share its part and
+  write the same bytes at the same offsets; a part is removed only when it holds bytes the object
+  cannot have, never because another save is still writing it, so no save publishes a part that
+  another had only begun.
 - Writes are pipelined by this package, not by paramiko: paramiko's pipelined file drops the
   error answers of writes still in flight when the file is closed, which would hide a full disk.
 - A failed write on a full disk comes back as SFTP's generic "Failure"; ``statvfs@openssh.com``

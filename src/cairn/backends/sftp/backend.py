@@ -62,6 +62,14 @@ _FOLDER_KINDS = tuple(kind for kind in ObjectKind if kind is not ObjectKind.CONF
 _LAYOUT_NAMES = frozenset([CONFIG_NAME, *(kind.value for kind in _FOLDER_KINDS)])
 
 
+_RESUME_ATTEMPTS = 3
+"""How often a save of a large object looks again when the part it went on with was replaced."""
+
+
+class _PartReplaced(TransientBackendError):
+    """The part a resumed save wrote into came short: its name now holds another save's."""
+
+
 class SftpBackend:
     """Objects as files under one folder of an SSH server. The constructor connects nothing;
     see `create` for a new repository."""
@@ -168,20 +176,39 @@ class SftpBackend:
 
     def _upload_resuming(self, sftp: SFTPClient, temp: PurePosixPath, data: memoryview) -> None:
         """Send `data` to `temp`, going on from the offset a broken save reached when its
-        last bytes there are the ones this save would send."""
+        last bytes there are the ones this save would send.
+
+        Concurrent saves of the same object share the part and write the same bytes at the
+        same offsets, so the part is never removed or truncated while it may be another
+        save's: only when it holds bytes this object cannot have (it is longer, or its bytes
+        differ). Removing a part another save still writes would let that save publish a
+        part someone else had only begun."""
+        for _ in range(_RESUME_ATTEMPTS - 1):
+            try:
+                self._upload_part(sftp, temp, data)
+                return
+            except _PartReplaced:
+                continue  # look again at what the part's name holds now
+        self._upload_part(sftp, temp, data)
+
+    def _upload_part(self, sftp: SFTPClient, temp: PurePosixPath, data: memoryview) -> None:
         attrs = stat_or_none(sftp, temp)
-        reached = None if attrs is None else attrs.st_size or 0
-        if reached is not None and 0 < reached <= len(data):
-            start = max(0, reached - _RESUME_CHECK)
-            if read_file(sftp, temp, start, reached - start) == data[start:reached]:
+        if attrs is not None:
+            reached = attrs.st_size or 0
+            if reached <= len(data) and self._ends_as(sftp, temp, data, reached):
                 self._upload(sftp, temp, data, reached, create=False)
                 if read_file(sftp, temp, 0, len(data)) == data:
                     return
-            # Bytes before the tail differ (another program wrote there): send it all again.
-        if reached is not None:
+            # Bytes this object cannot have (another program wrote there): send it all again.
             with suppress(OSError):
                 sftp.remove(str(temp))
         self._upload(sftp, temp, data, 0, create=True)
+
+    @staticmethod
+    def _ends_as(sftp: SFTPClient, temp: PurePosixPath, data: memoryview, reached: int) -> bool:
+        """True when the last bytes of `temp` before `reached` are those of `data`."""
+        start = max(0, reached - _RESUME_CHECK)
+        return reached == 0 or read_file(sftp, temp, start, reached - start) == data[start:reached]
 
     def _upload(
         self, sftp: SFTPClient, temp: PurePosixPath, data: memoryview, start: int, create: bool
@@ -195,15 +222,22 @@ class SftpBackend:
                 "open a temporary file in", temp.parent, BackendError if create else NotFound
             ):
                 handle = open_handle(sftp, temp, CREATE if create else REWRITE)
-        except BackendError as exc:
-            if create and stat_or_none(sftp, temp) is not None:
-                # A concurrent save of the same large object made its part first: try again,
-                # to go on with that part.
-                raise TransientBackendError(f"another save of {temp} is under way") from exc
-            raise
+        except BackendError:
+            if not (create and temp.name.startswith(PART_PREFIX)):
+                raise
+            if stat_or_none(sftp, temp) is None:
+                raise
+            # A concurrent save of the same large object made its part first: write into that
+            # part too (the same bytes at the same offsets).
+            with translated("open a temporary file in", temp.parent, NotFound):
+                handle = open_handle(sftp, temp, REWRITE)
         with translated("write", temp):
             # The size is of this file, even if a concurrent save renamed it meanwhile.
             failure, size = write_and_close(sftp, handle, data, start)
+        if failure is None and size is not None and size < len(data) and not create:
+            # Between the stat that found the part and this open, a concurrent save published
+            # it and another began a new one under the same name: this wrote into that one.
+            raise _PartReplaced(f"{temp} was replaced by another save's part meanwhile")
         if failure is not None or size != len(data):
             self._write_failed(sftp, temp, len(data) - (size or 0), failure or "short file")
 
