@@ -9,7 +9,7 @@ files) or 100,000 files of 300 bytes in 100 folders (--scale scales the count).
 
 Every tool runs the same steps on the same data, one after another, with a warm page cache (the
 corpus is read once before the run and after the changes; nobody drops caches on a shared machine).
-Wall time and peak RSS are measured per child process (wait4). No timing is asserted anywhere:
+Wall time, CPU time (user + system) and peak RSS are measured per child process (wait4). No timing is asserted anywhere:
 this is a measurement, not a test.
 """
 
@@ -37,6 +37,8 @@ PASSWORD = "bench passphrase"  # noqa: S105 - a throwaway benchmark repository
 class Measure:
     seconds: float
     max_rss_kib: int
+    cpu_seconds: float = 0.0
+    """User + system time of the child: on a shared machine, steadier than the wall time."""
 
 
 @dataclass
@@ -110,7 +112,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> Measu
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with {code}:\n{err.decode(errors='replace')}")
-    return Measure(seconds, usage.ru_maxrss)
+    return Measure(seconds, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 
 
 def run_step(tool: Tool, step: str, label: str, corpus: Path, target: Path, n: int) -> None:
@@ -118,10 +120,15 @@ def run_step(tool: Tool, step: str, label: str, corpus: Path, target: Path, n: i
     cwd = target if tool.name == "borg" and step == "restore" else None
     for cmd in tool.commands(step, corpus, target, n):
         m = timed(cmd, tool.env(), cwd)
-        total = Measure(total.seconds + m.seconds, max(total.max_rss_kib, m.max_rss_kib))
+        total = Measure(
+            total.seconds + m.seconds,
+            max(total.max_rss_kib, m.max_rss_kib),
+            total.cpu_seconds + m.cpu_seconds,
+        )
     tool.results[label] = total
     print(
-        f"  {tool.name:7} {label:20} {total.seconds:7.2f} s  {total.max_rss_kib / 1024:6.0f} MiB",
+        f"  {tool.name:7} {label:20} {total.seconds:7.2f} s  {total.max_rss_kib / 1024:6.0f} MiB"
+        f"  {total.cpu_seconds:7.2f} s CPU",
         flush=True,
     )
 
@@ -239,6 +246,14 @@ def table(tools: dict[str, Tool]) -> str:
             {n: t.results[label].seconds for n, t in tools.items() if label in t.results},
             "{:.2f}",
             target,
+            ["restic", "borg"],
+        )
+    for label, _unit, _target in ROWS:
+        row(
+            label + " (CPU s)",
+            {n: t.results[label].cpu_seconds for n, t in tools.items() if label in t.results},
+            "{:.2f}",
+            None,
             ["restic", "borg"],
         )
     row(
