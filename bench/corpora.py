@@ -4,8 +4,8 @@
   text, images, compressed and binary files, folders and symbolic links). ``scale`` keeps an evenly
   spread share of its files (0.1 = every tenth file, folders and links as they fall), so a quick
   run keeps the tree's mix of sizes and depths.
-- ``tiny``: 100,000 files of 300 bytes in 100 folders at scale 1.0 (file count scales, the folder
-  count stays 100 while there are at least 100 files per folder): the per-file cost and nothing else.
+- ``tiny``: 100,000 files of 300 bytes in 100 folders at scale 1.0 (the file count scales, the
+  folder count stays 100 while there are 100 files per folder): the per-file cost and nothing else.
 
 ``change_any`` is the day of changes for both: 2 % of the files get 40 bytes inserted, 1 % are
 deleted, new files amounting to 1 % are added (copies of existing sizes), and one folder is renamed.
@@ -36,7 +36,8 @@ def _source_entries(source: Path) -> list[Path]:
 
 
 def make_tree(root: Path, source: Path, scale: float = 1.0) -> None:
-    """Copy an evenly spread ``scale`` share of source's files into root (contents, modes, times)."""
+    """Copy an evenly spread ``scale`` share of source's files into root (contents, modes,
+    times)."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)

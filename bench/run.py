@@ -9,8 +9,8 @@ files) or 100,000 files of 300 bytes in 100 folders (--scale scales the count).
 
 Every tool runs the same steps on the same data, one after another, with a warm page cache (the
 corpus is read once before the run and after the changes; nobody drops caches on a shared machine).
-Wall time, CPU time (user + system) and peak RSS are measured per child process (wait4). No timing is asserted anywhere:
-this is a measurement, not a test.
+Wall time, CPU time (user + system) and peak RSS are measured per child process (wait4). No timing
+is asserted anywhere: this is a measurement, not a test.
 """
 
 from __future__ import annotations
