@@ -1,7 +1,9 @@
 """The benchmark corpus: ~1 GiB of mixed data, and a day of changes to it. Deterministic (seeded).
 
-python bench/corpus.py make DIR [--scale 1.0]
-python bench/corpus.py change DIR [--scale 1.0]
+python bench/corpus.py make DIR [--scale 1.0] [--kind generated|tree|tiny] [--source /usr/share]
+python bench/corpus.py change DIR [--scale 1.0] [--kind ...]
+
+``--kind tree`` and ``--kind tiny`` are the real tree and the many tiny files of bench/corpora.py.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 import random
 import shutil
 from pathlib import Path
+
+import corpora
 
 MiB = 1024 * 1024
 WORDS = [
@@ -126,8 +130,18 @@ def main() -> None:
     parser.add_argument("action", choices=["make", "change"])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--kind", choices=["generated", "tree", "tiny"], default="generated")
+    parser.add_argument("--source", type=Path, default=Path("/usr/share"))
     args = parser.parse_args()
-    (make if args.action == "make" else change)(args.folder.resolve(), args.scale)
+    folder = args.folder.resolve()
+    if args.kind == "generated":
+        (make if args.action == "make" else change)(folder, args.scale)
+    elif args.action == "change":
+        corpora.change_any(folder)
+    elif args.kind == "tree":
+        corpora.make_tree(folder, args.source.resolve(), args.scale)
+    else:
+        corpora.make_tiny(folder, args.scale)
     size = sum(f.stat().st_size for f in args.folder.rglob("*") if f.is_file())
     print(f"{args.folder}: {size / MiB:.0f} MiB")
 

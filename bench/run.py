@@ -1,11 +1,16 @@
 """Cairn beside restic, borg and rsync on one corpus, in one run; prints a table of ratios.
 
     python bench/run.py [--scale 1.0] [--tools cairn,restic,borg,rsync] [--output FILE.md]
+                        [--corpus generated|tree|tiny] [--source /usr/share]
+
+--corpus picks the data (bench/corpus.py, bench/corpora.py): the generated ~1 GiB mix (default), a
+copy of a real tree (--source, Debian's /usr/share by default; --scale keeps that share of its
+files) or 100,000 files of 300 bytes in 100 folders (--scale scales the count).
 
 Every tool runs the same steps on the same data, one after another, with a warm page cache (the
 corpus is read once before the run and after the changes; nobody drops caches on a shared machine).
-Wall time and peak RSS are measured per child process (wait4). No timing is asserted anywhere:
-this is a measurement, not a test.
+Wall time, CPU time (user + system) and peak RSS are measured per child process (wait4). No timing
+is asserted anywhere: this is a measurement, not a test.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ PASSWORD = "bench passphrase"  # noqa: S105 - a throwaway benchmark repository
 class Measure:
     seconds: float
     max_rss_kib: int
+    cpu_seconds: float = 0.0
+    """User + system time of the child: on a shared machine, steadier than the wall time."""
 
 
 @dataclass
@@ -105,7 +112,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> Measu
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with {code}:\n{err.decode(errors='replace')}")
-    return Measure(seconds, usage.ru_maxrss)
+    return Measure(seconds, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 
 
 def run_step(tool: Tool, step: str, label: str, corpus: Path, target: Path, n: int) -> None:
@@ -113,10 +120,15 @@ def run_step(tool: Tool, step: str, label: str, corpus: Path, target: Path, n: i
     cwd = target if tool.name == "borg" and step == "restore" else None
     for cmd in tool.commands(step, corpus, target, n):
         m = timed(cmd, tool.env(), cwd)
-        total = Measure(total.seconds + m.seconds, max(total.max_rss_kib, m.max_rss_kib))
+        total = Measure(
+            total.seconds + m.seconds,
+            max(total.max_rss_kib, m.max_rss_kib),
+            total.cpu_seconds + m.cpu_seconds,
+        )
     tool.results[label] = total
     print(
-        f"  {tool.name:7} {label:20} {total.seconds:7.2f} s  {total.max_rss_kib / 1024:6.0f} MiB",
+        f"  {tool.name:7} {label:20} {total.seconds:7.2f} s  {total.max_rss_kib / 1024:6.0f} MiB"
+        f"  {total.cpu_seconds:7.2f} s CPU",
         flush=True,
     )
 
@@ -146,13 +158,14 @@ def fingerprint(root: Path) -> dict[str, tuple[int, str]]:
     return out
 
 
-def corpus_step(action: str, corpus: Path, scale: float) -> None:
+def corpus_step(action: str, corpus: Path, args: argparse.Namespace) -> None:
     """Build or change the corpus in a child process.
 
     Peak RSS (ru_maxrss) survives fork and exec, so every child would report at least this
     process's own high-water mark: the parent must never hold a large buffer itself.
     """
-    cmd = [sys.executable, str(CORPUS_SCRIPT), action, str(corpus), "--scale", str(scale)]
+    cmd = [sys.executable, str(CORPUS_SCRIPT), action, str(corpus), "--scale", str(args.scale)]
+    cmd += ["--kind", args.corpus, "--source", str(args.source)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -165,8 +178,8 @@ def run(args: argparse.Namespace) -> dict[str, Tool]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     corpus = work / "corpus"
-    print(f"generating the corpus (scale {args.scale}) ...", flush=True)
-    corpus_step("make", corpus, args.scale)
+    print(f"making the {args.corpus} corpus (scale {args.scale}) ...", flush=True)
+    corpus_step("make", corpus, args)
     tools = {name: Tool(name, work) for name in args.tools}
     warm(corpus)
     for tool in tools.values():
@@ -175,7 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Tool]:
         tool.sizes["initial"] = du(tool.repo)
         run_step(tool, "backup", "no-change backup", corpus, work, 2)
     print("applying a day of changes ...", flush=True)
-    corpus_step("change", corpus, args.scale)
+    corpus_step("change", corpus, args)
     warm(corpus)
     expected = fingerprint(corpus)
     for tool in tools.values():
@@ -235,6 +248,14 @@ def table(tools: dict[str, Tool]) -> str:
             target,
             ["restic", "borg"],
         )
+    for label, _unit, _target in ROWS:
+        row(
+            label + " (CPU s)",
+            {n: t.results[label].cpu_seconds for n, t in tools.items() if label in t.results},
+            "{:.2f}",
+            None,
+            ["restic", "borg"],
+        )
     row(
         "repository after initial (MiB)",
         {n: t.sizes["initial"] / 2**20 for n, t in tools.items()},
@@ -278,6 +299,10 @@ def main() -> None:
         "--scale", type=float, default=1.0, help="corpus size factor (1.0 = ~1 GiB)"
     )
     parser.add_argument("--tools", default="cairn,restic,borg,rsync")
+    parser.add_argument("--corpus", choices=["generated", "tree", "tiny"], default="generated")
+    parser.add_argument(
+        "--source", type=Path, default=Path("/usr/share"), help="the real tree for --corpus tree"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cairn-bench"))
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
@@ -292,6 +317,7 @@ def main() -> None:
     report = table(tools)
     print("\n" + report)
     machine = (
+        f"{args.corpus} corpus, scale {args.scale}; "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; {platform.platform()}; "
         f"{os.cpu_count()} cores; Python {platform.python_version()}; {versions()}"
     )

@@ -208,7 +208,7 @@ class Archiver:
         children: dict[bytes, list[NodeFuture]],
     ) -> NodeFuture | None:
         if isinstance(event, FileEvent):
-            if self._batched and (ids := self._groupable(event)) is not None:
+            if (ids := self._groupable(event)) is not None:
                 return self._groups.add(event.path, event.node, ids, workers, slots)
             slots.acquire()
             future = workers.submit(self._save_file, event.path, event.node)
@@ -229,7 +229,8 @@ class Archiver:
             self._warn(event.path, event.message)
         return None
 
-    # ---- groups of files, for an index that asks a server (design 14.11) -------------------
+    # ---- groups of files: one hand-off to a worker per group, one query per group for an
+    # index that asks a server (design 14.11) ----------------------------------------------
 
     def _groupable(self, event: FileEvent) -> int | None:
         """How many chunk IDs the file adds to a group, or None if it goes alone: a small
@@ -243,7 +244,11 @@ class Archiver:
         return None
 
     def _save_group(self, files: Files) -> list[Node | None]:
-        """Ask about every chunk of the group at once, then save each file as usual."""
+        """Ask about every chunk of the group at once (an index that asks a server), then save
+        each file as usual. A local index answers from memory: nothing to ask ahead, and a
+        small file is read once, not twice."""
+        if not self._batched:
+            return [self._save_file(path, node) for path, node in files]
         ids: list[ChunkId] = []
         for path, node in files:
             cached = self._cached(path, node)

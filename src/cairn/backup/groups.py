@@ -1,5 +1,7 @@
 """Groups of files saved as one task, so that a backup to a server asks about all their chunks in
-one query (design 14.11) instead of one query per file.
+one query (design 14.11) instead of one query per file, and so that the walking thread hands work
+to the pool once per group rather than once per file (with many small files the per-file
+hand-off, a pool task and an in-flight slot each, cost the walk as much as its system calls).
 
 Only small files (one chunk each) and files the files cache knows (their chunk IDs are known
 without reading them) are grouped; a group closes at GROUP_FILES files, GROUP_BYTES bytes of

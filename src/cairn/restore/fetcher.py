@@ -4,7 +4,8 @@ A restore wants each needed blob once, however many files use it. `plan_reads` g
 by pack and merges neighbours into spans, one storage read each (a full restore reads each pack
 in one or two reads instead of one per blob). `fetch` loads, opens and verifies the spans in
 worker threads and hands the plaintexts to the one thread that writes files, through a bounded
-queue: memory stays below workers x MAX_SPAN plus the queue, whatever the snapshot's size.
+queue (small blobs of a span in batches): memory stays below workers x MAX_SPAN plus the queue,
+whatever the snapshot's size.
 
 Lost data is not an error here: a chunk that no index lists is handed back by `plan_reads` as
 missing, and a blob whose bytes fail verification (or whose pack is gone) comes out of `fetch` as
@@ -30,6 +31,12 @@ MAX_GAP = 256 * 1024
 """Neighbouring blobs closer than this are read together, the gap read and dropped."""
 MAX_SPAN = 8 * 1024 * 1024
 QUEUE_BLOBS = 8
+"""Hand-offs in the queue; each is one blob, or several small ones of one span (BATCH_*)."""
+BATCH_BLOBS = 64
+BATCH_BYTES = 256 * 1024
+"""Small blobs of a span go to the writer together, up to these: with many small files a hand-off
+per blob (a lock and a thread switch each) cost the restore more than its writes, while the
+queue still holds at most QUEUE_BLOBS x (BATCH_BYTES + one blob)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +142,8 @@ def fetch(
                     span = next(jobs, None)
                 if span is None:
                     return
-                for item in _read_span(repo, span):
-                    put(item)
+                for batch in _batches(_read_span(repo, span)):
+                    put(batch)
         except BaseException as exc:  # handed to the consumer, which raises it
             put(exc)
         finally:
@@ -157,11 +164,27 @@ def fetch(
             elif isinstance(item, BaseException):
                 raise item
             else:
-                yield item  # type: ignore[misc]
+                yield from item  # type: ignore[misc]
     finally:
         stop.set()
         for thread in threads:
             thread.join()
+
+
+def _batches(
+    items: Iterable[tuple[ChunkId, bytes | Lost]],
+) -> Iterator[list[tuple[ChunkId, bytes | Lost]]]:
+    """The blobs of one span in lists of up to BATCH_BLOBS blobs and about BATCH_BYTES."""
+    batch: list[tuple[ChunkId, bytes | Lost]] = []
+    size = 0
+    for item in items:
+        batch.append(item)
+        size += 0 if isinstance(item[1], Lost) else len(item[1])
+        if len(batch) >= BATCH_BLOBS or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _read_span(repo: PackReader, span: Span) -> Iterator[tuple[ChunkId, bytes | Lost]]:

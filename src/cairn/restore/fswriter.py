@@ -199,12 +199,19 @@ class SafeTarget:
 
     @_naming
     def create_partial(self, comps: Components) -> int:
-        """Create the file's partial name afresh (one left by a killed run is replaced)."""
+        """Create the file's partial name afresh (one left by a killed run is replaced).
+
+        Created first and removed only when one is there: almost always nothing is, and a
+        failed unlink per file (a system call and an exception) cost a restore of many small
+        files more than its writes."""
         parent, name = self._parent(comps)
         temp = partial_name(name)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp, dir_fd=parent)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(temp, flags, 0o600, dir_fd=parent)
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=parent)
         return os.open(temp, flags, 0o600, dir_fd=parent)
 
     @_naming

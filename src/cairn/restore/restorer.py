@@ -30,7 +30,7 @@ from cairn.core.patterns import PatternSet
 from cairn.core.progress import Progress
 from cairn.format.tree import Node
 from cairn.restore.damage import DamagedFile
-from cairn.restore.existing import describe_conflict, existing_state
+from cairn.restore.existing import State, describe_conflict, existing_state
 from cairn.restore.fetcher import Lost, fetch, plan_reads
 from cairn.restore.fswriter import (
     Components,
@@ -175,8 +175,16 @@ class Restorer:
         conflicts: list[str] = []
         entries = [*plan.dirs, *plan.files, *plan.others]
         entries += [(comps, node) for comps, node, _ in plan.hardlinks]
+        absent: set[Components] = set()
         for comps, node in entries:
-            state = existing_state(self._repo, target, comps, node)
+            # Folders come first, parents before children: below an absent folder nothing is
+            # there, so a restore into a new folder looks at each folder once, not every entry.
+            if comps[:-1] in absent:
+                state: State = "absent"
+            else:
+                state = existing_state(self._repo, target, comps, node)
+            if state == "absent" and node.type == "dir":
+                absent.add(comps)
             if state == "match" and node.type == "file":
                 plan.keep.add(comps)
             elif state in ("differs", "blocked") and not overwrite:

@@ -146,3 +146,17 @@ def test_an_unwritable_target_is_a_target_error_naming_the_path(tmp_path: Path) 
         SafeTarget(a_file)
     with pytest.raises(TargetError, match=f"cannot write {a_file / 'sub'}: Not a directory"):
         SafeTarget(a_file / "sub")
+
+
+def test_a_partial_file_left_by_a_killed_run_is_replaced(tmp_path: Path) -> None:
+    writer = SafeTarget(tmp_path)
+    fd = writer.create_partial((b"f",))
+    writer.write_chunk(fd, 0, b"old and longer")
+    writer.close_file(fd)
+    fd = writer.create_partial((b"f",))  # created afresh: the leftover's bytes are gone
+    writer.write_chunk(fd, 0, b"new")
+    writer.finish_file(fd, 3)
+    writer.publish((b"f",), Node(name=b"f", type="file", mode=0o100644))
+    writer.close()
+    assert os.listdir(tmp_path) == ["f"]
+    assert (tmp_path / "f").read_bytes() == b"new"
