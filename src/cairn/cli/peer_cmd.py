@@ -202,8 +202,13 @@ def run_list(ctx: Context) -> int:
     ctx.output.table(["peer", "role", "address", "offers", "fingerprint"], rows)
     ctx.output.json(
         [
-            {"name": p.name, "role": p.role, "address": p.address, "offer": p.offer,
-             "fingerprint": p.fingerprint}
+            {
+                "name": p.name,
+                "role": p.role,
+                "address": p.address,
+                "offer": p.offer,
+                "fingerprint": p.fingerprint,
+            }
             for p in peers
         ]
     )
@@ -277,8 +282,7 @@ def run_backup(ctx: Context) -> int:
         {
             "run_ms": result.run_ms,
             "copies": [
-                {"peer": c.peer, "snapshot_id": c.snapshot, "error": c.error}
-                for c in result.copies
+                {"peer": c.peer, "snapshot_id": c.snapshot, "error": c.error} for c in result.copies
             ],
             "complete": len(result.complete),
             "wanted": result.wanted,

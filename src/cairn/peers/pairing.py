@@ -80,7 +80,7 @@ def _refusal(status: int, code: str, message: str) -> Response:
 def _offer_of(document: Any) -> dict[str, Any]:
     """The joiner's request, checked for shape: every value is used as data, never as a path."""
     fields = ("secret", "name", "address", "fingerprint", "role")
-    offer = {key: str(document[key]) for key in fields}
+    offer: dict[str, Any] = {key: str(document[key]) for key in fields}
     if offer["role"] not in ROLES or len(offer["fingerprint"]) != 64:
         raise ValueError("bad role or fingerprint")
     bytes.fromhex(offer["secret"])
@@ -90,7 +90,9 @@ def _offer_of(document: Any) -> dict[str, Any]:
     return offer
 
 
-def _redeem(folder: Path, services: Services, clock: Clock, offer: dict[str, Any]) -> dict[str, Any]:
+def _redeem(
+    folder: Path, services: Services, clock: Clock, offer: dict[str, Any]
+) -> dict[str, Any]:
     """Check and spend the invitation, record the joiner and make its tenant, in one
     transaction of the peer database (a second join with the same code waits, then sees it used)."""
     store = PeerStore(folder)
@@ -118,7 +120,9 @@ def _redeem(folder: Path, services: Services, clock: Clock, offer: dict[str, Any
                 role=offer["role"],
                 offer=offer["offer"],
                 tenant_here=tenant,
-                tenant_there=None if offer["token"] is None else tenant_name(own_fingerprint(folder)),
+                tenant_there=None
+                if offer["token"] is None
+                else tenant_name(own_fingerprint(folder)),
                 token_there=offer["token"],
                 repo_ready=False,
                 paired_ms=now,
@@ -155,8 +159,9 @@ def join(folder: Path, code: str, clock: Clock) -> Joined:
         if me.offers:
             services = open_server(folder, clock)
             tenant_here, token_for_them = tenant_for(services, invitation.fingerprint, me.offer)
-        answer = _post_join(invitation, context, me.name, me.listen, mine, me.role, me.offer,
-                            token_for_them)
+        answer = _post_join(
+            invitation, context, me.name, me.listen, mine, me.role, me.offer, token_for_them
+        )
         peer = Peer(
             name=str(answer["name"]),
             fingerprint=invitation.fingerprint,

@@ -27,6 +27,7 @@ _TIMEOUT_S = 30.0
 _CHILD_TIMEOUT_S = 24 * 3600.0
 _DROPPED = ("CAIRN_REPOSITORY", "CAIRN_TOKEN_FILE", "CAIRN_TOKEN", "CAIRN_SERVER_FINGERPRINT")
 
+
 @dataclass(frozen=True, slots=True)
 class Space:
     """What a peer says this machine's tenant there holds (None: it did not answer)."""
@@ -38,6 +39,7 @@ class Space:
     def free(self) -> float:
         return float("inf") if self.quota is None else max(0, self.quota - self.used)
 
+
 @dataclass(frozen=True, slots=True)
 class RunResult:
     run_ms: int
@@ -48,10 +50,12 @@ class RunResult:
     def complete(self) -> list[Copy]:
         return [c for c in self.copies if c.snapshot is not None]
 
+
 def candidates(store: PeerStore) -> list[Peer]:
     """Peers that may hold this machine's copies: they offer and gave it a tenant (never this
     machine itself, which is never in its own peer list, and never a client-only peer)."""
     return [p for p in store.peers() if p.role == "offer" and p.token_there and p.location]
+
 
 def ask_space(peer: Peer) -> Space:
     """The tenant's usage and quota on `peer`, asked through its pinned certificate."""
@@ -70,6 +74,7 @@ def ask_space(peer: Peer) -> Space:
     if response.status_code != 200:
         raise PeerError(f"{peer.name} refused its status: {response.status_code} {document}")
     return Space(int(document["used"]), document.get("quota"))
+
 
 def back_up(
     store: PeerStore,
@@ -107,6 +112,7 @@ def back_up(
         )
     return result
 
+
 def _one_copy(
     store: PeerStore, peer: Peer, paths: Sequence[str], environ: Mapping[str, str], run_ms: int
 ) -> Copy:
@@ -124,6 +130,7 @@ def _one_copy(
     snapshot = _last_json(done.stdout).get("snapshot_id")
     return Copy(run_ms, peer.name, str(snapshot), None)
 
+
 def child_environment(folder: Path, peer: Peer, environ: Mapping[str, str]) -> dict[str, str]:
     """The caller's environment (its passphrase source) with the peer's token and pin, and this
     peer folder's own known-servers file and cache."""
@@ -134,14 +141,16 @@ def child_environment(folder: Path, peer: Peer, environ: Mapping[str, str]) -> d
     env["CAIRN_CACHE_DIR"] = str(folder / "cache")
     return env
 
+
 def run_cairn(args: Sequence[str], env: Mapping[str, str]) -> int:
     """A `cairn` child whose output goes to this process's own (restore: the user reads it)."""
-    return subprocess.run(  # noqa: S603 (our own program, arguments as a list)
+    return subprocess.run(
         [*BACKUP_PROGRAM, *args], env=dict(env), check=False, timeout=_CHILD_TIMEOUT_S
     ).returncode
 
+
 def _child(args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(  # noqa: S603 (our own program, arguments as a list)
+    return subprocess.run(
         [*BACKUP_PROGRAM, *args],
         env=dict(env),
         stdin=subprocess.DEVNULL,
@@ -149,6 +158,7 @@ def _child(args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedP
         check=False,
         timeout=_CHILD_TIMEOUT_S,
     )
+
 
 def _last_json(stdout: bytes) -> dict[str, Any]:
     for line in reversed(stdout.decode(errors="replace").strip().splitlines()):
@@ -164,9 +174,11 @@ def _last_json(stdout: bytes) -> dict[str, Any]:
         return {}
     return whole if isinstance(whole, dict) else {}
 
+
 def _error_code(stdout: bytes) -> str | None:
     error = _last_json(stdout).get("error")
     return str(error.get("code")) if isinstance(error, dict) else None
+
 
 def _why(done: subprocess.CompletedProcess[bytes]) -> str:
     error = _last_json(done.stdout).get("error")
@@ -174,4 +186,3 @@ def _why(done: subprocess.CompletedProcess[bytes]) -> str:
         return f"{error.get('code')}: {error.get('message')}"
     tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no message)"]
     return f"exit {done.returncode}: {tail[0]}"
-

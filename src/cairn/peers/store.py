@@ -99,7 +99,8 @@ class PeerStore:
 
     @classmethod
     def create(cls, folder: Path, settings: PeerSettings) -> PeerStore:
-        """Make the folder (0700) and its database (0600) with `settings`; refuse an existing one."""
+        """Make the folder (0700) and its database (0600) with `settings`; refuse an existing
+        one."""
         if (folder / DATABASE).exists():
             raise PeerFolderError(f"{folder} is a peer folder already; nothing was changed")
         try:
@@ -151,13 +152,11 @@ class PeerStore:
     # Peers
 
     def peers(self) -> list[Peer]:
-        rows = self._conn.execute(f"SELECT {_PEER_COLUMNS} FROM peers ORDER BY name")
+        rows = self._conn.execute(_SELECT_PEERS + " ORDER BY name")
         return [_peer(row) for row in rows]
 
     def peer(self, name: str) -> Peer:
-        row = self._conn.execute(
-            f"SELECT {_PEER_COLUMNS} FROM peers WHERE name = ?", (name,)
-        ).fetchone()
+        row = self._conn.execute(_SELECT_PEERS + " WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NoSuchPeer(f"no paired peer named {name!r}; `cairn peer list` shows them")
         return _peer(row)
@@ -181,7 +180,7 @@ class PeerStore:
                 f"`cairn peer forget {taken[0]}` first to pair it again"
             )
         conn.execute(
-            f"INSERT INTO peers ({_PEER_COLUMNS}) VALUES ({', '.join('?' * 11)})",
+            _INSERT_PEER,
             (
                 p.name,
                 p.fingerprint,
@@ -232,9 +231,13 @@ class PeerStore:
         return [Copy(*r) for r in rows]
 
 
-_PEER_COLUMNS = (
-    "name, fingerprint, address, role, offer, tenant_here, tenant_there, token_there, "
-    "repo_ready, paired_ms, last_seen_ms"
+_SELECT_PEERS = (
+    "SELECT name, fingerprint, address, role, offer, tenant_here, tenant_there, token_there, "
+    "repo_ready, paired_ms, last_seen_ms FROM peers"
+)
+_INSERT_PEER = (
+    "INSERT INTO peers (name, fingerprint, address, role, offer, tenant_here, tenant_there, "
+    "token_there, repo_ready, paired_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
