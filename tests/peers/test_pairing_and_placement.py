@@ -145,6 +145,18 @@ def test_a_wrong_a_used_and_an_expired_code_are_refused(kit: PeerKit) -> None:
     assert from_a["c"]["role"] == "client-only" and from_a["c"]["offer"] is None
     assert set(from_a) == {"b", "c"}
 
+    # Forget: the record goes, the tokens of b's tenant here stop working, its data stays.
+    tenant = PeerStore(kit.peers["a"].folder).peer("b").tenant_here
+    kit.peer("a", "forget", "b")
+    assert {p["name"] for p in kit.peer("a", "list", "--json").json()} == {"c"}
+    tokens = kit.cairn(
+        "server", "token", "list", "--data", str(kit.peers["a"].folder / "server"), "--json"
+    ).json()
+    of_b = [t for t in tokens if t["tenant"] == tenant]
+    assert of_b and all(t["revoked_ms"] for t in of_b)
+    missing = kit.peer("a", "forget", "b", check=False)
+    assert missing.code == 187 and "CAIRN-E187" in missing.err
+
 
 def test_a_changed_certificate_is_refused_and_nothing_is_sent(kit: PeerKit) -> None:
     a = kit.init("a", "--offer", "10M")
@@ -183,3 +195,24 @@ def test_a_peer_over_its_quota_refuses_and_the_copy_goes_to_another(
     status = kit.peer("m", "status", "--json").json()["this_machine"]
     assert status["complete_on"] == ["big"] and not status["protected"]
     assert "CAIRN-E065" in status["failed"]["small"]
+
+
+def test_serve_runs_the_machines_own_backup_job(kit: PeerKit, tmp_path: Path) -> None:
+    src = _source(tmp_path)
+    kit.init("a", "--offer", "100M")
+    kit.init("b", "--offer", "100M")
+    kit.init("c", "--client-only", "--path", str(src))
+    kit.serve("a")
+    kit.serve("b")
+    kit.pair("a", "c")
+    kit.pair("b", "c")
+    kit.serve("c", "--backup-every", "1h")  # a run at start, then hourly
+    deadline = time.monotonic() + 240
+    mine: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        mine = kit.peer("c", "status", "--json").json()["this_machine"]
+        if mine["protected"]:
+            break
+        time.sleep(0.5)
+    assert mine["protected"], kit.log("c")
+    assert sorted(mine["complete_on"]) == ["a", "b"]  # type: ignore[call-overload]

@@ -71,11 +71,21 @@ class PeerKit:
         self.peer(name, "init", "--name", name, "--listen", made.address, *role)
         return made
 
-    def serve(self, name: str) -> PeerProcess:
+    def serve(self, name: str, *extra: str) -> PeerProcess:
+        """`peer serve` in its own process; returns once its server answers its health check."""
         peer = self.peers[name]
         log = (self.root / f"{name}.log").open("ab")
         peer.process = subprocess.Popen(
-            [sys.executable, "-m", "cairn.cli.main", "peer", "serve", "--data", str(peer.folder)],
+            [
+                sys.executable,
+                "-m",
+                "cairn.cli.main",
+                "peer",
+                "serve",
+                "--data",
+                str(peer.folder),
+                *extra,
+            ],
             stdout=log,
             stderr=log,
             env=self.env(),
