@@ -57,12 +57,25 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     serve = _action(actions, shared, "serve", "run the peer: its server and backups", run_serve)
     serve.add_argument("--backup-every", metavar="DURATION", help="run the backup job this often")
+    serve.add_argument(
+        "--no-announce", action="store_true", help="do not announce this peer on the LAN (mDNS)"
+    )
     _password(serve)
 
     backup = _action(actions, shared, "backup", "back this machine up to its peers", run_backup)
     backup.add_argument("paths", nargs="*", metavar="PATH", help="default: the paths of init")
     backup.add_argument("--copies", type=int, help="copies on distinct peers (default: init's)")
     _password(backup)
+
+    discover = _action(actions, shared, "discover", "list the peers seen on the LAN", run_discover)
+    discover.add_argument("--wait", default="3s", help="how long to listen (3s)")
+    discover.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="also ask this address directly (where multicast does not pass; repeatable)",
+    )
 
     _action(actions, shared, "status", "peers, their space, and this machine's copies", run_status)
 
@@ -259,7 +272,7 @@ def run_serve(ctx: Context) -> int:
         raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     with listener:
         ctx.output.text(f"peer {settings.name} serving at {settings.listen}")
-        serve(folder, listener, ctx.clock, _environ(ctx), every)
+        serve(folder, listener, ctx.clock, _environ(ctx), every, not ctx.args.no_announce)
     return 0
 
 
@@ -288,6 +301,45 @@ def run_backup(ctx: Context) -> int:
             "wanted": result.wanted,
         }
     )
+    return 0
+
+
+def run_discover(ctx: Context) -> int:
+    """Peers seen on the LAN and at the static addresses given: hints (design 20.7), each marked
+    with whether its fingerprint is one this peer paired with."""
+    from cairn.peers.discovery import browse, probe
+    from cairn.peers.peerserver import own_fingerprint
+    from cairn.peers.store import PeerStore
+
+    folder = _folder(ctx)
+    try:
+        wait_s = parse_interval(ctx.args.wait)
+    except ValueError as exc:
+        raise UsageError(f"--wait {ctx.args.wait!r}: {exc}") from exc
+    paired = {p.fingerprint: p.name for p in PeerStore(folder).peers()}
+    mine = own_fingerprint(folder)
+    seen = [s for s in browse(wait_s) if s.fingerprint != mine] + probe(ctx.args.peer)
+    rows = []
+    documents = []
+    for s in seen:
+        state = f"paired as {paired[s.fingerprint]}" if s.fingerprint in paired else "not paired"
+        rows.append([s.name, s.address, s.role, _size(s.offer), _size(s.free), state, s.how])
+        documents.append(
+            {
+                "name": s.name,
+                "address": s.address,
+                "fingerprint": s.fingerprint,
+                "role": s.role,
+                "offer": s.offer,
+                "free": s.free,
+                "paired_as": paired.get(s.fingerprint),
+                "how": s.how,
+            }
+        )
+    ctx.output.table(["peer", "address", "role", "offers", "free", "", "seen by"], rows)
+    for s in seen:
+        ctx.output.text(f"{s.name}: fingerprint {s.fingerprint} (a hint: pair with a code)")
+    ctx.output.json(documents)
     return 0
 
 

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from cairn.backends.errors import CertificateMismatch, ServerUnreachable
 from cairn.backends.remote import ServerAddress, pinned_context
 from cairn.core.clock import Clock, epoch_ms
+from cairn.peers.discovery import HELLO_PATH, free_space
 from cairn.peers.errors import (
     WIRE_ERRORS,
     AlreadyPaired,
@@ -32,7 +33,13 @@ from cairn.peers.errors import (
     PeerUnreachable,
 )
 from cairn.peers.invitation import Invitation, decode, secret_hash
-from cairn.peers.peerserver import open_server, own_fingerprint, tenant_for, tenant_name
+from cairn.peers.peerserver import (
+    open_server,
+    own_fingerprint,
+    server_folder,
+    tenant_for,
+    tenant_name,
+)
 from cairn.peers.store import ROLES, Peer, PeerStore
 from cairn.server.context import Services
 from cairn.server.errors import Throttled
@@ -71,6 +78,22 @@ def join_route(folder: Path, services: Services, clock: Clock) -> Route:
         return JSONResponse(answer)
 
     return Route(JOIN_PATH, endpoint, methods=["POST"])
+
+
+def hello_route(folder: Path) -> Route:
+    """`GET /v1/peer/hello`: what the mDNS record says (name, role, offer, free space), for a peer
+    found at a static address; no token, nothing that is not announced on the LAN anyway."""
+
+    async def endpoint(request: Request) -> Response:
+        store = PeerStore(folder)
+        try:
+            me = store.settings()
+        finally:
+            store.close()
+        free = free_space(server_folder(folder))
+        return JSONResponse({"name": me.name, "role": me.role, "offer": me.offer, "free": free})
+
+    return Route(HELLO_PATH, endpoint, methods=["GET"])
 
 
 def _refusal(status: int, code: str, message: str) -> Response:

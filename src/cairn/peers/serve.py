@@ -3,6 +3,7 @@ machine's own backup job on a timer beside it, in one long-running process."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -11,8 +12,9 @@ from pathlib import Path
 
 from cairn.core.clock import Clock
 from cairn.core.errors import CairnError
-from cairn.peers.pairing import join_route
-from cairn.peers.peerserver import certificate, open_server
+from cairn.peers.discovery import announced, free_space
+from cairn.peers.pairing import hello_route, join_route
+from cairn.peers.peerserver import certificate, open_server, own_fingerprint, server_folder
 from cairn.peers.placement import back_up
 from cairn.peers.store import PeerStore
 
@@ -25,8 +27,10 @@ def serve(
     clock: Clock,
     environ: Mapping[str, str],
     backup_every_s: float | None = None,
+    announce: bool = True,
 ) -> None:
-    """Serve until stopped (SIGTERM or SIGINT, as uvicorn handles them)."""
+    """Serve until stopped (SIGTERM or SIGINT, as uvicorn handles them); with `announce`, the
+    peer is announced on the LAN by mDNS meanwhile (a hint for others, 20.7)."""
     import uvicorn  # the server's own dependency: only `peer serve` loads it
 
     from cairn.server.app import create_app
@@ -36,6 +40,7 @@ def serve(
         services.tenants.recount(tenant)
     app = create_app(services)
     app.router.routes.insert(0, join_route(folder, services, clock))
+    app.router.routes.insert(0, hello_route(folder))
     cert, key = certificate(folder)
     stop = threading.Event()
     if backup_every_s is not None:
@@ -54,8 +59,26 @@ def serve(
         ssl_certfile=str(cert),
         ssl_keyfile=str(key),
     )
+    store = PeerStore(folder)
+    me = store.settings()
+    store.close()
+    host, port = listener.getsockname()[:2]
+    announcement = (
+        announced(
+            me.name,
+            host,
+            port,
+            own_fingerprint(folder),
+            me.role,
+            me.offer,
+            free_space(server_folder(folder)),
+        )
+        if announce
+        else contextlib.nullcontext()
+    )
     try:
-        uvicorn.Server(config).run(sockets=[listener])
+        with announcement:
+            uvicorn.Server(config).run(sockets=[listener])
     finally:
         stop.set()
 
