@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +24,18 @@ class PeerProcess:
     name: str
     folder: Path
     port: int
+    host: str = "127.0.0.1"
+    netns: str | None = None
+    """The network namespace its processes run in (None: this one)."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def prefix(self) -> list[str]:
+        return [] if self.netns is None else ["ip", "netns", "exec", self.netns]
 
 
 @dataclass
@@ -43,9 +51,12 @@ class PeerKit:
         env.update(extra)
         return env
 
-    def cairn(self, *args: str, check: bool = True, **extra: str) -> Result:
+    def cairn(
+        self, *args: str, check: bool = True, prefix: Sequence[str] = (), **extra: str
+    ) -> Result:
+        """`cairn ARGS`; `prefix` runs it through another program (`ip netns exec NS`)."""
         done = subprocess.run(
-            [sys.executable, "-m", "cairn.cli.main", *args],
+            [*prefix, sys.executable, "-m", "cairn.cli.main", *args],
             capture_output=True,
             text=True,
             env=self.env(**extra),
@@ -62,11 +73,22 @@ class PeerKit:
         """`cairn peer ACTION --data <name's folder> ...`: args[0] is the action."""
         action, *rest = args
         folder = str(self.peers[name].folder)
-        return self.cairn("peer", action, "--data", folder, *rest, check=check, **extra)
+        prefix = self.peers[name].prefix
+        return self.cairn(
+            "peer", action, "--data", folder, *rest, check=check, prefix=prefix, **extra
+        )
 
-    def init(self, name: str, *role: str, port: int | None = None) -> PeerProcess:
-        """A new peer folder; `role` is `--offer SIZE` or `--client-only` and any other option."""
-        made = PeerProcess(name, self.root / name, port or free_port())
+    def init(
+        self,
+        name: str,
+        *role: str,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+    ) -> PeerProcess:
+        """A new peer folder; `role` is `--offer SIZE` or `--client-only` and any other option;
+        with `netns`, its commands and its serve run in that network namespace, at `host`."""
+        made = PeerProcess(name, self.root / name, port or free_port(), host, netns)
         self.peers[name] = made
         self.peer(name, "init", "--name", name, "--listen", made.address, *role)
         return made
@@ -77,6 +99,7 @@ class PeerKit:
         log = (self.root / f"{name}.log").open("ab")
         peer.process = subprocess.Popen(
             [
+                *peer.prefix,
                 sys.executable,
                 "-m",
                 "cairn.cli.main",

@@ -8,6 +8,7 @@ fingerprint), and a paired peer is reached only through the certificate pinned a
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import threading
@@ -22,6 +23,8 @@ import httpx
 from cairn.backends.errors import ServerUnreachable
 from cairn.backends.remote import ServerAddress, fetch_certificate, pem_fingerprint
 from cairn.peers.errors import PeerUnreachable
+
+log = logging.getLogger("cairn.peers")
 
 SERVICE = "_cairn._tcp.local."
 HELLO_PATH = "/v1/peer/hello"
@@ -54,7 +57,9 @@ def _number(text: str | None) -> int | None:
 def announced(
     name: str, host: str, port: int, fingerprint: str, role: str, offer: int | None, free: int
 ) -> Iterator[None]:
-    """Announce this peer as `<name>._cairn._tcp.local.` while the block runs."""
+    """Announce this peer as `<name>._cairn._tcp.local.` while the block runs. Registration
+    (mDNS probing, about a second) runs on a thread of its own, so serving does not wait for it,
+    and a LAN where multicast fails costs the announcement (logged), never the server."""
     from zeroconf import ServiceInfo, Zeroconf  # only a serving peer or a search loads it
 
     properties = {
@@ -73,14 +78,20 @@ def announced(
         server=f"{name}.cairn-peer.local.",
     )
     zc = Zeroconf()
+
+    def register() -> None:
+        try:
+            zc.register_service(info, allow_name_change=True)
+        except Exception as exc:
+            log.warning("cannot announce this peer on the LAN (mDNS): %s", exc)
+
+    registering = threading.Thread(target=register, name="mdns-announce", daemon=True)
+    registering.start()
     try:
-        zc.register_service(info, allow_name_change=True)
         yield
     finally:
-        try:
-            zc.unregister_service(info)
-        finally:
-            zc.close()
+        registering.join(timeout=10)
+        zc.close()  # unregisters what it registered
 
 
 def browse(wait_s: float) -> list[Sighting]:
