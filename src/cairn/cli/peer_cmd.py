@@ -305,7 +305,7 @@ def run_backup(ctx: Context) -> int:
 
 
 def run_discover(ctx: Context) -> int:
-    """Peers seen on the LAN and at the static addresses given: hints (design 20.7), each marked
+    """Peers seen on the LAN and at the static addresses given: hints (design 20.6), each marked
     with whether its fingerprint is one this peer paired with."""
     from cairn.peers.discovery import browse, probe
     from cairn.peers.peerserver import own_fingerprint

@@ -1,4 +1,4 @@
-"""Finding peers on the LAN (design 20.7): DNS-SD over mDNS (`_cairn._tcp`, python-zeroconf), and
+"""Finding peers on the LAN (design 20.6): DNS-SD over mDNS (`_cairn._tcp`, python-zeroconf), and
 static addresses where multicast does not pass.
 
 What is found is a hint: a name, an address, a role and free space anyone on the LAN could
@@ -75,7 +75,9 @@ def announced(
         addresses=[socket.inet_pton(_family(host), host)],
         port=port,
         properties=properties,
-        server=f"{name}.cairn-peer.local.",
+        # The host name is the certificate's, not the peer's name: two peers of one name (on
+        # one machine, or a machine made again) must not merge their addresses in a cache.
+        server=f"cairn-{fingerprint[:16]}.local.",
     )
     zc = Zeroconf()
 

@@ -1,4 +1,4 @@
-"""The errors of peer mode (design 20.6): each has its own code, CAIRN-E180 to E189."""
+"""The errors of peer mode (design 20.7): each has its own code, CAIRN-E180 to E189."""
 
 from __future__ import annotations
 

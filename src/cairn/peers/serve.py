@@ -30,7 +30,7 @@ def serve(
     announce: bool = True,
 ) -> None:
     """Serve until stopped (SIGTERM or SIGINT, as uvicorn handles them); with `announce`, the
-    peer is announced on the LAN by mDNS meanwhile (a hint for others, 20.7)."""
+    peer is announced on the LAN by mDNS meanwhile (a hint for others, 20.6)."""
     import uvicorn  # the server's own dependency: only `peer serve` loads it
 
     from cairn.server.app import create_app
