@@ -64,6 +64,7 @@ def announced(
 
     properties = {
         "v": "1",
+        "name": name,  # the instance name may be renamed (`a-2`) if another peer took it first
         "fp": fingerprint,
         "role": role,
         "offer": "" if offer is None else str(offer),
@@ -131,7 +132,7 @@ def browse(wait_s: float) -> list[Sighting]:
             shown = f"[{host}]" if ":" in host else host
             sightings.append(
                 Sighting(
-                    name=name.removesuffix(f".{SERVICE}"),
+                    name=props.get("name") or name.removesuffix(f".{SERVICE}"),
                     address=f"{shown}:{info.port}",
                     fingerprint=props.get("fp", ""),
                     role=props.get("role", "?"),
