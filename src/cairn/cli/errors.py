@@ -51,6 +51,18 @@ from cairn.notify.errors import (
     NotifyTlsError,
     NotifyUnreachable,
 )
+from cairn.peers.errors import (
+    AlreadyPaired,
+    BadInvitationCode,
+    InvitationExpired,
+    InvitationUnknown,
+    InvitationUsed,
+    NoSuchPeer,
+    NotEnoughCopies,
+    PeerCertificateChanged,
+    PeerFolderError,
+    PeerUnreachable,
+)
 from cairn.replication.check import TargetCheckFailed, TargetLocationMissing, TargetRefused
 from cairn.replication.credentials import CredentialsFileUnusable
 from cairn.replication.db import ReplicationDbError
@@ -147,10 +159,51 @@ class CacheUnusable(CairnError):
     """The cache folder named by --cache-dir or CAIRN_CACHE_DIR cannot be made or written."""
 
 
+PEER_CODES: list[tuple[type[BaseException], ErrorCode]] = [
+    (
+        PeerFolderError,
+        ErrorCode("CAIRN-E180", 180, "check --data and the settings; `cairn peer init --help`"),
+    ),
+    (
+        InvitationUnknown,
+        ErrorCode("CAIRN-E181", 181, "copy the code again, or ask the peer for a new one"),
+    ),
+    (InvitationUsed, ErrorCode("CAIRN-E182", 182, "ask for a new code: `cairn peer invite`")),
+    (InvitationExpired, ErrorCode("CAIRN-E183", 183, "ask for a new code: `cairn peer invite`")),
+    (
+        PeerCertificateChanged,
+        ErrorCode(
+            "CAIRN-E184",
+            184,
+            "compare the fingerprint with what `cairn server fingerprint --data DIR/server` shows "
+            "on that machine; if it was replaced on purpose, forget the peer and pair again",
+        ),
+    ),
+    (
+        PeerUnreachable,
+        ErrorCode("CAIRN-E185", 185, "is `cairn peer serve` running there, and the address right?"),
+    ),
+    (
+        NotEnoughCopies,
+        ErrorCode(
+            "CAIRN-E186",
+            186,
+            "the message names each peer and why; pair another peer, or free space on them",
+        ),
+    ),
+    (NoSuchPeer, ErrorCode("CAIRN-E187", 187, "`cairn peer list` shows the paired peers")),
+    (BadInvitationCode, ErrorCode("CAIRN-E188", 188, "copy the whole code, cairnpeer1-...")),
+    (
+        AlreadyPaired,
+        ErrorCode("CAIRN-E189", 189, "`cairn peer list`; forget the old pairing to pair again"),
+    ),
+]
+
 UNREADABLE_HINT = "check the path and its permissions: it must be a file Cairn can read"
 
 # Most specific first: the first class that matches wins.
 CODES: list[tuple[type[BaseException], ErrorCode]] = [
+    *PEER_CODES,
     (
         MissingToken,
         ErrorCode("CAIRN-E067", 67, "set CAIRN_TOKEN or CAIRN_TOKEN_FILE, or pass --token-file"),
