@@ -94,8 +94,12 @@ class PeerKit:
         return made
 
     def serve(self, name: str, *extra: str) -> PeerProcess:
-        """`peer serve` in its own process; returns once its server answers its health check."""
+        """`peer serve` in its own process; returns once its server answers its health check.
+        Only a peer in a network namespace announces itself by mDNS: one on the host would
+        multicast on the machine's real interfaces."""
         peer = self.peers[name]
+        if not peer.prefix and "--no-announce" not in extra:
+            extra = (*extra, "--no-announce")
         log = (self.root / f"{name}.log").open("ab")
         peer.process = subprocess.Popen(
             [
