@@ -33,6 +33,7 @@ from cairn.cli import (
     tag_cmd,
     unlock_cmd,
     version_cmd,
+    witness_cmd,
 )
 from cairn.cli.context import BackendFactory, Context
 from cairn.cli.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, code_for
@@ -55,6 +56,7 @@ COMMANDS: list[ModuleType] = [
     copy_cmd,
     key_cmd,
     server_cmd,
+    witness_cmd,
     agent_cmd,
     unlock_cmd,
     version_cmd,
