@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from cairn.core.clock import SYSTEM_CLOCK
 from cairn.failover.client import WitnessClient, parse_witness_url
@@ -25,11 +26,9 @@ def test_one_candidate_wins_renews_and_releases(tmp_path: Path) -> None:
         a, b = _client(witness, "a"), _client(witness, "b")
         granted = a.acquire(30)
         assert granted.epoch == 1
-        try:
+        with pytest.raises(LeaseHeld) as refused:
             b.acquire(30)
-            raise AssertionError("two holders were granted the lease")
-        except LeaseHeld as refused:
-            assert (refused.holder, refused.epoch) == ("a", 1)
+        assert (refused.value.holder, refused.value.epoch) == ("a", 1)
         renewed = a.renew(1, 30)
         assert renewed.epoch == 1 and renewed.sent >= granted.sent
         a.release(1)
@@ -42,22 +41,14 @@ def test_one_candidate_wins_renews_and_releases(tmp_path: Path) -> None:
 def test_a_wrong_token_and_a_wrong_fingerprint_are_refused(tmp_path: Path) -> None:
     with running_witness(tmp_path / "w") as witness:
         wrong = _client(witness, "a", token="cairnw_" + "0" * 64)
-        try:
+        with pytest.raises(WitnessTokenRefused):
             wrong.acquire(30)
-            raise AssertionError("a wrong token was accepted")
-        except WitnessTokenRefused:
-            pass
-        finally:
-            wrong.close()
+        wrong.close()
         url = parse_witness_url(witness.url.split("#")[0] + "#" + "ab" * 32)
         pinned_other = WitnessClient(url, "x", "pair", "a", SYSTEM_CLOCK, timeout=10)
-        try:
+        with pytest.raises(WitnessUnreachable, match="ab" * 32):
             pinned_other.acquire(30)
-            raise AssertionError("a certificate other than the pinned one was trusted")
-        except WitnessUnreachable as exc:
-            assert "ab" * 32 in str(exc)
-        finally:
-            pinned_other.close()
+        pinned_other.close()
         answer: Any = httpx.post(
             f"https://127.0.0.1:{witness.port}/v1/leases/pair/acquire",
             json={"holder": "a", "ttl_s": 30},
@@ -77,11 +68,8 @@ def test_the_epoch_only_grows_across_a_restart(tmp_path: Path) -> None:
     witness = start_witness(tmp_path / "w", witness.port)
     try:
         b = _client(witness, "b")
-        try:
+        with pytest.raises(LeaseHeld):
             b.acquire(30)  # a's lease counts from the restart: still held
-            raise AssertionError("a held lease was granted to another after a restart")
-        except LeaseHeld:
-            pass
         a = _client(witness, "a")
         assert a.acquire(30).epoch == 2
         a.close()

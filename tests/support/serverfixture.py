@@ -85,6 +85,7 @@ def running_server(
     `env` is added to the server's environment only (a crash point armed in it, not in the
     test's own commands)."""
     server = spawn_server(data, tls, *extra, port=port, env=env)
+    process = server.process
     try:
         wait_until_up(server)
         yield server

@@ -3,6 +3,7 @@ clock: every expiry here is the clock moved by hand, never a wait."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,10 +42,8 @@ def test_a_held_lease_is_refused_to_another_holder(table: LeaseTable) -> None:
 def test_only_one_of_two_candidates_wins(table: LeaseTable) -> None:
     won = []
     for holder in ("a", "b"):
-        try:
+        with contextlib.suppress(LeaseHeld):
             won.append(table.acquire("pair", holder, 10))
-        except LeaseHeld:
-            pass
     assert [lease.holder for lease in won] == ["a"]
 
 
