@@ -18,9 +18,9 @@ from cairn.cli.errors import UsageError
 from cairn.cli.server_cmd import _bound, _listen
 from cairn.cli.serverdata import server_options
 from cairn.failover.errors import WitnessSetupError
-from cairn.failover.witness import TOKEN, create_witness_app, init_witness
 
 DEFAULT_LISTEN = "127.0.0.1:8444"
+TOKEN = "token"  # noqa: S105 (the token file's name in the data folder: failover.witness.TOKEN)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -45,6 +45,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_init(ctx: Context) -> int:
+    from cairn.failover.witness import init_witness  # Starlette: loaded by the witness alone
+
     data = Path(ctx.args.data).expanduser().resolve()
     made = init_witness(data)
     fingerprint = _certificate(data, ctx.args.name, ctx)
@@ -65,6 +67,8 @@ def run_init(ctx: Context) -> int:
 def run_serve(ctx: Context) -> int:
     """Bind first (E076 before anything is written), then make what is missing, then serve."""
     import uvicorn
+
+    from cairn.failover.witness import create_witness_app, init_witness  # see run_init
 
     data = Path(ctx.args.data).expanduser().resolve()
     host, port = _listen(ctx.args.listen)

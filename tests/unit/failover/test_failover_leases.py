@@ -148,3 +148,10 @@ def test_a_forced_promotion_leads_and_fences_older_epochs(
         holder.check_write(5)
     assert holder.status()["refused_stale_epoch"] == 2
     assert read_epoch(tmp_path) == EpochRecord(4, forced=True)
+
+
+def test_the_cli_names_the_witness_token_file_as_the_witness_does() -> None:
+    from cairn.cli import witness_cmd
+    from cairn.failover import witness
+
+    assert witness_cmd.TOKEN == witness.TOKEN
