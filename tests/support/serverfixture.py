@@ -84,6 +84,29 @@ def running_server(
     """With `port`, on that port (a server stopped and started again where clients know it);
     `env` is added to the server's environment only (a crash point armed in it, not in the
     test's own commands)."""
+    server = spawn_server(data, tls, *extra, port=port, env=env)
+    process = server.process
+    try:
+        wait_until_up(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def spawn_server(
+    data: Path,
+    tls: bool = True,
+    *extra: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> RunningServer:
+    """Start `cairn server serve` and return at once, not waiting for it to answer (servers
+    started at the same instant); `wait_until_up` waits, and the caller stops the process."""
     port = port or free_port()
     data.mkdir(parents=True, exist_ok=True)
     args = ["server", "serve", "--data", str(data), "--listen", f"127.0.0.1:{port}", *extra]
@@ -95,20 +118,10 @@ def running_server(
         process = subprocess.Popen(
             [sys.executable, "-m", "cairn.cli.main", *args], stdout=log, stderr=log, env=environ
         )
-    server = RunningServer(data, port, process, tls)
-    try:
-        _wait_until_up(server)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return RunningServer(data, port, process, tls)
 
 
-def _wait_until_up(server: RunningServer) -> None:
+def wait_until_up(server: RunningServer) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.process.poll() is not None:

@@ -22,7 +22,9 @@ BackendError
 └── TransientBackendError     worth retrying (timeouts, resets, throttling, 5xx)
     ├── ServerUnreachable     a Cairn server: no answer
     └── Busy                  the storage is overloaded and said when to come back
-        └── Throttled         a Cairn server: too many failed logins from this address
+        ├── Throttled         a Cairn server: too many failed logins from this address
+        └── ServerNotPrimary  a Cairn server of a pair: not the primary now (E163)
+StaleEpochRefused             a Cairn server of a pair: the write carried an old epoch (E164)
 ```
 
 The Cairn server's refusals live here, not beside the remote backend, so that a command can name
@@ -93,6 +95,16 @@ class RoleForbidden(PermissionDenied):
 class Throttled(Busy):
     """Too many failed logins from this address: the server waits before it listens again (a
     machine with a good token behind the same address waits too)."""
+
+
+class ServerNotPrimary(Busy):
+    """A server of a pair that is not the primary now refused a write (503, CAIRN-E163): retried
+    like any overloaded server, and named when the retries run out (design 19.4)."""
+
+
+class StaleEpochRefused(BackendError):
+    """A server of a pair refused a write that carried an older epoch than its own (409,
+    CAIRN-E164): the writer follows a former primary (design 19.4)."""
 
 
 class QuotaExceeded(StorageFull):

@@ -45,7 +45,9 @@ from cairn.backends.errors import (
     NotFound,
     QuotaExceeded,
     RoleForbidden,
+    ServerNotPrimary,
     ServerUnreachable,
+    StaleEpochRefused,
     StorageFull,
     Throttled,
     TokenExpired,
@@ -469,6 +471,8 @@ class RemoteBackend:
         if status == 404:
             raise NotFound(f"{what}not found on {self._address}")
         if status == 409:
+            if _code(response) == "CAIRN-E164":
+                raise StaleEpochRefused(f"{what}{message}")
             raise AlreadyExists(f"{what}{message}")
         if status == 401:
             if _code(response) == "CAIRN-E075":
@@ -479,6 +483,8 @@ class RemoteBackend:
         if status == 429:
             raise Throttled(f"{self._address}: {message}", _retry_after(response))
         if status == 503:
+            if _code(response) == "CAIRN-E163":
+                raise ServerNotPrimary(f"{what}{message}", _retry_after(response))
             raise Busy(f"{what}{message}", _retry_after(response))
         if status == 507:
             code = _code(response)

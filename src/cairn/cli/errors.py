@@ -24,7 +24,9 @@ from cairn.backends.errors import (
     PermissionDenied,
     QuotaExceeded,
     RoleForbidden,
+    ServerNotPrimary,
     ServerUnreachable,
+    StaleEpochRefused,
     StorageFull,
     StorageLoginRefused,
     StorageTlsFailed,
@@ -44,6 +46,14 @@ from cairn.cli.snapshotpaths import SnapshotPathError
 from cairn.config.tomltable import ConfigError
 from cairn.core.errors import CairnError, FormatError, IntegrityError, UnsupportedFormat
 from cairn.core.patterns import PatternError
+from cairn.failover.errors import (
+    LeaseHeld,
+    StandbyUsage,
+    WitnessRequestBad,
+    WitnessSetupError,
+    WitnessTokenRefused,
+    WitnessUnreachable,
+)
 from cairn.notify.errors import (
     NotifyAuthFailed,
     NotifyError,
@@ -204,6 +214,29 @@ UNREADABLE_HINT = "check the path and its permissions: it must be a file Cairn c
 # Most specific first: the first class that matches wins.
 CODES: list[tuple[type[BaseException], ErrorCode]] = [
     *PEER_CODES,
+    (
+        ServerNotPrimary,
+        ErrorCode("CAIRN-E163", 163, "the pair is changing primary or has none; retry soon"),
+    ),
+    (
+        StaleEpochRefused,
+        ErrorCode("CAIRN-E164", 164, "the server leads under a newer epoch; connect again"),
+    ),
+    (
+        WitnessUnreachable,
+        ErrorCode("CAIRN-E160", 160, "is the witness running, and the URL and fingerprint right?"),
+    ),
+    (LeaseHeld, ErrorCode("CAIRN-E161", 161, "another server holds the lease")),
+    (
+        WitnessTokenRefused,
+        ErrorCode("CAIRN-E162", 162, "give the token file of the witness's data folder"),
+    ),
+    (
+        WitnessSetupError,
+        ErrorCode("CAIRN-E165", 165, "check the witness's --data folder and --listen address"),
+    ),
+    (StandbyUsage, ErrorCode("CAIRN-E166", 166, "see docs/design.md section 19")),
+    (WitnessRequestBad, ErrorCode("CAIRN-E167", 167, "see docs/design.md section 19.3")),
     (
         MissingToken,
         ErrorCode("CAIRN-E067", 67, "set CAIRN_TOKEN or CAIRN_TOKEN_FILE, or pass --token-file"),

@@ -34,6 +34,7 @@ from cairn.cli import (
     tag_cmd,
     unlock_cmd,
     version_cmd,
+    witness_cmd,
 )
 from cairn.cli.context import BackendFactory, Context
 from cairn.cli.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, code_for
@@ -57,6 +58,7 @@ COMMANDS: list[ModuleType] = [
     key_cmd,
     server_cmd,
     peer_cmd,
+    witness_cmd,
     agent_cmd,
     unlock_cmd,
     version_cmd,

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cairn.cli import statekey_cmd, target_cmd, user_cmd
+from cairn.cli import standby_cmd, statekey_cmd, target_cmd, user_cmd
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.cli.serverdata import (
@@ -141,6 +141,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="keep the tenants' objects there, like s3:https://HOST/BUCKET/PREFIX (the "
         "database stays in --data; recorded there at first use; default: the data folder)",
     )
+    standby_cmd.add_serve_options(serve)
     serve.set_defaults(run=run_serve)
 
     keep = actions.add_parser(
@@ -222,6 +223,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     target_cmd.register(actions, shared)
     statekey_cmd.register(actions, shared)
     user_cmd.register(actions, shared)
+    standby_cmd.register(actions, shared)
 
 
 def _state_actions(actions: Any, shared: argparse.ArgumentParser) -> None:
@@ -262,6 +264,7 @@ def run_serve(ctx: Context) -> int:
     requests.setLevel(logging.INFO if ctx.args.access_log else logging.WARNING)
     with _bound(host, port) as listener:
         services = open_services(settings, clock=ctx.clock, replicate=True)
+        services.standby = standby_cmd.lease_holder(ctx, services)
         probe_storage(services)
         for tenant in services.tenants.all():
             services.tenants.recount(tenant)

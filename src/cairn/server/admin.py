@@ -23,9 +23,13 @@ async def health(call: Call) -> Response:
     """503 while the audit log cannot be written: the server refuses every operation then."""
     failure = call.services.audit.failure
     if failure is not None:
-        body = {"status": "failing", "version": __version__, "audit": "cannot be written"}
-        return JSONResponse(body, status_code=503)
-    return JSONResponse({"status": "ok", "version": __version__})
+        failing = {"status": "failing", "version": __version__, "audit": "cannot be written"}
+        return JSONResponse(failing, status_code=503)
+    body: dict[str, object] = {"status": "ok", "version": __version__}
+    holder = call.services.standby
+    if holder is not None:  # one of a pair: its role and epoch (design 19.6)
+        body["standby"] = holder.status()
+    return JSONResponse(body)
 
 
 async def openapi(call: Call) -> Response:

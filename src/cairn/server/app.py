@@ -228,9 +228,15 @@ def create_app(services: Services) -> Starlette:
             services.alerts.start()
         if services.replication is not None:
             services.replication.start()
+        standby = services.standby
+        if standby is not None:
+            services.janitor.may_write = standby.is_writable
+            standby.start()
         try:
             yield
         finally:
+            if standby is not None:
+                standby.stop()
             if services.replication is not None:
                 services.replication.stop()
             if services.alerts is not None:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from cairn.backends.base import Backend
 from cairn.core.clock import SYSTEM_CLOCK, Clock
+from cairn.failover.holder import LeaseHolder
 from cairn.replication.db import ReplicationDb
 from cairn.replication.targets import TargetStore
 from cairn.server.adminops import Actor, AdminOps
@@ -82,6 +83,9 @@ class Services:
     cursors and runs (design 17.2, 17.8)."""
     server_id: str = ""
     """`DATA/server-id`: this server's folder on every target (design 17.3)."""
+    standby: LeaseHolder | None = None
+    """The lease holder of a server run as one of a pair (`--peer`, `--witness`, design 19):
+    the fence every write path asks first. None: a server on its own, always writable."""
     throttle: Throttle = field(default_factory=Throttle)
     uploads: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(16)

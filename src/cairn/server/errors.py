@@ -14,7 +14,9 @@ ServerError
 ├── QuotaExceeded       507  the tenant's quota would be passed
 ├── ServerFull          507  the server's disk is full
 │   └── DataFolderFull  507  … found by the server's database (also an sqlite3.OperationalError)
-└── Overloaded          503  too many requests at once; retry after a moment
+├── Overloaded          503  too many requests at once; retry after a moment
+├── NotPrimary          503  a write to a server that is not the pair's primary now (design 19)
+└── StaleEpoch          409  a write that carried an older epoch than the server's (design 19)
 ServerSetupError             the server cannot start (its data folder, database, certificate)
 ├── NoDataFolder             --data names no server data folder (only serve and init make one)
 └── ListenFailed             serve cannot bind its address (in use, not this machine's, no right)
@@ -138,3 +140,17 @@ class AuditBroken(CairnError):
 
 class DamageFound(CairnError):
     """A scrub found stored objects whose bytes do not hash to their names."""
+
+
+class NotPrimary(ServerError):
+    """A write to a server of a pair that is not the primary now (a standby, or demoted when its
+    lease's deadline passed): retryable, the client tries again (Retry-After), design 19.4."""
+
+    status, code = 503, "CAIRN-E163"
+
+
+class StaleEpoch(ServerError):
+    """A write that carried (`Cairn-Epoch`) an epoch older than the server's: its sender follows
+    a former primary; counted, each one a split brain prevented (design 19.4)."""
+
+    status, code = 409, "CAIRN-E164"

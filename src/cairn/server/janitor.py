@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,9 @@ class Janitor:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.may_write: Callable[[], bool] = lambda: True
+        """Whether scheduled maintenance may write now: a standby's lease holder says no
+        while the server is not the primary (design 19.4)."""
 
     def collect(self, tenant: Tenant) -> Report:
         """Retention, then one prune run (sweep what earlier runs condemned, condemn anew)."""
@@ -183,7 +187,8 @@ class Janitor:
             for tenant in self._tenants.all():
                 if self._stop.is_set():
                     return
-                self._maintain(tenant, scrub)
+                if self.may_write():
+                    self._maintain(tenant, scrub)
             if self._partial is not None:
                 remove_stale_parts(self._partial, epoch_s(self._clock))
 

@@ -16,13 +16,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from cairn.failover.errors import NotPrimaryNow, StaleEpochWrite
 from cairn.server import admin, chunks, jobs, objects, uploads
 from cairn.server.auth import Principal, Role
 from cairn.server.context import Call, Services
 from cairn.server.errors import (
+    BadRequest,
     Forbidden,
     NoSuchObject,
+    NotPrimary,
     ServerError,
+    StaleEpoch,
     TokenExpired,
     TokenRevoked,
     Unauthenticated,
@@ -224,9 +228,13 @@ def guard(spec: RouteSpec, services: Services) -> Callable[[Request], Awaitable[
                 await _write_audit(services)  # still failing: refuse what could not be recorded
             call = _authorised_call(spec, request, services, address)
             who = call.principal.token_id if call.principal is not None else "-"
+            if writes(spec):
+                fence(services, request)
             response = await spec.handler(call)
+            if writes(spec) and response.status_code < 400:
+                fence(services, request)  # the deadline passed meanwhile: not answered as done
         except ServerError as exc:
-            if isinstance(exc, Unauthenticated | Forbidden | NoSuchObject):
+            if isinstance(exc, Unauthenticated | Forbidden | NoSuchObject | StaleEpoch):
                 services.audit.append(who, None, spec.method, request.url.path, exc.code, address)
             response = error_response(exc, head=head)
         if spec.rule.scope is not Scope.PUBLIC and not services.audit.written():
@@ -242,6 +250,36 @@ def guard(spec: RouteSpec, services: Services) -> Callable[[Request], Awaitable[
         return response
 
     return endpoint
+
+
+READ_ONLY_POSTS = frozenset({"/v1/t/{tenant}/chunks"})
+"""POST routes that only read (the chunk query): a standby answers them."""
+EPOCH_HEADER = "cairn-epoch"
+
+
+def writes(spec: RouteSpec) -> bool:
+    """Whether a route changes anything: these are fenced on a server of a pair (design 19.4)."""
+    return spec.method in ("PUT", "PATCH", "DELETE", "POST") and spec.path not in READ_ONLY_POSTS
+
+
+def fence(services: Services, request: Request) -> None:
+    """Refuse a write unless this server is the primary now, under the epoch the request carries
+    (`Cairn-Epoch`, when it carries one): NotPrimary (503, retry) or StaleEpoch (409)."""
+    holder = services.standby
+    if holder is None:
+        return
+    sent = request.headers.get(EPOCH_HEADER)
+    try:
+        epoch = None if sent is None else int(sent)
+    except ValueError:
+        raise BadRequest(f"Cairn-Epoch: {sent!r} is not a whole number") from None
+    try:
+        holder.check_write(epoch)
+    except StaleEpochWrite as exc:
+        raise StaleEpoch(str(exc), epoch=holder.epoch) from None
+    except NotPrimaryNow as exc:
+        retry = max(1, round(holder.settings.ttl_s / 3))
+        raise NotPrimary(str(exc), epoch=holder.epoch, retry_after=retry) from None
 
 
 async def _write_audit(services: Services) -> None:

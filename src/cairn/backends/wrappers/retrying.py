@@ -18,7 +18,7 @@ from cairn.backends.base import (
     ObjectKind,
     forward_chunk_query,
 )
-from cairn.backends.errors import Busy, NotFound, TransientBackendError
+from cairn.backends.errors import Busy, NotFound, ServerNotPrimary, TransientBackendError
 from cairn.core.clock import SYSTEM_CLOCK
 
 T = TypeVar("T")
@@ -45,7 +45,9 @@ class RetryingBackend:
     asked, stretched by up to half at random, and tries again, until it has waited
     `busy_patience` seconds in all for that call (15 minutes, as restic's backends wait). A
     server under load turns clients away by design; giving up after a few quick retries would turn
-    its back-pressure into failed backups. Other errors pass through at once. Deviations that
+    its back-pressure into failed backups. A server of a pair that is not the primary
+    (`ServerNotPrimary`, design 19.4) is waited for `retry_for` seconds instead: a takeover, not
+    load. Other errors pass through at once. Deviations that
     retries make necessary:
 
     - ``remove`` answered NotFound on a retry counts as done: the failed attempt may have removed
@@ -186,7 +188,10 @@ class RetryingBackend:
         raised again once the patience is spent. (A busy answer is an answer: no outage.)"""
         self._recovered()
         delay = max(busy.retry_after, self._base_delay) * self._rng.uniform(1.0, 1.5)
-        if waited + delay > self._busy_patience:
+        # A pair with no primary (design 19.4) is an outage, not back-pressure: --retry-for's
+        # patience applies, not the quarter hour a loaded server is given.
+        patience = self._retry_for if isinstance(busy, ServerNotPrimary) else self._busy_patience
+        if waited + delay > patience:
             raise busy
         self._sleep(delay)
         return waited + delay

@@ -1,0 +1,50 @@
+"""Without a witness (design 19.5): a server of a pair stays standby until promoted by hand with
+`cairn server standby promote --force`, loudly and into the audit log; `standby status` shows it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cairn.server.app import open_services
+from cairn.server.context import Settings
+from tests.support.clitools import Cairn
+from tests.support.serverfixture import free_ports, running_server
+from tests.support.witnessfixture import role, standby_status, wait_for
+
+
+def test_promote_force_makes_a_witnessless_server_primary_and_is_audited(tmp_path: Path) -> None:
+    data = tmp_path / "a"
+    port, peer = free_ports(2)
+    tool = Cairn(tmp_path)
+    with running_server(data, True, "--peer", f"127.0.0.1:{peer}", port=port) as server:
+        wait_for("the holder wrote its status", lambda: (data / "standby-status.json").exists())
+        assert role(server) == "standby"
+        refused = tool.run("server", "standby", "promote", "--data", str(data), check=False)
+        assert refused.code == 166 and "CAIRN-E166" in refused.err
+        done = tool.run("server", "standby", "promote", "--force", "--data", str(data), "--json")
+        assert json.loads(done.out) == {"epoch": 1, "previous": 0, "forced": True}
+        assert "WARNING" in done.err
+        wait_for("the server took up the forced epoch", lambda: role(server) == "primary")
+        status = standby_status(server)
+        assert status is not None and (status["epoch"], status["forced"]) == (1, True)
+        shown = tool.run("server", "standby", "status", "--data", str(data), "--json")
+        assert json.loads(shown.out)["role"] == "primary"
+    entries = open_services(Settings(data=data), create=False).audit.entries()
+    assert any(e["action"] == "standby promote --force" for e in entries), entries
+    after = tool.run("server", "standby", "status", "--data", str(data), "--json")
+    assert json.loads(after.out)["running"] is False
+
+
+def test_pair_options_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    tool = Cairn(tmp_path)
+    for args in (
+        ["--pin", "standby"],
+        ["--peer", "127.0.0.1:1", "--pin", "primary"],
+        ["--peer", "127.0.0.1:1", "--witness", "https://127.0.0.1:2", "--witness-token-file", "x"],
+    ):
+        port = free_ports(1)[0]
+        serve = ["server", "serve", "--data", str(tmp_path / "d"), "--listen", f"127.0.0.1:{port}"]
+        result = tool.run(*serve, *args, check=False)
+        assert result.code == 166, (args, result.err)
+        assert "CAIRN-E166" in result.err
