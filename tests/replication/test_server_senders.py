@@ -90,7 +90,9 @@ def test_two_senders_each_with_its_own_token_and_one_revoked(
             source = tmp_path / site.data.name / "src-alpha"
             (source / "third.txt").write_text(f"after the revocation at {site.data.name}\n" * 50)
             back_up_again(site, tmp_path / site.data.name)
-        wait_until(lambda: failing_with(site_a, "authenticationfailed"), "site A not stopped", site_a)
+        wait_until(
+            lambda: failing_with(site_a, "authenticationfailed"), "site A not stopped", site_a
+        )
         _wait_copied(site_b, receiver)  # site B goes on
         names_a = names(copies["site-a"])
         assert names_a < names(str(site_a.data / "tenants" / _tenant_id(site_a)))
