@@ -53,7 +53,12 @@ def test_restore_from_with_credentials_onto_another_storage(
     primary: RunningServer, aws_env: SeaweedS3, tmp_path: Path
 ) -> None:
     admin(primary, "state-key", "set")
-    creds = credentials_file(tmp_path / "s3-creds", **aws_env.env())
+    keys = aws_env.env()
+    creds = credentials_file(
+        tmp_path / "s3-creds",
+        AWS_ACCESS_KEY_ID=keys["AWS_ACCESS_KEY_ID"],
+        AWS_SECRET_ACCESS_KEY=keys["AWS_SECRET_ACCESS_KEY"],
+    )
     location = aws_env.location(prefix=aws_env.fresh_prefix())
     admin(primary, "target", "add", "s3", location, "--credentials", str(creds))
     token = str(admin(primary, "tenant", "add", "alpha")["admin_token"])

@@ -396,8 +396,8 @@ def run_purge(ctx: Context) -> int:
     due = engine.due_deletions(target)
     shown = [{"tenant": t, "object": f"{k.value}/{n}", "size": size} for t, k, n, size in due]
     total = sum(size for *_, size in due)
-    for row in shown:
-        ctx.output.text(f"  {row['tenant']} {row['object']} ({format_size(int(row['size']))})")
+    for tenant_id, kind, name, size in due:
+        ctx.output.text(f"  {tenant_id} {kind.value}/{name} ({format_size(size)})")
     if not ctx.args.yes:
         ctx.output.text(
             f"{len(due)} deletion(s) due on {target.name} ({format_size(total)}); nothing "

@@ -124,7 +124,10 @@ class MovedAside:
             "WHERE moved_ms < ? AND (? IS NULL OR tenant = ?) ORDER BY moved_ms, tenant, name",
             (before_ms, tenant, tenant),
         )
-        return [MovedObject(*(str(v) for v in row[:5]), int(row[5]), int(row[6])) for row in rows]
+        return [
+            MovedObject(str(t), str(server), str(copy), str(kind), str(name), int(size), int(ms))
+            for t, server, copy, kind, name, size, ms in rows
+        ]
 
     def forget(self, moved: MovedObject) -> None:
         with self._db.write() as conn:
