@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cairn.cli import standby_cmd, statekey_cmd, target_cmd, user_cmd
+from cairn.cli import removed_cmd, standby_cmd, statekey_cmd, target_cmd, user_cmd
 from cairn.cli.context import Context
 from cairn.cli.errors import UsageError
 from cairn.cli.serverdata import (
@@ -221,6 +221,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     audit.set_defaults(run=run_audit)
     _state_actions(actions, shared)
     target_cmd.register(actions, shared)
+    removed_cmd.register(actions, shared)
     statekey_cmd.register(actions, shared)
     user_cmd.register(actions, shared)
     standby_cmd.register(actions, shared)

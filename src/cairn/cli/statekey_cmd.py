@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from cairn.cli.context import Context, read_secret_file
 from cairn.cli.errors import UsageError
 from cairn.cli.serverdata import cli_actor, data_option, server_services, server_settings
 from cairn.core.units import format_size
+from cairn.replication.credentials import read_credentials
 
 PASSWORD_ENV = "CAIRN_SERVER_STATE_PASSWORD"  # noqa: S105 (a variable's name)
 
@@ -39,6 +42,18 @@ def register(actions: Any, shared: argparse.ArgumentParser) -> None:
     data_option(restore)
     restore.add_argument("location", help="the target's location (a folder, s3:, sftp: …)")
     restore.add_argument("--server-id", help="which server, when the location holds several")
+    restore.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="the location's own NAME=value credentials (mode 600), as `target add` takes, "
+        "laid over the environment for the location only",
+    )
+    restore.add_argument(
+        "--storage",
+        metavar="LOCATION",
+        help="put the tenants' objects there, as `serve --storage` (the database stays in "
+        "--data; default: the data folder)",
+    )
     _password_option(restore)
     restore.set_defaults(run=run_restore_from)
 
@@ -85,14 +100,18 @@ def run_restore_from(ctx: Context) -> int:
 
     secret = passphrase(ctx)
     settings = server_settings(ctx)
+    environ: Mapping[str, str] = os.environ
+    if ctx.args.credentials is not None:  # read first: a bad file fails before anything is made
+        environ = {**os.environ, **read_credentials(Path(ctx.args.credentials).resolve())}
     restored = restore_from(
-        settings, ctx.args.location, ctx.args.server_id, secret, cli_actor(), ctx.clock
+        settings, ctx.args.location, ctx.args.server_id, secret, cli_actor(), ctx.clock, environ
     )
     counts = restored.imported
     ctx.output.text(
         f"restored server {restored.server_id} into {settings.data}: {counts['tenants']} "
         f"tenants, {counts['tokens']} tokens, {counts['audit']} audit entries; "
         f"{restored.objects} objects ({format_size(restored.bytes)}) copied"
+        + (f", {restored.present} already there" if restored.present else "")
     )
     ctx.output.text(
         "the target is not registered: to go on replicating there, run `cairn server target "
@@ -107,6 +126,8 @@ def run_restore_from(ctx: Context) -> int:
             "tenants": restored.tenants,
             "objects": restored.objects,
             "bytes": restored.bytes,
+            "present": restored.present,
+            "storage": settings.storage,
         }
     )
     return 0

@@ -59,6 +59,16 @@ def register(actions: Any, shared: argparse.ArgumentParser) -> None:
     _action(
         sub, shared, "audit", "compare a target's copies with the server's storage now", run_audit
     )
+    purge = _action(
+        sub,
+        shared,
+        "purge",
+        "delete a mirror target's due deletions now, past its threshold",
+        run_purge,
+    )
+    purge.add_argument(
+        "--yes", action="store_true", help="delete them (without it: list them, delete nothing)"
+    )
     status = _action(sub, shared, "status", "state, lag and runs of targets", run_status, False)
     status.add_argument("name", metavar="NAME", nargs="?", help="one target (default: all)")
 
@@ -365,6 +375,46 @@ def run_audit(ctx: Context) -> int:
             f"the server's storage of {', '.join(report.source_empty)} lists nothing while "
             f"{target.name} holds a copy: is the data folder mounted?"
         )
+    return 0
+
+
+def run_purge(ctx: Context) -> int:
+    """The mirror's deletions that waited out the quarantine delay (design 17.5), listed; with
+    `--yes` deleted on the target now, even past the deletion threshold that stopped the runs
+    (the operator saw the list). Nothing still in quarantine goes; audited."""
+    from cairn.replication.engine import Replicator
+    from cairn.replication.errors import ReplicationError
+    from cairn.replication.layout import TargetLayouts, target_opener
+    from cairn.server.replication import ServerSource
+
+    services = server_services(ctx)
+    target = services.targets.get(ctx.args.name)
+    assert services.replication_db is not None
+    engine = Replicator(
+        services.replication_db, ServerSource(services.tenants), services.server_id, ctx.clock
+    )
+    due = engine.due_deletions(target)
+    shown = [{"tenant": t, "object": f"{k.value}/{n}", "size": size} for t, k, n, size in due]
+    total = sum(size for *_, size in due)
+    for tenant_id, kind, name, size in due:
+        ctx.output.text(f"  {tenant_id} {kind.value}/{name} ({format_size(size)})")
+    if not ctx.args.yes:
+        ctx.output.text(
+            f"{len(due)} deletion(s) due on {target.name} ({format_size(total)}); nothing "
+            "deleted: run again with --yes to delete them"
+        )
+        ctx.output.json({"target": target.name, "due": shown, "deleted": 0, "dry_run": True})
+        return 0
+    layouts = TargetLayouts(target.location, services.server_id, target_opener(target))
+    try:
+        report = engine.purge(target, layouts)
+    finally:
+        layouts.close()
+    services.admin.record_target_purge(cli_actor(), report)
+    ctx.output.text(f"{report.deletions} object(s) deleted on {target.name}")
+    ctx.output.json({"target": target.name, "due": shown, "deleted": report.deletions})
+    if report.error is not None:
+        raise ReplicationError(f"the purge of {target.name} stopped: {report.error}")
     return 0
 
 

@@ -234,10 +234,33 @@ class Replicator:
         )
         return [(row[0], ObjectKind(row[1]), row[2], row[3]) for row in rows]
 
-    def _delete_due(self, target: Target, layouts: TargetStorage, report: RunReport) -> None:
+    def due_deletions(self, target: Target) -> list[tuple[str, ObjectKind, str, int]]:
+        """The quarantined deletions of `target` whose delay is over, as (tenant ID, kind,
+        name, size): what its next run deletes, or `purge` now."""
+        return self._due(target)
+
+    def purge(self, target: Target, layouts: TargetStorage) -> RunReport:
+        """The due deletions done now, past the target's deletion threshold: the operator saw
+        them (`cairn server target purge NAME`, a dry run first) and confirmed. Only what
+        waited out the quarantine delay goes; a tenant whose storage has no config still
+        deletes nothing (17.5). Errors are in the report, as a run's."""
+        report = RunReport(target=target.name, started_ms=epoch_ms(self._clock))
+        report.cursor = self.cursor(target.name)
+        try:
+            if self._due(target):
+                self._delete_due(target, layouts, report, threshold=False)
+        except (CairnError, OSError) as exc:
+            report.error = describe(exc)
+        report.ended_ms = epoch_ms(self._clock)
+        return report
+
+    def _delete_due(
+        self, target: Target, layouts: TargetStorage, report: RunReport, threshold: bool = True
+    ) -> None:
         due = self._due(target)
         count, size = len(due), sum(row[3] for row in due)
-        if count > target.max_delete_count or size > target.max_delete_bytes:
+        over = count > target.max_delete_count or size > target.max_delete_bytes
+        if threshold and over:
             raise MassDeletionRefused(
                 f"target {target.name}: {count} deletions ({size} bytes) are due, more than its "
                 f"threshold ({target.max_delete_count} objects, {target.max_delete_bytes} "

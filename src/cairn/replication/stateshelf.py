@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,12 +54,12 @@ def newest(backend: Backend, where: str) -> bytes:
     return backend.load(Handle(KIND, names[-1]))
 
 
-def find_server_ids(location: str) -> list[str]:
+def find_server_ids(location: str, environ: Mapping[str, str] | None = None) -> list[str]:
     """The server IDs with a `server-state/` at `location`: a local or NAS folder, or an S3
     prefix (both list folders); other kinds cannot through the backend protocol, so they need
     the ID given (ServerIdNeeded)."""
     if location.startswith("s3:"):
-        return _s3_server_ids(location)
+        return _s3_server_ids(location, environ)
     if _REMOTE.match(location) and not location.startswith("local:"):
         raise ServerIdNeeded(
             f"{location} cannot be searched for servers: give --server-id (the 32-hex-digit "
@@ -73,14 +73,14 @@ def find_server_ids(location: str) -> list[str]:
     return [name for name in entries if _SERVER_ID.match(name)]
 
 
-def _s3_server_ids(location: str) -> list[str]:
+def _s3_server_ids(location: str, environ: Mapping[str, str] | None) -> list[str]:
     """The `<id>/` "folders" under an S3 prefix (a delimiter listing) that hold a state."""
     import botocore.exceptions  # only an S3 location pays for boto3
 
     from cairn.backends.s3 import parse_location, s3_client
 
     where = parse_location(location)
-    client = s3_client(where.endpoint, 1, 60.0)
+    client = s3_client(where.endpoint, 1, 60.0, environ)
     base = f"{where.prefix}/" if where.prefix else ""
     try:
         found: list[str] = []
@@ -105,13 +105,16 @@ def _s3_server_ids(location: str) -> list[str]:
         client.close()
 
 
-def choose_server_id(location: str, given: str | None) -> str:
-    """The server ID to restore: the one given, or the only one found."""
+def choose_server_id(
+    location: str, given: str | None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The server ID to restore: the one given, or the only one found (`environ`: the
+    credentials to list with, the process's by default)."""
     if given is not None:
         if not _SERVER_ID.match(given):
             raise ServerIdNeeded(f"{given!r} is not a server ID (32 hex digits)")
         return given
-    found = find_server_ids(location)
+    found = find_server_ids(location, environ)
     if not found:
         raise NoServerState(f"{location} holds no server's state")
     if len(found) > 1:
@@ -129,6 +132,16 @@ class CopyReport:
     objects: int = 0
     bytes: int = 0
     damaged: list[str] = field(default_factory=list)
+    present: int = 0
+    """Objects the storage held already with the same size (names are hashes: the same bytes),
+    as a restore onto the storage a lost server used finds them."""
+
+
+def _holds(into: Backend, handle: Handle, size: int) -> bool:
+    try:
+        return into.stat(handle).size == size
+    except NotFound:
+        return False
 
 
 def copy_tenant(
@@ -146,6 +159,9 @@ def copy_tenant(
     try:
         for kind in SEND_ORDER:
             for info in list(source.list(kind)):
+                if _holds(into, info.handle, info.size):
+                    report.present += 1
+                    continue
                 data = source.load(info.handle)
                 if not hashes_to_name(info.handle, data):
                     report.damaged.append(f"{tenant_id}/{info.handle}")

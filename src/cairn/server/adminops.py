@@ -16,11 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cairn.backends.base import Handle, ObjectKind
+from cairn.backends.errors import NotFound
 from cairn.replication.model import AuditReport, RunReport, Target
 from cairn.replication.scheduler import describe_audit
 from cairn.replication.targets import TargetStore
 from cairn.server.audit import AuditLog
 from cairn.server.auth import IssuedToken, Role, TokenStore
+from cairn.server.copysenders import MovedObject
 from cairn.server.db import Database
 from cairn.server.retention import ServerPolicy
 from cairn.server.state import ServerState
@@ -191,6 +194,38 @@ class AdminOps:
             "-",
         )
         self._audit.write_through()
+
+    def record_target_purge(self, actor: Actor, report: RunReport) -> None:
+        """A confirmed purge of a target's due deletions (design 17.5) in the audit log."""
+        shown = f"{report.target} deleted={report.deletions}"
+        outcome = "ok" if report.error is None else f"failed: {report.error}"
+        self._audit.append(actor.name, None, "purge-target", shown, outcome, actor.address)
+        self._audit.write_through()
+
+    def purge_removed(
+        self, actor: Actor, before_ms: int, area: str | None = None
+    ) -> list[MovedObject]:
+        """Delete what replication tokens moved aside before `before_ms` (design 17.14), in
+        one area or all, its bytes refunded to the area's quota; one audit record per area.
+        An object already gone (deleted by hand) counts as purged."""
+        if area is not None:
+            self._tenants.get(area)  # NoSuchTenant for a name that is none
+        purged: dict[str, list[MovedObject]] = {}
+        for moved in self._tenants.moved.older_than(before_ms, area):
+            tenant = self._tenants.get(moved.tenant)
+            aside = self._tenants.copy_backend(tenant, moved.server, moved.copy, "removed")
+            try:
+                aside.remove(Handle(ObjectKind(moved.kind), moved.name))
+                self._tenants.refunded(tenant, moved.size)
+            except NotFound:
+                pass
+            self._tenants.moved.forget(moved)
+            purged.setdefault(moved.tenant, []).append(moved)
+        for name, objects in purged.items():
+            shown = f"{len(objects)} objects, {sum(o.size for o in objects)} bytes moved aside"
+            with self._db.write() as conn:
+                self._record(conn, actor, name, "purge-removed", shown)
+        return [moved for objects in purged.values() for moved in objects]
 
     def _record(
         self,

@@ -151,6 +151,28 @@ MIGRATIONS: tuple[str, ...] = (
         expires_ms INTEGER NOT NULL
     );
     """,
+    # the sending server each replication token writes copies for, one token per server ID, and
+    # what replication tokens moved aside, with when, so a purge can take what is old enough
+    # (design 17.14)
+    """
+    CREATE TABLE copy_senders (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        server TEXT NOT NULL,
+        token TEXT NOT NULL,
+        bound_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, server)
+    );
+    CREATE TABLE moved_aside (
+        tenant TEXT NOT NULL REFERENCES tenants(name),
+        server TEXT NOT NULL,
+        copy TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        moved_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, server, copy, kind, name)
+    );
+    """,
 )
 
 

@@ -233,6 +233,8 @@ def move_aside(call: Call, handle: Handle) -> None:
     data = live.load(handle)
     if not removed.exists(handle):
         removed.save(handle, data)
+    server, copy = call.copy
+    tenants.moved.record(call.tenant.name, server, copy, handle.kind.value, handle.name, len(data))
     live.remove(handle)  # raw: the bytes are still on the server's disk, on the same quota
 
 

@@ -7,7 +7,9 @@ copied back from `LOCATION/<server-id>/<tenant-id>/`, each re-hashed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from cairn.replication.layout import SERVER_ID_FILE
 from cairn.replication.sealedstate import StateKey, open_sealed, read_header, save_key
 from cairn.replication.stateshelf import choose_server_id, copy_tenant, newest, state_location
 from cairn.server.adminops import Actor
-from cairn.server.app import init_data_folder, open_services
+from cairn.server.app import init_data_folder, open_services, probe_storage
 from cairn.server.context import Settings
 from cairn.server.state import check_document, require_empty
 from cairn.server.statecarry import TLS_FILES
@@ -37,14 +39,17 @@ class Restored:
     imported: dict[str, int]
     objects: int = 0
     bytes: int = 0
+    present: int = 0
     tenants: list[str] = field(default_factory=list)
 
 
-def read_state(location: str, given_id: str | None) -> tuple[str, bytes]:
+def read_state(
+    location: str, given_id: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[str, bytes]:
     """The server ID and the newest sealed state at `location` (not opened yet)."""
-    server = choose_server_id(location, given_id)
+    server = choose_server_id(location, given_id, environ)
     where = state_location(location, server)
-    backend = open_backend(where)
+    backend = open_backend(where, environ=environ)
     try:
         return server, newest(backend, where)
     finally:
@@ -59,10 +64,14 @@ def restore_from(
     passphrase: bytes,
     actor: Actor,
     clock: Clock | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Restored:
-    """Rebuild the server at `settings.data` (new or empty) from `location`."""
+    """Rebuild the server at `settings.data` (new or empty) from `location`, opened with
+    `environ` (the process's environment by default; `--credentials` lays a file over it).
+    The tenants' objects go where `settings.storage` says (`--storage`), or into the data
+    folder."""
     require_empty(settings.data)
-    server, blob = read_state(location, given_id)
+    server, blob = read_state(location, given_id, environ)
     payload, key = open_sealed(blob, passphrase)
     header = read_header(blob)[0]
     if header.get("server_id") != server:
@@ -71,13 +80,17 @@ def restore_from(
     check_document(document)
     _prepare(settings.data, server, StateKey(key, server, _wrapped(header)), payload.get("tls"))
     services = open_services(settings, clock=clock)
+    probe_storage(services)  # `--storage` proved as `serve` proves it, before a byte is copied
     restored = Restored(server, int(header.get("exported_ms", 0)), {})
     restored.imported = services.admin.import_state(actor, document)
     damaged: list[str] = []
     for tenant in services.tenants.all():
-        report = copy_tenant(location, server, tenant.id, services.tenants.backend(tenant))
+        into = services.tenants.backend(tenant)
+        opener = functools.partial(open_backend, environ=environ)
+        report = copy_tenant(location, server, tenant.id, into, opener)
         restored.objects += report.objects
         restored.bytes += report.bytes
+        restored.present += report.present
         restored.tenants.append(tenant.name)
         damaged += report.damaged
         services.tenants.recount(tenant)

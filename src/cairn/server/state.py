@@ -58,8 +58,9 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("seq", "at_ms", "actor", "tenant", "action", "target", "outcome", "address", "hash"),
     ),
     ("copies", ("tenant", "server", "copy", "created_ms")),
+    ("copy_senders", ("tenant", "server", "token", "bound_ms")),
 )
-ADDED_IN_VERSION_1 = frozenset({"copies"})
+ADDED_IN_VERSION_1 = frozenset({"copies", "copy_senders"})
 """Tables added since version 1 was first written: a document without one holds none of its
 rows (the copies other servers replicate into an area, design 17.14)."""
 """Every table of the state with its columns, parents before children (foreign keys)."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from cairn.backends.base import Backend, ObjectKind
 from cairn.core.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cairn.core.units import format_size
+from cairn.server.copysenders import CopySenders, MovedAside
 from cairn.server.db import Database
 from cairn.server.errors import BadRequest, Conflict, NoSuchObject, QuotaExceeded
 from cairn.server.layouts import CopyPlace, LocalLayouts, RawBackends
@@ -58,6 +59,10 @@ class TenantStore:
         self._locks: dict[str, threading.Lock] = {}
         self._reserved: dict[str, int] = {}
         self._guard = threading.Lock()
+        self.senders = CopySenders(db, clock)
+        """Which replication token writes each sending server's copies (design 17.14)."""
+        self.moved = MovedAside(db, clock)
+        """What replication tokens moved aside in copies, and when (design 17.14)."""
 
     def create(self, name: str, quota: int | None = None) -> Tenant:
         if not TENANT_NAME.fullmatch(name):  # match() would let a trailing newline through
