@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from cairn.agent.report import report_run
+from cairn.agent.report import report_body, report_run
 from cairn.agent.spec import Every, JobSpec
+from cairn.core.clock import FrozenClock
 from cairn.notify.message import Outcome, RunSummary
 from cairn.server.auth import Role
+from cairn.server.jobresults import JobResults, parse_report
 from tests.support.clitools import Cairn
 from tests.support.serverfixture import RunningServer, running_server
 
@@ -53,7 +56,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
                 job,
                 RunSummary(job="home", host=host, started=now - 60, ended=now, outcome=outcome),
             )
+        for host, hours_ago in (("desk-late", 1.5), ("desk-missed", 3.0)):
+            reported_long_ago(running, host, hours_ago)
         yield running
+
+
+def reported_long_ago(running: RunningServer, host: str, hours_ago: float) -> None:
+    """An hourly job's success that reached the server `hours_ago` hours ago (the server's
+    arrival time is what staleness goes by), then nothing since: as if the machine went off."""
+    arrived = datetime.now(UTC) - timedelta(hours=hours_ago)
+    started = arrived.timestamp() - 60
+    run = RunSummary(
+        job="home", host=host, started=started, ended=started + 60, outcome=Outcome.SUCCESS
+    )
+    result = parse_report(report_body(run, Every(3600.0)))
+    JobResults(running.services().db, FrozenClock(arrived)).record("acme", result, "test")
 
 
 def add_admin(server: RunningServer, folder: Path) -> None:
@@ -91,12 +108,25 @@ def test_console_in_a_browser(
     assert page.locator("html").get_attribute("lang") == "en"
     page.screenshot(path=tmp_path / "2-dashboard.png", full_page=True)
     failed = page.locator("tr", has_text="laptop-7")
-    badge = failed.locator(".badge")
+    badge = failed.locator(".badge.outcome-failure")
     assert badge.inner_text() == "failure"
     assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == RED
     assert page.get_by_role("cell", name=MARKUP_HOST, exact=True).is_visible()  # text, not code
     assert page.locator("script").count() == 0
     assert page.get_by_role("cell", name="acme").first.is_visible()
+    staleness = {
+        host: page.locator("tr", has_text=host).locator(".badge").first.inner_text()
+        for host in ("laptop-7", MARKUP_HOST, "desk-late", "desk-missed")
+    }
+    assert staleness == {
+        "laptop-7": "never",  # it has only failed
+        MARKUP_HOST: "on-time",
+        "desk-late": "late",
+        "desk-missed": "missed",
+    }
+    missed = page.locator("tr", has_text="desk-missed").locator(".badge").first
+    assert missed.evaluate("e => getComputedStyle(e).backgroundColor") == RED
+    assert page.locator("tr", has_text="desk-late").get_by_text("every 1h").is_visible()
 
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{server.url}/console/sign-in")
