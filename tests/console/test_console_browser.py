@@ -40,7 +40,13 @@ RED = "rgb(180, 35, 24)"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     folder = tmp_path_factory.mktemp("console")
     with running_server(folder / "data") as running:
-        running.tenant("acme", quota=10 * 2**30)
+        offsite = folder / "offsite"
+        offsite.mkdir()
+        Cairn(running.data).run(
+            "server", "target", "add", "offsite", str(offsite), "--data", str(running.data)
+        )
+        snapshot = backed_up(running, running.tenant("acme", quota=10 * 2**30), folder)
+        running.tenant("globex")
         token_file = folder / "backup.token"
         token_file.write_text(running.token("acme", Role.BACKUP) + "\n")
         for host, outcome in (("laptop-7", Outcome.FAILURE), (MARKUP_HOST, Outcome.SUCCESS)):
@@ -54,11 +60,30 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
             now = time.time()
             report_run(
                 job,
-                RunSummary(job="home", host=host, started=now - 60, ended=now, outcome=outcome),
+                RunSummary(
+                    job="home",
+                    host=host,
+                    started=now - 60,
+                    ended=now,
+                    outcome=outcome,
+                    snapshot=snapshot if outcome is Outcome.SUCCESS else None,
+                ),
             )
         for host, hours_ago in (("desk-late", 1.5), ("desk-missed", 3.0)):
             reported_long_ago(running, host, hours_ago)
         yield running
+
+
+def backed_up(running: RunningServer, admin_token: str, folder: Path) -> str:
+    """A real backup to the tenant by the CLI; returns its snapshot ID."""
+    tool = Cairn(running.location("acme"), cache=folder / "cache")
+    env = tool.env(CAIRN_TOKEN=admin_token, XDG_CONFIG_HOME=str(folder / "home"))
+    source = folder / "source"
+    source.mkdir()
+    (source / "notes.txt").write_text("notes\n" * 50_000)
+    tool.run("init", env=env)
+    tool.run("backup", str(source), env=env)
+    return str(tool.run("snapshots", "--json", env=env).json()[0]["id"])
 
 
 def reported_long_ago(running: RunningServer, host: str, hours_ago: float) -> None:
@@ -127,6 +152,20 @@ def test_console_in_a_browser(
     missed = page.locator("tr", has_text="desk-missed").locator(".badge").first
     assert missed.evaluate("e => getComputedStyle(e).backgroundColor") == RED
     assert page.locator("tr", has_text="desk-late").get_by_text("every 1h").is_visible()
+
+    page.get_by_role("link", name="acme").first.click()
+    page.wait_for_url(f"{server.url}/console/tenants/acme")
+    page.screenshot(path=tmp_path / "2b-tenant.png", full_page=True)
+    assert page.get_by_role("heading", name="Tenant acme").is_visible()
+    assert page.locator("#snapshot-count").inner_text() == "1"
+    arrivals = page.locator("section", has=page.get_by_role("heading", name="Last backups"))
+    assert arrivals.get_by_role("cell", name=MARKUP_HOST, exact=True).is_visible()
+    assert page.locator("tr", has_text="desk-missed").locator(".badge").first.inner_text() == (
+        "missed"
+    )
+    assert page.get_by_role("heading", name="Replication").is_visible()
+    copy = page.locator("tr", has_text="offsite").locator(".badge").inner_text()
+    assert copy in ("ok", "lagging", "failing")  # whether serve has sent it yet is its business
 
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{server.url}/console/sign-in")

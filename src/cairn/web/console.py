@@ -57,6 +57,13 @@ ANYONE = None
 
 CONSOLE_ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("GET", "/console/", pages.dashboard, EVERY_ROLE, "the dashboard"),
+    ConsoleRoute(
+        "GET",
+        "/console/tenants/{name}",
+        pages.tenant,
+        EVERY_ROLE,
+        "a tenant (a tenant admin: its own)",
+    ),
     ConsoleRoute("GET", "/console/sign-in", pages.sign_in_form, ANYONE, "the sign-in form"),
     ConsoleRoute("POST", "/console/sign-in", pages.sign_in, ANYONE, "sign in"),
     ConsoleRoute("POST", "/console/sign-out", pages.sign_out, EVERY_ROLE, "sign out"),

@@ -17,6 +17,7 @@ from cairn.server.errors import Throttled
 from cairn.server.users import ConsoleUser
 from cairn.web.dashboard import gather
 from cairn.web.sessions import COOKIE, SIGNED_IN_S, Session, SessionStore
+from cairn.web.tenantpage import NoSuchTenantPage, gather_tenant
 
 _ENV = Environment(
     loader=PackageLoader("cairn.web", "templates"),
@@ -40,8 +41,8 @@ def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(_ENV.get_template(template).render(**values), status_code=status)
 
 
-def refusal(message: str, status: int) -> HTMLResponse:
-    return render("refusal.html", status=status, message=message)
+def refusal(message: str, status: int, **values: Any) -> HTMLResponse:
+    return render("refusal.html", status=status, message=message, **values)
 
 
 async def style(visit: Visit) -> Response:
@@ -53,6 +54,16 @@ async def dashboard(visit: Visit) -> Response:
     session, user = _signed_in(visit)
     board = await run_in_threadpool(gather, visit.services, user)
     return render("dashboard.html", user=user, board=board, csrf=session.csrf)
+
+
+async def tenant(visit: Visit) -> Response:
+    session, user = _signed_in(visit)
+    name = str(visit.request.path_params["name"])
+    try:
+        page = await run_in_threadpool(gather_tenant, visit.services, user, name)
+    except NoSuchTenantPage as exc:
+        return refusal(f"{exc.code}: {exc}", exc.status, user=user, csrf=session.csrf)
+    return render("tenant.html", user=user, page=page, csrf=session.csrf)
 
 
 async def sign_in_form(visit: Visit) -> Response:
