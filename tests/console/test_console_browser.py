@@ -200,3 +200,38 @@ def test_forms_need_the_csrf_token_and_no_page_may_be_framed(
     child = framer.frames[1]
     assert child.url.startswith("chrome-error://")  # Chromium refused to show it
     assert child.get_by_label("User name").count() == 0
+
+
+def test_alerts_and_the_audit_log(
+    server: RunningServer, browser_context: BrowserContext, tmp_path: Path
+) -> None:
+    if (
+        "admin"
+        not in Cairn(server.data).run("server", "user", "list", "--data", str(server.data)).out
+    ):
+        add_admin(server, tmp_path)
+    page = browser_context.new_page()
+    sign_in(page, server, "a wrong password")  # one refused sign-in for the audit log
+    sign_in(page, server, PASSWORD)
+    page.wait_for_url(f"{server.url}/console/")
+
+    page.get_by_role("link", name="Alerts").click()
+    page.wait_for_url(f"{server.url}/console/alerts")
+    page.screenshot(path=tmp_path / "4-alerts.png", full_page=True)
+    listed = page.locator("section", has=page.get_by_role("heading", name="Machines that need"))
+    for host in ("laptop-7", "desk-late", "desk-missed"):
+        assert listed.get_by_role("cell", name=host, exact=True).is_visible()
+    assert listed.get_by_role("cell", name=MARKUP_HOST, exact=True).count() == 0  # it is fine
+
+    page.get_by_role("link", name="Audit log").click()
+    page.wait_for_url(f"{server.url}/console/audit")
+    assert page.get_by_text("Chain: intact").is_visible()
+    page.get_by_label("Kind").select_option("console-sign-in")
+    page.get_by_label("Tenant").select_option("")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/console/audit?*kind=console-sign-in*")
+    page.screenshot(path=tmp_path / "5-audit.png", full_page=True)
+    kinds = page.locator("table.audit tbody tr td:nth-child(5)").all_inner_texts()
+    assert kinds and set(kinds) == {"console-sign-in"}
+    refused = page.locator("tr.audit-failed", has_text="CAIRN-E153").first
+    assert refused.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(253, 236, 234)"

@@ -29,6 +29,8 @@ PASSWORD = "a console password"
 EXPECTED_RULES: dict[tuple[str, str], frozenset[ConsoleRole] | None] = {
     ("GET", "/console/"): EVERY_ROLE,
     ("GET", "/console/tenants/{name}"): EVERY_ROLE,
+    ("GET", "/console/alerts"): EVERY_ROLE,
+    ("GET", "/console/audit"): EVERY_ROLE,
     ("GET", "/console/sign-in"): ANYONE,
     ("POST", "/console/sign-in"): ANYONE,
     ("POST", "/console/sign-out"): EVERY_ROLE,

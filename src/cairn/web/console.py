@@ -64,6 +64,10 @@ CONSOLE_ROUTES: tuple[ConsoleRoute, ...] = (
         EVERY_ROLE,
         "a tenant (a tenant admin: its own)",
     ),
+    ConsoleRoute("GET", "/console/alerts", pages.alerts, EVERY_ROLE, "what needs a look now"),
+    ConsoleRoute(
+        "GET", "/console/audit", pages.audit, EVERY_ROLE, "the audit log (a tenant admin: theirs)"
+    ),
     ConsoleRoute("GET", "/console/sign-in", pages.sign_in_form, ANYONE, "the sign-in form"),
     ConsoleRoute("POST", "/console/sign-in", pages.sign_in, ANYONE, "sign in"),
     ConsoleRoute("POST", "/console/sign-out", pages.sign_out, EVERY_ROLE, "sign out"),

@@ -60,14 +60,14 @@ class Dashboard:
 
 
 def gather(services: Services, user: ConsoleUser) -> Dashboard:
-    tenants = _visible(services, user)
+    tenants = visible_tenants(services, user)
     machines = [row for t in tenants for row in _machines(services, t)]
     rows = [_tenant_row(t) for t in tenants]
     targets = None if user.role is ConsoleRole.TENANT_ADMIN else _targets(services)
     return Dashboard(machines, rows, targets)
 
 
-def _visible(services: Services, user: ConsoleUser) -> list[Tenant]:
+def visible_tenants(services: Services, user: ConsoleUser) -> list[Tenant]:
     every = services.tenants.all()
     if user.role is ConsoleRole.TENANT_ADMIN:
         return [t for t in every if t.name == user.tenant]
@@ -119,7 +119,8 @@ def _targets(services: Services) -> list[TargetRow]:
     return rows
 
 
-def show_time(ms: int | None) -> str:
+def show_time(ms: int | None, seconds: bool = False) -> str:
     if ms is None:
         return "never"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    form = "%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime(form)

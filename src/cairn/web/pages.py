@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +16,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from cairn.server.context import Services
 from cairn.server.errors import Throttled
 from cairn.server.users import ConsoleUser
+from cairn.web.alertspage import gather_alerts
+from cairn.web.auditpage import BadAuditQuery, gather_audit, read_query
 from cairn.web.dashboard import gather
 from cairn.web.sessions import COOKIE, SIGNED_IN_S, Session, SessionStore
 from cairn.web.tenantpage import NoSuchTenantPage, gather_tenant
@@ -64,6 +67,23 @@ async def tenant(visit: Visit) -> Response:
     except NoSuchTenantPage as exc:
         return refusal(f"{exc.code}: {exc}", exc.status, user=user, csrf=session.csrf)
     return render("tenant.html", user=user, page=page, csrf=session.csrf)
+
+
+async def audit(visit: Visit) -> Response:
+    session, user = _signed_in(visit)
+    try:
+        query = read_query(visit.request.query_params, user)
+    except BadAuditQuery as exc:
+        return refusal(f"{exc.code}: {exc}", exc.status, user=user, csrf=session.csrf)
+    page = await run_in_threadpool(gather_audit, visit.services, user, query)
+    first = urlencode({k: v for k, v in (("tenant", query.tenant), ("kind", query.kind)) if v})
+    return render("audit.html", user=user, page=page, first=first, csrf=session.csrf)
+
+
+async def alerts(visit: Visit) -> Response:
+    session, user = _signed_in(visit)
+    found = await run_in_threadpool(gather_alerts, visit.services, user)
+    return render("alerts.html", user=user, alerts=found, csrf=session.csrf)
 
 
 async def sign_in_form(visit: Visit) -> Response:
