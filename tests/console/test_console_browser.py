@@ -26,7 +26,7 @@ from tests.support.clitools import Cairn
 from tests.support.serverfixture import RunningServer, running_server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 pytestmark = pytest.mark.required("Chromium and Playwright (the browser tests)")
 
@@ -227,7 +227,7 @@ def test_alerts_and_the_audit_log(
     page.wait_for_url(f"{server.url}/console/audit")
     page.get_by_role("button", name="Verify the chain").click()
     page.wait_for_url("**/console/audit?verify=1")
-    assert page.get_by_role("status").inner_text().startswith("Chain: intact")
+    assert page.get_by_role("status").inner_text().startswith("Chain intact")
     page.get_by_label("Kind").select_option("console-sign-in")
     page.get_by_label("Tenant").select_option("")
     page.get_by_role("button", name="Filter").click()
@@ -237,3 +237,37 @@ def test_alerts_and_the_audit_log(
     assert kinds and set(kinds) == {"console-sign-in"}
     refused = page.locator("tr.audit-failed", has_text="CAIRN-E153").first
     assert refused.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(253, 236, 234)"
+
+
+def test_the_console_in_german(server: RunningServer, chromium: Browser, tmp_path: Path) -> None:
+    """A browser that asks for German gets every page in German (labels too), and the switch
+    in the header goes back to English."""
+    if (
+        "admin"
+        not in Cairn(server.data).run("server", "user", "list", "--data", str(server.data)).out
+    ):
+        add_admin(server, tmp_path)
+    context = chromium.new_context(
+        ignore_https_errors=True, locale="de-DE", viewport={"width": 1280, "height": 800}
+    )
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/console/sign-in")
+        assert page.locator("html").get_attribute("lang") == "de"
+        page.get_by_label("Benutzername").fill("admin")
+        page.get_by_label("Passwort").fill(PASSWORD)
+        page.get_by_role("button", name="Anmelden").click()
+        page.wait_for_url(f"{server.url}/console/")
+        page.screenshot(path=tmp_path / "6-dashboard-de.png", full_page=True)
+        assert page.get_by_role("heading", name="Übersicht").is_visible()
+        assert page.locator("tr", has_text="desk-missed").get_by_text("ausgelassen").is_visible()
+        for link, heading in (("Warnungen", "Warnungen"), ("Prüfprotokoll", "Prüfprotokoll")):
+            page.get_by_role("link", name=link).click()
+            assert page.get_by_role("heading", name=heading, exact=True).is_visible()
+            page.screenshot(path=tmp_path / f"7-{link}.png", full_page=True)
+        page.get_by_role("link", name="English").click()
+        page.wait_for_url(f"{server.url}/console/")
+        assert page.locator("html").get_attribute("lang") == "en"
+        assert page.get_by_role("heading", name="Dashboard").is_visible()
+    finally:
+        context.close()

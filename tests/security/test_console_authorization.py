@@ -35,6 +35,7 @@ EXPECTED_RULES: dict[tuple[str, str], frozenset[ConsoleRole] | None] = {
     ("POST", "/console/sign-in"): ANYONE,
     ("POST", "/console/sign-out"): EVERY_ROLE,
     ("GET", "/console/console.css"): ANYONE,
+    ("GET", "/console/language"): ANYONE,
 }
 _GONE = itertools.count()
 SIGNED_IN = tuple(f"session of a {role.value}" for role in ConsoleRole)

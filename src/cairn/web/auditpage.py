@@ -36,6 +36,18 @@ class AuditQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class Chain:
+    count: int
+    """Entries found intact."""
+    broken: int | None
+    """The sequence number of the first broken entry."""
+
+    @property
+    def intact(self) -> bool:
+        return self.broken is None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRow:
     seq: int
     at: str
@@ -57,8 +69,8 @@ class AuditPage:
     tenants: list[str] | None
     """The tenant filter's choices; None for a tenant admin (theirs only)."""
     kinds: list[str]
-    chain: str | None
-    """"intact (N entries)" or where it breaks; None when not asked for."""
+    chain: Chain | None
+    """None when not asked for."""
     may_verify: bool
     """False for a tenant admin: the chain covers every tenant."""
 
@@ -116,8 +128,5 @@ def _query_string(query: AuditQuery, before: int) -> str:
     return urlencode({k: v for k, v in pairs.items() if v})
 
 
-def _chain(services: Services) -> str:
-    count, broken = services.audit.verify()
-    if broken is None:
-        return f"intact ({count} entries checked)"
-    return f"BROKEN at entry {broken} (after {count} intact entries): see `cairn server audit`"
+def _chain(services: Services) -> Chain:
+    return Chain(*services.audit.verify())

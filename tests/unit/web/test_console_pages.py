@@ -66,8 +66,8 @@ def test_the_audit_log_is_filtered_and_paged(services: Services) -> None:
     assert first.status_code == 200
     shown = seqs(first.text)
     assert len(shown) == PER_PAGE and shown == sorted(shown, reverse=True)
-    assert "Chain:" not in first.text and "Verify the chain" in first.text
-    assert "Chain: intact" in client.get("/console/audit", params={"verify": "1"}).text
+    assert "Chain " not in first.text and "Verify the chain" in first.text
+    assert "Chain intact" in client.get("/console/audit", params={"verify": "1"}).text
     older = re.search(r'href="/console/audit\?([^"]+)" rel="next"', first.text)
     assert older is not None
     second = client.get("/console/audit?" + older.group(1).replace("&amp;", "&"))
@@ -88,7 +88,7 @@ def test_a_tenant_admin_sees_only_their_tenants_entries(services: Services) -> N
     assert "acme-thing" in page.text and "globex-secret" not in page.text
     assert "Verify the chain" not in page.text and 'id="tenant"' not in page.text
     asked = signed_in(services, "ann").get("/console/audit", params={"verify": "1"})
-    assert "Chain:" not in asked.text
+    assert "Chain " not in asked.text
 
 
 @pytest.mark.parametrize("query", [{"before": "x"}, {"before": "-1"}, {"kind": "k" * 101}])
