@@ -28,10 +28,14 @@ from cairn.web.sessions import COOKIE
 PASSWORD = "a console password"
 EXPECTED_RULES: dict[tuple[str, str], frozenset[ConsoleRole] | None] = {
     ("GET", "/console/"): EVERY_ROLE,
+    ("GET", "/console/tenants/{name}"): EVERY_ROLE,
+    ("GET", "/console/alerts"): EVERY_ROLE,
+    ("GET", "/console/audit"): EVERY_ROLE,
     ("GET", "/console/sign-in"): ANYONE,
     ("POST", "/console/sign-in"): ANYONE,
     ("POST", "/console/sign-out"): EVERY_ROLE,
     ("GET", "/console/console.css"): ANYONE,
+    ("GET", "/console/language"): ANYONE,
 }
 _GONE = itertools.count()
 SIGNED_IN = tuple(f"session of a {role.value}" for role in ConsoleRole)
@@ -42,6 +46,7 @@ NOT_SIGNED_IN = ("no cookie", "forged session", "anonymous session", "removed us
 def services(tmp_path_factory: pytest.TempPathFactory) -> Services:
     services = open_services(Settings(data=tmp_path_factory.mktemp("console") / "data"))
     services.tenants.create("acme")
+    services.tenants.create("globex")
     for role in ConsoleRole:
         tenant = "acme" if role is ConsoleRole.TENANT_ADMIN else None
         services.admin.add_user(Actor("test"), ConsoleUser(_name(role), role, tenant), PASSWORD)
@@ -113,10 +118,11 @@ def test_console_matrix(services: Services, spec: ConsoleRoute, credential: str)
     client, csrf = _client(services, credential)
     signed_in = credential in SIGNED_IN
     form = {"csrf": csrf or "", "name": "nobody", "password": "wrong"}
+    path = spec.path.format(name="acme")  # the tenant admins' own tenant
     if spec.method == "GET":
-        answer = client.get(spec.path, follow_redirects=False)
+        answer = client.get(path, follow_redirects=False)
     else:
-        answer = client.post(spec.path, data=form, follow_redirects=False)
+        answer = client.post(path, data=form, follow_redirects=False)
     assert answer.headers["x-frame-options"] == "DENY"
     if spec.roles is not ANYONE and not signed_in:
         assert answer.status_code == 303 and answer.headers["location"] == "/console/sign-in"
@@ -130,3 +136,26 @@ def test_console_matrix(services: Services, spec: ConsoleRoute, credential: str)
         assert answer.status_code == 401  # admitted, and the wrong password refused
     else:
         assert answer.status_code in (200, 303), answer.text
+
+
+TENANT_PAGES = [r for r in CONSOLE_ROUTES if "{name}" in r.path]
+
+
+@pytest.mark.parametrize("spec", TENANT_PAGES, ids=lambda s: f"{s.method} {s.path}")
+@pytest.mark.parametrize("credential", SIGNED_IN)
+def test_a_tenant_admin_sees_only_their_tenant(
+    services: Services, spec: ConsoleRoute, credential: str
+) -> None:
+    """Every route that names a tenant: a tenant admin of acme gets globex's page as if it did
+    not exist (404, CAIRN-E155, the same as a tenant that does not exist); the server's roles
+    get it."""
+    client, _ = _client(services, credential)
+    other = client.get(spec.path.format(name="globex"), follow_redirects=False)
+    missing = client.get(spec.path.format(name="nonesuch"), follow_redirects=False)
+    assert missing.status_code == 404 and "CAIRN-E155" in missing.text
+    if credential == "session of a tenant-admin":
+        assert other.status_code == 404 and "CAIRN-E155" in other.text
+        # word for word the answer for a tenant that does not exist
+        assert other.text.replace("globex", "X") == missing.text.replace("nonesuch", "X")
+    else:
+        assert other.status_code == 200 and "Tenant globex" in other.text

@@ -12,11 +12,13 @@ run's report tells the server the news, and the agent's own history keeps every 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
 
-from cairn.agent.spec import JobSpec
+from cairn.agent.schedule import describe, next_slot
+from cairn.agent.spec import JobSpec, Schedule
 from cairn.backends.location import remote_credentials
 from cairn.notify.message import RunSummary
 
@@ -57,14 +59,18 @@ def _post(job: JobSpec, run: RunSummary, environ: Mapping[str, str]) -> None:
         timeout=TIMEOUT_S,
     )
     try:
-        backend.post_json("jobs", report_body(run))
+        backend.post_json("jobs", report_body(run, job.schedule))
     finally:
         backend.close()
 
 
-def report_body(run: RunSummary) -> dict[str, object]:
-    """The wire form of a run's result (docs/wire-protocol.md, "Job results")."""
+def report_body(run: RunSummary, schedule: Schedule | None = None) -> dict[str, object]:
+    """The wire form of a run's result (docs/wire-protocol.md, "Job results"), with the job's
+    schedule when given: its words, when the next run is due (the first slot after this run's
+    start, 15.3) and the spacing of slots, so the server can tell a machine that is late from
+    one that is not due yet (design 18.4)."""
     return {
+        **({} if schedule is None else schedule_fields(schedule, run.started)),
         "job": run.job,
         "host": run.host,
         "started": run.started,
@@ -82,3 +88,15 @@ def without_paths(message: str) -> str:
     """`message` with absolute paths replaced by ``<path>``: a report names no files (an error
     message may quote the file it failed on)."""
     return _PATH.sub("<path>", message)
+
+
+def schedule_fields(schedule: Schedule, started: float) -> dict[str, object]:
+    """`schedule`, `next_due` and `period` of a report; a continuous job has no slots (null)."""
+    due = next_slot(schedule, started)
+    if math.isinf(due):
+        return {"schedule": describe(schedule), "next_due": None, "period": None}
+    return {
+        "schedule": describe(schedule),
+        "next_due": due,
+        "period": round(next_slot(schedule, due) - due, 3),
+    }

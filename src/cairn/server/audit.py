@@ -193,6 +193,32 @@ class AuditLog:
             expected_seq = seq + 1
         return count, None
 
+    def page(
+        self, tenant: str | None, action: str | None, before: int | None, limit: int
+    ) -> list[tuple[int, Entry]]:
+        """Up to `limit` entries older than sequence number `before` (None: the newest),
+        newest first, of one tenant and one action when given (the console's audit page)."""
+        where = ["seq < ?"]
+        args: list[int | str] = [before if before is not None else 2**63 - 1]
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
+        if action is not None:
+            where.append("action = ?")
+            args.append(action)
+        # the clauses are fixed text; every value is a parameter
+        rows = self._db.read().execute(
+            "SELECT seq, at_ms, actor, tenant, action, target, outcome, address FROM audit "  # noqa: S608
+            f"WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [(row[0], Entry(*row[1:])) for row in rows]
+
+    def actions(self) -> list[str]:
+        """Every action the log holds, for the audit page's filter."""
+        rows = self._db.read().execute("SELECT DISTINCT action FROM audit ORDER BY action")
+        return [row[0] for row in rows]
+
     def entries(self, limit: int = 100) -> list[dict[str, object]]:
         rows = self._db.read().execute(
             "SELECT seq, at_ms, actor, tenant, action, target, outcome, address FROM audit "

@@ -173,6 +173,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant, server, copy, kind, name)
     );
     """,
+    # the job's schedule as the agent reports it with each result, so the console judges a
+    # machine's staleness against its own schedule (design 18.4)
+    """
+    ALTER TABLE job_results ADD COLUMN schedule TEXT NOT NULL DEFAULT '';
+    ALTER TABLE job_results ADD COLUMN next_due_ms INTEGER;
+    ALTER TABLE job_results ADD COLUMN period_ms INTEGER;
+    """,
 )
 
 

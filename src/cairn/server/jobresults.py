@@ -43,6 +43,9 @@ FIELDS = frozenset(
         "bytes_added",
         "error_code",
         "message",
+        "schedule",
+        "next_due",
+        "period",
     }
 )
 
@@ -72,6 +75,13 @@ class JobResult:
     error_code: str | None
     message: str
     received_ms: int = 0
+    schedule: str = ""
+    """The job's schedule in words, as the agent describes it ("every 1h"); "" when not told."""
+    next_due_ms: int | None = None
+    """When the agent's schedule says the next run starts, by the agent's clock; None for a
+    job with no slots (continuous) or an agent that does not say."""
+    period_ms: int | None = None
+    """The spacing of the job's slots, to tell a late run from a missed slot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,16 @@ class JobState:
 
     latest: JobResult
     last_success_ms: int | None
+
+    @property
+    def due_ms(self) -> int | None:
+        """When the next result is due, by the server's clock: the agent's `next_due` moved by
+        the gap between the run's end (agent's clock) and its arrival (server's), so a client
+        whose clock is off is judged by its schedule, not by its clock."""
+        latest = self.latest
+        if latest.next_due_ms is None:
+            return None
+        return latest.next_due_ms + latest.received_ms - latest.ended_ms
 
     def as_json(self, now_ms: int) -> dict[str, Any]:
         return {
@@ -112,7 +132,19 @@ def parse_report(body: dict[str, Any]) -> JobResult:
         bytes_added=_count(body, "bytes_added"),
         error_code=_matching(body, "error_code", ERROR_CODE),
         message=_text(body, "message", MESSAGE_LIMIT, required=False, lines=True),
+        schedule=_text(body, "schedule", NAME_LIMIT, required=False),
+        next_due_ms=None if body.get("next_due") is None else _time(body, "next_due"),
+        period_ms=_period(body),
     )
+
+
+def _period(body: dict[str, Any]) -> int | None:
+    if body.get("period") is None:
+        return None
+    period = _time(body, "period")
+    if period <= 0:
+        raise BadJobReport("period must be a positive number of seconds, or null")
+    return period
 
 
 def _text(body: dict[str, Any], key: str, limit: int, required: bool, lines: bool = False) -> str:
@@ -176,8 +208,8 @@ class JobResults:
                     raise TooManyJobs(f"this tenant already reports {MAX_JOBS} jobs")
             conn.execute(
                 "INSERT INTO job_results (tenant, host, job, started_ms, ended_ms, outcome, "
-                "snapshot, files, bytes_added, error_code, message, received_ms, token) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "snapshot, files, bytes_added, error_code, message, received_ms, token, schedule, "
+                "next_due_ms, period_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     tenant,
                     result.host,
@@ -192,6 +224,9 @@ class JobResults:
                     result.message,
                     received,
                     token,
+                    result.schedule,
+                    result.next_due_ms,
+                    result.period_ms,
                 ),
             )
             conn.execute(
@@ -206,7 +241,7 @@ class JobResults:
         """The latest result of each (host, job) of `tenant`, sorted by host and job."""
         rows = self._db.read().execute(
             "SELECT job, host, started_ms, ended_ms, outcome, snapshot, files, bytes_added, "
-            "error_code, message, received_ms, "
+            "error_code, message, received_ms, schedule, next_due_ms, period_ms, "
             "(SELECT MAX(s.received_ms) FROM job_results s WHERE s.tenant = r.tenant AND "
             "s.host = r.host AND s.job = r.job AND s.outcome IN ('success', 'warning')) "
             "FROM job_results r WHERE tenant = ? AND seq = (SELECT MAX(seq) FROM job_results l "
@@ -214,4 +249,4 @@ class JobResults:
             "ORDER BY host, job",
             (tenant,),
         )
-        return [JobState(JobResult(*row[:11]), row[11]) for row in rows]
+        return [JobState(JobResult(*row[:14]), row[14]) for row in rows]

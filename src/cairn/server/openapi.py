@@ -53,6 +53,9 @@ _JOB_REPORT = {
     "bytes_added": _COUNT_FIELD,
     "error_code": {"type": ["string", "null"], "pattern": f"^{jr.ERROR_CODE.pattern}$"},
     "message": {"type": "string", "maxLength": jr.MESSAGE_LIMIT},
+    "schedule": {"type": "string", "maxLength": jr.NAME_LIMIT},
+    "next_due": {"type": ["number", "null"], "minimum": 0, "maximum": jr.MAX_TIME_S},
+    "period": {"type": ["number", "null"], "minimum": 0.001, "maximum": jr.MAX_TIME_S},
 }
 
 REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {

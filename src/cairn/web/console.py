@@ -23,6 +23,8 @@ from starlette.routing import Route
 from cairn.server.context import Services
 from cairn.server.users import ConsoleRole
 from cairn.web import pages
+from cairn.web.i18n import COOKIE as LANGUAGE_COOKIE
+from cairn.web.i18n import FORGED_FORM, FORM_TOO_LARGE, ROLE_REFUSED, language_of
 from cairn.web.sessions import COOKIE, SessionStore
 
 MAX_FORM = 16 * 1024
@@ -38,6 +40,8 @@ HEADERS = {
     "cache-control": "no-store",
 }
 EVERY_ROLE = frozenset(ConsoleRole)
+UNGUARDED = frozenset({"/console/console.css", "/console/language"})
+"""Open even before an admin exists: the set-up page needs its style and its language."""
 
 
 Handler = Callable[[pages.Visit], Awaitable[Response]]
@@ -57,10 +61,22 @@ ANYONE = None
 
 CONSOLE_ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("GET", "/console/", pages.dashboard, EVERY_ROLE, "the dashboard"),
+    ConsoleRoute(
+        "GET",
+        "/console/tenants/{name}",
+        pages.tenant,
+        EVERY_ROLE,
+        "a tenant (a tenant admin: its own)",
+    ),
+    ConsoleRoute("GET", "/console/alerts", pages.alerts, EVERY_ROLE, "what needs a look now"),
+    ConsoleRoute(
+        "GET", "/console/audit", pages.audit, EVERY_ROLE, "the audit log (a tenant admin: theirs)"
+    ),
     ConsoleRoute("GET", "/console/sign-in", pages.sign_in_form, ANYONE, "the sign-in form"),
     ConsoleRoute("POST", "/console/sign-in", pages.sign_in, ANYONE, "sign in"),
     ConsoleRoute("POST", "/console/sign-out", pages.sign_out, EVERY_ROLE, "sign out"),
     ConsoleRoute("GET", "/console/console.css", pages.style, ANYONE, "the style sheet"),
+    ConsoleRoute("GET", "/console/language", pages.language, ANYONE, "choose the language"),
 )
 
 
@@ -88,9 +104,10 @@ def console_guard(
 async def _answer(
     spec: ConsoleRoute, services: Services, sessions: SessionStore, request: Request
 ) -> Response:
-    if spec.path != "/console/console.css" and not await run_in_threadpool(
-        services.admin.users.has_admin
-    ):
+    pages.LANGUAGE.set(
+        language_of(request.cookies.get(LANGUAGE_COOKIE), request.headers.get("accept-language"))
+    )
+    if spec.path not in UNGUARDED and not await run_in_threadpool(services.admin.users.has_admin):
         return pages.render("setup.html", status=503)
     session = await run_in_threadpool(sessions.find, request.cookies.get(COOKIE))
     address = request.client.host if request.client is not None else "-"
@@ -98,20 +115,16 @@ async def _answer(
         if session is None or session.user is None:
             return RedirectResponse("/console/sign-in", status_code=303)
         if session.user.role not in spec.roles:
-            return pages.refusal("your role may not open this page", 403)
+            return pages.refusal(ROLE_REFUSED, 403)
     form: dict[str, str] = {}
     if spec.method == "POST":
         body = await request.body()
         if len(body) > MAX_FORM:
-            return pages.refusal("the form is too large", 413)
+            return pages.refusal(FORM_TOO_LARGE, 413)
         parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
         form = {k: v[0] for k, v in parsed.items()}
         if session is None or not session.csrf_matches(form.get("csrf")):
             services.audit.append("-", None, "console-csrf", spec.path, "CAIRN-E154", address)
             await run_in_threadpool(services.audit.write_through)
-            return pages.refusal(
-                "CAIRN-E154: the form's security token is missing or out of date; "
-                "open the page again and resend it",
-                403,
-            )
+            return pages.refusal(FORGED_FORM, 403)
     return await spec.handler(pages.Visit(request, services, sessions, session, form, address))

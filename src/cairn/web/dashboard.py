@@ -7,12 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cairn.core.clock import utc_now
+from cairn.core.clock import epoch_ms, utc_now
 from cairn.core.units import format_duration, format_size
 from cairn.replication.status import target_status
 from cairn.server.context import Services
+from cairn.server.jobresults import JobState
 from cairn.server.tenants import Tenant
 from cairn.server.users import ConsoleRole, ConsoleUser
+from cairn.web.staleness import staleness
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,11 @@ class MachineRow:
     interrupted run shows red."""
     message: str
     last_success: str
+    schedule: str
+    staleness: str
+    """Against the job's own schedule (web/staleness.py): on-time, late, missed, never,
+    unscheduled; also a class: late shows amber, missed and never red."""
+    due: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +60,14 @@ class Dashboard:
 
 
 def gather(services: Services, user: ConsoleUser) -> Dashboard:
-    tenants = _visible(services, user)
+    tenants = visible_tenants(services, user)
     machines = [row for t in tenants for row in _machines(services, t)]
     rows = [_tenant_row(t) for t in tenants]
     targets = None if user.role is ConsoleRole.TENANT_ADMIN else _targets(services)
     return Dashboard(machines, rows, targets)
 
 
-def _visible(services: Services, user: ConsoleUser) -> list[Tenant]:
+def visible_tenants(services: Services, user: ConsoleUser) -> list[Tenant]:
     every = services.tenants.all()
     if user.role is ConsoleRole.TENANT_ADMIN:
         return [t for t in every if t.name == user.tenant]
@@ -68,18 +75,24 @@ def _visible(services: Services, user: ConsoleUser) -> list[Tenant]:
 
 
 def _machines(services: Services, tenant: Tenant) -> list[MachineRow]:
-    return [
-        MachineRow(
-            tenant=tenant.name,
-            host=state.latest.host,
-            job=state.latest.job,
-            last_backup=show_time(state.latest.ended_ms),
-            outcome=state.latest.outcome,
-            message=state.latest.message,
-            last_success=show_time(state.last_success_ms),
-        )
-        for state in services.jobs.latest(tenant.name)
-    ]
+    now = epoch_ms(services.clock)
+    return [machine_row(tenant.name, state, now) for state in services.jobs.latest(tenant.name)]
+
+
+def machine_row(tenant: str, state: JobState, now_ms: int) -> MachineRow:
+    due = state.due_ms
+    return MachineRow(
+        tenant=tenant,
+        host=state.latest.host,
+        job=state.latest.job,
+        last_backup=show_time(state.latest.ended_ms),
+        outcome=state.latest.outcome,
+        message=state.latest.message,
+        last_success=show_time(state.last_success_ms),
+        schedule=state.latest.schedule or "—",
+        staleness=staleness(state, now_ms).value,
+        due="—" if due is None else show_time(due),
+    )
 
 
 def _tenant_row(tenant: Tenant) -> TenantRow:
@@ -106,7 +119,8 @@ def _targets(services: Services) -> list[TargetRow]:
     return rows
 
 
-def show_time(ms: int | None) -> str:
+def show_time(ms: int | None, seconds: bool = False) -> str:
     if ms is None:
         return "never"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    form = "%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime(form)

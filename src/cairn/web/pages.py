@@ -3,11 +3,12 @@ autoescaping on, so a tenant, host or job name with markup is shown as text (des
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+from urllib.parse import urlencode
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -15,13 +16,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from cairn.server.context import Services
 from cairn.server.errors import Throttled
 from cairn.server.users import ConsoleUser
+from cairn.web.alertspage import gather_alerts
+from cairn.web.auditpage import BadAuditQuery, gather_audit, read_query
 from cairn.web.dashboard import gather
+from cairn.web.i18n import CODES, ENVIRONMENTS, LANGUAGES, ONE_YEAR_S, SIGN_IN_REFUSED
+from cairn.web.i18n import COOKIE as LANGUAGE_COOKIE
 from cairn.web.sessions import COOKIE, SIGNED_IN_S, Session, SessionStore
+from cairn.web.tenantpage import NoSuchTenantPage, gather_tenant
 
-_ENV = Environment(
-    loader=PackageLoader("cairn.web", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
+LANGUAGE: ContextVar[str] = ContextVar("console_language", default="en")
+"""The language of the request being answered, set by the guard (web/i18n.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +41,13 @@ class Visit:
 
 
 def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    return HTMLResponse(_ENV.get_template(template).render(**values), status_code=status)
+    lang = LANGUAGE.get()
+    page = ENVIRONMENTS[lang].get_template(template)
+    return HTMLResponse(page.render(lang=lang, languages=LANGUAGES, **values), status_code=status)
 
 
-def refusal(message: str, status: int) -> HTMLResponse:
-    return render("refusal.html", status=status, message=message)
+def refusal(message: str, status: int, **values: Any) -> HTMLResponse:
+    return render("refusal.html", status=status, message=message, **values)
 
 
 async def style(visit: Visit) -> Response:
@@ -53,6 +59,51 @@ async def dashboard(visit: Visit) -> Response:
     session, user = _signed_in(visit)
     board = await run_in_threadpool(gather, visit.services, user)
     return render("dashboard.html", user=user, board=board, csrf=session.csrf)
+
+
+async def tenant(visit: Visit) -> Response:
+    session, user = _signed_in(visit)
+    name = str(visit.request.path_params["name"])
+    try:
+        page = await run_in_threadpool(gather_tenant, visit.services, user, name)
+    except NoSuchTenantPage as exc:
+        return refusal(f"{exc.code}: {exc}", exc.status, user=user, csrf=session.csrf)
+    return render("tenant.html", user=user, page=page, csrf=session.csrf)
+
+
+async def audit(visit: Visit) -> Response:
+    session, user = _signed_in(visit)
+    try:
+        query = read_query(visit.request.query_params, user)
+    except BadAuditQuery as exc:
+        return refusal(f"{exc.code}: {exc}", exc.status, user=user, csrf=session.csrf)
+    page = await run_in_threadpool(gather_audit, visit.services, user, query)
+    first = urlencode({k: v for k, v in (("tenant", query.tenant), ("kind", query.kind)) if v})
+    return render("audit.html", user=user, page=page, first=first, csrf=session.csrf)
+
+
+async def alerts(visit: Visit) -> Response:
+    session, user = _signed_in(visit)
+    found = await run_in_threadpool(gather_alerts, visit.services, user)
+    return render("alerts.html", user=user, alerts=found, csrf=session.csrf)
+
+
+async def language(visit: Visit) -> Response:
+    """The language switch: a cookie for a year, then back to the console (a choice of
+    language changes nothing on the server, so it needs no form and no token)."""
+    response = RedirectResponse("/console/", status_code=303)
+    chosen = visit.request.query_params.get("to")
+    if chosen in CODES:
+        response.set_cookie(
+            LANGUAGE_COOKIE,
+            str(chosen),
+            max_age=ONE_YEAR_S,
+            path="/console/",
+            secure=True,
+            httponly=True,
+            samesite="strict",
+        )
+    return response
 
 
 async def sign_in_form(visit: Visit) -> Response:
@@ -81,7 +132,7 @@ async def sign_in(visit: Visit) -> Response:
     await run_in_threadpool(services.audit.write_through)
     if user is None:
         services.throttle.failed(visit.address)
-        error = "CAIRN-E153: the user name or the password is wrong"
+        error = SIGN_IN_REFUSED
         return render("sign_in.html", status=401, error=error, csrf=visit.session.csrf)
     await run_in_threadpool(visit.sessions.end, visit.session.id)
     session = await run_in_threadpool(visit.sessions.start, user)

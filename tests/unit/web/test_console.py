@@ -170,7 +170,7 @@ def test_sign_in_dashboard_sign_out(services: Services) -> None:
     for name, value in HEADERS.items():
         assert page.headers[name] == value
     assert MARKUP not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
-    assert 'class="outcome-failure"' in page.text
+    assert 'class="outcome-failure staleness-' in page.text
     out = client.post(
         "/console/sign-out", data={"csrf": csrf_of(page.text)}, follow_redirects=False
     )
