@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,20 +48,33 @@ class Cairn:
     def run(
         self, *args: str, check: bool = True, env: dict[str, str] | None = None, **kw: Any
     ) -> Result:
-        done = subprocess.run(
-            [sys.executable, "-m", "cairn.cli.main", *args],
-            capture_output=True,
-            text=True,
-            env=env or self.env(),
-            timeout=300,
-            check=False,
-            **kw,
-        )
-        result = Result(done.returncode, done.stdout, done.stderr)
-        if check and done.returncode != 0:
-            raise AssertionError(f"cairn {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
-        assert "Traceback" not in done.stderr, done.stderr
-        return result
+        return run_cairn(args, env or self.env(), check=check, **kw)
+
+
+def run_cairn(
+    args: Sequence[str],
+    env: dict[str, str],
+    *,
+    check: bool = True,
+    prefix: Sequence[str] = (),
+    **kw: Any,
+) -> Result:
+    """`cairn ARGS` in its own process (`prefix` runs it through another program, such as
+    `ip netns exec NS`): a non-zero exit fails the test when `check`, a traceback always."""
+    done = subprocess.run(
+        [*prefix, sys.executable, "-m", "cairn.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+        **kw,
+    )
+    result = Result(done.returncode, done.stdout, done.stderr)
+    if check and done.returncode != 0:
+        raise AssertionError(f"cairn {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+    assert "Traceback" not in done.stderr, done.stderr
+    return result
 
 
 def manifest(root: Path, *, with_atime: bool = False) -> dict[bytes, tuple[Any, ...]]:

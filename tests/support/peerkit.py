@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.clitools import FAST_KDF, Result
+from tests.support.clitools import FAST_KDF, Result, run_cairn
 from tests.support.serverfixture import SRC, free_port
 
 PASSWORD = "owner's passphrase"
@@ -55,19 +55,7 @@ class PeerKit:
         self, *args: str, check: bool = True, prefix: Sequence[str] = (), **extra: str
     ) -> Result:
         """`cairn ARGS`; `prefix` runs it through another program (`ip netns exec NS`)."""
-        done = subprocess.run(
-            [*prefix, sys.executable, "-m", "cairn.cli.main", *args],
-            capture_output=True,
-            text=True,
-            env=self.env(**extra),
-            timeout=300,
-            check=False,
-        )
-        result = Result(done.returncode, done.stdout, done.stderr)
-        if check and done.returncode != 0:
-            raise AssertionError(f"cairn {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
-        assert "Traceback" not in done.stderr, done.stderr
-        return result
+        return run_cairn(args, self.env(**extra), check=check, prefix=prefix)
 
     def peer(self, name: str, *args: str, check: bool = True, **extra: str) -> Result:
         """`cairn peer ACTION --data <name's folder> ...`: args[0] is the action."""
