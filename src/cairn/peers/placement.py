@@ -73,7 +73,13 @@ def ask_space(peer: Peer) -> Space:
         raise PeerError(f"{peer.name} did not answer its status: {exc}") from exc
     if response.status_code != 200:
         raise PeerError(f"{peer.name} refused its status: {response.status_code} {document}")
-    return Space(int(document["used"]), document.get("quota"))
+    try:
+        quota = document.get("quota")
+        return Space(int(document["used"]), None if quota is None else int(quota))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise PeerError(
+            f"{peer.name} answered its status with no usage: {document!r:.200}"
+        ) from exc
 
 
 def back_up(
