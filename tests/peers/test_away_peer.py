@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers.test_pairing_and_placement import _snapshots_held, _source, _tenant_for
+from tests.support.notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
 from tests.support.peerkit import PeerKit
 
 
@@ -77,3 +78,42 @@ def test_an_away_peer_is_degraded_replaced_after_grace_and_catches_up(
     assert caught_up[away] in _snapshots_held(kit, away, tenant)
     final = kit.peer("m", "status", "--json").json()["this_machine"]
     assert final["degraded"] == {} and final["protected"]
+
+
+def test_the_alert_is_mailed_once_and_its_end_too(kit: PeerKit, tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    with smtp_server(certs, "starttls") as mail:
+        secret = tmp_path / "smtp.pass"
+        secret.write_text(SMTP_PASSWORD + "\n")
+        notify = tmp_path / "notify.toml"
+        notify.write_text(
+            "[[notify]]\n"
+            f'kind = "email"\nsmtp = "127.0.0.1:{mail.port}"\nsecurity = "starttls"\n'
+            f'user = "{SMTP_USER}"\npassword_file = "{secret}"\nca_file = "{certs.ca_file}"\n'
+            'from = "cairn@backup.example"\nto = ["ops@example.org"]\n'
+        )
+        src = _source(tmp_path)
+        for name in ("a", "b"):
+            kit.init(name, "--offer", "100M")
+        kit.init("m", "--offer", "100M", "--path", str(src))
+        for name in ("a", "b", "m"):
+            kit.serve(name)
+        kit.pair("a", "m")
+        assert kit.peer("m", "backup", check=False).code == 186  # 1 of 2: short of copies
+
+        status = ("status", "--alert-after", "0s", "--notify", str(notify), "--json")
+        alerted = kit.peer("m", *status, check=False)
+        assert alerted.code == 190 and len(alerted.json()["told"]) == 1
+        assert len(mail.inbox.messages) == 1  # sent before the status ended
+        sent = mail.inbox.messages[0].message
+        assert "FAILED" in sent["Subject"] and "peer-copies" in sent["Subject"]
+        assert "CAIRN-E190" in sent.get_content()
+        again = kit.peer("m", *status, check=False)
+        assert again.code == 190 and again.json()["told"] == []  # told once, not each check
+        assert len(mail.inbox.messages) == 1
+
+        kit.pair("b", "m")
+        kit.peer("m", "backup")
+        healed = kit.peer("m", *status)
+        assert len(healed.json()["told"]) == 1 and len(mail.inbox.messages) == 2
+        assert "RECOVERED" in mail.inbox.messages[1].message["Subject"]

@@ -92,6 +92,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="alert (exit 190) once short of r complete copies this long (1d)",
     )
+    status.add_argument(
+        "--notify",
+        metavar="FILE",
+        help="also tell the alert (and its end) by e-mail or webhook: a TOML file of "
+        "[[notify]] channels, as the agent's (docs/agent.md)",
+    )
 
     restore = _action(actions, shared, "restore", "restore from one peer's copy", run_restore)
     restore.add_argument("snapshot", nargs="?", default="latest", help="ID or latest")
@@ -381,7 +387,8 @@ def run_status(ctx: Context) -> int:
     from cairn.peers.status import peer_rows, protection
     from cairn.peers.store import PeerStore
 
-    store = PeerStore(_folder(ctx))
+    folder = _folder(ctx)
+    store = PeerStore(folder)
     rows = peer_rows(store, ctx.clock)
     state = protection(store, ctx.clock, _duration(ctx, "alert-after"))
     table = [
@@ -416,7 +423,17 @@ def run_status(ctx: Context) -> int:
             f"{_time(state.unprotected_since_ms)}, longer than --alert-after "
             f"{ctx.args.alert_after}"
         )
-    ctx.output.json({"peers": [r.as_json() for r in rows], "this_machine": state.as_json()})
+    told: list[str] = []
+    if ctx.args.notify is not None:
+        from cairn.peers.alerting import tell
+
+        me = store.settings().name
+        told = [e.subject for e in tell(folder, Path(ctx.args.notify), me, state, ctx.clock)]
+        for subject in told:
+            ctx.output.text(f"told: {subject}")
+    ctx.output.json(
+        {"peers": [r.as_json() for r in rows], "this_machine": state.as_json(), "told": told}
+    )
     return EXIT_ALERT if state.alert else 0
 
 
