@@ -1,7 +1,8 @@
 """A peer that is away (design 20.4, 20.5), with real `cairn peer` processes on loopback: its copy
 is marked degraded and nothing is deleted; within the grace period no other peer is given its
 share, past it the next backup places a copy elsewhere; when it returns it catches up. And the
-alert of `peer status` when the machine is short of `r` complete copies past the threshold."""
+alert of `peer status` when the machine is short of `r` complete copies past the threshold,
+mailed (`--notify`) to the test SMTP server once, and its end."""
 
 from __future__ import annotations
 
