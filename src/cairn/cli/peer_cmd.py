@@ -24,6 +24,10 @@ from cairn.core.units import format_size, parse_interval, parse_size
 from cairn.peers.errors import PeerFolderError
 
 DEFAULT_VALID = "15m"
+DEFAULT_GRACE = "7d"
+DEFAULT_ALERT_AFTER = "1d"
+EXIT_ALERT = 190
+"""`peer status`'s exit when the alert is raised (CAIRN-E190, docs/errors.md)."""
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -60,11 +64,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--no-announce", action="store_true", help="do not announce this peer on the LAN (mDNS)"
     )
+    _grace(serve)
     _password(serve)
 
     backup = _action(actions, shared, "backup", "back this machine up to its peers", run_backup)
     backup.add_argument("paths", nargs="*", metavar="PATH", help="default: the paths of init")
     backup.add_argument("--copies", type=int, help="copies on distinct peers (default: init's)")
+    _grace(backup)
     _password(backup)
 
     discover = _action(actions, shared, "discover", "list the peers seen on the LAN", run_discover)
@@ -77,7 +83,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="also ask this address directly (where multicast does not pass; repeatable)",
     )
 
-    _action(actions, shared, "status", "peers, their space, and this machine's copies", run_status)
+    status = _action(
+        actions, shared, "status", "peers, their space, and this machine's copies", run_status
+    )
+    status.add_argument(
+        "--alert-after",
+        default=DEFAULT_ALERT_AFTER,
+        metavar="DURATION",
+        help="alert (exit 190) once short of r complete copies this long (1d)",
+    )
+    status.add_argument(
+        "--notify",
+        metavar="FILE",
+        help="also tell the alert (and its end) by e-mail or webhook: a TOML file of "
+        "[[notify]] channels, as the agent's (docs/agent.md)",
+    )
 
     restore = _action(actions, shared, "restore", "restore from one peer's copy", run_restore)
     restore.add_argument("snapshot", nargs="?", default="latest", help="ID or latest")
@@ -97,6 +117,23 @@ def _data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", default=argparse.SUPPRESS, help="the peer folder (or CAIRN_PEER_DATA)"
     )
+
+
+def _grace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--grace",
+        default=DEFAULT_GRACE,
+        metavar="DURATION",
+        help="how long a peer holding a copy may be away before its share goes elsewhere (7d)",
+    )
+
+
+def _duration(ctx: Context, option: str) -> float:
+    text = getattr(ctx.args, option.replace("-", "_"))
+    try:
+        return parse_interval(text)
+    except ValueError as exc:
+        raise UsageError(f"--{option} {text!r}: {exc}") from exc
 
 
 def _password(parser: argparse.ArgumentParser) -> None:
@@ -272,7 +309,9 @@ def run_serve(ctx: Context) -> int:
         raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     with listener:
         ctx.output.text(f"peer {settings.name} serving at {settings.listen}")
-        serve(folder, listener, ctx.clock, _environ(ctx), every, not ctx.args.no_announce)
+        announce = not ctx.args.no_announce
+        grace_s = _duration(ctx, "grace")
+        serve(folder, listener, ctx.clock, _environ(ctx), every, announce, grace_s)
     return 0
 
 
@@ -286,7 +325,8 @@ def run_backup(ctx: Context) -> int:
         raise UsageError("no paths to back up: give them, or --path at `cairn peer init`")
     if ctx.args.copies is not None and ctx.args.copies < 1:
         raise UsageError("--copies must be at least 1")
-    result = back_up(store, paths, _environ(ctx), ctx.clock, ctx.args.copies)
+    grace_s = _duration(ctx, "grace")
+    result = back_up(store, paths, _environ(ctx), ctx.clock, ctx.args.copies, grace_s)
     for copy in result.copies:
         what = f"snapshot {copy.snapshot[:8]}" if copy.snapshot else f"failed: {copy.error}"
         ctx.output.text(f"{copy.peer}: {what}")
@@ -347,9 +387,10 @@ def run_status(ctx: Context) -> int:
     from cairn.peers.status import peer_rows, protection
     from cairn.peers.store import PeerStore
 
-    store = PeerStore(_folder(ctx))
+    folder = _folder(ctx)
+    store = PeerStore(folder)
     rows = peer_rows(store, ctx.clock)
-    state = protection(store)
+    state = protection(store, ctx.clock, _duration(ctx, "alert-after"))
     table = [
         [
             r.peer.name,
@@ -371,10 +412,29 @@ def run_status(ctx: Context) -> int:
         f"this machine: {len(state.confirmed)} of {state.wanted} complete copies of its latest "
         f"backup ({where}): {verdict}"
     )
+    for name, newest in state.degraded.items():
+        ctx.output.text(f"  {name}: degraded, holds an older copy (of {_time(newest)})")
     for name, error in state.failed.items():
-        ctx.output.text(f"  {name}: {error}")
-    ctx.output.json({"peers": [r.as_json() for r in rows], "this_machine": state.as_json()})
-    return 0
+        if name not in state.degraded:
+            ctx.output.text(f"  {name}: {error}")
+    if state.alert:
+        ctx.output.text(
+            f"ALERT (CAIRN-E190): fewer than {state.wanted} complete copies since "
+            f"{_time(state.unprotected_since_ms)}, longer than --alert-after "
+            f"{ctx.args.alert_after}"
+        )
+    told: list[str] = []
+    if ctx.args.notify is not None:
+        from cairn.peers.alerting import tell
+
+        me = store.settings().name
+        told = [e.subject for e in tell(folder, Path(ctx.args.notify), me, state, ctx.clock)]
+        for subject in told:
+            ctx.output.text(f"told: {subject}")
+    ctx.output.json(
+        {"peers": [r.as_json() for r in rows], "this_machine": state.as_json(), "told": told}
+    )
+    return EXIT_ALERT if state.alert else 0
 
 
 def run_restore(ctx: Context) -> int:

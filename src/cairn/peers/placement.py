@@ -23,6 +23,8 @@ from cairn.peers.errors import NotEnoughCopies, PeerError
 from cairn.peers.pairing import pinned_tls
 from cairn.peers.store import Copy, Peer, PeerStore
 
+DEFAULT_GRACE_S = 7 * 24 * 3600.0
+"""How long a peer holding a copy may be away before its share is placed elsewhere (20.4)."""
 _TIMEOUT_S = 30.0
 _CHILD_TIMEOUT_S = 24 * 3600.0
 _DROPPED = ("CAIRN_REPOSITORY", "CAIRN_TOKEN_FILE", "CAIRN_TOKEN", "CAIRN_SERVER_FINGERPRINT")
@@ -88,24 +90,35 @@ def back_up(
     environ: Mapping[str, str],
     clock: Clock,
     copies: int | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
 ) -> RunResult:
-    """One run: copies on the peers with the most free space first, until `copies` are complete.
-    Raises NotEnoughCopies when fewer complete (the run's copies are recorded either way)."""
+    """One run: every reachable peer that holds a copy already is brought up to date (a peer
+    back from away catches up), then new peers, most free space first, until `copies` are
+    complete. A holder away for less than `grace_s` keeps its share (no other peer is given it
+    meanwhile); one away longer has its share placed elsewhere. Raises NotEnoughCopies when
+    fewer complete (the run's copies are recorded either way)."""
     wanted = copies or store.settings().copies
     run_ms = epoch_ms(clock)
+    holders = store.holders()
     ranked: list[tuple[float, Peer]] = []
     made: list[Copy] = []
+    waiting: list[Peer] = []
     for peer in candidates(store):
         try:
             space = ask_space(peer)
         except PeerError as exc:
             made.append(Copy(run_ms, peer.name, None, f"away: {exc}"))
+            if peer.name in holders and run_ms - away_since(peer) <= grace_s * 1000:
+                waiting.append(peer)
             continue
         store.seen(peer.name, epoch_ms(clock))
         ranked.append((space.free, peer))
     ranked.sort(key=lambda item: -item[0])
-    for _free, peer in ranked:
-        if len([c for c in made if c.snapshot]) >= wanted:
+    ordered = [p for _f, p in ranked if p.name in holders]
+    ordered += [p for _f, p in ranked if p.name not in holders]
+    for peer in ordered:
+        done = len([c for c in made if c.snapshot])
+        if peer.name not in holders and done + len(waiting) >= wanted:
             break
         made.append(_one_copy(store, peer, paths, environ, run_ms))
     for copy in made:
@@ -113,10 +126,20 @@ def back_up(
     result = RunResult(run_ms, made, wanted)
     if len(result.complete) < wanted:
         why = "; ".join(f"{c.peer}: {c.error}" for c in made if c.error) or "no peer offers space"
+        kept = "".join(
+            f"; {p.name} keeps its share (its copy is degraded) until it has been away longer "
+            f"than the grace period"
+            for p in waiting
+        )
         raise NotEnoughCopies(
-            f"only {len(result.complete)} of {wanted} copies are complete ({why})"
+            f"only {len(result.complete)} of {wanted} copies are complete ({why}){kept}"
         )
     return result
+
+
+def away_since(peer: Peer) -> int:
+    """When the peer was last seen answering (its pairing, if never since)."""
+    return peer.last_seen_ms if peer.last_seen_ms is not None else peer.paired_ms
 
 
 def _one_copy(

@@ -15,7 +15,7 @@ from cairn.core.errors import CairnError
 from cairn.peers.discovery import announced, free_space
 from cairn.peers.pairing import hello_route, join_route
 from cairn.peers.peerserver import certificate, open_server, own_fingerprint, server_folder
-from cairn.peers.placement import back_up
+from cairn.peers.placement import DEFAULT_GRACE_S, back_up
 from cairn.peers.store import PeerStore
 
 log = logging.getLogger("cairn.peers")
@@ -28,6 +28,7 @@ def serve(
     environ: Mapping[str, str],
     backup_every_s: float | None = None,
     announce: bool = True,
+    grace_s: float = DEFAULT_GRACE_S,
 ) -> None:
     """Serve until stopped (SIGTERM or SIGINT, as uvicorn handles them); with `announce`, the
     peer is announced on the LAN by mDNS meanwhile (a hint for others, 20.6)."""
@@ -46,7 +47,7 @@ def serve(
     if backup_every_s is not None:
         job = threading.Thread(
             target=_backups,
-            args=(folder, environ, clock, backup_every_s, stop),
+            args=(folder, environ, clock, backup_every_s, stop, grace_s),
             name="peer-backups",
             daemon=True,
         )
@@ -89,6 +90,7 @@ def _backups(
     clock: Clock,
     every_s: float,
     stop: threading.Event,
+    grace_s: float = DEFAULT_GRACE_S,
     run: Callable[..., object] = back_up,
 ) -> None:
     """The machine's own backup job: a run now, then one every `every_s`; a failed run is
@@ -96,7 +98,7 @@ def _backups(
     while not stop.is_set():
         store = PeerStore(folder)
         try:
-            run(store, store.settings().paths, environ, clock)
+            run(store, store.settings().paths, environ, clock, grace_s=grace_s)
             log.info("backup run complete")
         except CairnError as exc:
             log.warning("backup run: %s", exc)

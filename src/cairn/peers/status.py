@@ -1,5 +1,7 @@
 """`cairn peer status` (design 20.5): what each paired peer offers and holds, and how many
-complete copies of this machine's latest backup exist, each one checked live on its peer."""
+complete copies of this machine's latest backup exist, each one checked live on its peer; which
+peers hold only an older copy (degraded), and whether the machine has been short of `r` complete
+copies for longer than the alert threshold."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from cairn.backends.remote import RemoteBackend, parse_address
 from cairn.core.clock import Clock, epoch_ms
 from cairn.core.errors import CairnError
 from cairn.peers.peerserver import open_server, used_here
-from cairn.peers.placement import ask_space
+from cairn.peers.placement import ask_space, away_since
 from cairn.peers.store import Copy, Peer, PeerStore
 
 
@@ -49,6 +51,10 @@ class Protection:
     confirmed: list[str] = field(default_factory=list)
     unconfirmed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    degraded: dict[str, int] = field(default_factory=dict)
+    """Peers holding a complete copy, but not of the latest run: the run of their newest one."""
+    unprotected_since_ms: int | None = None
+    alert: bool = False
 
     @property
     def protected(self) -> bool:
@@ -63,6 +69,9 @@ class Protection:
             "unconfirmed": self.unconfirmed,
             "failed": self.failed,
             "protected": self.protected,
+            "degraded": self.degraded,
+            "unprotected_since_ms": self.unprotected_since_ms,
+            "alert": self.alert,
         }
 
 
@@ -83,7 +92,9 @@ def peer_rows(store: PeerStore, clock: Clock) -> list[PeerRow]:
     return rows
 
 
-def protection(store: PeerStore) -> Protection:
+def protection(store: PeerStore, clock: Clock, alert_after_s: float) -> Protection:
+    """The latest run's copies checked live, the degraded holders, and the alert: fewer than `r`
+    complete copies for longer than `alert_after_s`."""
     copies = store.latest_run()
     state = Protection(copies[0].run_ms if copies else None, store.settings().copies)
     peers = {p.name: p for p in store.peers()}
@@ -94,7 +105,28 @@ def protection(store: PeerStore) -> Protection:
             state.confirmed.append(copy.peer)
         else:
             state.unconfirmed.append(copy.peer)
+    for name, newest in store.holders().items():
+        if name in peers and name not in state.confirmed and newest != state.run_ms:
+            state.degraded[name] = newest
+    if not state.protected and state.run_ms is not None:
+        state.unprotected_since_ms = _short_since(store, state, peers)
+        state.alert = epoch_ms(clock) - state.unprotected_since_ms > alert_after_s * 1000
     return state
+
+
+def _short_since(store: PeerStore, state: Protection, peers: dict[str, Peer]) -> int:
+    """Since when this machine has had fewer than `r` complete copies: the first run of the
+    trailing streak of runs that recorded fewer; if the latest run recorded enough but they no
+    longer check out, since its unconfirmed peers were last seen."""
+    since: int | None = None
+    for run_ms, complete in reversed(store.runs()):
+        if complete >= state.wanted:
+            break
+        since = run_ms
+    if since is not None:
+        return since
+    seen = [away_since(peers[n]) for n in state.unconfirmed if n in peers]
+    return min(seen, default=int(state.run_ms or 0))
 
 
 def _holds(peer: Peer, copy: Copy) -> bool:

@@ -219,6 +219,20 @@ class PeerStore:
                 (copy.run_ms, copy.peer, copy.snapshot, copy.error),
             )
 
+    def holders(self) -> dict[str, int]:
+        """The peers holding a complete copy of this machine, each with its newest copy's run."""
+        rows = self._conn.execute(
+            "SELECT peer, MAX(run_ms) FROM copies WHERE snapshot IS NOT NULL GROUP BY peer"
+        )
+        return {str(peer): int(run) for peer, run in rows}
+
+    def runs(self) -> list[tuple[int, int]]:
+        """Every run, oldest first, with how many of its copies were complete."""
+        rows = self._conn.execute(
+            "SELECT run_ms, COUNT(snapshot) FROM copies GROUP BY run_ms ORDER BY run_ms"
+        )
+        return [(int(run), int(complete)) for run, complete in rows]
+
     def latest_run(self) -> list[Copy]:
         """The copies of this machine's latest backup run (none before the first)."""
         row = self._conn.execute("SELECT MAX(run_ms) FROM copies").fetchone()
