@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
+
+from cairn.crypto.hashing import object_name
 from cairn.server.app import open_services
 from cairn.server.context import Settings
+from cairn.server.auth import Role
 from tests.support.clitools import Cairn
 from tests.support.serverfixture import free_ports, running_server
 from tests.support.witnessfixture import role, standby_status, wait_for
@@ -48,3 +52,32 @@ def test_pair_options_that_do_not_fit_are_refused(tmp_path: Path) -> None:
         result = tool.run(*serve, *args, check=False)
         assert result.code == 166, (args, result.err)
         assert "CAIRN-E166" in result.err
+
+
+def test_a_standby_makes_no_copy_folder_for_a_replication_write(tmp_path: Path) -> None:
+    """A sending server's first write makes its copy (design 17.14) only once the fence let it
+    through: a standby refuses it (E163) and has made nothing, the primary makes it."""
+    data = tmp_path / "a"
+    port, peer = free_ports(2)
+    with running_server(data, True, "--peer", f"127.0.0.1:{peer}", port=port) as server:
+        wait_for("the holder wrote its status", lambda: (data / "standby-status.json").exists())
+        server.tenant("offsite")
+        secret = server.token("offsite", Role.REPLICATION)
+        body = b"a key object"
+        path = f"/v1/t/offsite/c/sender-one/main-copy/keys/{object_name(body).hex}"
+
+        def put() -> httpx.Response:
+            headers = {"authorization": f"Bearer {secret}"}
+            return httpx.put(server.url + path, content=body, headers=headers, verify=False)
+
+        refused = put()
+        assert refused.status_code == 503 and "CAIRN-E163" in refused.text, refused.text
+        assert list(data.rglob("main-copy")) == [], "the standby made the copy's folder"
+        assert not server.services().tenants.has_copy(
+            server.services().tenants.get("offsite"), "sender-one", "main-copy"
+        )
+        Cairn(tmp_path).run("server", "standby", "promote", "--force", "--data", str(data))
+        wait_for("the server took up the forced epoch", lambda: role(server) == "primary")
+        stored = put()
+        assert stored.status_code < 300, stored.text
+        assert list(data.rglob("main-copy")) != []
