@@ -218,7 +218,9 @@ def test_a_pinned_standby_leads_only_while_its_peer_is_down(tmp_path: Path) -> N
         try:
             wait_until_up(a)
             wait_for("the pinned primary leads", lambda: role(a) == "primary")
-            b = spawn_pair_member(tmp_path / "b", port_b, port_a, witness, *extra, "--pin", "standby")
+            b = spawn_pair_member(
+                tmp_path / "b", port_b, port_a, witness, *extra, "--pin", "standby"
+            )
             wait_until_up(b)
             _rounds(b, 4)
             held = witness.lease("cairn")
@@ -233,7 +235,9 @@ def test_a_pinned_standby_leads_only_while_its_peer_is_down(tmp_path: Path) -> N
             wait_for("the pinned standby takes over", lambda: role(b) == "primary")
             assert standby_status(b)["epoch"] == held["epoch"] + 1  # type: ignore[index]
 
-            a = spawn_pair_member(tmp_path / "a", port_a, port_b, witness, *extra, "--pin", "primary")
+            a = spawn_pair_member(
+                tmp_path / "a", port_a, port_b, witness, *extra, "--pin", "primary"
+            )
             wait_until_up(a)
             wait_for(
                 "the returned peer asked the witness",
