@@ -10,8 +10,8 @@ import httpx
 
 from cairn.crypto.hashing import object_name
 from cairn.server.app import open_services
-from cairn.server.context import Settings
 from cairn.server.auth import Role
+from cairn.server.context import Settings
 from tests.support.clitools import Cairn
 from tests.support.serverfixture import free_ports, running_server
 from tests.support.witnessfixture import role, standby_status, wait_for
