@@ -81,3 +81,32 @@ def test_a_standby_makes_no_copy_folder_for_a_replication_write(tmp_path: Path) 
         stored = put()
         assert stored.status_code < 300, stored.text
         assert list(data.rglob("main-copy")) != []
+
+
+def _target_audits(data: Path) -> int:
+    entries = open_services(Settings(data=data), create=False).audit.entries()
+    return sum(1 for e in entries if e["action"] == "audit-target")
+
+
+def test_a_standby_replicates_nothing_until_it_leads(tmp_path: Path) -> None:
+    """Only the primary replicates offsite (design 19.4): a standby's replication passes start
+    nothing (no run, no audit of its target); promoted, it audits the target at its next pass."""
+    data, offsite = tmp_path / "a", tmp_path / "offsite"
+    offsite.mkdir()
+    port, peer = free_ports(2)
+    tool = Cairn(tmp_path)
+    with running_server(data, True, "--peer", f"127.0.0.1:{peer}", port=port) as server:
+        wait_for("the holder wrote its status", lambda: (data / "standby-status.json").exists())
+        server.tenant("t")
+        tool.run("server", "target", "add", "nas", str(offsite), "--data", str(data))
+        rounds: set[int] = set()
+
+        def more_rounds() -> bool:  # each holder round rewrites its status: a few rounds pass
+            rounds.add(json.loads((data / "standby-status.json").read_text())["written_ms"])
+            return len(rounds) > 4
+
+        wait_for("a few rounds passed", more_rounds)
+        assert role(server) == "standby" and _target_audits(data) == 0
+        tool.run("server", "standby", "promote", "--force", "--data", str(data))
+        wait_for("the server took up the forced epoch", lambda: role(server) == "primary")
+        wait_for("the primary audited its target", lambda: _target_audits(data) >= 1)
