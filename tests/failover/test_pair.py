@@ -6,6 +6,7 @@ short (a few seconds) so that the waits are short; the rules do not depend on it
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -188,3 +189,63 @@ def test_without_the_witness_no_one_leads_until_it_returns(tmp_path: Path) -> No
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loopback only: a proxy in the environment must not carry the tests' requests."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def _rounds(server: RunningServer, count: int) -> None:
+    """Wait until `server`'s holder has written its status `count` more times (one per round)."""
+    seen: set[int] = set()
+
+    def written() -> bool:
+        try:
+            status = json.loads((server.data / "standby-status.json").read_text())
+        except (OSError, ValueError):
+            return False
+        seen.add(int(status["written_ms"]))
+        return len(seen) > count
+
+    wait_for(f"{count} rounds of {server.data.name}", written)
+
+
+def test_a_pinned_standby_leads_only_while_its_peer_is_down(tmp_path: Path) -> None:
+    """`--pin standby` (design 19.4): it never campaigns while its peer answers and leads; it
+    takes over when the peer is killed; the peer, back, finds the lease held and stays standby
+    (the pinned standby stepping back is not built yet)."""
+    port_a, port_b = free_ports(2)
+    extra = ("--lease-ttl", TTL)
+    with running_witness(tmp_path / "w") as witness:
+        a = spawn_pair_member(tmp_path / "a", port_a, port_b, witness, *extra, "--pin", "primary")
+        b = a  # until it is started: after its peer leads (not built: waiting at a joint start)
+        try:
+            wait_until_up(a)
+            wait_for("the pinned primary leads", lambda: role(a) == "primary")
+            b = spawn_pair_member(
+                tmp_path / "b", port_b, port_a, witness, *extra, "--pin", "standby"
+            )
+            wait_until_up(b)
+            _rounds(b, 4)
+            held = witness.lease("cairn")
+            assert held["holder"] == (a.data / "server-id").read_text().strip()
+            status = standby_status(b)
+            assert status is not None and status["role"] == "standby"
+            assert status["witness_reachable"] is None, "it asked the witness for the lease"
+            assert role(a) == "primary" and witness.lease("cairn")["epoch"] == held["epoch"]
+
+            a.process.send_signal(signal.SIGKILL)
+            a.process.wait()
+            wait_for("the pinned standby takes over", lambda: role(b) == "primary")
+            assert standby_status(b)["epoch"] == held["epoch"] + 1  # type: ignore[index]
+
+            a = spawn_pair_member(
+                tmp_path / "a", port_a, port_b, witness, *extra, "--pin", "primary"
+            )
+            wait_until_up(a)
+            wait_for(
+                "the returned peer asked the witness",
+                lambda: (standby_status(a) or {}).get("witness_reachable") is True,
+            )
+            _rounds(a, 2)
+            assert role(a) == "standby" and role(b) == "primary"
+            assert witness.lease("cairn")["epoch"] == held["epoch"] + 1
+        finally:
+            stop(a.process)
+            stop(b.process)

@@ -76,3 +76,30 @@ def test_the_epoch_only_grows_across_a_restart(tmp_path: Path) -> None:
         b.close()
     finally:
         stop(witness.process)
+
+
+def test_wrong_tokens_are_throttled_per_address_and_the_right_one_still_answered(
+    tmp_path: Path,
+) -> None:
+    """10 wrong tokens a minute from an address, then 429 (E064) with Retry-After, as the
+    server's sign-in (design 19.3); the pair's own token from that address is still served."""
+    with running_witness(tmp_path / "w") as witness:
+        url = f"https://127.0.0.1:{witness.port}/v1/leases/pair"
+
+        def wrong() -> Any:
+            headers = {"authorization": "Bearer cairnw_" + "1" * 64}
+            return httpx.get(url, headers=headers, verify=False, timeout=10)
+
+        codes = [wrong().status_code for _ in range(10)]
+        assert codes == [401] * 10
+        throttled = wrong()
+        assert throttled.status_code == 429
+        assert throttled.json()["error"]["code"] == "CAIRN-E064"
+        assert int(throttled.headers["retry-after"]) >= 1
+        client = _client(witness, "a", token="cairnw_" + "2" * 64)
+        with pytest.raises(WitnessTokenRefused, match="too many wrong tokens"):
+            client.acquire(30)
+        client.close()
+        right = _client(witness, "a")
+        assert right.acquire(30).epoch == 1
+        right.close()

@@ -341,3 +341,20 @@ def test_a_restart_after_the_wait_tries_at_once_and_a_good_target_is_not_held(
         world.db, world.store, world.runner, lambda target: MemoryLayouts(), world.clock
     )
     assert [t.name for t in restarted.due()] == ["flaky", "good"]
+
+
+def test_a_pass_while_the_fence_says_no_starts_nothing(world: World) -> None:
+    """A standby (or a primary that demoted itself) never replicates offsite (design 19.4)."""
+    leads = [False]
+    world.scheduler.may_run = lambda: leads[0]
+    world.add("nas")
+    world.journal(2)
+    assert world.scheduler.tick() == [] and world.ran() == []
+    leads[0] = True
+    world.scheduler.tick()
+    assert world.ran() == ["nas"]
+    world.journal()
+    leads[0] = False
+    world.scheduler.tick()
+    assert world.ran() == [], "demoted: no new run"
+    assert world.store.cursor("nas") == 2

@@ -115,7 +115,7 @@ class WitnessClient:
         message = str(error.get("message", f"HTTP {response.status_code}"))
         if response.status_code == 409:
             raise LeaseHeld(message, error.get("holder"), int(error.get("epoch", 0)))
-        if response.status_code == 401:
+        if response.status_code in (401, 429):  # 429: after wrong tokens from this address
             raise WitnessTokenRefused(f"the witness {self.url} refused the token: {message}")
         if response.status_code == 400:
             raise WitnessRequestBad(message)

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cairn.core.clock import Clock
+from cairn.core.throttle import FailureThrottle
 from cairn.failover.errors import LeaseHeld, WitnessRequestBad, WitnessSetupError
 from cairn.failover.leases import LeaseTable
 
@@ -58,17 +59,21 @@ def create_witness_app(data: Path, clock: Clock) -> Starlette:
     """The witness's ASGI app over the leases in `data`."""
     token = read_token(data)
     table = LeaseTable(data / DATABASE, clock)
+    throttle = FailureThrottle(clock=clock.monotonic)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "role": "witness"})
 
     async def lease(request: Request) -> Response:
-        return await _answer(request, token, lambda body, name: table.read(name), read=True)
+        return await _answer(
+            request, token, throttle, lambda body, name: table.read(name), read=True
+        )
 
     async def acquire(request: Request) -> Response:
         return await _answer(
             request,
             token,
+            throttle,
             lambda body, name: table.acquire(name, _text(body, "holder"), _number(body, "ttl_s")),
         )
 
@@ -76,6 +81,7 @@ def create_witness_app(data: Path, clock: Clock) -> Starlette:
         return await _answer(
             request,
             token,
+            throttle,
             lambda body, name: table.renew(
                 name, _text(body, "holder"), int(_number(body, "epoch")), _number(body, "ttl_s")
             ),
@@ -85,6 +91,7 @@ def create_witness_app(data: Path, clock: Clock) -> Starlette:
         return await _answer(
             request,
             token,
+            throttle,
             lambda body, name: table.release(
                 name, _text(body, "holder"), int(_number(body, "epoch"))
             ),
@@ -111,9 +118,11 @@ def create_witness_app(data: Path, clock: Clock) -> Starlette:
     return app
 
 
-async def _answer(request: Request, token: str, act: Any, read: bool = False) -> Response:
+async def _answer(
+    request: Request, token: str, throttle: FailureThrottle, act: Any, read: bool = False
+) -> Response:
     if not _authorised(request, token):
-        return _refusal(401, "CAIRN-E162", "the witness does not know this token")
+        return _wrong_token(request, throttle)
     try:
         body = {} if read else json.loads(await request.body() or b"{}")
         if not isinstance(body, dict):
@@ -124,6 +133,21 @@ async def _answer(request: Request, token: str, act: Any, read: bool = False) ->
     except (WitnessRequestBad, ValueError) as exc:
         return _refusal(400, "CAIRN-E167", str(exc))
     return JSONResponse(lease.as_json())
+
+
+def _wrong_token(request: Request, throttle: FailureThrottle) -> Response:
+    """401 (E162), or past 10 wrong tokens a minute from the address 429 (E064) with
+    Retry-After. Only wrong tokens are throttled: the right one is always answered, so no one
+    sharing the pair's address can lock the pair out of its lease (design 19.3)."""
+    address = request.client.host if request.client is not None else "-"
+    wait = throttle.wait_s(address)
+    if wait is not None:
+        message = "too many wrong tokens from this address; wait before trying again"
+        response = _refusal(429, "CAIRN-E064", message, retry_after=wait)
+        response.headers["retry-after"] = str(wait)
+        return response
+    throttle.failed(address)
+    return _refusal(401, "CAIRN-E162", "the witness does not know this token")
 
 
 def _authorised(request: Request, token: str) -> bool:

@@ -184,6 +184,9 @@ class Scheduler:
         self.wake = wake if wake is not None else threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.may_run: Callable[[], bool] = lambda: True
+        """Whether a pass may start runs now: a server of a pair sets its fence's answer here,
+        so only the primary replicates offsite; a standby's passes do nothing (design 19.4)."""
 
     def due(self) -> list[Target]:
         """The targets to run now, in the order to run them (priority, then name)."""
@@ -194,8 +197,11 @@ class Scheduler:
     def tick(self) -> list[RunReport]:
         """Run every due target once (inline with `workers=0`, returning the reports; else a
         worker started for each due target not running already, while workers are free), then
-        look at every target's health for alerts."""
-        reports = []
+        look at every target's health for alerts. A pass while `may_run` says no (a standby, or
+        a primary that demoted itself) does nothing; runs in progress end as they would."""
+        reports: list[RunReport] = []
+        if not self.may_run():
+            return reports
         if self._workers <= 0:
             for target in self.due():
                 if self._stopping.is_set():

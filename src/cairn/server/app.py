@@ -222,15 +222,18 @@ def create_app(services: Services) -> Starlette:
             daemon=True,
         ).start()
         settings = services.settings
+        standby = services.standby
+        if standby is not None:  # GC, scrubs and replication run only while this server leads
+            services.janitor.may_write = standby.is_writable
+            if services.replication is not None:
+                services.replication.scheduler.may_run = standby.is_writable
         if settings.gc_every_s is not None:
             services.janitor.start(settings.gc_every_s, settings.scrub_every_s)
         if services.alerts is not None:
             services.alerts.start()
         if services.replication is not None:
             services.replication.start()
-        standby = services.standby
         if standby is not None:
-            services.janitor.may_write = standby.is_writable
             standby.start()
         try:
             yield

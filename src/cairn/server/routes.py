@@ -309,6 +309,8 @@ def _authorised_call(spec: RouteSpec, request: Request, services: Services, addr
     tenant = services.tenants.get(name)
     copy = _copy_of(request)
     if copy is not None and principal.role is Role.REPLICATION:
+        if writes(spec):
+            fence(services, request)  # before the copy is bound or made: a standby makes none
         services.tenants.senders.claim(tenant.name, copy[0], principal.token_id)
         services.tenants.make_copy(tenant, *copy)  # its first request makes it (design 17.14)
     return Call(request, services, principal, tenant, address, copy)
