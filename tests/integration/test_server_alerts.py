@@ -17,7 +17,11 @@ from cairn.server.app import open_services
 from cairn.server.auth import Role
 from cairn.server.context import Settings
 from cairn.server.jobresults import parse_report
-from tests.support.notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
+from tests.support.notifyfixtures import (
+    email_notify_file,
+    make_certificates,
+    smtp_server,
+)
 from tests.support.serverfixture import running_server
 
 DEADLINE_S = 120.0
@@ -57,16 +61,7 @@ def wait_for_mail(inbox: list, count: int) -> None:  # type: ignore[type-arg]
 def test_the_server_mails_a_reported_failure_and_the_recovery(tmp_path: Path) -> None:
     certs = make_certificates(tmp_path / "certs")
     with smtp_server(certs, "starttls") as mail:
-        secret = tmp_path / "smtp.pass"
-        secret.write_text(SMTP_PASSWORD + "\n")
-        notify = tmp_path / "notify.toml"
-        notify.write_text(
-            "[[notify]]\n"
-            f'kind = "email"\nsmtp = "127.0.0.1:{mail.port}"\nsecurity = "starttls"\n'
-            f'user = "{SMTP_USER}"\npassword_file = "{secret}"\nca_file = "{certs.ca_file}"\n'
-            'from = "cairn@backup.example"\nto = ["ops@example.org"]\n'
-            '[alerts]\nsilence_after = "26h"\n'
-        )
+        notify = email_notify_file(tmp_path, mail, certs, '[alerts]\nsilence_after = "26h"\n')
         with running_server(tmp_path / "server", True, "--notify", str(notify)) as server:
             server.tenant("acme")
             token = server.token("acme", Role.BACKUP)

@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.peers.test_pairing_and_placement import _snapshots_held, _source, _tenant_for
-from tests.support.notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
+from tests.support.notifyfixtures import (
+    email_notify_file,
+    make_certificates,
+    smtp_server,
+)
 from tests.support.peerkit import PeerKit
 
 
@@ -84,15 +88,7 @@ def test_an_away_peer_is_degraded_replaced_after_grace_and_catches_up(
 def test_the_alert_is_mailed_once_and_its_end_too(kit: PeerKit, tmp_path: Path) -> None:
     certs = make_certificates(tmp_path / "certs")
     with smtp_server(certs, "starttls") as mail:
-        secret = tmp_path / "smtp.pass"
-        secret.write_text(SMTP_PASSWORD + "\n")
-        notify = tmp_path / "notify.toml"
-        notify.write_text(
-            "[[notify]]\n"
-            f'kind = "email"\nsmtp = "127.0.0.1:{mail.port}"\nsecurity = "starttls"\n'
-            f'user = "{SMTP_USER}"\npassword_file = "{secret}"\nca_file = "{certs.ca_file}"\n'
-            'from = "cairn@backup.example"\nto = ["ops@example.org"]\n'
-        )
+        notify = email_notify_file(tmp_path, mail, certs)
         src = _source(tmp_path)
         for name in ("a", "b"):
             kit.init(name, "--offer", "100M")

@@ -12,7 +12,11 @@ from typing import Any
 
 from tests.integration.test_cli_server import Client, admin, tree
 from tests.replication.test_offsite_copies import sftp_env as sftp_env
-from tests.support.notifyfixtures import SMTP_PASSWORD, SMTP_USER, make_certificates, smtp_server
+from tests.support.notifyfixtures import (
+    email_notify_file,
+    make_certificates,
+    smtp_server,
+)
 from tests.support.serverfixture import RunningServer, running_server
 from tests.support.storageservers import CuttingRelay, SshServer
 from tests.support.storageservers import sshd as sshd  # the session's server
@@ -43,15 +47,7 @@ def test_a_failing_target_sends_an_alert_and_then_the_recovery(
     relay = CuttingRelay(sshd.port)
     sshd.write_known_hosts([sshd.port, relay.port])
     with smtp_server(certs, "starttls") as mail:
-        secret = tmp_path / "smtp.pass"
-        secret.write_text(SMTP_PASSWORD + "\n")
-        notify = tmp_path / "notify.toml"
-        notify.write_text(
-            "[[notify]]\n"
-            f'kind = "email"\nsmtp = "127.0.0.1:{mail.port}"\nsecurity = "starttls"\n'
-            f'user = "{SMTP_USER}"\npassword_file = "{secret}"\nca_file = "{certs.ca_file}"\n'
-            'from = "cairn@backup.example"\nto = ["ops@example.org"]\n'
-        )
+        notify = email_notify_file(tmp_path, mail, certs)
         inbox = mail.inbox.messages
         data = tmp_path / "data"
         with running_server(

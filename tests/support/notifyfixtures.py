@@ -191,6 +191,21 @@ def smtp_server(
         controller.stop()
 
 
+def email_notify_file(folder: Path, mail: MailServer, certs: Certificates, extra: str = "") -> Path:
+    """A `--notify` TOML file in `folder` with one e-mail channel to `mail` over STARTTLS, logged
+    in with the test user (its password in a file beside it); `extra` is appended."""
+    secret = folder / "smtp.pass"
+    secret.write_text(SMTP_PASSWORD + "\n")
+    notify = folder / "notify.toml"
+    notify.write_text(
+        "[[notify]]\n"
+        f'kind = "email"\nsmtp = "127.0.0.1:{mail.port}"\nsecurity = "starttls"\n'
+        f'user = "{SMTP_USER}"\npassword_file = "{secret}"\nca_file = "{certs.ca_file}"\n'
+        'from = "cairn@backup.example"\nto = ["ops@example.org"]\n' + extra
+    )
+    return notify
+
+
 @dataclass
 class Hit:
     path: str
