@@ -337,14 +337,11 @@ def _shown_address(listener: socket.socket) -> str:
 def _certificate(ctx: Context, settings: Settings, hosts: list[str]) -> tuple[Path, Path]:
     if getattr(ctx.args, "tls_cert", None):
         return Path(ctx.args.tls_cert), Path(ctx.args.tls_key)
-    from cairn.server.tls import make_self_signed  # cryptography's x509: the server's alone
+    from cairn.server.tls import ensure_self_signed  # cryptography's x509: the server's alone
 
     folder = settings.data / "tls"
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    if not cert.exists():
-        folder.mkdir(mode=0o700, exist_ok=True)
-        any_address = ("0.0.0.0", "::", "")  # noqa: S104 (names, not a bind)
-        make_self_signed(cert, key, [h for h in hosts if h not in any_address], ctx.clock)
+    cert, key, made = ensure_self_signed(folder, hosts, ctx.clock)
+    if made:
         ctx.output.text(f"made a self-signed certificate in {folder}")
     return cert, key
 

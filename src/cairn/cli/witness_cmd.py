@@ -94,17 +94,13 @@ def run_serve(ctx: Context) -> int:
 
 
 def _certificate(data: Path, hosts: list[str], ctx: Context) -> str:
-    from cairn.server.tls import fingerprint, make_self_signed  # cryptography: loaded here only
+    from cairn.server.tls import ensure_self_signed, fingerprint  # cryptography: loaded here only
 
     folder = data / "tls"
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    if not cert.exists():
-        try:
-            folder.mkdir(mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise WitnessSetupError(f"cannot make {folder}: {exc}") from exc
-        any_address = ("0.0.0.0", "::", "")  # noqa: S104 (names, not a bind)
-        make_self_signed(cert, key, [h for h in hosts if h not in any_address], ctx.clock)
+    try:
+        cert, key, _made = ensure_self_signed(folder, hosts, ctx.clock)
+    except OSError as exc:
+        raise WitnessSetupError(f"cannot make {folder}: {exc}") from exc
     if not key.exists():
         raise UsageError(f"{cert} has no key beside it ({key})")
     return fingerprint(cert)

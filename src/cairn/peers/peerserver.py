@@ -12,7 +12,7 @@ from cairn.server.app import init_data_folder, open_services
 from cairn.server.auth import Role
 from cairn.server.context import Services, Settings
 from cairn.server.errors import NoSuchObject
-from cairn.server.tls import fingerprint, make_self_signed
+from cairn.server.tls import ensure_self_signed, fingerprint
 
 ACTOR = Actor("peer")
 """Who the audit log names for what pairing does to the server (tenants and tokens)."""
@@ -30,11 +30,7 @@ def certificate(folder: Path) -> tuple[Path, Path]:
 def init_server(folder: Path, host: str, clock: Clock) -> str:
     """Make the server's data folder and self-signed certificate; return its fingerprint."""
     init_data_folder(server_folder(folder))
-    cert, key = certificate(folder)
-    if not cert.exists():
-        cert.parent.mkdir(mode=0o700, exist_ok=True)
-        any_address = ("0.0.0.0", "::", "")  # noqa: S104 (names, not a bind)
-        make_self_signed(cert, key, [h for h in (host,) if h not in any_address], clock)
+    cert, _key, _made = ensure_self_signed(certificate(folder)[0].parent, [host], clock)
     return fingerprint(cert)
 
 

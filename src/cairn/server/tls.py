@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography import x509
@@ -21,6 +22,23 @@ from cryptography.x509.oid import NameOID
 
 from cairn.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from cairn.server.errors import ServerSetupError
+
+WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")  # noqa: S104 (names, not a bind)
+"""Listen addresses that name no host: never put in a certificate."""
+
+
+def ensure_self_signed(
+    folder: Path, hosts: Iterable[str], clock: Clock = SYSTEM_CLOCK
+) -> tuple[Path, Path, bool]:
+    """`folder`'s cert.pem and key.pem; when there is no certificate yet, the folder (0700) and
+    a new self-signed one for `hosts` (wildcard listen addresses left out) are made first. The
+    third value says whether it was made now."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    if cert.exists():
+        return cert, key, False
+    folder.mkdir(mode=0o700, exist_ok=True)
+    make_self_signed(cert, key, [h for h in hosts if h not in WILDCARD_ADDRESSES], clock)
+    return cert, key, True
 
 
 def make_self_signed(cert: Path, key: Path, names: list[str], clock: Clock = SYSTEM_CLOCK) -> None:
